@@ -1,0 +1,5 @@
+"""Error root of :mod:`gateway`."""
+
+
+class GatewayError(Exception):
+    """Root of every error raised by the gateway process."""
