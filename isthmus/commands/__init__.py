@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from isthmus.commands import trust_cmds
+from isthmus.commands import federation_cmds, gateway_cmds, plan_cmds, trust_cmds, up_cmds
 
 
 def register_all(app: typer.Typer) -> None:
     """Attach every command group to the root app."""
-    trust_cmds.register(app)
+    for module in (trust_cmds, plan_cmds, federation_cmds, gateway_cmds, up_cmds):
+        module.register(app)
