@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from typing import Final
+from typing import Final, cast
 
 import trio
 
@@ -135,10 +135,8 @@ class TLSStream(trio.abc.Stream):
             n = self._decrypt_available(buffer)
             if self._outgoing.pending:
                 await self._flush()
-            if n:
+            if n or self._eof_received:
                 return n
-            if self._eof_received:
-                return 0
             if not await self._fill():
                 raise trio.BrokenResourceError("peer closed TCP without a TLS close_notify")
 
@@ -149,7 +147,7 @@ class TLSStream(trio.abc.Stream):
         read = self._ssl.read
         while total < size:
             try:
-                got = read(size - total, buffer[total:])
+                got = cast(int, read(size - total, buffer[total:]))
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             except ssl.SSLZeroReturnError:
