@@ -1,0 +1,76 @@
+"""Persistence of the federation service: a :class:`Store` Protocol and its backends.
+
+``sqlite`` (embedded default, one process) and ``postgres`` (several replicas, leader election
+with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`open_store`::
+
+    async with open_store("sqlite:///var/lib/isthmus/federation.db") as store:
+        await store.record_report("aws-use1", report_json, received_at=now)
+
+See ``docs/store.md``.
+"""
+
+from federation.store.errors import (
+    DuplicateToken,
+    InvalidDocument,
+    LeadershipLost,
+    SchemaVersionError,
+    StaleBundleSequence,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+    TokenAlreadyUsed,
+    TokenError,
+    TokenExpired,
+    TokenNotFound,
+    TokenSecretMismatch,
+)
+from federation.store.protocol import JsonDocument, LeaderWork, Store
+from federation.store.records import (
+    AckState,
+    BundleRecord,
+    Change,
+    ClusterRecord,
+    DecisionRecord,
+    EventRecord,
+    ReportRecord,
+    ServiceRecord,
+    SnapshotRecord,
+)
+from federation.store.registry import (
+    StoreConfig,
+    open_store,
+    register_backend,
+    sqlite_url_for_state_dir,
+)
+
+__all__ = [
+    "AckState",
+    "BundleRecord",
+    "Change",
+    "ClusterRecord",
+    "DecisionRecord",
+    "DuplicateToken",
+    "EventRecord",
+    "InvalidDocument",
+    "JsonDocument",
+    "LeaderWork",
+    "LeadershipLost",
+    "ReportRecord",
+    "SchemaVersionError",
+    "ServiceRecord",
+    "SnapshotRecord",
+    "StaleBundleSequence",
+    "Store",
+    "StoreConfig",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenAlreadyUsed",
+    "TokenError",
+    "TokenExpired",
+    "TokenNotFound",
+    "TokenSecretMismatch",
+    "open_store",
+    "register_backend",
+    "sqlite_url_for_state_dir",
+]

@@ -1,0 +1,235 @@
+"""The :class:`Store` Protocol: everything the federation service persists.
+
+Every backend (``sqlite``, ``postgres``) implements this contract and passes the same
+conformance suite (``tests/integration/store``). Rules that hold for every method:
+
+* All methods are ``async`` and safe to call from many trio tasks at once; blocking database
+  calls run in ``trio.to_thread``. Cancelling a call may leave the database call running to
+  completion in its thread (a cancelled write may still commit).
+* Every write is one transaction: it is applied completely or not at all, and it bumps the
+  global change sequence for its topic (see :class:`~federation.store.records.Change`) in that
+  same transaction, so a replica that sees the change can read the data.
+* JSON document arguments (``JsonDocument``) must be a JSON *object*: a ``str`` holding one
+  (stored verbatim) or a ``Mapping`` (serialised compactly). Anything else raises
+  :class:`~federation.store.errors.InvalidDocument` and nothing is stored.
+* Connection failures raise :class:`~federation.store.errors.StoreUnavailable`.
+* The store never reads the clock: callers pass ``now`` / ``at`` / ``received_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from federation.store.records import (
+    AckState,
+    BundleRecord,
+    Change,
+    ClusterRecord,
+    DecisionRecord,
+    EventRecord,
+    ReportRecord,
+    ServiceRecord,
+    SnapshotRecord,
+)
+
+JsonDocument: TypeAlias = str | Mapping[str, Any]
+"""A JSON object: its text, or a mapping the store serialises."""
+
+LeaderWork: TypeAlias = Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence of the federation: tokens, clusters, bundles, leases, snapshots, placement.
+
+    Obtain one with :func:`federation.store.open_store` (an async context manager that owns the
+    connections and background tasks and closes them on exit).
+    """
+
+    @property
+    def backend(self) -> str:
+        """The registry name of the backend (``"sqlite"`` or ``"postgres"``)."""
+        ...
+
+    # -- join tokens ---------------------------------------------------------------------------
+
+    async def create_join_token(
+        self, token_id: str, cluster: str, secret_hash: str, expires_at: float
+    ) -> None:
+        """Store a single-use join token for ``cluster``. Raises ``DuplicateToken``."""
+        ...
+
+    async def consume_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
+        """Atomically mark the token used and return its cluster name.
+
+        Exactly one of many concurrent callers (across replicas) succeeds. Checks, in order:
+        ``TokenNotFound``; ``TokenSecretMismatch`` (constant-time compare; the token stays
+        usable); ``TokenAlreadyUsed``; ``TokenExpired`` (``now >= expires_at``). A refused
+        token is never consumed.
+        """
+        ...
+
+    # -- clusters ------------------------------------------------------------------------------
+
+    async def upsert_cluster(self, cluster: ClusterRecord) -> None:
+        """Insert or replace the cluster named ``cluster.name``. Topic ``cluster:<name>``."""
+        ...
+
+    async def get_cluster(self, name: str) -> ClusterRecord | None:
+        """The cluster, or ``None`` if it never joined."""
+        ...
+
+    async def list_clusters(self) -> list[ClusterRecord]:
+        """Every cluster, ordered by name."""
+        ...
+
+    # -- trust bundles -------------------------------------------------------------------------
+
+    async def put_bundle(
+        self,
+        trust_domain: str,
+        sequence: int,
+        bundle: JsonDocument,
+        signed_update: str | None,
+        now: float,
+    ) -> BundleRecord:
+        """Compare-and-set: store the bundle only if ``sequence`` is strictly above the stored one.
+
+        Otherwise raise ``StaleBundleSequence`` and store nothing. Every accepted bundle is also
+        appended to the history. Topic ``bundle:<trust_domain>``.
+        """
+        ...
+
+    async def get_bundle(self, trust_domain: str) -> BundleRecord | None:
+        """The current bundle of ``trust_domain``, or ``None``."""
+        ...
+
+    async def list_bundles(self) -> list[BundleRecord]:
+        """The current bundle of every trust domain, ordered by trust domain."""
+        ...
+
+    async def bundle_history(self, trust_domain: str, limit: int = 10) -> list[BundleRecord]:
+        """Accepted bundles of ``trust_domain``, newest first (the last rotations)."""
+        ...
+
+    # -- health reports / leases ---------------------------------------------------------------
+
+    async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
+        """Replace the cluster's latest report (one upsert, no history): renews its lease.
+
+        Topic ``report:<cluster>``. Cheap enough for 1,000 gateways at 1 report/s.
+        """
+        ...
+
+    async def get_report(self, cluster: str) -> ReportRecord | None:
+        """The cluster's latest report, or ``None``."""
+        ...
+
+    async def list_reports(self) -> list[ReportRecord]:
+        """The latest report of every cluster that ever reported, ordered by cluster."""
+        ...
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    async def put_snapshot(self, cluster: str, document: JsonDocument, now: float) -> int:
+        """Store a new snapshot for ``cluster`` and return its version.
+
+        Versions are assigned by the store: 1 for the first, then strictly increasing per
+        cluster (across replicas). Topic ``snapshot:<cluster>``.
+        """
+        ...
+
+    async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
+        """The cluster's latest snapshot, or ``None``."""
+        ...
+
+    async def record_ack(
+        self, cluster: str, version: int, ok: bool, error: str | None, at: float
+    ) -> None:
+        """Record a gateway's ACK (``ok``) or NACK (``error`` says why) of ``version``.
+
+        An ACK raises ``acked_version`` (never lowers it); a NACK replaces the last NACK.
+        Topic ``ack:<cluster>``.
+        """
+        ...
+
+    async def get_ack_state(self, cluster: str) -> AckState:
+        """ACK/NACK state of the cluster (all zero / ``None`` if it never answered)."""
+        ...
+
+    # -- declared services (placement policies) ------------------------------------------------
+
+    async def put_service(self, name: str, policy: JsonDocument, now: float) -> None:
+        """Insert or replace a declared service. Topic ``service:<name>``."""
+        ...
+
+    async def delete_service(self, name: str) -> bool:
+        """Delete a service; ``True`` if it existed. Topic ``service:<name>`` when it did."""
+        ...
+
+    async def list_services(self) -> list[ServiceRecord]:
+        """Every declared service, ordered by name."""
+        ...
+
+    # -- placement decisions -------------------------------------------------------------------
+
+    async def put_decisions(self, decisions: Mapping[str, JsonDocument], now: float) -> None:
+        """Replace the whole set of placement decisions atomically (services absent are removed).
+
+        Topic ``decision``.
+        """
+        ...
+
+    async def list_decisions(self) -> list[DecisionRecord]:
+        """The current decision of every service, ordered by service name."""
+        ...
+
+    # -- events (timeline) ---------------------------------------------------------------------
+
+    async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:
+        """Append a timeline event and return its id (rising in commit order). Topic ``event``."""
+        ...
+
+    async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
+        """Events with ``id > after_id``, oldest first, at most ``limit``."""
+        ...
+
+    # -- change feed ---------------------------------------------------------------------------
+
+    def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]:
+        """Subscribe to changes made by *any* replica on this database.
+
+        ``async with store.changes() as feed: async for change in feed: ...``. Every change
+        committed after the ``async with`` is entered is delivered, ``seq`` ascending. Pending
+        changes are coalesced per topic (a slow reader sees the latest ``seq`` of a topic once,
+        never an unbounded backlog), so readers must treat a change as "re-read this topic".
+        After a reconnect of the PostgreSQL listener, missed changes are replayed from
+        :meth:`changes_since`. The iterator never ends on its own; leave the block to stop.
+        """
+        ...
+
+    async def changes_since(self, seq: int) -> list[Change]:
+        """The latest change of every topic with ``seq`` above the given one, ascending."""
+        ...
+
+    async def current_change_seq(self) -> int:
+        """The highest committed change ``seq`` (0 on an empty database)."""
+        ...
+
+    # -- leader election -----------------------------------------------------------------------
+
+    async def run_as_leader(
+        self, name: str, work: LeaderWork, *, retry_interval: float = 0.5
+    ) -> None:
+        """Campaign for leadership ``name`` and run ``work()`` only while leader.
+
+        Blocks while another replica leads (retrying every ``retry_interval`` seconds). While
+        leader, runs ``work``; if leadership is lost (PostgreSQL: the connection holding the
+        advisory lock broke) ``work`` is cancelled and the campaign starts again. Returns when
+        ``work`` returns (releasing leadership); an exception from ``work`` releases leadership
+        and propagates. Cancel the caller to stop campaigning. SQLite: leader at once within
+        the process (one leader per name and database file among the process's stores).
+        """
+        ...
