@@ -1,0 +1,113 @@
+"""Prometheus metrics with istio-like names, one registry per gateway.
+
+The registry is private to a gateway (not prometheus_client's global one) so several gateways
+can run in one process (tests, ``isthmus up``). Names and labels (docs/gateway.md, "Metrics"):
+
+- ``isthmus_requests_total{source_cluster,destination_cluster,destination_service,response_code}``
+- ``isthmus_request_duration_seconds{source_cluster,destination_cluster,destination_service}``
+- ``isthmus_upstream_connections{destination_cluster,kind}`` (gauge, open connections)
+- ``isthmus_upstream_connections_opened_total{destination_cluster,kind}``
+- ``isthmus_outlier_ejections_total{destination_cluster,endpoint}``
+- ``isthmus_retries_total{destination_service,reason}``
+- ``isthmus_tunnel_bytes_total{destination_service,direction}``
+- ``isthmus_peer_healthy{peer_cluster}`` (gauge, active /readyz probe result)
+- ``isthmus_routing_table_version`` and ``isthmus_config_reloads_total{result}``
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+class GatewayMetrics:
+    """The gateway's metric families on their own :attr:`registry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "isthmus_requests",
+            "Requests handled, by source and destination and response code.",
+            ["source_cluster", "destination_cluster", "destination_service", "response_code"],
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "isthmus_request_duration_seconds",
+            "Time from request headers to the end of the response.",
+            ["source_cluster", "destination_cluster", "destination_service"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.upstream_connections = Gauge(
+            "isthmus_upstream_connections",
+            "Open upstream connections.",
+            ["destination_cluster", "kind"],
+            registry=reg,
+        )
+        self.upstream_connections_opened = Counter(
+            "isthmus_upstream_connections_opened",
+            "Upstream connections opened.",
+            ["destination_cluster", "kind"],
+            registry=reg,
+        )
+        self.ejections = Counter(
+            "isthmus_outlier_ejections",
+            "Endpoints ejected by outlier detection.",
+            ["destination_cluster", "endpoint"],
+            registry=reg,
+        )
+        self.retries = Counter(
+            "isthmus_retries",
+            "Retried attempts, by why the previous attempt failed.",
+            ["destination_service", "reason"],
+            registry=reg,
+        )
+        self.tunnel_bytes = Counter(
+            "isthmus_tunnel_bytes",
+            "Bytes carried by CONNECT tunnels (upstream = towards the service).",
+            ["destination_service", "direction"],
+            registry=reg,
+        )
+        self.peer_healthy = Gauge(
+            "isthmus_peer_healthy",
+            "1 when the peer gateway's /readyz answered 200 at the last probe.",
+            ["peer_cluster"],
+            registry=reg,
+        )
+        self.table_version = Gauge(
+            "isthmus_routing_table_version", "Version of the active routing table.", registry=reg
+        )
+        self.reloads = Counter(
+            "isthmus_config_reloads", "Routing-file reloads, by result.", ["result"], registry=reg
+        )
+
+    def record_request(
+        self,
+        *,
+        source_cluster: str,
+        destination_cluster: str,
+        service: str,
+        status: int,
+        duration_s: float,
+    ) -> None:
+        """Count one finished request and observe its duration."""
+        self.requests.labels(source_cluster, destination_cluster, service, str(status)).inc()
+        self.duration.labels(source_cluster, destination_cluster, service).observe(duration_s)
