@@ -131,7 +131,7 @@ async def serve_admin(
     config.graceful_timeout = 1.0
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
     await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
         config,
         sockets=sockets,
         shutdown_trigger=shutdown.wait,
