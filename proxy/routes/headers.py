@@ -1,0 +1,202 @@
+"""Header hygiene on both legs, W3C trace context, and the gateway's own local replies.
+
+Headers are ``list[tuple[bytes, bytes]]`` with lowercase names (as h2 and h11 give them);
+pseudo-headers (``:method`` ...) pass through untouched. Every function returns a new list and
+never mutates its input. Pure: randomness only from the injected ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"te",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"trailer",
+    }
+)
+ISTHMUS_PREFIX = b"x-isthmus-"
+SOURCE_CLUSTER = b"x-isthmus-source-cluster"
+SOURCE_IDENTITY = b"x-isthmus-source-identity"
+REASON = b"x-isthmus-reason"
+TRACEPARENT = b"traceparent"
+TRACESTATE = b"tracestate"
+_XFF = b"x-forwarded-for"
+_XFP = b"x-forwarded-proto"
+_TRACEPARENT_RE = re.compile(
+    rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?"
+)
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+
+
+def _listed_in_connection(headers: Headers) -> frozenset[bytes]:
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            names.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(names)
+
+
+def _is_hop(name: bytes, value: bytes, listed: frozenset[bytes], keep_te_trailers: bool) -> bool:
+    if name in HOP_BY_HOP:
+        return not (keep_te_trailers and name == b"te" and value.strip().lower() == b"trailers")
+    return name in listed
+
+
+def strip_hop_by_hop(headers: Headers, *, keep_te_trailers: bool = False) -> Headers:
+    """Drop hop-by-hop headers and every header named in ``connection``.
+
+    ``keep_te_trailers`` keeps ``te: trailers`` (the only ``te`` HTTP/2 allows, needed by gRPC).
+    """
+    listed = _listed_in_connection(headers)
+    return [(n, v) for n, v in headers if not _is_hop(n, v, listed, keep_te_trailers)]
+
+
+def clean_response(headers: Headers) -> Headers:
+    """Response hygiene: hop-by-hop headers never cross the gateway."""
+    return strip_hop_by_hop(headers)
+
+
+def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``(trace_id, parent_id, flags)`` of a valid W3C ``traceparent``, else ``None``.
+
+    Version ``ff``, all-zero IDs, uppercase hex and a version-00 value with extra fields are
+    invalid; a higher version may carry extra ``-``-separated fields (forward compatibility).
+    """
+    match = _TRACEPARENT_RE.fullmatch(value)
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags, extra = match.groups()
+    if version == b"ff" or (version == b"00" and extra is not None):
+        return None
+    if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+        return None
+    return trace_id, parent_id, flags
+
+
+def _span_id(rng: random.Random) -> bytes:
+    return b"%016x" % (rng.getrandbits(64) or 1)
+
+
+def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
+    """A traceparent for our hop: child of the caller's if exactly one valid one came in."""
+    parsed = parse_traceparent(values[0]) if len(values) == 1 else None
+    if parsed is None:
+        trace_id = b"%032x" % (rng.getrandbits(128) or 1)
+        return b"00-" + trace_id + b"-" + _span_id(rng) + b"-01", False
+    trace_id, _, flags = parsed
+    return b"00-" + trace_id + b"-" + _span_id(rng) + b"-" + flags, True
+
+
+def _rewrite(
+    headers: Headers, rng: random.Random, drop: frozenset[bytes], drop_isthmus: bool
+) -> tuple[Headers, list[bytes]]:
+    """One pass: strip hop-by-hop and ``drop`` names, collect trace and XFF headers."""
+    listed = _listed_in_connection(headers)
+    out: Headers = []
+    traces: list[bytes] = []
+    xff: list[bytes] = []
+    state: list[bytes] = []
+    for name, value in headers:
+        if _is_hop(name, value, listed, True) or name in drop:
+            continue
+        if drop_isthmus and name.startswith(ISTHMUS_PREFIX):
+            continue
+        if name == TRACEPARENT:
+            traces.append(value)
+        elif name == TRACESTATE:
+            state.append(value)
+        elif name == _XFF:
+            xff.append(value)
+        else:
+            out.append((name, value))
+    if not traces:
+        traces.append(b"")
+    traceparent, valid = _child_trace(traces, rng)
+    out.append((TRACEPARENT, traceparent))
+    if valid and state:
+        out.append((TRACESTATE, b",".join(state)))
+    return out, xff
+
+
+def from_local_client(
+    headers: Headers, *, client_ip: str, proto: str, local_cluster: str, rng: random.Random
+) -> Headers:
+    """Request headers from a local app (outbound listener), ready for the next hop.
+
+    Strips hop-by-hop headers (keeps ``te: trailers``); drops every ``x-isthmus-*`` header the
+    client sent (they are ours and must not be spoofed); appends ``client_ip`` to
+    ``x-forwarded-for`` and sets ``x-forwarded-proto``; continues the caller's W3C trace with a
+    new span (the gateway hop) or starts a sampled trace when ``traceparent`` is missing,
+    repeated or invalid (then ``tracestate`` is dropped, as the spec requires); finally adds
+    ``x-isthmus-source-cluster: <local_cluster>``.
+    """
+    out, xff = _rewrite(headers, rng, frozenset((_XFP,)), drop_isthmus=True)
+    client = client_ip.encode("ascii", "replace")
+    out.append((_XFF, b", ".join([*xff, client])))
+    out.append((_XFP, proto.encode("ascii", "replace")))
+    out.append((SOURCE_CLUSTER, local_cluster.encode("ascii", "replace")))
+    return out
+
+
+def from_peer_gateway(
+    headers: Headers, *, peer_cluster: str, peer_identity: str, rng: random.Random
+) -> Headers:
+    """Request headers arriving from a peer gateway (inbound, mTLS verified).
+
+    Strips hop-by-hop headers; replaces ``x-isthmus-source-cluster`` and
+    ``x-isthmus-source-identity`` by the values proven by the peer's certificate
+    (``peer_cluster``, ``peer_identity``), whatever the peer sent; keeps other ``x-isthmus-*``
+    (the peer gateway already removed its clients' ones) and ``x-forwarded-*``; continues the
+    trace with a new span (or starts one if the peer's is invalid).
+    """
+    out, xff = _rewrite(
+        headers, rng, frozenset((SOURCE_CLUSTER, SOURCE_IDENTITY)), drop_isthmus=False
+    )
+    if xff:
+        out.append((_XFF, b", ".join(xff)))
+    out.append((SOURCE_CLUSTER, peer_cluster.encode("ascii", "replace")))
+    out.append((SOURCE_IDENTITY, peer_identity.encode("ascii", "replace")))
+    return out
+
+
+def _printable(text: str, limit: int = 253) -> str:
+    cleaned = "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
+def local_reply(status: int, reason: str, message: str) -> tuple[int, Headers, bytes]:
+    """A reply the gateway itself produces: ``(status, headers, body)``.
+
+    ``reason`` is a machine token sent as ``x-isthmus-reason``; ``message`` is the plain-text
+    body (control characters replaced, capped in length, newline added).
+    """
+    body = ("isthmus: " + _printable(message, 1000) + "\n").encode("ascii")
+    headers: Headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (REASON, _printable(reason, 64).encode("ascii")),
+    ]
+    return status, headers, body
+
+
+def not_found_response(service: str) -> tuple[int, Headers, bytes]:
+    """404 for an authority that names no routed service; the body names it."""
+    return local_reply(404, "unknown_service", f"no route for service {_printable(service)!r}")
+
+
+def unavailable_response(reason: str, service: str | None = None) -> tuple[int, Headers, bytes]:
+    """503 when nothing can serve the request; ``reason`` goes to ``x-isthmus-reason``."""
+    target = f" for service {_printable(service)!r}" if service else ""
+    return local_reply(503, reason, f"no upstream available{target}: {reason}")
