@@ -98,8 +98,10 @@ async def serve_demo_backend(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     own = stats if stats is not None else BackendStats()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await _guarded(cluster, own, stream)
+
     async with trio.open_nursery() as nursery:
         task_status.started(bound)
-        await trio.serve_listeners(
-            lambda stream: _guarded(cluster, own, stream), listeners, handler_nursery=nursery
-        )
+        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
