@@ -42,7 +42,7 @@ async def test_renews_at_half_life_and_swaps(autojump_clock: trio.testing.MockCl
     with trio.move_on_after(3 * 3600):  # three hours of mock time
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                lambda task_status: run_svid_rotation(  # type: ignore[misc]
+                lambda task_status: run_svid_rotation(
                     first,
                     issue,
                     received.append,
