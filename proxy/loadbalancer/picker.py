@@ -139,17 +139,11 @@ class LoadBalancer:
         self, route: Route, state: UpstreamState, now: float
     ) -> tuple[list[float], list[bool]]:
         """The current per-level load percentages and panic flags of a route (for /config)."""
-        levels = [
-            (
-                sum(
-                    1
-                    for ep in g.endpoints
-                    if ep.weight > 0 and state.is_healthy(route.service, ep.key, now)
-                ),
-                sum(1 for ep in g.endpoints if ep.weight > 0),
-            )
-            for g in route.priorities
-        ]
+        levels = []
+        for group in route.priorities:
+            usable = [ep for ep in group.endpoints if ep.weight > 0]
+            healthy = sum(1 for ep in usable if state.is_healthy(route.service, ep.key, now))
+            levels.append((healthy, len(usable)))
         return priority_load(levels, self.overprovisioning, self.panic_threshold)
 
     def retain(self, services: frozenset[str] | set[str]) -> None:

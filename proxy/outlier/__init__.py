@@ -6,6 +6,7 @@ from proxy.outlier.detector import (
     OutlierDetector,
     OutlierSettings,
     Unejected,
+    outcome_for_status,
 )
 from proxy.outlier.health import HealthChanged, HealthChecker, HealthCheckSettings
 
@@ -18,4 +19,5 @@ __all__ = [
     "OutlierDetector",
     "OutlierSettings",
     "Unejected",
+    "outcome_for_status",
 ]

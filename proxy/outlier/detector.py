@@ -31,6 +31,15 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
 
 
+def outcome_for_status(status: int) -> Outcome:
+    """How a response status counts: 502/503/504 gateway errors, other 5xx, else success."""
+    if status < 500:
+        return Outcome.SUCCESS
+    if status in (502, 503, 504):
+        return Outcome.GATEWAY_ERROR
+    return Outcome.HTTP_5XX
+
+
 @dataclass(frozen=True, slots=True)
 class OutlierSettings:
     """Thresholds and timings; a threshold of 0 disables that detector.

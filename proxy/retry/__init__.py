@@ -5,6 +5,7 @@ from proxy.retry.policy import (
     FailureKind,
     RetryBudget,
     RetryDecision,
+    outcome_for_failure,
     retry_decision,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "FailureKind",
     "RetryBudget",
     "RetryDecision",
+    "outcome_for_failure",
     "retry_decision",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from proxy.outlier.detector import Outcome
 from proxy.routes.table import RetrySettings
 
 IDEMPOTENT_METHODS: frozenset[bytes] = frozenset(
@@ -34,6 +35,20 @@ class FailureKind(enum.Enum):
     PEER_503 = "peer_503"
     GOAWAY = "goaway"
     PER_TRY_TIMEOUT = "per_try_timeout"
+
+
+_OUTCOMES = {
+    FailureKind.CONNECT_FAILURE: Outcome.CONNECT_FAILURE,
+    FailureKind.RESET_BEFORE_HEADERS: Outcome.GATEWAY_ERROR,
+    FailureKind.PEER_503: Outcome.GATEWAY_ERROR,
+    FailureKind.PER_TRY_TIMEOUT: Outcome.TIMEOUT,
+}
+
+
+def outcome_for_failure(failure: FailureKind) -> Outcome | None:
+    """What a failed attempt means for outlier detection; ``None`` for ``GOAWAY`` (a peer
+    draining gracefully is not failing: its connection pool handles it)."""
+    return _OUTCOMES.get(failure)
 
 
 # Failures after which the upstream provably did not process the request.

@@ -40,11 +40,18 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 
+_NOTHING: frozenset[bytes] = frozenset()
+
+
 def _listed_in_connection(headers: Headers) -> frozenset[bytes]:
-    names: set[bytes] = set()
+    names: set[bytes] | None = None
     for name, value in headers:
         if name == b"connection":
+            names = names or set()
             names.update(token.strip().lower() for token in value.split(b","))
+    if not names:
+        return _NOTHING
+    names.discard(b"")
     return frozenset(names)
 
 
@@ -93,37 +100,48 @@ def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
     """A traceparent for our hop: child of the caller's if exactly one valid one came in."""
     parsed = parse_traceparent(values[0]) if len(values) == 1 else None
     if parsed is None:
-        trace_id = b"%032x" % (rng.getrandbits(128) or 1)
-        return b"00-" + trace_id + b"-" + _span_id(rng) + b"-01", False
+        # one draw for both IDs; an all-zero ID (p = 2^-64) is replaced, the spec forbids it
+        ids = b"%048x" % rng.getrandbits(192)
+        trace_id = ids[:32] if ids[:32] != _ZERO_TRACE else b"0" * 31 + b"1"
+        span_id = ids[32:] if ids[32:] != _ZERO_SPAN else b"0" * 15 + b"1"
+        return b"00-" + trace_id + b"-" + span_id + b"-01", False
     trace_id, _, flags = parsed
     return b"00-" + trace_id + b"-" + _span_id(rng) + b"-" + flags, True
 
 
+_COLLECTED = frozenset({TRACEPARENT, TRACESTATE, _XFF})
+_SPECIAL_LOCAL = HOP_BY_HOP | _COLLECTED | {_XFP}
+_SPECIAL_PEER = HOP_BY_HOP | _COLLECTED | {SOURCE_CLUSTER, SOURCE_IDENTITY}
+
+
 def _rewrite(
-    headers: Headers, rng: random.Random, drop: frozenset[bytes], drop_isthmus: bool
+    headers: Headers, rng: random.Random, special: frozenset[bytes], drop_isthmus: bool
 ) -> tuple[Headers, list[bytes]]:
-    """One pass: strip hop-by-hop and ``drop`` names, collect trace and XFF headers."""
+    """One pass: drop hop-by-hop and other ``special`` names, collect trace and XFF headers.
+
+    Runs per request: an ordinary header costs one set lookup and a prefix test.
+    """
     listed = _listed_in_connection(headers)
+    if listed:
+        special = special | listed
     out: Headers = []
     traces: list[bytes] = []
     xff: list[bytes] = []
     state: list[bytes] = []
-    for name, value in headers:
-        if _is_hop(name, value, listed, True) or name in drop:
-            continue
-        if drop_isthmus and name.startswith(ISTHMUS_PREFIX):
-            continue
-        if name == TRACEPARENT:
-            traces.append(value)
+    for item in headers:
+        name = item[0]
+        if name not in special:
+            if not (drop_isthmus and name.startswith(ISTHMUS_PREFIX)):
+                out.append(item)
+        elif name == TRACEPARENT:
+            traces.append(item[1])
         elif name == TRACESTATE:
-            state.append(value)
+            state.append(item[1])
         elif name == _XFF:
-            xff.append(value)
-        else:
-            out.append((name, value))
-    if not traces:
-        traces.append(b"")
-    traceparent, valid = _child_trace(traces, rng)
+            xff.append(item[1])
+        elif name == b"te" and item[1].strip().lower() == b"trailers" and name not in listed:
+            out.append(item)
+    traceparent, valid = _child_trace(traces or [b""], rng)
     out.append((TRACEPARENT, traceparent))
     if valid and state:
         out.append((TRACESTATE, b",".join(state)))
@@ -142,7 +160,7 @@ def from_local_client(
     repeated or invalid (then ``tracestate`` is dropped, as the spec requires); finally adds
     ``x-isthmus-source-cluster: <local_cluster>``.
     """
-    out, xff = _rewrite(headers, rng, frozenset((_XFP,)), drop_isthmus=True)
+    out, xff = _rewrite(headers, rng, _SPECIAL_LOCAL, drop_isthmus=True)
     client = client_ip.encode("ascii", "replace")
     out.append((_XFF, b", ".join([*xff, client])))
     out.append((_XFP, proto.encode("ascii", "replace")))
@@ -161,9 +179,7 @@ def from_peer_gateway(
     (the peer gateway already removed its clients' ones) and ``x-forwarded-*``; continues the
     trace with a new span (or starts one if the peer's is invalid).
     """
-    out, xff = _rewrite(
-        headers, rng, frozenset((SOURCE_CLUSTER, SOURCE_IDENTITY)), drop_isthmus=False
-    )
+    out, xff = _rewrite(headers, rng, _SPECIAL_PEER, drop_isthmus=False)
     if xff:
         out.append((_XFF, b", ".join(xff)))
     out.append((SOURCE_CLUSTER, peer_cluster.encode("ascii", "replace")))

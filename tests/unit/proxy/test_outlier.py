@@ -189,3 +189,31 @@ def test_dead_peer_cluster_stops_getting_traffic_after_two_probes() -> None:
     assert lb.pick(r, state, 3.0, rng).endpoint == r.priorities[0].endpoints[0]
     state.retain({"c-gw"})
     assert state.health.unhealthy() == frozenset()
+
+
+def test_status_and_failure_classification() -> None:
+    from proxy.outlier import outcome_for_status
+    from proxy.retry import FailureKind, outcome_for_failure
+
+    assert [outcome_for_status(s) for s in (200, 404, 500, 502, 503, 504, 505)] == [
+        Outcome.SUCCESS,
+        Outcome.SUCCESS,
+        Outcome.HTTP_5XX,
+        Outcome.GATEWAY_ERROR,
+        Outcome.GATEWAY_ERROR,
+        Outcome.GATEWAY_ERROR,
+        Outcome.HTTP_5XX,
+    ]
+    assert outcome_for_failure(FailureKind.GOAWAY) is None
+    assert outcome_for_failure(FailureKind.CONNECT_FAILURE) is Outcome.CONNECT_FAILURE
+    assert outcome_for_failure(FailureKind.PER_TRY_TIMEOUT) is Outcome.TIMEOUT
+
+
+def test_priority_loads_reports_the_current_split() -> None:
+    r = route([ep(f"a-{i}") for i in range(5)], [ep("b-0")])
+    state = UpstreamState()
+    for key in ("a-0", "a-1", "a-2"):
+        state.record_probe(key, False, 0.0)
+        state.record_probe(key, False, 0.0)
+    loads, panic = LoadBalancer().priority_loads(r, state, 0.0)
+    assert [round(x, 6) for x in loads] == [56.0, 44.0] and panic == [False, False]
