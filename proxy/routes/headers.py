@@ -216,3 +216,8 @@ def unavailable_response(reason: str, service: str | None = None) -> tuple[int, 
     """503 when nothing can serve the request; ``reason`` goes to ``x-isthmus-reason``."""
     target = f" for service {_printable(service)!r}" if service else ""
     return local_reply(503, reason, f"no upstream available{target}: {reason}")
+
+
+def fault_abort_response(status: int) -> tuple[int, Headers, bytes]:
+    """The reply for a request aborted by the route's fault injection."""
+    return local_reply(status, "fault_injected", f"fault injected: aborted with {status}")

@@ -188,3 +188,11 @@ def test_local_client_never_lets_a_spoofed_header_through(
     assert [(n, v) for n, v in out if n == b"x-custom"] == [
         (n, v) for n, v in headers if n == b"x-custom"
     ] or any(n == b"connection" and b"x-custom" in v.lower() for n, v in headers)
+
+
+def test_fault_abort_reply_says_it_was_injected() -> None:
+    from proxy.routes import fault_abort_response
+
+    status, headers, body = fault_abort_response(503)
+    assert status == 503 and (b"x-isthmus-reason", b"fault_injected") in headers
+    assert body == b"isthmus: fault injected: aborted with 503\n"

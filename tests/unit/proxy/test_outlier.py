@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.clusters import UpstreamState
 from proxy.loadbalancer import LoadBalancer
@@ -217,3 +221,26 @@ def test_priority_loads_reports_the_current_split() -> None:
         state.record_probe(key, False, 0.0)
     loads, panic = LoadBalancer().priority_loads(r, state, 0.0)
     assert [round(x, 6) for x in loads] == [56.0, 44.0] and panic == [False, False]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 8),
+    events=st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(list(Outcome)), st.floats(0, 5)),
+        max_size=120,
+    ),
+)
+def test_never_more_than_max_ejection_percent_ejected(
+    size: int, events: list[tuple[int, Outcome, float]]
+) -> None:
+    det = OutlierDetector()
+    now = 0.0
+    limit = math.ceil(size * 0.5)
+    for index, outcome, step in events:
+        now += step
+        det.record(f"e{index % size}", outcome, now, size)
+        assert det.ejected_count(now) <= limit
+        for key in (f"e{i}" for i in range(size)):
+            until = det.ejected_until(key, now)
+            assert until is None or now < until <= now + 30.0
