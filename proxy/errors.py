@@ -1,5 +1,7 @@
 """Error root of the data-plane engine. Subclasses are named by who failed."""
 
+from proxy.retry.policy import FailureKind
+
 
 class ProxyError(Exception):
     """Root of every error raised by :mod:`proxy`."""
@@ -8,13 +10,13 @@ class ProxyError(Exception):
 class UpstreamError(ProxyError):
     """An upstream (local backend or peer gateway) failed; grouped by cause, httpcore style.
 
-    ``failure`` names the retry condition the request met (``"connect_failure"``,
-    ``"reset_before_headers"``, ``"goaway"``, ``"per_try_timeout"``), or ``None`` when the
+    ``failure`` names the retry condition the request met (a
+    :class:`proxy.retry.FailureKind`), or ``None`` when the
     failure is not one the retry policy may act on (for example a reset mid-body, after the
     response was already forwarded). ``endpoint`` is the endpoint key.
     """
 
-    failure: str | None = None
+    failure: FailureKind | None = None
 
     def __init__(self, message: str, *, endpoint: str = "") -> None:
         super().__init__(message)
@@ -25,26 +27,30 @@ class ConnectFailure(UpstreamError):
     """No usable connection: refused, unreachable, TLS handshake failed, or the peer did not
     present its expected identity. Nothing was sent, so retrying elsewhere is always safe."""
 
-    failure = "connect_failure"
+    failure = FailureKind.CONNECT_FAILURE
 
 
 class ResetBeforeHeaders(UpstreamError):
     """The stream was reset or the connection lost before response headers arrived."""
 
-    failure = "reset_before_headers"
+    failure = FailureKind.RESET_BEFORE_HEADERS
 
 
 class GoawayReceived(UpstreamError):
     """The peer sent GOAWAY with a last stream id below this stream: it was not processed,
     so retrying (on a new connection) is safe whatever the method."""
 
-    failure = "goaway"
+    failure = FailureKind.GOAWAY
+
+
+class RefusedStream(GoawayReceived):
+    """The upstream reset the stream with REFUSED_STREAM before headers: not processed."""
 
 
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer (response headers) within the per-try timeout."""
 
-    failure = "per_try_timeout"
+    failure = FailureKind.PER_TRY_TIMEOUT
 
 
 class UpstreamStreamBroken(UpstreamError):
@@ -52,3 +58,13 @@ class UpstreamStreamBroken(UpstreamError):
     is truncated. Not retryable, since part of the response may already be forwarded."""
 
     failure = None
+
+
+class TunnelRefused(UpstreamError):
+    """The peer gateway answered an HTTP/2 CONNECT with a non-2xx ``status``. A 503 (the
+    peer has no healthy target) is retryable elsewhere; anything else is not."""
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.status = status
+        self.failure = FailureKind.PEER_503 if status == 503 else None

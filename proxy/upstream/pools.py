@@ -1,19 +1,36 @@
-"""The upstream pools: one pool per endpoint, owned by a nursery (skeleton, being filled in)."""
+"""The upstream pools: one :class:`EndpointPool` per endpoint, all owned by one nursery."""
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import trio
 
+from proxy.errors import ConnectFailure, TunnelRefused, UpstreamError, UpstreamTimeout
 from proxy.routes.table import Endpoint
+from proxy.upstream.endpoint_pool import EndpointPool, Slot
+from proxy.upstream.exchange import h1_exchange, h2_exchange
+from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.models import PoolSettings, UpstreamRequest, UpstreamResponse
+from proxy.upstream.network import (
+    ClientContextFor,
+    VerifyPeer,
+    connect_tcp,
+    describe,
+    open_peer_stream,
+)
+from proxy.upstream.tunnel import H2TunnelStream
 
-ClientContextFor = Callable[[Endpoint], ssl.SSLContext]
-VerifyPeer = Callable[[Endpoint, ssl.SSLObject], None]
 DEFAULT_SETTINGS = PoolSettings()
+PoolKey = tuple[str, str, int, str, str | None]
+
+__all__ = ["ClientContextFor", "UpstreamPools", "VerifyPeer", "open_upstream_pools"]
+
+
+def _pool_key(endpoint: Endpoint) -> PoolKey:
+    # Locality and weight may change on reload without touching connections.
+    return (endpoint.key, endpoint.host, endpoint.port, endpoint.kind, endpoint.expected_identity)
 
 
 class UpstreamPools:
@@ -40,6 +57,35 @@ class UpstreamPools:
         self._verify_peer = verify_peer
         self._settings = settings
         self._nursery = nursery
+        self._pools: dict[PoolKey, EndpointPool] = {}
+        self._retired: list[EndpointPool] = []
+        self._closed = False
+
+    def _pool(self, endpoint: Endpoint) -> EndpointPool:
+        if self._closed:
+            raise ConnectFailure("the upstream pools are closed", endpoint=endpoint.key)
+        key = _pool_key(endpoint)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = EndpointPool(
+                endpoint,
+                settings=self._settings,
+                open_stream=self._open_stream,
+                nursery=self._nursery,
+            )
+            self._pools[key] = pool
+        return pool
+
+    async def _open_stream(self, endpoint: Endpoint) -> trio.abc.Stream:
+        timeout_s = self._settings.connect_timeout_s
+        if endpoint.kind == "peer":
+            return await open_peer_stream(
+                endpoint,
+                client_context_for=self._client_context_for,
+                verify_peer=self._verify_peer,
+                timeout_s=timeout_s,
+            )
+        return await connect_tcp(endpoint, timeout_s)
 
     async def request(
         self, endpoint: Endpoint, req: UpstreamRequest, *, timeout_s: float | None = None
@@ -51,7 +97,14 @@ class UpstreamPools:
         headers arrived within ``timeout_s``. Cancellation resets the stream. The caller owns
         the returned response and must consume its body or ``aclose()`` it.
         """
-        raise NotImplementedError
+        pool = self._pool(endpoint)
+        with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")) as scope:
+            if pool.multiplexed:
+                return await h2_exchange(pool, req)
+            return await h1_exchange(pool, req)
+        msg = f"{describe(endpoint)} sent no response headers within {timeout_s} s"
+        assert scope.cancelled_caught
+        raise UpstreamTimeout(msg, endpoint=endpoint.key)
 
     async def open_tunnel(self, endpoint: Endpoint, authority: str) -> trio.abc.HalfCloseableStream:
         """A byte stream to ``authority`` (``host:port``).
@@ -60,25 +113,91 @@ class UpstreamPools:
         send/receive map to DATA frames within the flow-control windows; ``send_eof`` ends our
         side. Local endpoints: a plain TCP connection to ``endpoint.host:endpoint.port``
         (``authority`` is then informational). The caller owns and closes the stream.
-        Raises :class:`~proxy.errors.ConnectFailure` or :class:`~proxy.errors.ResetBeforeHeaders`
-        (including a non-2xx answer to CONNECT).
+        Raises :class:`~proxy.errors.ConnectFailure`, :class:`~proxy.errors.ResetBeforeHeaders`
+        or :class:`~proxy.errors.TunnelRefused` (a non-2xx answer to CONNECT).
         """
-        raise NotImplementedError
+        if endpoint.kind != "peer":
+            return await connect_tcp(endpoint, self._settings.connect_timeout_s)
+        pool = self._pool(endpoint)
+        slot = await pool.acquire()
+        conn = _h2(slot)
+        connect = UpstreamRequest(b"CONNECT", b"", authority.encode("ascii"), b"", [])
+        try:
+            stream = conn.start_request(connect, connect=True)
+        finally:
+            pool.unreserve(slot)
+        try:
+            await conn.wait_headers(stream)
+        except BaseException:
+            conn.release(stream)
+            raise
+        if not 200 <= stream.status < 300:
+            conn.release(stream)
+            msg = f"{describe(endpoint)} refused CONNECT {authority} with {stream.status}"
+            raise TunnelRefused(msg, endpoint=endpoint.key, status=stream.status)
+        return H2TunnelStream(conn, stream)
 
     async def probe(self, endpoint: Endpoint, path: bytes = b"/readyz") -> bool:
         """``GET path`` (``:authority`` = ``settings.probe_authority``) over the endpoint's
         existing connection (opened if needed); True iff 200 within ``probe_timeout_s``.
         Never raises for upstream failures."""
-        raise NotImplementedError
+        scheme = b"https" if endpoint.kind == "peer" else b"http"
+        req = UpstreamRequest(b"GET", scheme, self._settings.probe_authority, path, [])
+        with trio.move_on_after(self._settings.probe_timeout_s):
+            try:
+                response = await self.request(endpoint, req)
+            except UpstreamError:
+                return False
+            try:
+                async for _ in response.body:
+                    pass
+            except UpstreamError:
+                return False
+            finally:
+                await response.aclose()
+            return response.status == 200
+        return False
 
     def retain(self, endpoints: Iterable[Endpoint]) -> None:
         """On a table swap: pools of endpoints not in ``endpoints`` drain gracefully (in-flight
         streams finish, then their connections close). Does not block."""
-        raise NotImplementedError
+        keep = {_pool_key(e) for e in endpoints}
+        for key in [k for k in self._pools if k not in keep]:
+            pool = self._pools.pop(key)
+            pool.retire()
+            self._retired.append(pool)
+        self._retired = [p for p in self._retired if not p.empty]
+
+    def connection_count(self, endpoint: Endpoint) -> int:
+        """Open or opening connections to ``endpoint`` (for metrics and tests)."""
+        pool = self._pools.get(_pool_key(endpoint))
+        return 0 if pool is None else len(pool.views())
+
+    async def reap_idle(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Close idle connections every ``reap_interval_s`` (runs until cancelled)."""
+        task_status.started()
+        while True:
+            await trio.sleep(self._settings.reap_interval_s)
+            now = trio.current_time()
+            for pool in [*self._pools.values(), *self._retired]:
+                pool.reap(now)
+            self._retired = [p for p in self._retired if not p.empty]
 
     async def aclose(self) -> None:
         """Close every connection now (in-flight streams fail). Idempotent."""
-        raise NotImplementedError
+        self._closed = True
+        for pool in [*self._pools.values(), *self._retired]:
+            pool.abort()
+        self._pools.clear()
+        self._retired.clear()
+        await trio.lowlevel.checkpoint()
+
+
+def _h2(slot: Slot) -> H2ClientConnection:
+    assert isinstance(slot.conn, H2ClientConnection)
+    return slot.conn
 
 
 @asynccontextmanager
@@ -97,6 +216,7 @@ async def open_upstream_pools(
             settings=settings,
             nursery=nursery,
         )
+        await nursery.start(pools.reap_idle)
         try:
             yield pools
         finally:

@@ -1,0 +1,300 @@
+"""The connections of one endpoint: asks :mod:`proxy.upstream.decisions`, then does the I/O.
+
+HTTP/2 connections (peers, h2c) are opened and served by tasks in the pools' nursery, so a
+connection outlives the request that caused it; HTTP/1.1 connections are opened and driven
+in the requesting task and parked in the pool between requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from proxy.errors import ConnectFailure, UpstreamError
+from proxy.routes.table import Endpoint
+from proxy.upstream.decisions import (
+    ConnectionView,
+    ConnState,
+    PoolLimits,
+    choose_connection,
+    connections_to_close,
+    keep_after_response,
+)
+from proxy.upstream.h1conn import H1Connection
+from proxy.upstream.h2conn import ASSUMED_MAX_STREAMS, H2ClientConnection
+from proxy.upstream.models import PoolSettings
+from proxy.upstream.network import describe
+
+OpenStream = Callable[[Endpoint], Awaitable[trio.abc.Stream]]
+
+
+class Slot:
+    """One connection of the pool, from the decision to open it until it is closed.
+
+    ``reserved``: requests that picked this connection but have not started a stream yet.
+    """
+
+    __slots__ = ("conn", "conn_id", "error", "idle_since", "ready", "reserved", "state")
+
+    def __init__(self, conn_id: int) -> None:
+        self.conn_id = conn_id
+        self.state = ConnState.CONNECTING
+        self.reserved = 0
+        self.idle_since: float | None = None
+        self.ready = trio.Event()
+        self.error: UpstreamError | None = None
+        self.conn: H2ClientConnection | H1Connection | None = None
+
+
+class EndpointPool:
+    """Connections to one endpoint. ``open_stream`` dials the network stream (TCP, or mTLS
+    with peer verification); every connection task runs in ``nursery``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        settings: PoolSettings,
+        open_stream: OpenStream,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.endpoint = endpoint
+        self.label = describe(endpoint)
+        self.multiplexed = endpoint.kind != "http1"
+        self._settings = settings
+        self._open_stream = open_stream
+        self._nursery = nursery
+        self._slots: dict[int, Slot] = {}
+        self._next_id = 0
+        self._changed = trio.Event()
+        self.retiring = False
+        self._notifying = False
+        self.limits = _limits_for(endpoint, settings)
+
+    @property
+    def empty(self) -> bool:
+        return not self._slots
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def views(self) -> list[ConnectionView]:
+        return [self._view(slot) for slot in self._slots.values()]
+
+    def _view(self, slot: Slot) -> ConnectionView:
+        conn = slot.conn
+        if isinstance(conn, H2ClientConnection):
+            state = slot.state
+            if conn.closed:
+                state = ConnState.CLOSED
+            elif conn.draining and state is ConnState.READY:
+                state = ConnState.DRAINING
+            used = slot.reserved + conn.active_streams
+            return ConnectionView(slot.conn_id, state, used, conn.max_streams, slot.idle_since)
+        cap = ASSUMED_MAX_STREAMS if self.multiplexed else 1
+        return ConnectionView(slot.conn_id, slot.state, slot.reserved, cap, slot.idle_since)
+
+    def changed(self) -> None:
+        """Something changed: wake waiters, stamp idleness, close what the decisions say."""
+        if self._notifying:
+            return  # closing a connection re-enters; the outer call finishes the job
+        self._notifying = True
+        try:
+            self._stamp_and_reap(trio.current_time())
+        finally:
+            self._notifying = False
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    def _stamp_and_reap(self, now: float) -> None:
+        for slot in self._slots.values():
+            busy = slot.reserved or (
+                isinstance(slot.conn, H2ClientConnection) and slot.conn.active_streams
+            )
+            if busy:
+                slot.idle_since = None
+            elif slot.idle_since is None and slot.state is ConnState.READY:
+                slot.idle_since = now
+        self.reap(now)
+
+    def reap(self, now: float) -> None:
+        for conn_id in connections_to_close(self.views(), self.limits, now):
+            slot = self._slots.get(conn_id)
+            if slot is not None:
+                self._close_slot(slot)
+
+    def _close_slot(self, slot: Slot) -> None:
+        self._slots.pop(slot.conn_id, None)
+        slot.state = ConnState.CLOSED
+        conn = slot.conn
+        if isinstance(conn, H2ClientConnection):
+            conn.abort()
+        elif conn is not None:
+            self._nursery.start_soon(conn.aclose)
+
+    # -- acquiring a connection -----------------------------------------------------------
+
+    async def acquire(self) -> Slot:
+        """A ready connection with one stream reserved for the caller (release it with
+        :meth:`unreserve` or by starting a stream). Raises :class:`ConnectFailure`."""
+        with trio.move_on_after(self._settings.acquire_timeout_s):
+            while True:
+                slot = self._reserve()
+                if slot is None:
+                    await self._changed.wait()
+                    continue
+                try:
+                    if slot.state is ConnState.CONNECTING and not self.multiplexed:
+                        await self._connect_h1(slot)
+                    await slot.ready.wait()
+                except BaseException:
+                    self.unreserve(slot)
+                    raise
+                if slot.error is not None:
+                    self.unreserve(slot)
+                    raise slot.error
+                conn = slot.conn
+                if isinstance(conn, H2ClientConnection) and not conn.usable:
+                    self.unreserve(slot)
+                    continue
+                return slot
+        msg = (
+            f"no connection to {self.label} became available within "
+            f"{self._settings.acquire_timeout_s} s (all {self.limits.max_connections} busy)"
+        )
+        raise ConnectFailure(msg, endpoint=self.endpoint.key)
+
+    def _reserve(self) -> Slot | None:
+        if self.retiring:
+            msg = f"{self.label} was removed from the routing table"
+            raise ConnectFailure(msg, endpoint=self.endpoint.key)
+        decision = choose_connection(self.views(), self.limits)
+        if decision.conn_id is not None:
+            slot = self._slots[decision.conn_id]
+        elif decision.open_new:
+            slot = self._new_slot()
+        else:
+            return None
+        slot.reserved += 1
+        slot.idle_since = None
+        return slot
+
+    def unreserve(self, slot: Slot) -> None:
+        slot.reserved -= 1
+        self.changed()
+
+    def _new_slot(self) -> Slot:
+        self._next_id += 1
+        slot = Slot(self._next_id)
+        self._slots[slot.conn_id] = slot
+        if self.multiplexed:
+            self._nursery.start_soon(self._run_h2, slot)
+        return slot
+
+    async def _connect_h1(self, slot: Slot) -> None:
+        try:
+            stream = await self._open_stream(self.endpoint)
+        except BaseException as err:
+            self._failed(slot, err)
+            raise
+        slot.conn = H1Connection(
+            stream,
+            label=self.label,
+            endpoint_key=self.endpoint.key,
+            read_size=self._settings.read_size,
+        )
+        slot.state = ConnState.READY
+        slot.ready.set()
+
+    def _failed(self, slot: Slot, err: BaseException) -> None:
+        if isinstance(err, UpstreamError):
+            slot.error = err
+        else:
+            slot.error = ConnectFailure(f"{self.label}: {err!r}", endpoint=self.endpoint.key)
+        self._slots.pop(slot.conn_id, None)
+        slot.state = ConnState.CLOSED
+        slot.ready.set()
+        self.changed()
+
+    async def _run_h2(self, slot: Slot) -> None:
+        """Own one HTTP/2 connection: dial, serve until closed, forget it."""
+        try:
+            stream = await self._open_stream(self.endpoint)
+        except Exception as err:  # a dial failure fails the waiters, never the pools
+            self._failed(slot, err)
+            return
+        conn = H2ClientConnection(
+            stream,
+            label=self.label,
+            endpoint_key=self.endpoint.key,
+            on_change=self.changed,
+            validate_inbound=self.endpoint.kind != "peer",
+            stream_window=self._settings.stream_window,
+            connection_window=self._settings.connection_window,
+            read_size=self._settings.read_size,
+        )
+        slot.conn = conn
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conn.serve)
+                if slot.state is ConnState.CLOSED:  # the pool was aborted while we dialled
+                    conn.abort()
+                else:
+                    slot.state = ConnState.READY
+                    if self.retiring:
+                        conn.close()
+                slot.ready.set()
+                self.changed()
+        finally:
+            self._slots.pop(slot.conn_id, None)
+            slot.state = ConnState.CLOSED
+            slot.ready.set()
+            self.changed()
+
+    # -- HTTP/1.1 release -----------------------------------------------------------------
+
+    async def release_h1(self, slot: Slot, reusable: bool) -> None:
+        """Park the connection for reuse, or close it (any error, ``connection: close``,
+        unread body, retired pool)."""
+        slot.reserved = 0
+        if keep_after_response(reusable=reusable, draining=self.retiring):
+            slot.idle_since = trio.current_time()
+            self.changed()
+            return
+        self._slots.pop(slot.conn_id, None)
+        slot.state = ConnState.CLOSED
+        self.changed()
+        if isinstance(slot.conn, H1Connection):
+            await slot.conn.aclose()
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def retire(self) -> None:
+        """Drain: no new requests; connections close as their streams finish."""
+        self.retiring = True
+        for slot in list(self._slots.values()):
+            if isinstance(slot.conn, H2ClientConnection):
+                slot.conn.close()
+            elif slot.reserved == 0 and slot.state is ConnState.READY:
+                self._close_slot(slot)  # idle HTTP/1.1; busy ones close on release
+        self.changed()
+
+    def abort(self) -> None:
+        self.retiring = True
+        for slot in list(self._slots.values()):
+            self._close_slot(slot)
+        self.changed()
+
+
+def _limits_for(endpoint: Endpoint, settings: PoolSettings) -> PoolLimits:
+    if endpoint.kind == "peer":
+        return PoolLimits(
+            True, settings.peer_connections, settings.peer_connections, settings.peer_idle_timeout_s
+        )
+    if endpoint.kind == "h2c":
+        return PoolLimits(
+            True, settings.h2c_connections, settings.h2c_connections, settings.idle_timeout_s
+        )
+    return PoolLimits(
+        False, settings.http1_max_total, settings.http1_max_idle, settings.idle_timeout_s
+    )

@@ -1,0 +1,104 @@
+"""One request/response exchange on a pooled connection (HTTP/2 stream or HTTP/1.1 turn)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+
+import h2.exceptions
+
+from proxy.errors import ResetBeforeHeaders
+from proxy.upstream.endpoint_pool import EndpointPool
+from proxy.upstream.h1conn import H1Body, H1Connection
+from proxy.upstream.h2conn import H2ClientConnection, H2Stream
+from proxy.upstream.models import UpstreamRequest, UpstreamResponse
+
+
+class H2Body:
+    """Response body of one HTTP/2 stream; releases the stream at its end, on error, or on
+    ``aclose`` (which resets an unfinished stream). Taking a chunk returns its credit."""
+
+    def __init__(self, conn: H2ClientConnection, stream: H2Stream) -> None:
+        self._conn = conn
+        self._stream = stream
+        self._done = False
+        self.response: UpstreamResponse | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            chunk = await self._conn.read_chunk(self._stream)
+        except BaseException:
+            await self.aclose()
+            raise
+        if chunk is None:
+            if self.response is not None:
+                self.response.trailers = self._stream.trailers
+            await self.aclose()
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        """Cancel-safe (never checkpoints)."""
+        if not self._done:
+            self._done = True
+            self._conn.release(self._stream)
+
+
+async def h2_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamResponse:
+    """Open a stream on the least-loaded connection and wait for response headers."""
+    slot = await pool.acquire()
+    conn = slot.conn
+    assert isinstance(conn, H2ClientConnection)
+    try:
+        stream = conn.start_request(req)
+    except h2.exceptions.H2Error as err:
+        conn.close()  # e.g. stream ids exhausted: let a fresh connection take over
+        msg = f"{pool.label}: cannot open a stream ({err!r})"
+        raise ResetBeforeHeaders(msg, endpoint=pool.endpoint.key) from err
+    finally:
+        pool.unreserve(slot)
+    try:
+        await conn.wait_headers(stream)
+    except BaseException:
+        conn.release(stream)
+        raise
+    body = H2Body(conn, stream)
+    response = UpstreamResponse(stream.status, stream.headers, body, closer=body.aclose)
+    body.response = response
+    return response
+
+
+async def h1_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamResponse:
+    """One request on a kept-alive (or new) connection. A kept-alive connection the backend
+    had closed in the meantime is retried once on a fresh one when nothing of the request
+    could have been processed (no body)."""
+    retried = False
+    for _ in range(pool.limits.max_idle + 2):  # each stale idle connection is skipped once
+        slot = await pool.acquire()
+        conn = slot.conn
+        assert isinstance(conn, H1Connection)
+        reused = conn.requests_done > 0
+        if reused and conn.looks_stale():
+            await pool.release_h1(slot, reusable=False)
+            continue
+        try:
+            await conn.send_request(req)
+            status, headers = await conn.receive_response()
+        except ResetBeforeHeaders:
+            await pool.release_h1(slot, reusable=False)
+            if reused and req.body is None and not retried:
+                retried = True
+                continue
+            raise
+        except BaseException:
+            await pool.release_h1(slot, reusable=False)
+            raise
+        body = H1Body(conn, partial(pool.release_h1, slot))
+        return UpstreamResponse(status, headers, body, closer=partial(body.finish, reusable=False))
+    msg = f"{pool.label}: every kept-alive connection was closed by the backend"
+    raise ResetBeforeHeaders(msg, endpoint=pool.endpoint.key)

@@ -1,0 +1,432 @@
+"""One HTTP/2 client connection (``h2`` sans-IO) over a trio stream.
+
+One reader task demultiplexes frames to streams, one writer task flushes whatever ``h2`` has
+queued (so many streams share one ``send_all``), and request-body pumps run in the
+connection's nursery. Flow control both ways: DATA is sent only within the peer's windows
+(waiting for WINDOW_UPDATE), and received DATA is acknowledged only as the consumer takes it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+
+from proxy.errors import (
+    GoawayReceived,
+    RefusedStream,
+    ResetBeforeHeaders,
+    UpstreamError,
+    UpstreamStreamBroken,
+)
+from proxy.upstream.models import Headers, UpstreamRequest
+
+_SEND_HIGH_WATER = 256 * 1024
+ASSUMED_MAX_STREAMS = 100
+
+
+class H2Stream:
+    """State of one client stream, fed by the reader task."""
+
+    __slots__ = (
+        "ended",
+        "error",
+        "headers",
+        "headers_ready",
+        "inbox",
+        "local_ended",
+        "pump_scope",
+        "readable",
+        "released",
+        "status",
+        "stream_id",
+        "trailers",
+        "window",
+    )
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.headers_ready = trio.Event()
+        self.readable = trio.Event()
+        self.window = trio.Event()
+        self.status = 0
+        self.headers: Headers = []
+        self.trailers: Headers = []
+        self.inbox: deque[tuple[bytes, int]] = deque()
+        self.ended = False
+        self.local_ended = False
+        self.error: UpstreamError | None = None
+        self.released = False
+        self.pump_scope: trio.CancelScope | None = None
+
+    def wake(self) -> None:
+        self.readable.set()
+        self.headers_ready.set()
+        self.window.set()
+
+
+class H2ClientConnection:
+    """An HTTP/2 client connection. Run :meth:`serve` in a nursery (it owns the reader, the
+    writer and the body pumps, and closes the network stream when it returns).
+
+    ``on_change`` is called (synchronously) whenever capacity or state changes: a stream was
+    released, SETTINGS changed, GOAWAY arrived, the connection closed. ``label`` names the
+    upstream in error messages. ``validate_inbound`` keeps h2's header checks on for backends
+    we do not authenticate; outbound validation is off (the engine sanitized the headers).
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        label: str,
+        endpoint_key: str,
+        on_change: Callable[[], None],
+        validate_inbound: bool,
+        stream_window: int,
+        connection_window: int,
+        read_size: int,
+    ) -> None:
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=validate_inbound,
+            normalize_inbound_headers=validate_inbound,
+        )
+        self._h2 = h2.connection.H2Connection(config)
+        self._stream = stream
+        self._label = label
+        self._key = endpoint_key
+        self._on_change = on_change
+        self._stream_window = stream_window
+        self._connection_window = connection_window
+        self._read_size = read_size
+        self._streams: dict[int, H2Stream] = {}
+        self._write_wanted = trio.Event()
+        self._flushed = trio.Event()
+        self._pending_bytes = 0
+        self._nursery: trio.Nursery | None = None
+        self.active_streams = 0
+        self.draining = False
+        self.closed = False
+        self.last_stream_id: int | None = None
+        self._settings_received = False
+
+    # -- state the pool reads -------------------------------------------------------------
+
+    @property
+    def max_streams(self) -> int:
+        """The peer's SETTINGS_MAX_CONCURRENT_STREAMS; 100 (RFC 9113's advice) until its
+        SETTINGS arrive, so an early burst is not refused."""
+        if not self._settings_received:
+            return ASSUMED_MAX_STREAMS
+        return min(self._h2.remote_settings.max_concurrent_streams, 1000)
+
+    @property
+    def usable(self) -> bool:
+        return not (self.closed or self.draining)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Send the preface, report ready, then read until the peer closes or we are
+        cancelled. On return every unfinished stream has failed and the stream is closed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._h2.initiate_connection()
+                self._h2.update_settings(
+                    {
+                        h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._stream_window,
+                    }
+                )
+                extra = self._connection_window - self._h2.inbound_flow_control_window
+                if extra > 0:
+                    self._h2.increment_flow_control_window(extra)
+                nursery.start_soon(self._write_loop)
+                self._kick()
+                task_status.started()
+                await self._read_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._shut("the connection closed")
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
+
+    def close(self) -> None:
+        """Graceful: no new streams; the pool closes it when its streams are done."""
+        if not self.draining:
+            self.draining = True
+            self._on_change()
+
+    def abort(self) -> None:
+        """Close now: unfinished streams fail, ``serve`` returns."""
+        self._shut("the connection was closed by the proxy")
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _shut(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for s in list(self._streams.values()):
+            self._fail(s, reason)
+        self._on_change()
+        self._flushed.set()
+
+    # -- I/O tasks ------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        self._write_wanted.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._write_wanted.wait()
+                self._write_wanted = trio.Event()
+                data = self._h2.data_to_send()
+                self._pending_bytes = 0
+                if data:
+                    await self._stream.send_all(data)
+                flushed, self._flushed = self._flushed, trio.Event()
+                flushed.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.abort()
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                data = await self._stream.receive_some(self._read_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            if not data:
+                return
+            try:
+                events = self._h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self._kick()  # h2 queued a GOAWAY naming the violation
+                await self._flush_quietly()
+                return
+            for event in events:
+                self._dispatch(event)
+            self._kick()
+
+    async def _flush_quietly(self) -> None:
+        with trio.move_on_after(1):
+            await self._flushed.wait()
+
+    # -- frames in ------------------------------------------------------------------------
+
+    def _dispatch(self, event: h2.events.Event) -> None:  # noqa: PLR0912
+        if isinstance(event, h2.events.DataReceived):
+            s = self._streams.get(event.stream_id)
+            if s is None:
+                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            else:
+                s.inbox.append((event.data, event.flow_controlled_length))
+                s.readable.set()
+        elif isinstance(event, h2.events.ResponseReceived):
+            if (s := self._streams.get(event.stream_id)) is not None:
+                _set_headers(s, event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            if (s := self._streams.get(event.stream_id)) is not None:
+                s.ended = True
+                s.wake()
+        elif isinstance(event, h2.events.StreamReset):
+            if (s := self._streams.get(event.stream_id)) is not None and not s.ended:
+                self._reset_by_peer(s, event.error_code)
+        elif isinstance(event, h2.events.TrailersReceived):
+            if (s := self._streams.get(event.stream_id)) is not None:
+                s.trailers = list(event.headers)
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._window_opened(event.stream_id)
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._settings_received = True
+            self._window_opened(0)
+            self._on_change()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._goaway(event.last_stream_id or 0, getattr(event.error_code, "name", ""))
+
+    def _reset_by_peer(self, s: H2Stream, error_code: object) -> None:
+        code = getattr(error_code, "name", error_code)
+        if error_code == h2.errors.ErrorCodes.REFUSED_STREAM and not s.headers_ready.is_set():
+            msg = f"{self._label} refused stream {s.stream_id} (REFUSED_STREAM): not processed"
+            s.error = RefusedStream(msg, endpoint=self._key)
+        self._fail(s, f"the upstream reset the stream ({code})")
+
+    def _window_opened(self, stream_id: int) -> None:
+        if stream_id == 0:
+            for each in self._streams.values():
+                each.window.set()
+        elif (s := self._streams.get(stream_id)) is not None:
+            s.window.set()
+
+    def _goaway(self, last_stream_id: int, error_code: object) -> None:
+        self.last_stream_id = last_stream_id
+        self.draining = True
+        for s in list(self._streams.values()):
+            if s.stream_id > last_stream_id:
+                msg = (
+                    f"{self._label} sent GOAWAY (last stream {last_stream_id}, code "
+                    f"{error_code}): stream {s.stream_id} was not processed, retry it"
+                )
+                s.error = GoawayReceived(msg, endpoint=self._key)
+                self._forget(s)
+        self._on_change()
+
+    def _fail(self, s: H2Stream, reason: str) -> None:
+        if s.error is None and not s.ended:
+            msg = f"{self._label}: {reason} (stream {s.stream_id})"
+            if s.headers_ready.is_set():
+                s.error = UpstreamStreamBroken(msg + " after response headers", endpoint=self._key)
+            else:
+                s.error = ResetBeforeHeaders(msg + " before response headers", endpoint=self._key)
+        self._forget(s)
+
+    def _forget(self, s: H2Stream) -> None:
+        """The stream can make no more progress: wake its waiters, stop its body pump."""
+        s.wake()
+        if s.pump_scope is not None:
+            s.pump_scope.cancel()
+
+    # -- streams out ----------------------------------------------------------------------
+
+    def start_request(self, req: UpstreamRequest, *, connect: bool = False) -> H2Stream:
+        """Open a stream and queue its HEADERS (synchronous, so the pool's capacity decision
+        and the stream allocation cannot interleave). A request body is pumped by a task in
+        this connection's nursery. ``connect``: an RFC 9113 §8.5 CONNECT (``:authority`` only).
+        """
+        assert self._nursery is not None and self.usable
+        stream_id = self._h2.get_next_available_stream_id()
+        if connect:
+            headers = [(b":method", b"CONNECT"), (b":authority", req.authority)]
+        else:
+            headers = [
+                (b":method", req.method),
+                (b":scheme", req.scheme),
+                (b":authority", req.authority),
+                (b":path", req.path),
+            ]
+        headers.extend(req.headers)
+        end = req.body is None and not connect
+        self._h2.send_headers(stream_id, headers, end_stream=end)
+        s = H2Stream(stream_id)
+        s.local_ended = end
+        self._streams[stream_id] = s
+        self.active_streams += 1
+        self._kick()
+        if req.body is not None:
+            self._nursery.start_soon(self._pump_body, s, req.body)
+        return s
+
+    async def _pump_body(self, s: H2Stream, body: AsyncIterator[bytes]) -> None:
+        with trio.CancelScope() as scope:
+            s.pump_scope = scope
+            try:
+                async for chunk in body:
+                    await self.send_data(s, chunk)
+                self.end_stream(s)
+            except UpstreamError:
+                pass  # the stream already failed; its consumer sees why
+            except Exception as err:  # the body's source broke: only this stream suffers
+                self.reset(s)
+                self._fail(s, f"the request body failed ({err!r})")
+
+    async def send_data(self, s: H2Stream, data: bytes) -> None:
+        """Send within the flow-control windows; blocks while they are closed and while the
+        writer is behind. Raises the stream's error once it failed."""
+        pos, size = 0, len(data)
+        while pos < size:
+            if s.error is not None or self.closed or s.released:
+                raise s.error or ResetBeforeHeaders(f"{self._label}: stream closed")
+            window = self._h2.local_flow_control_window(s.stream_id)
+            if window <= 0:
+                s.window = trio.Event()
+                await s.window.wait()
+                continue
+            n = min(window, self._h2.max_outbound_frame_size, size - pos)
+            self._h2.send_data(s.stream_id, data[pos : pos + n] if n < size else data)
+            pos += n
+            self._pending_bytes += n
+            self._kick()
+        while self._pending_bytes > _SEND_HIGH_WATER and not self.closed:
+            await self._flushed.wait()
+
+    def end_stream(self, s: H2Stream) -> None:
+        if not (s.local_ended or s.released or self.closed or s.error):
+            s.local_ended = True
+            try:
+                self._h2.end_stream(s.stream_id)
+            except h2.exceptions.StreamClosedError:
+                return
+            self._kick()
+
+    async def read_chunk(self, s: H2Stream) -> bytes | None:
+        """Next DATA payload (acknowledging its flow-control credit), ``None`` at the end.
+        Raises the stream's :class:`UpstreamError` if it failed."""
+        while True:
+            if s.inbox:
+                data, credit = s.inbox.popleft()
+                if credit and not self.closed:
+                    self._h2.acknowledge_received_data(credit, s.stream_id)
+                    self._kick()
+                if data:
+                    return data
+                continue
+            if s.error is not None:
+                raise s.error
+            if s.ended:
+                return None
+            s.readable = trio.Event()
+            await s.readable.wait()
+
+    async def wait_headers(self, s: H2Stream) -> None:
+        """Wait for response headers; raises the stream's error."""
+        await s.headers_ready.wait()
+        if s.error is not None and not s.status:
+            raise s.error
+
+    def reset(self, s: H2Stream) -> None:
+        if not self.closed and not (s.ended and s.local_ended):
+            try:
+                self._h2.reset_stream(s.stream_id, h2.errors.ErrorCodes.CANCEL)
+            except h2.exceptions.H2Error:
+                return
+            self._kick()
+
+    def release(self, s: H2Stream) -> None:
+        """The consumer is done with ``s``: reset it if unfinished, return unread credit to
+        the connection window, free its slot. Idempotent."""
+        if s.released:
+            return
+        s.released = True
+        if not (s.ended and s.local_ended) and s.error is None:
+            self.reset(s)
+        while s.inbox and not self.closed:
+            _, credit = s.inbox.popleft()
+            self._h2.acknowledge_received_data(credit, s.stream_id)
+        self._forget(s)
+        self._streams.pop(s.stream_id, None)
+        self.active_streams -= 1
+        self._on_change()
+
+
+def _set_headers(s: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
+    regular: Headers = []
+    for name, value in headers:
+        if name == b":status":
+            s.status = int(value)
+        elif not name.startswith(b":"):
+            regular.append((name, value))
+    s.headers = regular
+    s.headers_ready.set()
