@@ -1,0 +1,62 @@
+"""Validation of the JSON documents and scalar arguments handed to a store.
+
+Corrupt or non-object JSON must never reach the database: every backend calls these before it
+opens a transaction, so a refused write stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from federation.store.errors import InvalidDocument
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def document_text(value: object, field: str) -> str:
+    """The JSON text to store for ``value``: a ``str`` holding a JSON object (kept verbatim) or
+    a mapping (serialised compactly). Raises :class:`InvalidDocument` naming ``field``."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value, parse_constant=_refuse_constant)
+        except ValueError as err:
+            raise InvalidDocument(field, f"not valid JSON ({err})") from err
+        if not isinstance(parsed, dict):
+            raise InvalidDocument(field, f"expected a JSON object, got {type(parsed).__name__}")
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value), separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise InvalidDocument(field, f"cannot be serialised as JSON ({err})") from err
+    raise InvalidDocument(
+        field, f"expected a JSON object (str or mapping), got {type(value).__name__}"
+    )
+
+
+def require_name(value: object, field: str) -> str:
+    """A non-empty string without NUL or whitespace-only content (names, ids, topics)."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 512:
+        raise InvalidDocument(field, f"expected a non-empty name, got {value!r}")
+    return value
+
+
+def require_time(value: object, field: str) -> float:
+    """A finite number of seconds since the epoch."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidDocument(field, f"expected a finite timestamp in seconds, got {value!r}")
+    return float(value)
+
+
+def require_count(value: object, field: str) -> int:
+    """A non-negative integer (sequences, versions, ids, limits)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidDocument(field, f"expected a non-negative integer, got {value!r}")
+    if value >= 2**63:
+        raise InvalidDocument(field, f"{value} does not fit a 64-bit integer")
+    return value

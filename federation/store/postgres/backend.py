@@ -1,0 +1,130 @@
+"""PostgreSQL backend: psycopg 3 (sync API) in ``trio.to_thread``, for several replicas.
+
+* Writes are serialised across replicas by a transaction-level advisory lock taken first in
+  each write transaction: change sequences, event ids and snapshot versions are assigned in
+  commit order, which is what makes catch-up by ``seq`` exact.
+* Each write ``pg_notify``s its changes inside the transaction (delivered on commit); every
+  replica's :class:`ChangeListener` feeds its subscribers.
+* Leadership is a session advisory lock (see :mod:`.leadership`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+
+from federation.store.feed import ChangeHub
+from federation.store.postgres import leadership
+from federation.store.postgres.connection import (
+    MIGRATION_LOCK,
+    WRITE_LOCK,
+    ConnectionPool,
+    redact,
+)
+from federation.store.postgres.listener import ChangeListener
+from federation.store.postgres.migrations import MIGRATIONS
+from federation.store.protocol import LeaderWork
+from federation.store.records import Change
+from federation.store.registry import StoreConfig
+from federation.store.schema import apply_migrations
+from federation.store.sqlstore import Body, SqlStore
+from federation.store.transaction import Transaction
+
+T = TypeVar("T")
+
+# The channel name is CHANGES_CHANNEL (connection.py).
+_CHANGED_SQL = (
+    "WITH bumped AS ("
+    " INSERT INTO changes (topic, seq) SELECT ?, COALESCE(MAX(seq), 0) + 1 FROM changes"
+    " ON CONFLICT (topic) DO UPDATE SET seq = excluded.seq RETURNING seq, topic)"
+    " SELECT seq, pg_notify('isthmus_changes', seq || ' ' || topic) FROM bumped"
+)
+
+
+class PostgresTransaction(Transaction):
+    """psycopg placeholders; bumps the change row and notifies in one round trip."""
+
+    placeholder = "%s"
+
+    def changed(self, topic: str) -> Change:
+        row = self.one(_CHANGED_SQL, (topic,))
+        assert row is not None
+        change = Change(int(row[0]), topic)
+        self.changes.append(change)
+        return change
+
+
+def _run_write(conn: psycopg.Connection[Any], body: Body[T], lock: tuple[int, int]) -> T:
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock)
+        return body(PostgresTransaction(cursor))
+
+
+def _run_read(conn: psycopg.Connection[Any], body: Body[T]) -> T:
+    with conn.transaction(), conn.cursor() as cursor:
+        return body(PostgresTransaction(cursor))
+
+
+class PostgresStore(SqlStore):
+    """A :class:`~federation.store.Store` over PostgreSQL; see :func:`open_postgres_store`."""
+
+    backend_name = "postgres"
+
+    def __init__(self, dsn: str, pool: ConnectionPool, hub: ChangeHub) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._hub = hub
+
+    async def _read(self, body: Body[T]) -> T:
+        return await self._pool.run(lambda conn: _run_read(conn, body), "read")
+
+    async def _write(self, body: Body[T]) -> T:
+        return await self._pool.run(lambda conn: _run_write(conn, body, WRITE_LOCK), "write")
+
+    async def _migrate(self) -> int:
+        return await self._pool.run(
+            lambda conn: _run_write(
+                conn, lambda tx: apply_migrations(tx, MIGRATIONS), MIGRATION_LOCK
+            ),
+            "schema migration",
+        )
+
+    def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]:
+        return self._hub.subscribe()
+
+    async def run_as_leader(
+        self, name: str, work: LeaderWork, *, retry_interval: float = 0.5
+    ) -> None:
+        await leadership.run_as_leader(self._dsn, name, work, retry_interval)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self._dsn)})"
+
+
+@asynccontextmanager
+async def open_postgres_store(config: StoreConfig) -> AsyncIterator[PostgresStore]:
+    """Connect to ``config.url``, migrate the schema, start the change listener.
+
+    Owns a pool of ``config.pool_size`` connections plus one listener connection; all are
+    closed when the block exits. Raises ``StoreUnavailable`` if the server cannot be reached
+    and ``SchemaVersionError`` if the schema is newer than this program.
+    """
+    dsn = config.url
+    pool = ConnectionPool(dsn, config.pool_size)
+    hub = ChangeHub()
+    store = PostgresStore(dsn, pool, hub)
+    try:
+        await store._migrate()
+        listener = ChangeListener(dsn, hub)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve)
+            try:
+                yield store
+            finally:
+                listener.stop()
+    finally:
+        await pool.close()

@@ -1,0 +1,7 @@
+"""Ordered schema migrations of the SQLite backend (append only; never edit a released one)."""
+
+from __future__ import annotations
+
+from federation.store.schema import SQLITE, Migration, initial_schema
+
+MIGRATIONS: tuple[Migration, ...] = (initial_schema(SQLITE),)

@@ -1,0 +1,240 @@
+"""The :class:`~federation.store.protocol.Store` contract implemented once over SQL.
+
+Backends subclass :class:`SqlStore` and provide how a transaction body runs (``_read`` /
+``_write``), how changes reach subscribers, and leader election. Validation happens here,
+before any transaction opens, so a refused argument stores nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import TypeVar
+
+from federation.store import operations as ops
+from federation.store.documents import (
+    document_text,
+    require_count,
+    require_name,
+    require_time,
+)
+from federation.store.errors import InvalidDocument
+from federation.store.protocol import JsonDocument, LeaderWork
+from federation.store.records import (
+    AckState,
+    BundleRecord,
+    Change,
+    ClusterRecord,
+    DecisionRecord,
+    EventRecord,
+    ReportRecord,
+    ServiceRecord,
+    SnapshotRecord,
+)
+from federation.store.transaction import Transaction
+
+T = TypeVar("T")
+Body = Callable[[Transaction], T]
+
+
+class SqlStore(ABC):
+    """Shared implementation of every Store method; see the Protocol for each contract."""
+
+    backend_name = "sql"
+
+    @property
+    def backend(self) -> str:
+        return self.backend_name
+
+    @abstractmethod
+    async def _read(self, body: Body[T]) -> T:
+        """Run ``body`` in a worker thread on a connection (no write lock)."""
+
+    @abstractmethod
+    async def _write(self, body: Body[T]) -> T:
+        """Run ``body`` in one serialised write transaction, commit, announce its changes."""
+
+    @abstractmethod
+    def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]: ...
+
+    @abstractmethod
+    async def run_as_leader(
+        self, name: str, work: LeaderWork, *, retry_interval: float = 0.5
+    ) -> None: ...
+
+    # -- join tokens
+
+    async def create_join_token(
+        self, token_id: str, cluster: str, secret_hash: str, expires_at: float
+    ) -> None:
+        body = partial(
+            ops.create_join_token,
+            token_id=require_name(token_id, "token_id"),
+            cluster=require_name(cluster, "cluster"),
+            secret_hash=require_name(secret_hash, "secret_hash"),
+            expires_at=require_time(expires_at, "expires_at"),
+        )
+        await self._write(body)
+
+    async def consume_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
+        body = partial(
+            ops.consume_join_token,
+            token_id=require_name(token_id, "token_id"),
+            secret_hash=require_name(secret_hash, "secret_hash"),
+            now=require_time(now, "now"),
+        )
+        return await self._write(body)
+
+    # -- clusters
+
+    async def upsert_cluster(self, cluster: ClusterRecord) -> None:
+        if not isinstance(cluster, ClusterRecord):
+            raise InvalidDocument("cluster", f"expected a ClusterRecord, got {type(cluster)}")
+        require_name(cluster.name, "cluster.name")
+        require_name(cluster.trust_domain, "cluster.trust_domain")
+        await self._write(partial(ops.upsert_cluster, cluster=cluster))
+
+    async def get_cluster(self, name: str) -> ClusterRecord | None:
+        return await self._read(partial(ops.get_cluster, name=name))
+
+    async def list_clusters(self) -> list[ClusterRecord]:
+        return await self._read(ops.list_clusters)
+
+    # -- bundles
+
+    async def put_bundle(
+        self,
+        trust_domain: str,
+        sequence: int,
+        bundle: JsonDocument,
+        signed_update: str | None,
+        now: float,
+    ) -> BundleRecord:
+        if signed_update is not None and not isinstance(signed_update, str):
+            raise InvalidDocument("signed_update", "expected a compact JWS string or None")
+        body = partial(
+            ops.put_bundle,
+            trust_domain=require_name(trust_domain, "trust_domain"),
+            sequence=require_count(sequence, "sequence"),
+            bundle=document_text(bundle, "bundle"),
+            signed_update=signed_update,
+            now=require_time(now, "now"),
+        )
+        return await self._write(body)
+
+    async def get_bundle(self, trust_domain: str) -> BundleRecord | None:
+        return await self._read(partial(ops.get_bundle, trust_domain=trust_domain))
+
+    async def list_bundles(self) -> list[BundleRecord]:
+        return await self._read(ops.list_bundles)
+
+    async def bundle_history(self, trust_domain: str, limit: int = 10) -> list[BundleRecord]:
+        limit = require_count(limit, "limit")
+        return await self._read(partial(ops.bundle_history, trust_domain=trust_domain, limit=limit))
+
+    # -- reports
+
+    async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
+        body = partial(
+            ops.record_report,
+            cluster=require_name(cluster, "cluster"),
+            report=document_text(report, "report"),
+            received_at=require_time(received_at, "received_at"),
+        )
+        await self._write(body)
+
+    async def get_report(self, cluster: str) -> ReportRecord | None:
+        return await self._read(partial(ops.get_report, cluster=cluster))
+
+    async def list_reports(self) -> list[ReportRecord]:
+        return await self._read(ops.list_reports)
+
+    # -- snapshots
+
+    async def put_snapshot(self, cluster: str, document: JsonDocument, now: float) -> int:
+        body = partial(
+            ops.put_snapshot,
+            cluster=require_name(cluster, "cluster"),
+            document=document_text(document, "document"),
+            now=require_time(now, "now"),
+        )
+        return await self._write(body)
+
+    async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
+        return await self._read(partial(ops.get_snapshot, cluster=cluster))
+
+    async def record_ack(
+        self, cluster: str, version: int, ok: bool, error: str | None, at: float
+    ) -> None:
+        if not isinstance(ok, bool) or (error is not None and not isinstance(error, str)):
+            raise InvalidDocument("ok/error", "expected ok: bool and error: str | None")
+        body = partial(
+            ops.record_ack,
+            cluster=require_name(cluster, "cluster"),
+            version=require_count(version, "version"),
+            ok=ok,
+            error=error,
+            at=require_time(at, "at"),
+        )
+        await self._write(body)
+
+    async def get_ack_state(self, cluster: str) -> AckState:
+        return await self._read(partial(ops.get_ack_state, cluster=cluster))
+
+    # -- services and decisions
+
+    async def put_service(self, name: str, policy: JsonDocument, now: float) -> None:
+        body = partial(
+            ops.put_service,
+            name=require_name(name, "name"),
+            policy=document_text(policy, "policy"),
+            now=require_time(now, "now"),
+        )
+        await self._write(body)
+
+    async def delete_service(self, name: str) -> bool:
+        return await self._write(partial(ops.delete_service, name=require_name(name, "name")))
+
+    async def list_services(self) -> list[ServiceRecord]:
+        return await self._read(ops.list_services)
+
+    async def put_decisions(self, decisions: Mapping[str, JsonDocument], now: float) -> None:
+        if not isinstance(decisions, Mapping):
+            raise InvalidDocument("decisions", "expected a mapping of service name to document")
+        texts = {
+            require_name(service, "decisions key"): document_text(doc, f"decisions[{service!r}]")
+            for service, doc in decisions.items()
+        }
+        await self._write(partial(ops.put_decisions, decisions=texts, now=require_time(now, "now")))
+
+    async def list_decisions(self) -> list[DecisionRecord]:
+        return await self._read(ops.list_decisions)
+
+    # -- events
+
+    async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:
+        if not isinstance(subject, str):
+            raise InvalidDocument("subject", f"expected a string, got {type(subject).__name__}")
+        body = partial(
+            ops.append_event,
+            kind=require_name(kind, "kind"),
+            subject=subject,
+            detail=document_text(detail, "detail"),
+            at=require_time(at, "at"),
+        )
+        return await self._write(body)
+
+    async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
+        after_id = require_count(after_id, "after_id")
+        limit = require_count(limit, "limit")
+        return await self._read(partial(ops.list_events, after_id=after_id, limit=limit))
+
+    # -- change feed catch-up
+
+    async def changes_since(self, seq: int) -> list[Change]:
+        return await self._read(partial(ops.changes_since, seq=require_count(seq, "seq")))
+
+    async def current_change_seq(self) -> int:
+        return await self._read(ops.current_change_seq)
