@@ -244,3 +244,22 @@ def test_never_more_than_max_ejection_percent_ejected(
         for key in (f"e{i}" for i in range(size)):
             until = det.ejected_until(key, now)
             assert until is None or now < until <= now + 30.0
+
+
+def test_upstream_state_survives_table_swaps_and_retain_drops_the_rest() -> None:
+    old = route([ep("a-0"), ep("a-1")], [ep("b-gw")])
+    new = route([ep("a-0"), ep("a-2")], [ep("b-gw")])  # same service, a-1 replaced by a-2
+    state = UpstreamState()
+    for _ in range(3):
+        state.record(old, old.priorities[0].endpoints[0], Outcome.HTTP_5XX, 0.0)
+    state.record_probe("b-gw", False, 0.0)
+    state.record_probe("b-gw", False, 0.0)
+    state.begin("a-1")
+    state.retain({"a-0", "a-2", "b-gw"}, services={"checkout.shop"})
+    # a-0 is still ejected and b-gw still down under the new table; a-2 takes the traffic
+    assert count_picks(LoadBalancer(), new, state, 200, now=0.5) == {"a-2": 200}
+    assert state.in_flight == {"a-1": 1}  # in-flight requests finish on the old endpoint
+    state.end("a-1")
+    state.retain(set(), services=set())
+    assert state.in_flight == {} and state.health.unhealthy() == frozenset()
+    assert state.is_healthy("checkout.shop", "a-0", 0.5)
