@@ -10,8 +10,10 @@ class ServiceError(FederationError):
 
     status = 500
 
-    def __init__(self, message: str, *, reason: str = "error") -> None:
+    def __init__(self, message: str, *, reason: str = "error", status: int | None = None) -> None:
         self.reason = reason
+        if status is not None:
+            self.status = status
         super().__init__(message)
 
 
@@ -53,3 +55,21 @@ class InvalidInputError(ServiceError):
 
 class FederationTlsError(ServiceError):
     """The federation's own TLS material could not be created, loaded or pinned."""
+
+
+class PayloadTooLargeError(ServiceError):
+    """The request body is over the API's size limit; refused before parsing."""
+
+    status = 413
+
+
+class BadRequestError(ServiceError):
+    """The request's body or query fails validation; ``fields`` lists ``(field, message)``."""
+
+    status = 422
+
+    def __init__(
+        self, message: str, *, reason: str = "invalid", fields: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.fields = fields
+        super().__init__(message, reason=reason)

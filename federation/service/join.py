@@ -122,33 +122,45 @@ def create_join_token(
     return token, record
 
 
+_REFUSALS = {
+    "reused": "was already used; tokens are single-use: create a new one with "
+    "'isthmus federation token create'",
+    "unknown": "is unknown to this federation; create one with 'isthmus federation token create'",
+    "tampered": "was altered (its URL, CA fingerprint or cluster no longer match what was "
+    "issued); use the token exactly as printed",
+    "expired": "has expired; create a new one with 'isthmus federation token create'",
+}
+
+#: Store refusal classes (by their ``reason``) -> our reason.
+STORE_REASONS = {
+    "not-found": "unknown",
+    "secret-mismatch": "tampered",
+    "already-used": "reused",
+    "expired": "expired",
+}
+
+
+def join_refusal(token: JoinToken, reason: str) -> JoinTokenError:
+    """The error for a refused token: ``reason`` is ``unknown``, ``reused``, ``tampered`` or
+    ``expired``; the message names the token id and cluster (never the secret) and what to do."""
+    what = _REFUSALS.get(reason, "was refused")
+    return JoinTokenError(
+        f"join token {token.token_id} for cluster {token.cluster!r} {what}", reason=reason
+    )
+
+
 def check_join_token(
     token: JoinToken, record: JoinTokenRecord | None, *, now: float, already_used: bool = False
 ) -> None:
-    """Decide whether ``token`` may join; raise :class:`JoinTokenError` with a reason of
-    ``unknown``, ``reused``, ``tampered`` or ``expired``. Pure: the caller consumes the record
-    atomically in its store and passes what it found."""
-    if already_used:
-        raise JoinTokenError(
-            f"join token {token.token_id} was already used; tokens are single-use: "
-            "create a new one with 'isthmus federation token create'",
-            reason="reused",
-        )
+    """Decide whether ``token`` may join against a stored record; raise :func:`join_refusal`.
+
+    Pure: the same decisions a store makes atomically in ``consume_join_token``, in the same
+    order (unknown, tampered, reused, expired)."""
     if record is None:
-        raise JoinTokenError(
-            f"join token {token.token_id} is unknown to this federation; create one with "
-            "'isthmus federation token create'",
-            reason="unknown",
-        )
+        raise join_refusal(token, "unknown")
     if not hmac.compare_digest(record.digest, token.digest()) or record.cluster != token.cluster:
-        raise JoinTokenError(
-            f"join token {token.token_id} was altered (its URL, CA fingerprint or cluster no "
-            "longer match what was issued); use the token exactly as printed",
-            reason="tampered",
-        )
+        raise join_refusal(token, "tampered")
+    if already_used:
+        raise join_refusal(token, "reused")
     if now >= record.expires_at:
-        raise JoinTokenError(
-            f"join token {token.token_id} for cluster {token.cluster!r} expired "
-            f"{now - record.expires_at:.0f}s ago; create a new one",
-            reason="expired",
-        )
+        raise join_refusal(token, "expired")

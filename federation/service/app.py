@@ -1,0 +1,199 @@
+"""The federation HTTP API as a Starlette app (runs on trio through anyio, served by hypercorn).
+
+Every request body is read with a size cap (413 before any parsing), validated by the frozen
+wire models (422 naming each bad field) and only then handed to
+:class:`~federation.service.core.FederationService`. Errors are JSON
+``{"error": {"reason", "message", "fields"}}``. The app borrows the service; whoever built the
+service owns the store and the publisher task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from federation.model.api import Ack, BundleUpdateRequest, HealthReport, JoinRequest
+from federation.model.base import describe_validation_error
+from federation.service.auth import CallerAuthenticator, require_own
+from federation.service.core import FederationService
+from federation.service.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    ServiceError,
+)
+from federation.service.openapi import openapi_document
+from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+_log = logging.getLogger(__name__)
+
+
+def error_response(status: int, reason: str, message: str, fields: object = ()) -> JSONResponse:
+    fields_doc = [{"field": f, "message": m} for f, m in fields]  # type: ignore[attr-defined]
+    body = {"error": {"reason": reason, "message": message, "fields": fields_doc}}
+    return JSONResponse(body, status_code=status)
+
+
+def _store_error(err: StoreError) -> ServiceError:
+    if isinstance(err, StaleBundleSequence):
+        return ServiceError(str(err), reason="stale-sequence", status=409)
+    if isinstance(err, InvalidDocument):
+        return ServiceError(str(err), reason="invalid-document", status=422)
+    status = 503 if isinstance(err, StoreUnavailable) else 500
+    return ServiceError(f"the federation's store failed: {err}", reason="store", status=status)
+
+
+def _guarded(metrics_reject: Callable[[str], None], handler: Handler) -> Handler:
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BadRequestError as err:
+            metrics_reject(err.reason)
+            return error_response(err.status, err.reason, str(err), err.fields)
+        except ServiceError as err:
+            metrics_reject(err.reason)
+            return error_response(err.status, err.reason, str(err))
+        except StoreError as err:
+            mapped = _store_error(err)
+            metrics_reject(mapped.reason)
+            _log.warning("store error on %s: %s", request.url.path, err)
+            return error_response(mapped.status, mapped.reason, str(mapped))
+
+    return run
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(
+            f"request body of {declared} bytes is over the {limit}-byte limit", reason="too-large"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"request body is over the {limit}-byte limit", reason="too-large"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """Validate JSON ``body`` as ``model``; 422 listing ``field: problem`` for each error."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as err:
+        problems = describe_validation_error(err)
+        fields = tuple(
+            (".".join(str(p) for p in item["loc"]) or "(body)", item["msg"])
+            for item in err.errors()
+        )
+        raise BadRequestError(
+            f"invalid {model.__name__}: " + "; ".join(problems), reason="invalid", fields=fields
+        ) from err
+
+
+def build_app(
+    service: FederationService,
+    auth: CallerAuthenticator,
+    *,
+    ca_pem: bytes,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """The ASGI app. ``ca_pem`` is the federation's TLS CA, served for fingerprint pinning."""
+    metrics = service.metrics
+    openapi = json.dumps(openapi_document()).encode()
+
+    async def join(request: Request) -> Response:
+        body = parse_body(JoinRequest, await read_body(request, max_body_bytes))
+        response = await service.join(body)
+        return JSONResponse(response.model_dump(mode="json"), status_code=201)
+
+    async def ca(request: Request) -> Response:
+        return Response(ca_pem, media_type="application/x-pem-file")
+
+    async def get_bundle(request: Request) -> Response:
+        text = await service.bundle_json(request.path_params["trust_domain"])
+        return Response(text, media_type="application/json")
+
+    async def put_bundle(request: Request) -> Response:
+        caller = await auth.cluster_of(request.headers.get("authorization"))
+        body = parse_body(BundleUpdateRequest, await read_body(request, max_body_bytes))
+        await service.update_bundle(caller, request.path_params["trust_domain"], body)
+        return Response(status_code=204)
+
+    async def report(request: Request) -> Response:
+        cluster = request.path_params["cluster"]
+        caller = await auth.cluster_of(request.headers.get("authorization"))
+        require_own(caller, cluster, "health reports")
+        raw = await read_body(request, max_body_bytes)
+        body = parse_body(HealthReport, raw)
+        await service.record_report(cluster, body, raw.decode())
+        return Response(status_code=204)
+
+    async def ack(request: Request) -> Response:
+        cluster = request.path_params["cluster"]
+        caller = await auth.cluster_of(request.headers.get("authorization"))
+        require_own(caller, cluster, "snapshot ACKs")
+        body = parse_body(Ack, await read_body(request, max_body_bytes))
+        await service.record_ack(cluster, body)
+        return Response(status_code=204)
+
+    async def snapshot(request: Request) -> Response:
+        cluster = request.path_params["cluster"]
+        caller = await auth.cluster_of(request.headers.get("authorization"))
+        require_own(caller, cluster, "the snapshot")
+        after_text = request.query_params.get("after", "-1")
+        try:
+            after = int(after_text)
+        except ValueError as err:
+            raise BadRequestError(
+                f"after: {after_text!r} is not an integer version",
+                fields=(("after", "not an integer"),),
+            ) from err
+        served = await service.publisher.wait_newer(cluster, after, service.settings.long_poll_s)
+        if served is None:
+            return Response(status_code=204)
+        metrics.pushed(cluster, served.version, service.clock())
+        headers = {"x-snapshot-version": str(served.version)}
+        return Response(served.body, media_type="application/json", headers=headers)
+
+    async def status(request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        return JSONResponse((await service.status()).model_dump(mode="json"))
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    async def openapi_page(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    def route(path: str, handler: Handler, method: str) -> Route:
+        return Route(path, _guarded(metrics.reject, handler), methods=[method])
+
+    return Starlette(
+        routes=[
+            route("/v1/join", join, "POST"),
+            route("/v1/federation/ca.pem", ca, "GET"),
+            route("/v1/bundles/{trust_domain}", get_bundle, "GET"),
+            route("/v1/bundles/{trust_domain}", put_bundle, "PUT"),
+            route("/v1/clusters/{cluster}/reports", report, "POST"),
+            route("/v1/clusters/{cluster}/snapshot", snapshot, "GET"),
+            route("/v1/clusters/{cluster}/acks", ack, "POST"),
+            route("/v1/status", status, "GET"),
+            route("/metrics", metrics_page, "GET"),
+            route("/openapi.json", openapi_page, "GET"),
+        ]
+    )

@@ -1,0 +1,154 @@
+"""Who is calling: gateways by JWT-SVID, operators by an admin bearer token.
+
+hypercorn does not hand the TLS client certificate to the ASGI app, so gateways prove their
+SPIFFE identity with a short-lived JWT-SVID signed by a ``jwt-svid`` key of their own trust
+domain's registered bundle, with the federation as audience. The token's subject must be a
+gateway ID ``spiffe://<td>/isthmus/gateway/<cluster>`` of a joined cluster whose trust domain is
+``<td>``. Operators use a separate random token stored 0600 in the state directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from federation.errors import FederationError
+from federation.service.errors import AuthenticationError, PermissionDeniedError
+from federation.store import Store
+from federation.trust import BundleError, BundleSet, SpiffeId, TrustDomain, parse_bundle
+from federation.trust.files import PRIVATE_MODE, write_file
+
+#: ``verify(token, bundles, audience, now) -> subject``; raises a FederationError on failure.
+JwtVerifier = Callable[[str, BundleSet, str, float], SpiffeId]
+
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
+_GATEWAY_PREFIX = "/isthmus/gateway/"
+
+
+def ensure_admin_token(state_dir: Path) -> str:
+    """The operators' bearer token, created (0600) on first start and kept afterwards."""
+    path = state_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    token = secrets.token_urlsafe(32)
+    write_file(path, (token + "\n").encode(), mode=PRIVATE_MODE)
+    return token
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 if absent or malformed."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError(
+            "missing 'Authorization: Bearer <token>' header", reason="no-credential"
+        )
+    return token.strip()
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The JWT payload *without* checking the signature: only to pick the bundle to verify with,
+    or to read claims of a token that already verified."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise AuthenticationError("bearer token is not a JWT (expected 3 parts)", reason="bad-jwt")
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (binascii.Error, ValueError) as err:
+        raise AuthenticationError(
+            "bearer token payload is not base64url JSON", reason="bad-jwt"
+        ) from err
+    if not isinstance(claims, dict):
+        raise AuthenticationError("bearer token payload is not a JSON object", reason="bad-jwt")
+    return claims
+
+
+class CallerAuthenticator:
+    """Maps a request's credential to a cluster name (gateways) or to the admin role."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        audience: str,
+        admin_token: str,
+        verify: JwtVerifier,
+        clock: Callable[[], float],
+        max_token_ttl_s: int,
+    ) -> None:
+        self._store = store
+        self._audience = audience
+        self._admin_token = admin_token
+        self._verify = verify
+        self._clock = clock
+        self._max_ttl = max_token_ttl_s
+
+    def require_admin(self, authorization: str | None) -> None:
+        """Pass for the admin token; else 401."""
+        token = bearer_token(authorization)
+        if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            raise AuthenticationError(
+                "not the admin token (see admin.token in the federation's state directory)",
+                reason="bad-admin-token",
+            )
+
+    async def cluster_of(self, authorization: str | None) -> str:
+        """The joined cluster whose gateway signed the bearer JWT-SVID; 401 otherwise."""
+        token = bearer_token(authorization)
+        subject = self._claimed_subject(token)
+        bundle = await self._store.get_bundle(subject.trust_domain.name)
+        if bundle is None:
+            raise AuthenticationError(
+                f"no bundle registered for trust domain {subject.trust_domain}; join first",
+                reason="unknown-trust-domain",
+            )
+        try:
+            parsed = parse_bundle(TrustDomain.parse(bundle.trust_domain), bundle.bundle)
+            verified = self._verify(token, BundleSet([parsed]), self._audience, self._clock())
+        except (BundleError, FederationError) as err:
+            raise AuthenticationError(f"JWT-SVID rejected: {err}", reason="bad-jwt") from err
+        claims = unverified_claims(token)  # verified above: safe to read now
+        lifetime = float(claims.get("exp", 0)) - float(claims.get("iat", 0))
+        if lifetime > self._max_ttl:
+            raise AuthenticationError(
+                f"JWT-SVID lives {lifetime:.0f}s; the federation accepts at most {self._max_ttl}s",
+                reason="jwt-ttl-too-long",
+            )
+        return await self._cluster_for(verified)
+
+    def _claimed_subject(self, token: str) -> SpiffeId:
+        try:
+            return SpiffeId.parse(str(unverified_claims(token).get("sub", "")))
+        except FederationError as err:
+            raise AuthenticationError(f"JWT-SVID subject: {err}", reason="bad-jwt") from err
+
+    async def _cluster_for(self, subject: SpiffeId) -> str:
+        path = subject.path
+        if not path.startswith(_GATEWAY_PREFIX) or "/" in path[len(_GATEWAY_PREFIX) :]:
+            raise PermissionDeniedError(
+                f"{subject} is not a gateway identity (spiffe://<td>/isthmus/gateway/<cluster>)",
+                reason="not-a-gateway",
+            )
+        cluster = path[len(_GATEWAY_PREFIX) :]
+        record = await self._store.get_cluster(cluster)
+        if record is None or record.trust_domain != subject.trust_domain.name:
+            raise PermissionDeniedError(
+                f"{subject}: no joined cluster {cluster!r} in trust domain {subject.trust_domain}",
+                reason="unknown-cluster",
+            )
+        return cluster
+
+
+def require_own(caller: str, cluster: str, what: str) -> None:
+    """A cluster may write only its own data: 403 naming both clusters otherwise."""
+    if caller != cluster:
+        raise PermissionDeniedError(
+            f"cluster {caller!r} may not write {what} of cluster {cluster!r}",
+            reason="not-your-cluster",
+        )

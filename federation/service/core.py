@@ -1,0 +1,250 @@
+"""What the federation API does, independent of HTTP: join, reports, ACKs, bundles, status.
+
+:class:`FederationService` validates everything *before* it writes, so a refused request stores
+nothing (a join token is consumed only once the rest of the join request has been checked).
+Errors are :class:`~federation.service.errors.ServiceError` subclasses carrying an HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from federation.model.api import (
+    Ack,
+    BundleUpdateRequest,
+    ClusterStatus,
+    FederationStatus,
+    HealthReport,
+    JoinRequest,
+    JoinResponse,
+)
+from federation.service.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceError,
+)
+from federation.service.join import (
+    DEFAULT_TOKEN_TTL_S,
+    STORE_REASONS,
+    JoinToken,
+    create_join_token,
+    join_refusal,
+)
+from federation.service.metrics import FederationMetrics
+from federation.service.publisher import SnapshotPublisher
+from federation.store import ClusterRecord, Store, TokenError
+from federation.trust import BundleError, SpiffeIdError, TrustBundle, TrustDomain, parse_bundle
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Knobs of the API (see ``FederationConfig`` for the file form)."""
+
+    federation_url: str
+    ca_fingerprint: str
+    audience: str = "isthmus-federation"
+    report_interval_s: float = 1.0
+    max_token_ttl_s: int = 300
+    long_poll_s: float = 30.0
+
+
+class FederationService:
+    """The API's behaviour over a :class:`~federation.store.Store` (borrowed, not closed)."""
+
+    def __init__(
+        self,
+        store: Store,
+        publisher: SnapshotPublisher,
+        settings: ServiceSettings,
+        *,
+        clock: Callable[[], float],
+        metrics: FederationMetrics,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+
+    async def create_join_token(self, cluster: str, ttl_s: float = DEFAULT_TOKEN_TTL_S) -> str:
+        """Store a single-use token for ``cluster`` and return its text (print it once)."""
+        token, record = create_join_token(
+            federation_url=self.settings.federation_url,
+            ca_sha256=self.settings.ca_fingerprint,
+            cluster=cluster,
+            now=self.clock(),
+            ttl_s=ttl_s,
+        )
+        await self.store.create_join_token(
+            record.token_id, record.cluster, record.digest, record.expires_at
+        )
+        return token.encode()
+
+    async def _check_bundle(self, request: JoinRequest, cluster: str) -> TrustBundle:
+        try:
+            td = TrustDomain.parse(request.trust_domain)
+        except SpiffeIdError as err:
+            raise InvalidInputError(f"trust_domain: {err}", reason="invalid-trust-domain") from err
+        try:
+            bundle = parse_bundle(td, request.trust_bundle)
+        except BundleError as err:
+            raise InvalidInputError(f"trust_bundle: {err}", reason="invalid-bundle") from err
+        if not bundle.jwt_authorities:
+            raise InvalidInputError(
+                "trust_bundle: holds no jwt-svid key; the gateway authenticates to the "
+                "federation with JWT-SVIDs signed by one",
+                reason="invalid-bundle",
+            )
+        for other in await self.store.list_clusters():
+            if other.trust_domain == td.name and other.name != cluster:
+                raise ConflictError(
+                    f"trust_domain: {td.name} already belongs to cluster {other.name!r}; "
+                    "every cluster has its own trust domain",
+                    reason="trust-domain-taken",
+                )
+        current = await self.store.get_bundle(td.name)
+        if (
+            current is not None
+            and current.sequence >= bundle.sequence
+            and parse_bundle(td, current.bundle) != bundle
+        ):
+            raise ConflictError(
+                f"trust_bundle: {td.name} already has sequence {current.sequence}; re-join "
+                "with a higher spiffe_sequence or publish a signed update",
+                reason="stale-bundle",
+            )
+        return bundle
+
+    async def join(self, request: JoinRequest) -> JoinResponse:
+        """Register a cluster. Raises ``JoinTokenError`` (403), ``InvalidInputError`` (422) or
+        ``ConflictError`` (409); nothing is stored unless everything checks out."""
+        token = JoinToken.decode(request.token)
+        bundle = await self._check_bundle(request, token.cluster)
+        now = self.clock()
+        try:
+            await self.store.consume_join_token(token.token_id, token.digest(), now)
+        except TokenError as err:
+            self.metrics.reject(f"join-{STORE_REASONS.get(err.reason, err.reason)}")
+            raise join_refusal(token, STORE_REASONS.get(err.reason, err.reason)) from err
+        await self._register(token.cluster, request, bundle, now)
+        bundles = {b.trust_domain: b.bundle for b in await self.store.list_bundles()}
+        return JoinResponse(
+            cluster=token.cluster,
+            trust_domain=bundle.trust_domain.name,
+            audience=self.settings.audience,
+            max_token_ttl_s=self.settings.max_token_ttl_s,
+            report_interval_s=self.settings.report_interval_s,
+            bundles=bundles,
+        )
+
+    async def _register(
+        self, cluster: str, request: JoinRequest, bundle: TrustBundle, now: float
+    ) -> None:
+        record = ClusterRecord(
+            name=cluster,
+            trust_domain=bundle.trust_domain.name,
+            locality=request.locality,
+            gateway_addresses=request.gateway_addresses,
+            capacity=request.capacity,
+            cost_per_unit=request.cost.per_unit_hour,
+            cost_labels=request.cost.labels,
+            labels=request.labels,
+            registered_at=now,
+        )
+        await self.store.upsert_cluster(record)
+        current = await self.store.get_bundle(record.trust_domain)
+        if current is None or current.sequence < bundle.sequence:
+            await self.store.put_bundle(
+                record.trust_domain, bundle.sequence, bundle.to_json(), None, now
+            )
+        await self.store.append_event(
+            "cluster-joined", cluster, {"trust_domain": record.trust_domain}, now
+        )
+        self.publisher.mark_dirty()
+
+    async def _require_cluster(self, cluster: str) -> ClusterRecord:
+        record = await self.store.get_cluster(cluster)
+        if record is None:
+            raise NotFoundError(
+                f"cluster {cluster!r} has not joined this federation", reason="unknown-cluster"
+            )
+        return record
+
+    async def record_report(self, cluster: str, report: HealthReport, raw: str) -> None:
+        """Store the cluster's latest report (renewing its lease) and let the publisher decide
+        whether snapshots change."""
+        await self._require_cluster(cluster)
+        now = self.clock()
+        await self.store.record_report(cluster, raw, now)
+        self.publisher.note_report(cluster, now, report)
+
+    async def record_ack(self, cluster: str, ack: Ack) -> None:
+        """Record an ACK or NACK of a version this cluster was actually served."""
+        await self._require_cluster(cluster)
+        served = self.publisher.current(cluster)
+        if served is None or ack.version > served.version:
+            raise ConflictError(
+                f"version: {ack.version} was never served to cluster {cluster!r} "
+                f"(latest is {served.version if served else 'none'})",
+                reason="unknown-version",
+            )
+        now = self.clock()
+        await self.store.record_ack(cluster, ack.version, ack.ok, ack.error or None, now)
+        self.metrics.answered(cluster, ack.version, now)
+
+    async def update_bundle(
+        self, caller: str, trust_domain: str, request: BundleUpdateRequest
+    ) -> None:
+        """Accept a signed bundle update of the caller's own trust domain."""
+        raise ServiceError(
+            "signed bundle updates are not available yet", reason="unsupported", status=501
+        )
+
+    async def bundle_json(self, trust_domain: str) -> str:
+        record = await self.store.get_bundle(trust_domain)
+        if record is None:
+            raise NotFoundError(
+                f"no bundle for trust domain {trust_domain!r}", reason="unknown-trust-domain"
+            )
+        return record.bundle
+
+    async def status(self) -> FederationStatus:
+        """Every cluster with its lease, bundle and snapshot state (for ``isthmus status``)."""
+        now = self.clock()
+        reports = {r.cluster: r for r in await self.store.list_reports()}
+        bundles = {b.trust_domain: b for b in await self.store.list_bundles()}
+        rows = []
+        for cluster in await self.store.list_clusters():
+            report = reports.get(cluster.name)
+            bundle = bundles.get(cluster.trust_domain)
+            acks = await self.store.get_ack_state(cluster.name)
+            served = self.publisher.current(cluster.name)
+            nacked = acks.nacked_version if acks.nacked_version > acks.acked_version else None
+            rows.append(
+                ClusterStatus(
+                    cluster=cluster.name,
+                    trust_domain=cluster.trust_domain,
+                    locality=cluster.locality,
+                    lease=self.publisher.lease(cluster.name),
+                    last_report_age_s=None if report is None else now - report.received_at,
+                    unreachable_from=self.publisher.reachability.unreachable_from(cluster.name),
+                    bundle_sequence=None if bundle is None else bundle.sequence,
+                    bundle_expires_at=None if bundle is None else _bundle_expiry(bundle.bundle),
+                    snapshot_version=None if served is None else served.version,
+                    acked_version=acks.acked_version or None,
+                    nacked_version=nacked,
+                    nack_error=(acks.nacked_error or "") if nacked else "",
+                )
+            )
+        return FederationStatus(clusters=tuple(rows))
+
+
+def _bundle_expiry(text: str) -> float | None:
+    try:
+        bundle = parse_bundle(None, text)
+    except BundleError:
+        return None
+    times = [cert.not_valid_after_utc.timestamp() for cert in bundle.x509_authorities]
+    return min(times) if times else None

@@ -1,0 +1,145 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``, built from the pydantic wire models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from federation.model.api import (
+    Ack,
+    BundleUpdateRequest,
+    FederationStatus,
+    HealthReport,
+    JoinRequest,
+    JoinResponse,
+    Snapshot,
+)
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    JoinRequest,
+    JoinResponse,
+    HealthReport,
+    Snapshot,
+    Ack,
+    BundleUpdateRequest,
+    FederationStatus,
+)
+_REF = "#/components/schemas/"
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": f"{_REF}Error"}}},
+}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": _REF + name}}}}
+
+
+def _ok(name: str | None, description: str = "ok") -> dict[str, Any]:
+    if name is None:
+        return {"description": description}
+    schema = {"$ref": _REF + name}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    *,
+    body: str | None = None,
+    ok: str | None = None,
+    status: str = "200",
+    auth: str | None = "gateway",
+    params: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {status: _ok(ok), "4XX": _ERROR}}
+    if body is not None:
+        op["requestBody"] = _body(body)
+    if auth is not None:
+        op["security"] = [{auth: []}]
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    snapshot = _op("Long-poll this cluster's snapshot", ok="Snapshot", params=("cluster",))
+    snapshot["parameters"].append(
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}}
+    )
+    snapshot["responses"]["204"] = _ok(None, "no newer version within the long-poll window")
+    return {
+        "/v1/join": {
+            "post": _op(
+                "Join with a single-use token", body="JoinRequest", ok="JoinResponse", auth=None
+            )
+        },
+        "/v1/federation/ca.pem": {
+            "get": _op("The federation's TLS CA (pin it by fingerprint)", auth=None)
+        },
+        "/v1/bundles/{trust_domain}": {
+            "get": _op(
+                "SPIFFE bundle endpoint (https_web profile)", auth=None, params=("trust_domain",)
+            ),
+            "put": _op(
+                "Publish a signed bundle update for the caller's own trust domain",
+                body="BundleUpdateRequest",
+                status="204",
+                params=("trust_domain",),
+            ),
+        },
+        "/v1/clusters/{cluster}/reports": {
+            "post": _op(
+                "Health report; renews the lease",
+                body="HealthReport",
+                status="204",
+                params=("cluster",),
+            )
+        },
+        "/v1/clusters/{cluster}/snapshot": {"get": snapshot},
+        "/v1/clusters/{cluster}/acks": {
+            "post": _op(
+                "ACK or NACK a snapshot version", body="Ack", status="204", params=("cluster",)
+            )
+        },
+        "/v1/status": {"get": _op("Every cluster's state", ok="FederationStatus", auth="admin")},
+        "/metrics": {"get": _op("Prometheus metrics", auth=None)},
+    }
+
+
+def openapi_document(version: str = "1") -> dict[str, Any]:
+    """The whole document; component schemas come from the models themselves."""
+    _, defs = models_json_schema(
+        [(model, "validation") for model in _MODELS], ref_template=_REF + "{model}"
+    )
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Isthmus federation API", "version": version},
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "gateway": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT-SVID"},
+                "admin": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }

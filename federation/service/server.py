@@ -1,0 +1,184 @@
+"""``serve_federation``: the federation API on hypercorn's trio worker, over TLS 1.3 and HTTP/2.
+
+The server owns the store (opened from the config), the snapshot publisher task and the
+hypercorn server, all in one nursery. Readiness: ``await nursery.start(serve_federation, ...)``
+returns a :class:`RunningFederation` once the socket is bound and the first snapshots are built.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config as HypercornConfig
+from pydantic import Field
+
+from federation.model.base import FrozenModel, load_model_file
+from federation.service.app import DEFAULT_MAX_BODY_BYTES, build_app
+from federation.service.auth import CallerAuthenticator, JwtVerifier, ensure_admin_token
+from federation.service.core import FederationService, ServiceSettings
+from federation.service.leases import DEFAULT_MISSED_INTERVALS
+from federation.service.metrics import FederationMetrics
+from federation.service.publisher import SnapshotPublisher
+from federation.service.tls import DEFAULT_HOSTS, ensure_federation_tls
+from federation.store import Store, open_store, sqlite_url_for_state_dir
+
+DEFAULT_PORT = 8443
+
+
+def default_state_dir() -> Path:
+    """``$ISTHMUS_HOME/federation``, else ``~/.isthmus/federation``."""
+    home = os.environ.get("ISTHMUS_HOME")
+    return (Path(home) if home else Path.home() / ".isthmus") / "federation"
+
+
+class FederationConfig(FrozenModel):
+    """``federation.yaml``: where the federation listens and keeps its state."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    public_url: str | None = Field(
+        default=None, description="URL put in join tokens; default https://<host>:<port>"
+    )
+    tls_hosts: tuple[str, ...] = Field(default=DEFAULT_HOSTS, min_length=1)
+    state_dir: Path | None = Field(default=None, description="default $ISTHMUS_HOME/federation")
+    store_url: str | None = Field(default=None, description="default sqlite in the state dir")
+    report_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    missed_intervals: int = Field(default=DEFAULT_MISSED_INTERVALS, ge=1, le=100)
+    long_poll_s: float = Field(default=30.0, gt=0, le=300)
+    audience: str = Field(default="isthmus-federation", min_length=1)
+    max_token_ttl_s: int = Field(default=300, ge=10, le=86400)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
+    debounce_s: float = Field(default=0.005, ge=0, le=10)
+
+    @classmethod
+    def from_file(cls, path: Path) -> FederationConfig:
+        """Load and validate a YAML file; errors name the file and fields."""
+        return load_model_file(cls, path)
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else default_state_dir()
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or sqlite_url_for_state_dir(self.resolved_state_dir)
+
+    def url_for_port(self, port: int) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"https://{host}:{port}"
+
+
+class _Tls13Config(HypercornConfig):
+    """hypercorn allows TLS 1.2; the federation speaks TLS 1.3 only."""
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        context: ssl.SSLContext | None = super().create_ssl_context()
+        if context is not None:
+            context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return context
+
+
+def hypercorn_config(config: FederationConfig, cert: Path, key: Path) -> HypercornConfig:
+    """TLS, ALPN h2 + http/1.1, and limits fit for long-lived HTTP/2 gateways."""
+    hc = _Tls13Config()
+    hc.bind = [f"{config.listen_host}:{config.listen_port}"]
+    hc.certfile, hc.keyfile = str(cert), str(key)
+    hc.alpn_protocols = ["h2", "http/1.1"]
+    # Default 1,000 would close each gateway's HTTP/2 connection every ~1,000 reports.
+    hc.keep_alive_max_requests = 10**9
+    hc.keep_alive_timeout = config.long_poll_s + 30
+    hc.graceful_timeout = 2.0
+    hc.accesslog = None
+    return hc
+
+
+@dataclass(frozen=True)
+class RunningFederation:
+    """Handed to ``nursery.start`` callers once the API accepts connections."""
+
+    url: str
+    ca_fingerprint: str
+    ca_pem: bytes
+    admin_token: str
+    state_dir: Path
+    service: FederationService
+
+
+def _port_of(bind: str) -> int:
+    return int(bind.rsplit(":", 1)[1])
+
+
+async def serve_federation(
+    config: FederationConfig,
+    *,
+    verify_jwt: JwtVerifier,
+    clock: Callable[[], float] = time.time,
+    store: Store | None = None,
+    task_status: trio.TaskStatus[RunningFederation] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled. Opens (and closes) the store unless one is passed in (borrowed)."""
+    if store is None:
+        async with open_store(config.resolved_store_url) as owned:
+            await _serve(config, owned, verify_jwt, clock, task_status)
+    else:
+        await _serve(config, store, verify_jwt, clock, task_status)
+
+
+async def _serve(
+    config: FederationConfig,
+    store: Store,
+    verify_jwt: JwtVerifier,
+    clock: Callable[[], float],
+    task_status: trio.TaskStatus[RunningFederation],
+) -> None:
+    state_dir = config.resolved_state_dir
+    tls = ensure_federation_tls(state_dir / "tls", hosts=config.tls_hosts)
+    admin_token = ensure_admin_token(state_dir)
+    metrics = FederationMetrics()
+    publisher = SnapshotPublisher(
+        store,
+        clock=clock,
+        interval_s=config.report_interval_s,
+        missed_intervals=config.missed_intervals,
+        debounce_s=config.debounce_s,
+        metrics=metrics,
+    )
+    settings = ServiceSettings(
+        federation_url=config.url_for_port(config.listen_port),
+        ca_fingerprint=tls.fingerprint,
+        audience=config.audience,
+        report_interval_s=config.report_interval_s,
+        max_token_ttl_s=config.max_token_ttl_s,
+        long_poll_s=config.long_poll_s,
+    )
+    service = FederationService(store, publisher, settings, clock=clock, metrics=metrics)
+    auth = CallerAuthenticator(
+        store,
+        audience=config.audience,
+        admin_token=admin_token,
+        verify=verify_jwt,
+        clock=clock,
+        max_token_ttl_s=config.max_token_ttl_s,
+    )
+    ca_pem = tls.ca_path.read_bytes()
+    app = build_app(service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes)
+    hc = hypercorn_config(config, tls.cert_path, tls.key_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)
+        serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]
+        binds = await nursery.start(serve)
+        url = config.url_for_port(_port_of(binds[0]))
+        service.settings = replace(settings, federation_url=url)
+        task_status.started(
+            RunningFederation(url, tls.fingerprint, ca_pem, admin_token, state_dir, service)
+        )
