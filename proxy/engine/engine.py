@@ -1,0 +1,154 @@
+"""The forwarding engine: route, police, inject faults, balance, forward, retry, stream back.
+
+One :class:`ForwardingEngine` per worker process serves every listener; it implements the
+listeners' :class:`~proxy.listeners.RequestHandler`. The routing table is swapped whole with
+:meth:`ForwardingEngine.swap_table` (in-flight requests keep the route they matched).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+import trio
+
+from proxy.clusters.state import UpstreamState
+from proxy.engine.context import Outcome, TableView
+from proxy.engine.forward import forward
+from proxy.engine.observer import NullObserver, Observer, RequestRecord
+from proxy.engine.replies import reply
+from proxy.engine.tunnels import TunnelRequest, serve_tunnel
+from proxy.listeners.exchange import Exchange
+from proxy.loadbalancer.picker import LoadBalancer
+from proxy.routes.fault import decide_fault
+from proxy.routes.headers import local_reply, not_found_response
+from proxy.routes.table import Endpoint, RoutingTable
+from proxy.upstream.models import UpstreamRequest, UpstreamResponse
+
+
+class UpstreamClient(Protocol):
+    """What the engine needs from :class:`proxy.upstream.UpstreamPools`."""
+
+    async def request(
+        self, endpoint: Endpoint, req: UpstreamRequest, *, timeout_s: float | None = None
+    ) -> UpstreamResponse: ...
+
+    async def open_tunnel(
+        self, endpoint: Endpoint, authority: str
+    ) -> trio.abc.HalfCloseableStream: ...
+
+    def retain(self, endpoints: Iterable[Endpoint]) -> None: ...
+
+
+class ForwardingEngine:
+    """Answers every exchange a listener hands it (see :meth:`handle`).
+
+    ``upstream`` performs the I/O to endpoints; ``state`` holds in-flight counts, outlier
+    and health state and retry budgets (shared with the gateway's prober); ``observer``
+    receives records; ``rng`` drives load balancing, fault injection and trace ids.
+    """
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        *,
+        upstream: UpstreamClient,
+        state: UpstreamState | None = None,
+        observer: Observer | None = None,
+        rng: random.Random | None = None,
+        replay_limit: int = 64 * 1024,
+    ) -> None:
+        self._view = TableView(table)
+        self.upstream = upstream
+        self.state = state if state is not None else UpstreamState()
+        self.observer: Observer = observer if observer is not None else NullObserver()
+        self.rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
+        self.replay_limit = replay_limit
+        self.outbound_balancer = LoadBalancer()
+        self.inbound_balancer = LoadBalancer()
+
+    @property
+    def table(self) -> RoutingTable:
+        return self._view.table
+
+    def swap_table(self, table: RoutingTable) -> None:
+        """Install a new table; established connections and in-flight requests continue.
+        Upstream state of endpoints and services that disappeared is dropped."""
+        self._view = TableView(table)
+        endpoints = [
+            ep
+            for route in table.routes.values()
+            for group in route.priorities
+            for ep in group.endpoints
+        ]
+        self.state.retain({ep.key for ep in endpoints}, table.routes.keys())
+        self.upstream.retain(endpoints)
+        self.outbound_balancer.retain(set(table.routes))
+        self.inbound_balancer.retain(set(table.routes))
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer ``exchange`` completely; raises only
+        :class:`~proxy.listeners.DownstreamGone` (the client left)."""
+        started = trio.current_time()
+        wall = time.time()
+        out = Outcome()
+        try:
+            await self._handle(exchange, out)
+        finally:
+            self._report(exchange, out, wall, trio.current_time() - started)
+
+    async def _handle(self, exchange: Exchange, out: Outcome) -> None:
+        down = exchange.downstream
+        inbound = down.listener == "inbound"
+        authority = exchange.authority.decode("latin-1")
+        target = exchange.path if exchange.method == b"CONNECT" else exchange.authority
+        service, route = self._view.match(target.decode("latin-1"), inbound=inbound)
+        out.service = service or ""
+        if route is None:
+            await reply(exchange, out, not_found_response(service or authority))
+            return
+        if inbound and not route.allows_source(down.peer_identity or ""):
+            message = f"cluster {down.peer_identity!r} may not call service {route.service!r}"
+            await reply(exchange, out, local_reply(403, "source_not_allowed", message))
+            return
+        fault = decide_fault(route.fault, self.rng)
+        if fault.delay_s > 0:
+            await trio.sleep(fault.delay_s)
+        if fault.abort_status is not None:
+            msg = f"fault injected for service {route.service!r}"
+            await reply(exchange, out, local_reply(fault.abort_status, "fault_injected", msg))
+            return
+        balancer = self.inbound_balancer if inbound else self.outbound_balancer
+        if exchange.method == b"CONNECT":
+            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
+            await serve_tunnel(self, tunnel, out)
+            return
+        await forward(self, exchange, route, balancer, out)
+
+    def _report(self, exchange: Exchange, out: Outcome, wall: float, duration: float) -> None:
+        down = exchange.downstream
+        inbound = down.listener == "inbound"
+        source = (down.peer_identity or "") if inbound else self.table.local_cluster
+        self.observer.on_request_done(
+            RequestRecord(
+                time=wall,
+                listener=down.listener,
+                source_cluster=source,
+                source_identity=down.peer_identity,
+                remote=down.remote,
+                method=exchange.method.decode("latin-1"),
+                authority=exchange.authority.decode("latin-1"),
+                path=exchange.path.decode("latin-1"),
+                service=out.service,
+                destination_cluster=out.destination_cluster,
+                endpoint=out.endpoint,
+                status=out.status,
+                reason=out.reason,
+                duration_s=duration,
+                retries=out.retries,
+                bytes_received=out.bytes_received,
+                bytes_sent=out.bytes_sent,
+            )
+        )

@@ -1,0 +1,250 @@
+"""Forwarding one HTTP request: attempts with retries, then streaming the response back."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import trio
+
+from proxy.engine.body import ReplayableBody
+from proxy.engine.context import Outcome
+from proxy.engine.observer import UpstreamEvent
+from proxy.engine.replies import reply
+from proxy.errors import UpstreamError
+from proxy.listeners.exchange import DownstreamGone, Exchange
+from proxy.loadbalancer.picker import LoadBalancer
+from proxy.outlier.detector import Outcome as AttemptOutcome
+from proxy.retry.policy import FailureKind, retry_decision
+from proxy.routes.headers import (
+    REASON,
+    Headers,
+    clean_response,
+    from_local_client,
+    from_peer_gateway,
+    local_reply,
+    unavailable_response,
+)
+from proxy.routes.table import Endpoint, Route
+from proxy.upstream.models import UpstreamRequest, UpstreamResponse
+
+if TYPE_CHECKING:
+    from proxy.engine.engine import ForwardingEngine
+
+_FAILURE_OUTCOME = {
+    FailureKind.CONNECT_FAILURE: AttemptOutcome.CONNECT_FAILURE,
+    FailureKind.PER_TRY_TIMEOUT: AttemptOutcome.TIMEOUT,
+    FailureKind.RESET_BEFORE_HEADERS: AttemptOutcome.GATEWAY_ERROR,
+    FailureKind.PEER_503: AttemptOutcome.GATEWAY_ERROR,
+}
+_FAILURE_STATUS = {
+    FailureKind.CONNECT_FAILURE: (503, "upstream_connect_failure"),
+    FailureKind.PER_TRY_TIMEOUT: (504, "upstream_timeout"),
+    FailureKind.RESET_BEFORE_HEADERS: (502, "upstream_reset"),
+    FailureKind.GOAWAY: (503, "upstream_refused"),
+}
+
+
+def outcome_of(status: int) -> AttemptOutcome:
+    if status < 500:
+        return AttemptOutcome.SUCCESS
+    return AttemptOutcome.GATEWAY_ERROR if status in (502, 503, 504) else AttemptOutcome.HTTP_5XX
+
+
+async def forward(
+    engine: ForwardingEngine, exchange: Exchange, route: Route, lb: LoadBalancer, out: Outcome
+) -> None:
+    """Forward ``exchange`` along ``route`` within ``route.timeout_s``; always answers."""
+    down = exchange.downstream
+    if down.listener == "inbound":
+        peer = down.peer_identity or ""
+        headers = from_peer_gateway(
+            exchange.headers, peer_cluster=peer, peer_identity=peer, rng=engine.rng
+        )
+    else:
+        headers = from_local_client(
+            exchange.headers,
+            client_ip=down.remote.rsplit(":", 1)[0],
+            proto="https" if down.tls else "http",
+            local_cluster=engine.table.local_cluster,
+            rng=engine.rng,
+        )
+    body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
+    budget = engine.state.budget(route.service)
+    budget.begin_request()
+    try:
+        with trio.move_on_after(route.timeout_s) as scope:
+            response = await _attempts(
+                engine, exchange, route, lb, headers=headers, body=body, out=out
+            )
+            if response is not None:
+                await _relay(engine, exchange, route, response, out)
+        if scope.cancelled_caught:
+            msg = f"service {route.service!r} did not answer within {route.timeout_s}s"
+            await reply(exchange, out, local_reply(504, "request_timeout", msg))
+    finally:
+        budget.end_request()
+        if body is not None:
+            out.bytes_received = body.pulled
+
+
+async def _attempts(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    lb: LoadBalancer,
+    *,
+    headers: Headers,
+    body: ReplayableBody | None,
+    out: Outcome,
+) -> tuple[Endpoint, UpstreamResponse] | None:
+    """Try endpoints until one answers (returned with its endpoint: the caller relays it and
+    ends its in-flight count) or retrying must stop (then a local reply was sent, ``None``)."""
+    state = engine.state
+    budget = state.budget(route.service)
+    tried: set[str] = set()
+    avoid: str | None = None
+    attempt = 0
+    last: FailureKind | None = None
+    while True:
+        attempt += 1
+        now = trio.current_time()
+        pick = lb.pick(route, state, now, engine.rng, exclude=frozenset(tried), avoid_cluster=avoid)
+        ep = pick.endpoint
+        if ep is None:
+            if last is None:
+                await reply(exchange, out, unavailable_response(pick.reason, route.service))
+            else:
+                status, reason = _FAILURE_STATUS.get(last, (503, "upstream_unavailable"))
+                msg = f"service {route.service!r}: every attempt failed ({last.value})"
+                await reply(exchange, out, local_reply(status, reason, msg))
+            return None
+        tried.add(ep.key)
+        out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
+        retrying = attempt > 1
+        if retrying:
+            budget.begin_retry()
+        state.begin(ep.key)
+        try:
+            result = await _one_attempt(engine, exchange, route, ep, headers=headers, body=body)
+        except BaseException:
+            state.end(ep.key)
+            raise
+        finally:
+            if retrying:
+                budget.end_retry()
+        if isinstance(result, UpstreamResponse):
+            return ep, result  # in-flight count ends in _relay
+        state.end(ep.key)
+        last = result
+        _record(engine, route, ep, _FAILURE_OUTCOME.get(result))
+        engine.observer.on_upstream_event(
+            UpstreamEvent("failure", route.service, ep.key, ep.locality.cluster, result.value)
+        )
+        decision = retry_decision(
+            result,
+            method=exchange.method,
+            body_started=_body_started(body, result),
+            attempt=attempt,
+            settings=route.retry,
+            budget=budget,
+            body_replayable=body is None or body.replayable,
+        )
+        if not decision.retry:
+            status, reason = _FAILURE_STATUS.get(result, (503, "upstream_unavailable"))
+            msg = f"service {route.service!r}: {result.value}, not retried ({decision.reason})"
+            await reply(exchange, out, local_reply(status, reason, msg))
+            return None
+        out.retries += 1
+        avoid = ep.locality.cluster if ep.kind == "peer" else None
+        engine.observer.on_upstream_event(
+            UpstreamEvent("retry", route.service, ep.key, ep.locality.cluster, result.value)
+        )
+
+
+def _body_started(body: ReplayableBody | None, failure: FailureKind) -> bool:
+    """Whether the upstream may have seen (part of) the request."""
+    if body is not None:
+        return body.started
+    return failure not in (FailureKind.CONNECT_FAILURE, FailureKind.GOAWAY)
+
+
+async def _one_attempt(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    ep: Endpoint,
+    *,
+    headers: Headers,
+    body: ReplayableBody | None,
+) -> UpstreamResponse | FailureKind:
+    req = UpstreamRequest(
+        method=exchange.method,
+        scheme=exchange.scheme or b"http",
+        authority=exchange.authority,
+        path=exchange.path,
+        headers=headers,
+        body=None if body is None else body.attempt(),
+    )
+    try:
+        resp = await engine.upstream.request(ep, req, timeout_s=route.retry.per_try_timeout_s)
+    except UpstreamError as err:
+        try:
+            return FailureKind(err.failure)
+        except ValueError:
+            return FailureKind.RESET_BEFORE_HEADERS
+    if resp.status == 503 and ep.kind == "peer" and any(n == REASON for n, _ in resp.headers):
+        await _close_quietly(resp)
+        return FailureKind.PEER_503
+    return resp
+
+
+async def _relay(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    picked: tuple[Endpoint, UpstreamResponse],
+    out: Outcome,
+) -> None:
+    """Stream the response back at the client's pace; ends the endpoint's in-flight count."""
+    ep, resp = picked
+    outcome = outcome_of(resp.status)
+    try:
+        out.status = resp.status
+        await exchange.start_response(resp.status, clean_response(resp.headers))
+        async for chunk in resp.body:
+            await exchange.send_data(chunk)
+            out.bytes_sent += len(chunk)
+        await exchange.end_response(resp.trailers or None)
+    except UpstreamError:
+        outcome = AttemptOutcome.GATEWAY_ERROR
+        out.reason = "upstream_reset_mid_body"
+        await exchange.abort()
+    except DownstreamGone:
+        raise
+    finally:
+        await _close_quietly(resp)
+        engine.state.end(ep.key)
+        _record(engine, route, ep, outcome)
+
+
+async def _close_quietly(resp: UpstreamResponse) -> None:
+    """Release the upstream stream even when we are being cancelled."""
+    with trio.move_on_after(1.0) as scope:
+        scope.shield = True
+        with contextlib.suppress(UpstreamError):
+            await resp.aclose()
+
+
+def _record(
+    engine: ForwardingEngine, route: Route, ep: Endpoint, outcome: AttemptOutcome | None
+) -> None:
+    if outcome is None:
+        return
+    event = engine.state.record(route, ep, outcome, trio.current_time())
+    if event is not None:
+        engine.observer.on_upstream_event(
+            UpstreamEvent(
+                "ejected", route.service, ep.key, ep.locality.cluster, event.reason, event.until
+            )
+        )

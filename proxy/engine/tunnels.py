@@ -1,0 +1,129 @@
+"""CONNECT tunnels: pick a destination for ``service.ns.global:port``, open a byte stream to
+it, answer 200 and pump.
+
+A local destination (endpoint ``kind != "peer"``) is reached by TCP at the route's
+``tcp_targets`` entry with the requested port (else the first); a peer gateway through an
+HTTP/2 CONNECT stream on the peer connection (``UpstreamClient.open_tunnel``). Connect
+failures are retried on other endpoints (nothing was sent yet) within ``route.retry.attempts``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from proxy.engine.context import Outcome
+from proxy.engine.observer import TunnelRecord, UpstreamEvent
+from proxy.engine.replies import reply
+from proxy.errors import UpstreamError
+from proxy.listeners.exchange import Exchange
+from proxy.loadbalancer.picker import LoadBalancer
+from proxy.outlier.detector import Outcome as AttemptOutcome
+from proxy.routes.headers import local_reply, unavailable_response
+from proxy.routes.table import Endpoint, Route
+from proxy.tunnel.pump import PumpCounts, pump
+from proxy.tunnel.targets import TunnelTargetMissing, tcp_target
+
+if TYPE_CHECKING:
+    from proxy.engine.engine import ForwardingEngine
+
+
+@dataclass(slots=True)
+class TunnelRequest:
+    exchange: Exchange
+    route: Route
+    target: str
+    balancer: LoadBalancer
+
+
+async def _open(
+    engine: ForwardingEngine, route: Route, ep: Endpoint, target: str
+) -> trio.abc.HalfCloseableStream:
+    if ep.kind == "peer":
+        return await engine.upstream.open_tunnel(ep, target)
+    host, port = tcp_target(route, target)
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except OSError as err:
+        raise UpstreamError(f"tunnel to {host}:{port} failed: {err}", endpoint=ep.key) from err
+
+
+async def _connect(
+    engine: ForwardingEngine, req: TunnelRequest, out: Outcome
+) -> trio.abc.HalfCloseableStream | None:
+    route = req.route
+    tried: set[str] = set()
+    for _ in range(max(1, route.retry.attempts)):
+        now = trio.current_time()
+        pick = req.balancer.pick(route, engine.state, now, engine.rng, exclude=frozenset(tried))
+        ep = pick.endpoint
+        if ep is None:
+            break
+        tried.add(ep.key)
+        out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
+        try:
+            with trio.fail_after(route.retry.per_try_timeout_s):
+                return await _open(engine, route, ep, req.target)
+        except TunnelTargetMissing as err:
+            await reply(req.exchange, out, local_reply(503, "no_tcp_target", str(err)))
+            return None
+        except (UpstreamError, trio.TooSlowError) as err:
+            event = engine.state.record(route, ep, AttemptOutcome.CONNECT_FAILURE, now)
+            engine.observer.on_upstream_event(
+                UpstreamEvent("failure", route.service, ep.key, ep.locality.cluster, str(err))
+            )
+            if event is not None:
+                engine.observer.on_upstream_event(
+                    UpstreamEvent(
+                        "ejected",
+                        route.service,
+                        ep.key,
+                        ep.locality.cluster,
+                        event.reason,
+                        event.until,
+                    )
+                )
+            out.retries += 1
+    out.retries = max(0, out.retries - 1)
+    await reply(req.exchange, out, unavailable_response("tunnel_connect_failure", route.service))
+    return None
+
+
+async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcome) -> None:
+    """Answer a CONNECT exchange: 200 and a byte pump, or a local error reply."""
+    started, wall = trio.current_time(), time.time()
+    upstream = await _connect(engine, req, out)
+    counts = PumpCounts()
+    if upstream is not None:
+        try:
+            out.status = 200
+            client = await req.exchange.accept_tunnel()
+            await pump(client, upstream, counts)
+        except trio.BrokenResourceError:
+            out.reason = "tunnel_broken"
+        finally:
+            await trio.aclose_forcefully(upstream)
+    out.bytes_received, out.bytes_sent = counts.up, counts.down
+    down = req.exchange.downstream
+    engine.observer.on_tunnel_done(
+        TunnelRecord(
+            time=wall,
+            listener=down.listener,
+            source_cluster=(down.peer_identity or "")
+            if down.listener == "inbound"
+            else engine.table.local_cluster,
+            source_identity=down.peer_identity,
+            service=req.route.service,
+            target=req.target,
+            destination_cluster=out.destination_cluster,
+            endpoint=out.endpoint,
+            status=out.status,
+            reason=out.reason,
+            duration_s=trio.current_time() - started,
+            bytes_up=counts.up,
+            bytes_down=counts.down,
+        )
+    )

@@ -1,0 +1,266 @@
+"""The HTTP/1.1 connection driver: reads requests with h11, one at a time, into exchanges.
+
+Owns nothing but the session; the caller owns (and closes) the transport stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+
+import trio
+
+from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
+from proxy.listeners.limits import DrainSignal, ListenerLimits
+from proxy.protocol.events import (
+    ConnectionTerminated,
+    DataReceived,
+    EndOfStream,
+    Event,
+    Headers,
+    RequestReceived,
+)
+from proxy.protocol.h1session import H1ServerSession
+
+
+class _PrefixedStream(trio.abc.HalfCloseableStream):
+    """The client side of a CONNECT tunnel: bytes that came with the request head first."""
+
+    def __init__(self, stream: trio.abc.HalfCloseableStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        """The connection driver closes the transport; nothing to do here."""
+
+
+class H1Connection:
+    """Serve HTTP/1.1 requests on ``stream`` until the client closes, a limit trips, a
+    drain is requested, or the connection cannot be reused. Never raises for client
+    misbehaviour: malformed heads get 400, oversized heads 431, slow heads 408, then close."""
+
+    def __init__(
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        handler: RequestHandler,
+        downstream: Downstream,
+        limits: ListenerLimits,
+        drain: DrainSignal,
+        *,
+        initial: bytes = b"",
+    ) -> None:
+        self.stream = stream
+        self.session = H1ServerSession(limits.max_header_list_size)
+        self.handler = handler
+        self.downstream = downstream
+        self.limits = limits
+        self.drain = drain
+        self.events: deque[Event] = deque()
+        self._initial = initial
+        self.closing = False
+        self.idle_scope: trio.CancelScope | None = None
+
+    async def serve(self) -> None:
+        """Serve until done; a drain closes the connection between requests."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._close_idle_on_drain)
+            await self._serve()
+            nursery.cancel_scope.cancel()
+
+    async def _close_idle_on_drain(self) -> None:
+        await self.drain.wait()
+        if self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    async def _serve(self) -> None:
+        first = True
+        while not self.closing:
+            head = await self._next_request(first)
+            first = False
+            if head is None:
+                return
+            exchange = H1Exchange(self, head)
+            await self._run(exchange)
+            if self.closing or self.session.upgraded or not await exchange.finish():
+                return
+            if self.drain.requested or not self.session.start_next_cycle():
+                return
+            self.events.clear()
+            self.events.extend(self.session.next_events())
+
+    async def _run(self, exchange: H1Exchange) -> None:
+        with trio.move_on_after(self.limits.request_timeout_s) as scope:
+            try:
+                await self.handler.handle(exchange)
+            except DownstreamGone:
+                self.closing = True
+                return
+        if scope.cancelled_caught:
+            if not exchange.response_started:
+                await exchange.respond_simple(504, b"request timeout")
+            self.closing = True
+
+    async def _next_request(self, first: bool) -> RequestReceived | None:
+        """Wait for a request head: ``idle_timeout_s`` for its first byte on a reused
+        connection, ``header_read_timeout_s`` for the whole head."""
+        if self._initial:
+            self.events.extend(self.session.receive_data(self._initial))
+            self._initial = b""
+        if not first and not self.events:
+            with trio.move_on_after(self.limits.idle_timeout_s) as self.idle_scope:
+                if not await self._pump():
+                    return None
+            self.idle_scope = None
+            if not self.events and not self._head_in_progress():
+                return None
+        with trio.move_on_after(self.limits.header_read_timeout_s):
+            while True:
+                while self.events:
+                    ev = self.events.popleft()
+                    if isinstance(ev, RequestReceived):
+                        return ev
+                    if isinstance(ev, ConnectionTerminated):
+                        if ev.status_hint is not None:
+                            await self._reject(ev.status_hint, ev.reason.encode())
+                        return None
+                if not await self._pump():
+                    return None
+        await self._reject(408, b"request head not received in time")
+        return None
+
+    def _head_in_progress(self) -> bool:
+        return not self.session.awaiting_request
+
+    async def _pump(self) -> bool:
+        """Read once from the socket into events; ``False`` when the client closed."""
+        try:
+            data = await self.stream.receive_some(self.limits.read_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        self.events.extend(self.session.receive_data(bytes(data)))
+        return bool(data)
+
+    async def _reject(self, status: int, reason: bytes) -> None:
+        self.session.reject(status, reason)
+        await self.flush()
+        self.closing = True
+
+    async def flush(self) -> None:
+        data = self.session.data_to_send()
+        if data:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
+                self.closing = True
+                raise DownstreamGone(f"client {self.downstream.remote} went away") from err
+
+
+class H1Exchange:
+    """One HTTP/1.1 request on an :class:`H1Connection` (see :class:`Exchange`)."""
+
+    def __init__(self, conn: H1Connection, head: RequestReceived) -> None:
+        self._conn = conn
+        self.downstream = conn.downstream
+        self.method = head.method
+        self.scheme = head.scheme
+        self.authority = head.authority
+        self.path = head.path
+        self.headers = head.headers
+        self._body_done = _body_is_empty(head)
+        self.body: AsyncIterator[bytes] | None = None if self._body_done else self._read_body()
+        self._started = False
+        self._ended = False
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    async def _read_body(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        while not self._body_done:
+            while conn.events:
+                ev = conn.events.popleft()
+                if isinstance(ev, DataReceived):
+                    yield ev.data
+                elif isinstance(ev, EndOfStream):
+                    self._body_done = True
+                    return
+                elif isinstance(ev, ConnectionTerminated):
+                    conn.closing = True
+                    raise DownstreamGone(f"client {conn.downstream.remote}: {ev.reason}")
+            if not await conn._pump():
+                conn.closing = True
+                raise DownstreamGone(f"client {conn.downstream.remote} closed mid-body")
+
+    async def start_response(
+        self, status: int, headers: Headers, *, end_stream: bool = False
+    ) -> None:
+        close = self._conn.drain.requested or not self._body_done
+        self._conn.session.send_response(status, headers, close=close)
+        self._started = True
+        if close:
+            self._conn.closing = not self._body_done or self._conn.closing
+        if end_stream:
+            await self.end_response()
+        else:
+            await self._conn.flush()
+
+    async def send_data(self, data: bytes) -> None:
+        self._conn.session.send_data(data)
+        await self._conn.flush()
+
+    async def end_response(self, trailers: Headers | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._conn.session.end_response()
+        await self._conn.flush()
+
+    async def abort(self) -> None:
+        self._conn.closing = True
+
+    async def respond_simple(self, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        try:
+            await self.start_response(status, headers)
+            await self.send_data(body)
+            await self.end_response()
+        except DownstreamGone:
+            pass
+
+    async def accept_tunnel(self) -> trio.abc.HalfCloseableStream:
+        self._conn.session.accept_tunnel()
+        self._started = self._ended = True
+        await self._conn.flush()
+        return _PrefixedStream(self._conn.stream, self._conn.session.trailing_data)
+
+    async def finish(self) -> bool:
+        """After the handler: the connection is reusable only if the response completed and
+        the request body was read to its end."""
+        return self._ended and self._body_done and not self._conn.closing
+
+
+def _body_is_empty(head: RequestReceived) -> bool:
+    if head.method == b"CONNECT":
+        return True
+    for name, value in head.headers:
+        if name == b"content-length":
+            return value.strip() == b"0"
+        if name == b"transfer-encoding":
+            return False
+    return True

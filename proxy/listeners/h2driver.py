@@ -1,0 +1,370 @@
+"""The HTTP/2 connection driver: one reader loop feeding an :class:`H2ServerSession`, one
+task per active stream running the engine, a shared coalescing writer.
+
+Flow control is end to end: a stream's received bytes are acknowledged (WINDOW_UPDATE) only
+when the engine pulls them from ``exchange.body``; a response is sent only as fast as the
+client's windows open. The caller owns (and closes) the transport stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+import h2.errors
+import trio
+
+from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
+from proxy.listeners.limits import DrainSignal, ListenerLimits
+from proxy.protocol.events import (
+    ConnectionTerminated,
+    DataReceived,
+    EndOfStream,
+    Event,
+    Headers,
+    RequestReceived,
+    StreamReset,
+    WindowUpdated,
+)
+from proxy.protocol.h2session import H2ServerSession, H2SessionSettings
+
+
+class H2Connection:
+    """Serve HTTP/2 on ``stream`` until the client closes, sends GOAWAY, breaks the protocol
+    (GOAWAY(PROTOCOL_ERROR) is sent), idles out, or a drain completes."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: RequestHandler,
+        downstream: Downstream,
+        limits: ListenerLimits,
+        drain: DrainSignal,
+        *,
+        validate_headers: bool = True,
+        initial: bytes = b"",
+    ) -> None:
+        self.stream = stream
+        self.handler = handler
+        self.downstream = downstream
+        self.limits = limits
+        self.drain = drain
+        self.session = H2ServerSession(
+            H2SessionSettings(
+                validate_headers=validate_headers,
+                max_concurrent_streams=limits.max_concurrent_streams,
+                max_header_list_size=limits.max_header_list_size,
+                initial_window_size=limits.stream_window,
+                connection_window_size=limits.connection_window,
+            )
+        )
+        self.streams: dict[int, H2Exchange] = {}
+        self._initial = initial
+        self._send_lock = trio.StrictFIFOLock()
+        self._window = trio.Event()
+        self._idle = trio.Event()
+        self.broken = False
+        self._served = False
+        self._read_scope: trio.CancelScope | None = None
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_drain, nursery.cancel_scope)
+            try:
+                await self._read_loop(nursery)
+            finally:
+                # Peer GOAWAY or clean EOF: in-flight streams may still finish (bounded by
+                # their request timeout); a broken transport cancels them.
+                if self.broken or not self.streams:
+                    nursery.cancel_scope.cancel()
+                else:
+                    nursery.start_soon(self._cancel_when_idle, nursery.cancel_scope)
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        await self.flush()
+        data = self._initial
+        while True:
+            if data:
+                if not await self._dispatch(self.session.receive_data(data), nursery):
+                    return
+                await self.flush()
+            with trio.CancelScope() as scope:
+                self._read_scope = scope
+                self._arm_idle_deadline()
+                try:
+                    data = bytes(await self.stream.receive_some(self.limits.read_size))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.broken = True
+                    return
+            self._read_scope = None
+            if scope.cancelled_caught:
+                self.session.goaway()
+                await self.flush()
+                return
+            if not data:
+                self.broken = True
+                return
+
+    def _arm_idle_deadline(self) -> None:
+        """No deadline while streams are active; else header-read (before the first request)
+        or idle timeout from now."""
+        scope = self._read_scope
+        if scope is None:
+            return
+        if self.streams:
+            scope.deadline = math.inf
+        else:
+            timeout = (
+                self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
+            )
+            scope.deadline = trio.current_time() + timeout
+
+    async def _dispatch(self, events: Sequence[Event], nursery: trio.Nursery) -> bool:
+        for ev in events:
+            if isinstance(ev, DataReceived):
+                ex = self.streams.get(ev.stream_id)
+                if ex is None:
+                    self.session.acknowledge_received_data(ev.stream_id, ev.flow_length)
+                else:
+                    ex.on_data(ev.data, ev.flow_length)
+            elif isinstance(ev, RequestReceived):
+                self._start_stream(ev, nursery)
+            elif isinstance(ev, EndOfStream):
+                ex = self.streams.get(ev.stream_id)
+                if ex is not None:
+                    ex.on_end()
+            elif isinstance(ev, WindowUpdated):
+                self._window.set()
+                self._window = trio.Event()
+            elif isinstance(ev, StreamReset):
+                ex = self.streams.get(ev.stream_id)
+                if ex is not None:
+                    ex.on_reset()
+            elif isinstance(ev, ConnectionTerminated):
+                await self.flush()
+                self.broken = ev.error_code != 0 or ev.last_stream_id == 0
+                return False
+        return True
+
+    def _start_stream(self, head: RequestReceived, nursery: trio.Nursery) -> None:
+        if self.drain.requested:
+            self.session.reset_stream(head.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        ex = H2Exchange(self, head)
+        self.streams[head.stream_id] = ex
+        self._served = True
+        self._idle = trio.Event()
+        self._arm_idle_deadline()
+        nursery.start_soon(self._run_stream, ex)
+
+    async def _run_stream(self, ex: H2Exchange) -> None:
+        try:
+            with trio.move_on_after(self.limits.request_timeout_s) as scope:
+                ex.scope = scope
+                await self.handler.handle(ex)
+            if scope.cancelled_caught and not ex.reset_by_peer:
+                if ex.response_started:
+                    await ex.abort()
+                else:
+                    await ex.respond_simple(504, b"request timeout")
+            elif not ex.ended:
+                await ex.abort()
+        except DownstreamGone:
+            pass
+        finally:
+            ex.release()
+            del self.streams[ex.stream_id]
+            if not self.streams:
+                self._idle.set()
+                self._arm_idle_deadline()
+
+    async def _watch_drain(self, scope: trio.CancelScope) -> None:
+        await self.drain.wait()
+        self.session.goaway()
+        try:
+            await self.flush()
+        except DownstreamGone:
+            scope.cancel()
+            return
+        await self._cancel_when_idle(scope)
+
+    async def _cancel_when_idle(self, scope: trio.CancelScope) -> None:
+        while self.streams:
+            await self._idle.wait()
+        scope.cancel()
+
+    async def wait_window(self) -> None:
+        await self._window.wait()
+
+    async def flush(self) -> None:
+        """Write whatever the session queued; coalesces writers behind one lock."""
+        async with self._send_lock:
+            data = self.session.data_to_send()
+            if data:
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
+                    self.broken = True
+                    raise DownstreamGone(f"client {self.downstream.remote} went away") from err
+
+
+class H2Exchange:
+    """One HTTP/2 stream (see :class:`proxy.listeners.exchange.Exchange`)."""
+
+    def __init__(self, conn: H2Connection, head: RequestReceived) -> None:
+        self._conn = conn
+        self.stream_id = head.stream_id
+        self.downstream = conn.downstream
+        self.method = head.method
+        self.scheme = head.scheme
+        self.authority = head.authority
+        self.path = head.path
+        self.headers = head.headers
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._body_ended = head.end_stream
+        self._arrived = trio.Event()
+        self.reset_by_peer = False
+        self.scope: trio.CancelScope | None = None
+        self._started = False
+        self.ended = False
+        self.body: AsyncIterator[bytes] | None = None if head.end_stream else self._read_body()
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    # -- events from the reader loop -------------------------------------------------------
+    def on_data(self, data: bytes, flow: int) -> None:
+        self._chunks.append((data, flow))
+        self._arrived.set()
+
+    def on_end(self) -> None:
+        self._body_ended = True
+        self._arrived.set()
+
+    def on_reset(self) -> None:
+        self.reset_by_peer = True
+        self._arrived.set()
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def release(self) -> None:
+        """Return the credit of body bytes nobody consumed."""
+        unread = sum(flow for _, flow in self._chunks)
+        self._chunks.clear()
+        if unread:
+            self._conn.session.acknowledge_received_data(self.stream_id, unread)
+
+    # -- the engine's side -----------------------------------------------------------------
+    async def _read_body(self) -> AsyncIterator[bytes]:
+        session = self._conn.session
+        while True:
+            if self._chunks:
+                data, flow = self._chunks.popleft()
+                session.acknowledge_received_data(self.stream_id, flow)
+                await self._conn.flush()
+                if data:
+                    yield data
+            elif self._body_ended:
+                return
+            elif self.reset_by_peer:
+                raise DownstreamGone(f"client reset stream {self.stream_id}")
+            else:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+
+    async def start_response(
+        self, status: int, headers: Headers, *, end_stream: bool = False
+    ) -> None:
+        self._check_alive()
+        self._conn.session.send_headers(self.stream_id, status, headers, end_stream=end_stream)
+        self._started = True
+        self.ended = end_stream
+        await self._conn.flush()
+
+    async def send_data(self, data: bytes) -> None:
+        view = memoryview(data)
+        session = self._conn.session
+        while view:
+            self._check_alive()
+            window = session.send_window(self.stream_id)
+            if window <= 0:
+                await self._conn.wait_window()
+                continue
+            session.send_data(self.stream_id, view[:window], end_stream=False)
+            view = view[window:]
+            await self._conn.flush()
+
+    async def end_response(self, trailers: Headers | None = None) -> None:
+        if self.ended:
+            return
+        self._check_alive()
+        self.ended = True
+        if trailers:
+            self._conn.session.send_trailers(self.stream_id, trailers)
+        else:
+            self._conn.session.end_stream(self.stream_id)
+        await self._conn.flush()
+
+    async def abort(self) -> None:
+        self.ended = True
+        if not self.reset_by_peer:
+            self._conn.session.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            await self._conn.flush()
+
+    async def respond_simple(self, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        try:
+            await self.start_response(status, headers)
+            await self.send_data(body)
+            await self.end_response()
+        except DownstreamGone:
+            pass
+
+    async def accept_tunnel(self) -> trio.abc.HalfCloseableStream:
+        await self.start_response(200, [])
+        return H2TunnelStream(self)
+
+    def _check_alive(self) -> None:
+        if self.reset_by_peer or self._conn.broken:
+            raise DownstreamGone(f"client {self.downstream.remote} reset stream {self.stream_id}")
+
+
+class H2TunnelStream(trio.abc.HalfCloseableStream):
+    """The client side of an HTTP/2 CONNECT stream as a byte stream (DATA frames)."""
+
+    def __init__(self, exchange: H2Exchange) -> None:
+        self._ex = exchange
+        self._body = exchange.body
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._body is None:
+            return b""
+        try:
+            return await self._body.__anext__()
+        except StopAsyncIteration:
+            self._body = None
+            return b""
+        except DownstreamGone as err:
+            raise trio.BrokenResourceError(str(err)) from err
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._ex.send_data(bytes(data))
+        except DownstreamGone as err:
+            raise trio.BrokenResourceError(str(err)) from err
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        try:
+            await self._ex.end_response()
+        except DownstreamGone as err:
+            raise trio.BrokenResourceError(str(err)) from err
+
+    async def aclose(self) -> None:
+        """The connection driver owns the stream; closing early resets it."""
+        if not self._ex.ended:
+            await self._ex.abort()

@@ -1,0 +1,122 @@
+"""Requests through the outbound listener to local HTTP/1.1 and h2c backends."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import trio
+
+from proxy.routes.table import RetrySettings
+from tests.integration.proxy.backends import EchoBackend
+from tests.integration.proxy.harness import (
+    FAST_RETRY,
+    local_endpoint,
+    route,
+    running_gateway,
+    serve_backend,
+    table,
+)
+
+
+async def test_http1_and_h2c_clients_reach_http1_and_h2c_backends() -> None:
+    h1_backend, h2_backend = EchoBackend("h1"), EchoBackend("h2c")
+    async with trio.open_nursery() as nursery:
+        h1_port = await serve_backend(nursery, h1_backend)
+        h2_port = await serve_backend(nursery, h2_backend)
+        routing = table(
+            route("web.shop", (local_endpoint("web-1", h1_port),), retry=FAST_RETRY),
+            route("api.shop", (local_endpoint("api-1", h2_port, "h2c"),), retry=FAST_RETRY),
+        )
+        async with running_gateway(routing) as gw:
+            proxy_url = f"http://127.0.0.1:{gw.port}"
+            async with httpx.AsyncClient(proxy=proxy_url) as client:
+                r1 = await client.post("http://web.shop.global/echo?q=1", content=b"hello")
+            async with httpx.AsyncClient(http1=False, http2=True) as client:
+                r2 = await client.post(
+                    f"{proxy_url}/echo", content=b"world", headers={"host": "api.shop.global"}
+                )
+            assert (r1.status_code, r1.content) == (200, b"hello")
+            assert json.loads(r1.headers["x-echo"])["path"] == "/echo?q=1"
+            assert (r2.status_code, r2.content, r2.http_version) == (200, b"world", "HTTP/2")
+            assert r2.headers["x-backend"] == "h2c"
+        nursery.cancel_scope.cancel()
+    seen = h1_backend.seen_headers[0]
+    assert seen["x-isthmus-source-cluster"] == "a"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert "traceparent" in seen
+    assert [r.status for r in gw.observer.requests] == [200, 200]
+    assert {r.service for r in gw.observer.requests} == {"web.shop", "api.shop"}
+
+
+async def test_unknown_service_is_404_naming_it_and_spoofed_headers_are_dropped() -> None:
+    backend = EchoBackend()
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        routing = table(route("web.shop", (local_endpoint("web-1", port),)))
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            missing = await client.get("http://cart.shop.global/")
+            ok = await client.get(
+                "http://web.shop.global/",
+                headers={"x-isthmus-source-cluster": "evil", "x-isthmus-admin": "1"},
+            )
+        nursery.cancel_scope.cancel()
+    assert missing.status_code == 404
+    assert "cart.shop" in missing.text
+    assert missing.headers["x-isthmus-reason"] == "unknown_service"
+    assert ok.status_code == 200
+    seen = backend.seen_headers[0]
+    assert seen["x-isthmus-source-cluster"] == "a"
+    assert "x-isthmus-admin" not in seen
+
+
+async def test_no_healthy_destination_is_503_with_reason() -> None:
+    async with trio.open_nursery() as nursery:
+        # A port with nothing listening: every attempt fails to connect.
+        dead = trio.socket.socket()
+        await dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        routing = table(
+            route("web.shop", (local_endpoint("web-1", dead_port),), retry=RetrySettings(2, 5.0)),
+            route("empty.shop"),
+        )
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            failed = await client.get("http://web.shop.global/")
+            empty = await client.get("http://empty.shop.global/")
+        nursery.cancel_scope.cancel()
+    assert failed.status_code == 503
+    assert failed.headers["x-isthmus-reason"] == "upstream_connect_failure"
+    assert empty.status_code == 503
+    assert empty.headers["x-isthmus-reason"] == "no_endpoints"
+    assert any(e.kind == "failure" for e in gw.observer.events)
+
+
+async def test_retry_moves_to_a_healthy_endpoint() -> None:
+    good = EchoBackend("good")
+    async with trio.open_nursery() as nursery:
+        good_port = await serve_backend(nursery, good)
+        dead = trio.socket.socket()
+        await dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        eps = (local_endpoint("dead", dead_port), local_endpoint("good", good_port))
+        routing = table(route("web.shop", eps, retry=FAST_RETRY))
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            statuses = [
+                (await client.put("http://web.shop.global/", content=b"x")).status_code
+                for _ in range(20)
+            ]
+        nursery.cancel_scope.cancel()
+    assert statuses == [200] * 20
+    assert good.hits == 20
+    assert sum(r.retries for r in gw.observer.requests) >= 1
