@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from federation.model.placement import ServicePolicy
 from federation.placement.topology import ClusterState, Topology
 
@@ -67,6 +65,8 @@ def build_levels(
 ) -> tuple[TrafficLevel, ...]:
     """Levels with weights and Envoy priority load from ordered groups of placed clusters."""
     groups = [group for group in groups if group]
+    if all(h == 1.0 for group in groups for _, _, h in group):
+        return _with_loads(groups, [100.0] + [0.0] * (len(groups) - 1))
     live = [[m for m in g if m[1] * m[2] > 0] for g in groups]
     if not any(live):
         panic = [[(name, replicas, 1.0) for name, replicas, _ in g] for g in groups]
@@ -112,6 +112,7 @@ class ServiceTraffic:
     placement: Mapping[int, int]
     now: float
     _cache: dict[ClassKey, tuple[TrafficLevel, ...]] = field(default_factory=dict)
+    _members: list[tuple[Member, int, int, int]] | None = None
     _by_groups: dict[tuple[tuple[Member, ...], ...], tuple[TrafficLevel, ...]] = field(
         default_factory=dict
     )
@@ -163,16 +164,31 @@ class ServiceTraffic:
             health = 0.0
         return (self.topo.specs[i].name, self.placement[i], health)
 
+    def _placed(self) -> list[tuple[Member, int, int, int]]:
+        """Placed clusters as (member, zone, region, cloud), computed once."""
+        if self._members is None:
+            topo = self.topo
+            self._members = [
+                (
+                    self._member(i),
+                    int(topo.zone[i]) if topo.has_zone[i] else -1,
+                    int(topo.region[i]),
+                    int(topo.cloud[i]),
+                )
+                for i in sorted(self.placement)
+            ]
+        return self._members
+
     def _compute(self, key: ClassKey) -> tuple[TrafficLevel, ...]:
         if not self.placement:
             return ()
-        members = [self._member(i) for i in sorted(self.placement)]
+        members = [entry[0] for entry in self._placed()]
         if self.policy.failover.mode == "explicit":
             order = {name: rank for rank, name in enumerate(self.policy.failover.order)}
             groups = [[m for m in members if order.get(m[0]) == rank] for rank in range(len(order))]
             groups.append([m for m in members if m[0] not in order])
         else:
-            groups = self._locality_groups(key, members)
+            groups = self._locality_groups(key)
         signature = tuple(tuple(group) for group in groups if group)
         levels = self._by_groups.get(signature)
         if levels is None:
@@ -180,21 +196,22 @@ class ServiceTraffic:
             self._by_groups[signature] = levels
         return levels
 
-    def _locality_groups(self, key: ClassKey, members: list[Member]) -> list[list[Member]]:
+    def _locality_groups(self, key: ClassKey) -> list[list[Member]]:
         kind, code = key
-        topo = self.topo
+        placed = self._placed()
+        column = {"zone": 1, "region": 2, "cloud": 3}.get(kind, 0)
         region = cloud = -1
-        if kind != "any":
-            column = {"zone": topo.zone, "region": topo.region, "cloud": topo.cloud}[kind]
-            example = int(np.argmax(column == code))
-            region, cloud = int(topo.region[example]), int(topo.cloud[example])
+        if column:
+            example = next(entry for entry in placed if entry[column] == code)
+            region, cloud = example[2], example[3]
+        zone = code if kind == "zone" else -2
         groups: list[list[Member]] = [[], [], [], []]
-        for i, member in zip(sorted(self.placement), members, strict=True):
-            if kind == "zone" and topo.zone[i] == code:
+        for member, z, r, c in placed:
+            if z == zone:
                 groups[0].append(member)
-            elif kind in ("zone", "region") and topo.region[i] == region:
+            elif r == region and kind != "cloud":
                 groups[1].append(member)
-            elif kind != "any" and topo.cloud[i] == cloud:
+            elif c == cloud:
                 groups[2].append(member)
             else:
                 groups[3].append(member)
