@@ -31,8 +31,8 @@ _OPTIONS: dict[str, Any] = {
     "keepalives_idle": 5,
     "keepalives_interval": 2,
     "keepalives_count": 3,
-    "application_name": "isthmus-federation",
 }
+APPLICATION_NAME = "isthmus-federation"
 
 
 def leader_lock_key(name: str) -> tuple[int, int]:
@@ -41,10 +41,14 @@ def leader_lock_key(name: str) -> tuple[int, int]:
     return LEADER_NAMESPACE, digest - 2**32 if digest >= 2**31 else digest
 
 
-def connect(dsn: str) -> psycopg.Connection[Any]:
-    """Open an autocommit connection (blocking). Raises :class:`StoreUnavailable`."""
+def connect(dsn: str, role: str = "pool") -> psycopg.Connection[Any]:
+    """Open an autocommit connection (blocking). Raises :class:`StoreUnavailable`.
+
+    ``role`` (``pool``, ``listener``, ``leader``) is shown in ``pg_stat_activity`` as
+    ``isthmus-federation/<role>``.
+    """
     try:
-        return psycopg.connect(dsn, **_OPTIONS)
+        return psycopg.connect(dsn, application_name=f"{APPLICATION_NAME}/{role}", **_OPTIONS)
     except psycopg.Error as err:
         raise StoreUnavailable(f"cannot connect to PostgreSQL ({redact(dsn)}): {err}") from err
 

@@ -45,7 +45,7 @@ async def _acquire(
     while True:
         conn: psycopg.Connection[Any] | None = None
         try:
-            conn = await trio.to_thread.run_sync(connect, dsn)
+            conn = await trio.to_thread.run_sync(connect, dsn, "leader")
             while True:
                 if await trio.to_thread.run_sync(_try_lock, conn, key):
                     return conn

@@ -64,7 +64,7 @@ class ChangeListener:
         await trio.to_thread.run_sync(self._loop, conn, token)
 
     def _listen(self) -> psycopg.Connection[Any]:
-        conn = connect(self._dsn)
+        conn = connect(self._dsn, "listener")
         try:
             conn.execute(f"LISTEN {CHANGES_CHANNEL}")
         except psycopg.Error as err:
