@@ -139,6 +139,12 @@ class GatewayIdentity:
         """The current inbound context (TLS 1.3, ALPN h2, client certificate required)."""
         return self._credentials.server_context
 
+    def listener_server_context(self) -> ssl.SSLContext:
+        """A server context for a listener that keeps its context for life: each handshake is
+        moved (SNI callback) onto the then-current :attr:`server_context`, so rotation takes
+        effect for new connections without restarting the listener."""
+        return self._credentials.swapping_server_context()
+
     def client_context_for(self, endpoint: Endpoint) -> ssl.SSLContext:
         """The client context for dialling ``endpoint`` (a peer gateway): our SVID, ALPN h2."""
         del endpoint

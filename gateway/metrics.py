@@ -9,6 +9,7 @@ can run in one process (tests, ``isthmus up``). Names and labels (docs/gateway.m
 - ``isthmus_upstream_connections_opened_total{destination_cluster,kind}``
 - ``isthmus_outlier_ejections_total{destination_cluster,endpoint}``
 - ``isthmus_retries_total{destination_service,reason}``
+- ``isthmus_retry_budget_exhausted_total{destination_service}``
 - ``isthmus_tunnel_bytes_total{destination_service,direction}``
 - ``isthmus_peer_healthy{peer_cluster}`` (gauge, active /readyz probe result)
 - ``isthmus_routing_table_version`` and ``isthmus_config_reloads_total{result}``
@@ -78,6 +79,12 @@ class GatewayMetrics:
             "isthmus_retries",
             "Retried attempts, by why the previous attempt failed.",
             ["destination_service", "reason"],
+            registry=reg,
+        )
+        self.retry_budget_exhausted = Counter(
+            "isthmus_retry_budget_exhausted",
+            "Retries not attempted because the retry budget was spent.",
+            ["destination_service"],
             registry=reg,
         )
         self.tunnel_bytes = Counter(

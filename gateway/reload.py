@@ -72,8 +72,17 @@ class RoutingWatcher:
     included); it must not raise for a valid model.
     """
 
-    def __init__(self, config: GatewayConfig, apply: Callable[[RoutingModel], None]) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        apply: Callable[[RoutingModel], None],
+        *,
+        handle_sighup: bool = True,
+        on_rejected: Callable[[GatewayConfigError], None] | None = None,
+    ) -> None:
         self._config = config
+        self._sighup = handle_sighup
+        self._on_rejected = on_rejected or (lambda err: None)
         self._apply = apply
         self.model: RoutingModel | None = None
         self.last_error: str | None = None
@@ -95,6 +104,7 @@ class RoutingWatcher:
             model = load_routing_model(self._config, self.model)
         except GatewayConfigError as err:
             self.last_error = str(err)
+            self._on_rejected(err)
             log.error("routing reload rejected, keeping version %s: %s", self._version(), err)
             return False
         self.last_error = None
@@ -114,14 +124,14 @@ class RoutingWatcher:
     async def watch(
         self,
         *,
-        on_tick: Callable[[], None] | None = None,
+        on_tick: Callable[[], object] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Poll the file every ``config.reload_poll_s`` and reload on change; also reload on
         SIGHUP (main thread only). ``on_tick`` runs each poll (identity file rotation).
         Never returns; cancel to stop."""
         async with trio.open_nursery() as nursery:
-            if _can_handle_signals():
+            if self._sighup and _can_handle_signals():
                 await nursery.start(self._on_sighup)
             task_status.started()
             while True:

@@ -1,10 +1,81 @@
-"""Placeholder: the `gateway` command group is being written; `register` attaches it."""
+"""``isthmus gateway run``: the east-west gateway process (optionally N workers)."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+ACCESS_LOGGER = "isthmus.access"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Access log lines (already JSON) go to stdout, one per line; everything else to stderr."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not access.handlers:
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(out)
+        access.propagate = False
+    access.setLevel(logging.INFO)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _worker_command(config: Path, index: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "isthmus",
+        "gateway",
+        "run",
+        "--config",
+        str(config),
+        "--workers",
+        "1",
+        "--worker-index",
+        str(index),
+    ]
+
+
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway.yaml")],
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", min=1, help="worker processes sharing the ports"),
+    ] = None,
+    worker_index: Annotated[int | None, typer.Option("--worker-index", hidden=True)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Run the east-west gateway: inbound mTLS, outbound for local apps, admin API."""
+    import trio
+
+    from gateway.config import GatewayConfig
+    from gateway.run import serve_gateway
+    from gateway.workers import supervise_workers
+
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    cfg = GatewayConfig.from_file(config)
+    count = workers if workers is not None else cfg.workers
+    if count > 1:
+        path = config.resolve()
+        grace = cfg.limits.drain_timeout_s + 5.0
+        trio.run(
+            lambda: supervise_workers(
+                lambda index: _worker_command(path, index), count, grace_s=grace
+            )
+        )
+        return
+    supervised = worker_index is not None
+    trio.run(lambda: serve_gateway(cfg, worker_index=worker_index or 0, reuse_port=supervised))
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the command group (none yet)."""
-    del app
+    """Attach ``isthmus gateway``."""
+    group = typer.Typer(help="The east-west gateway.", no_args_is_help=True)
+    group.command("run")(run)
+    app.add_typer(group, name="gateway")

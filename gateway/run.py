@@ -1,0 +1,294 @@
+"""``serve_gateway``: one gateway (worker) process as a trio nursery.
+
+It owns, in one nursery tree: the upstream pools (D2), the forwarding engine (D), the inbound
+mTLS listener and the outbound listener (D), the admin API (hypercorn), the peer prober and
+maintenance ticker, and the routing/identity file watcher. Start-up order: identity and the
+first routing table are loaded (errors abort start-up, naming the file), then the pools,
+engine, listeners and admin start, then ``gc.freeze()``, then ``task_status.started`` with a
+:class:`RunningGateway` handle.
+
+Shutdown: :meth:`RunningGateway.stop` (or SIGTERM/SIGINT when ``handle_signals``) drains —
+``/readyz`` turns 503, the listeners stop accepting and drain (GOAWAY / ``connection: close``,
+in-flight requests finish within ``limits.drain_timeout_s``) — then everything else is
+cancelled and :func:`serve_gateway` returns. Cancelling the caller's scope stops at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import ssl
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+
+from federation.model import RoutingModel
+from gateway.admin import AdminApp, bind_admin_socket, serve_admin
+from gateway.config import GatewayConfig
+from gateway.errors import PeerRejected
+from gateway.handler import GatewayHandler
+from gateway.identity import GatewayIdentity
+from gateway.metrics import GatewayMetrics
+from gateway.observe import GatewayObserver
+from gateway.probes import run_maintenance
+from gateway.reload import RoutingWatcher
+from gateway.status import GatewayStatus
+from gateway.translate import translate
+from proxy.engine import ForwardingEngine
+from proxy.listeners import DrainSignal, ListenerLimits, serve_listener
+from proxy.routes import Endpoint, RoutingTable
+from proxy.upstream import PoolSettings, UpstreamPools, open_upstream_pools
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningGateway:
+    """Handle on a started gateway (tests and ``isthmus up`` use it)."""
+
+    config: GatewayConfig
+    status: GatewayStatus
+    metrics: GatewayMetrics
+    identity: GatewayIdentity
+    engine: ForwardingEngine
+    watcher: RoutingWatcher
+    inbound_port: int
+    outbound_port: int
+    admin_port: int
+    _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    def stop(self) -> None:
+        """Begin a graceful drain; :func:`serve_gateway` returns when it is done."""
+        self._stop.set()
+
+
+def listener_limits(config: GatewayConfig) -> ListenerLimits:
+    """The proxy's listener limits from ``config.limits``."""
+    lim = config.limits
+    return ListenerLimits(
+        max_connections=lim.max_connections,
+        max_concurrent_streams=lim.max_concurrent_streams,
+        max_header_list_size=lim.max_header_list_size,
+        header_read_timeout_s=lim.header_read_timeout_s,
+        idle_timeout_s=lim.idle_timeout_s,
+        request_timeout_s=lim.request_timeout_s,
+        drain_timeout_s=lim.drain_timeout_s,
+    )
+
+
+def table_endpoints(table: RoutingTable) -> list[Endpoint]:
+    """Every distinct endpoint of a table (by key), in table order."""
+    seen: dict[str, Endpoint] = {}
+    for route in table.routes.values():
+        for group in route.priorities:
+            for endpoint in group.endpoints:
+                seen.setdefault(endpoint.key, endpoint)
+    return list(seen.values())
+
+
+class _Applier:
+    """Applies an accepted routing model: identity peers, engine table, pools, status."""
+
+    def __init__(
+        self,
+        identity: GatewayIdentity,
+        status: GatewayStatus,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.identity = identity
+        self.status = status
+        self.metrics = metrics
+        self.engine: ForwardingEngine | None = None
+        self.pools: UpstreamPools | None = None
+
+    def __call__(self, model: RoutingModel) -> None:
+        table = translate(model)
+        self.identity.set_model(model)
+        if self.engine is not None:
+            self.engine.swap_table(table)
+        if self.pools is not None:
+            self.pools.retain(table_endpoints(table))
+        self.status.table = table
+        self.status.reloads += 1
+        self.metrics.table_version.set(model.version)
+        self.metrics.reloads.labels("ok").inc()
+
+
+def _inbound_verifier(identity: GatewayIdentity) -> partial[str]:
+    return partial(_verify_inbound, identity)
+
+
+def _verify_inbound(identity: GatewayIdentity, ssl_object: ssl.SSLObject) -> str:
+    try:
+        return identity.verify_inbound_peer(ssl_object)
+    except PeerRejected as err:
+        log.warning("inbound peer rejected (%s): %s", err.reason, err)
+        raise
+
+
+async def _watch_signals(stop: trio.Event, task_status: trio.TaskStatus[None]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            if stop.is_set():
+                raise KeyboardInterrupt  # a second signal: stop now, no drain
+            log.info("%s: draining", signal.Signals(signum).name)
+            stop.set()
+
+
+async def serve_gateway(
+    config: GatewayConfig,
+    *,
+    worker_index: int = 0,
+    reuse_port: bool = False,
+    handle_signals: bool | None = None,
+    freeze_gc: bool = True,
+    task_status: trio.TaskStatus[RunningGateway] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one gateway until stopped (see the module docstring).
+
+    ``worker_index`` offsets the admin port (worker *k* serves admin on ``admin_port + k``);
+    ``reuse_port`` sets ``SO_REUSEPORT`` on the inbound and outbound sockets (N workers);
+    ``handle_signals`` (default: when on the main thread) drains on SIGTERM/SIGINT and reloads
+    on SIGHUP. Raises :class:`~gateway.errors.GatewayError` subclasses for bad identity or
+    routing files at start-up.
+    """
+    on_main = threading.current_thread() is threading.main_thread()
+    signals = on_main if handle_signals is None else handle_signals
+    identity = GatewayIdentity.load(config)
+    status = GatewayStatus(cluster=config.cluster)
+    metrics = GatewayMetrics()
+    applier = _Applier(identity, status, metrics)
+    watcher = RoutingWatcher(
+        config,
+        applier,
+        handle_sighup=signals,
+        on_rejected=lambda err: metrics.reloads.labels("rejected").inc(),
+    )
+    watcher.load_initial()
+    settings = PoolSettings(peer_connections=config.peer_connections)
+    async with open_upstream_pools(
+        client_context_for=identity.client_context_for,
+        verify_peer=identity.verify_outbound_peer,
+        settings=settings,
+    ) as pools:
+        assert status.table is not None
+        engine = ForwardingEngine(
+            status.table,
+            upstream=pools,
+            observer=GatewayObserver(metrics, access_log=config.access_log),
+        )
+        applier.engine, applier.pools = engine, pools
+        await _serve(
+            config,
+            identity=identity,
+            status=status,
+            metrics=metrics,
+            engine=engine,
+            pools=pools,
+            settings=settings,
+            watcher=watcher,
+            worker_index=worker_index,
+            reuse_port=reuse_port,
+            signals=signals,
+            freeze_gc=freeze_gc,
+            task_status=task_status,
+        )
+
+
+async def _serve(
+    config: GatewayConfig,
+    *,
+    identity: GatewayIdentity,
+    status: GatewayStatus,
+    metrics: GatewayMetrics,
+    engine: ForwardingEngine,
+    pools: UpstreamPools,
+    settings: PoolSettings,
+    watcher: RoutingWatcher,
+    worker_index: int,
+    reuse_port: bool,
+    signals: bool,
+    freeze_gc: bool,
+    task_status: trio.TaskStatus[RunningGateway],
+) -> None:
+    listen = config.listeners
+    limits = listener_limits(config)
+    handler = GatewayHandler(engine, status, probe_authority=settings.probe_authority)
+    drain = DrainSignal()
+    admin_stop = trio.Event()
+    admin_port = listen.admin_port + worker_index if listen.admin_port else 0
+    admin_sock = bind_admin_socket(listen.bind, admin_port)
+    async with trio.open_nursery() as services:
+        stop = trio.Event()
+        if signals:
+            await services.start(_watch_signals, stop)
+        await services.start(
+            serve_admin, AdminApp(status, metrics.registry), admin_sock, admin_stop
+        )
+        await services.start(partial(watcher.watch, on_tick=identity.reload_files))
+        await services.start(run_maintenance, engine, pools, status, metrics, config)
+        async with trio.open_nursery() as listeners:
+            inbound_port = await listeners.start(
+                partial(
+                    serve_listener,
+                    handler,
+                    kind="inbound",
+                    host=listen.bind,
+                    port=listen.inbound_port,
+                    limits=limits,
+                    drain=drain,
+                    ssl_context=identity.listener_server_context(),
+                    verify_peer=_inbound_verifier(identity),
+                    validate_inbound_headers=False,
+                    reuse_port=reuse_port,
+                )
+            )
+            outbound_port = await listeners.start(
+                partial(
+                    serve_listener,
+                    handler,
+                    kind="outbound",
+                    host=listen.outbound_bind or listen.bind,
+                    port=listen.outbound_port,
+                    limits=limits,
+                    drain=drain,
+                    reuse_port=reuse_port,
+                )
+            )
+            status.listeners_up = True
+            running = RunningGateway(
+                config,
+                status,
+                metrics,
+                identity,
+                engine,
+                watcher,
+                inbound_port,
+                outbound_port,
+                admin_sock.getsockname()[1],
+                stop,
+            )
+            log.info(
+                "gateway %s ready: inbound %s:%d, outbound %s:%d, admin %s:%d",
+                config.cluster,
+                listen.bind,
+                inbound_port,
+                listen.outbound_bind or listen.bind,
+                outbound_port,
+                listen.bind,
+                running.admin_port,
+            )
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
+            task_status.started(running)
+            await stop.wait()
+            status.draining = True
+            drain.drain()
+        admin_stop.set()
+        services.cancel_scope.cancel()
+    log.info("gateway %s stopped", config.cluster)
