@@ -1,0 +1,92 @@
+"""Two gateways over real mTLS: A (outbound, routes to peer B) and B (inbound, local backends)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from proxy.routes.table import Endpoint, Locality, Route, RoutingTable
+from tests.integration.proxy.certs import CA, Leaf, client_context, server_context
+from tests.integration.proxy.harness import Gateway, running_gateway
+
+ID_A = "spiffe://a.test/isthmus/gateway/a"
+ID_B = "spiffe://b.test/isthmus/gateway/b"
+
+
+def peer_uri(ssl_object: ssl.SSLObject) -> str:
+    cert = ssl_object.getpeercert() or {}
+    return next((v for k, v in cert.get("subjectAltName", ()) if k == "URI"), "")
+
+
+def admit_gateway_a(ssl_object: ssl.SSLObject) -> str:
+    """B's verify_peer: only gateway A, reported as cluster ``a``."""
+    if peer_uri(ssl_object) != ID_A:
+        raise PermissionError(f"unknown peer {peer_uri(ssl_object)}")
+    return "a"
+
+
+def expect_identity(endpoint: Endpoint, ssl_object: ssl.SSLObject) -> None:
+    if peer_uri(ssl_object) != endpoint.expected_identity:
+        raise PermissionError(f"{endpoint.key} presented {peer_uri(ssl_object)}")
+
+
+def peer_endpoint(port: int, key: str = "gw-b") -> Endpoint:
+    return Endpoint(key, "127.0.0.1", port, "peer", Locality("b"), expected_identity=ID_B)
+
+
+@dataclass
+class Pair:
+    a: Gateway
+    b: Gateway
+
+
+@asynccontextmanager
+async def gateway_b(pki: tuple[CA, Leaf, Leaf], routing: RoutingTable) -> AsyncIterator[Gateway]:
+    ca, b_leaf, _ = pki
+    async with running_gateway(
+        routing,
+        inbound_context=server_context(ca, b_leaf),
+        verify_downstream=admit_gateway_a,
+    ) as gw:
+        yield gw
+
+
+@asynccontextmanager
+async def gateway_pair(
+    pki: tuple[CA, Leaf, Leaf], routes_a: list[Route], routing_b: RoutingTable
+) -> AsyncIterator[Pair]:
+    """B first (its inbound port goes into A's routes as ``gw-b``)."""
+    ca, _, a_leaf = pki
+    async with AsyncExitStack() as stack:
+        b = await stack.enter_async_context(gateway_b(pki, routing_b))
+        routing_a = RoutingTable(
+            1,
+            "a",
+            {
+                r.service: Route(
+                    r.service,
+                    tuple(
+                        type(g)(
+                            tuple(
+                                peer_endpoint(b.inbound_port) if ep.key == "gw-b" else ep
+                                for ep in g.endpoints
+                            )
+                        )
+                        for g in r.priorities
+                    ),
+                    tcp_targets=r.tcp_targets,
+                    retry=r.retry,
+                    allowed_sources=r.allowed_sources,
+                )
+                for r in routes_a
+            },
+        )
+        ctx = client_context(ca, a_leaf)
+        a = await stack.enter_async_context(
+            running_gateway(
+                routing_a, client_context_for=lambda _ep: ctx, verify_upstream=expect_identity
+            )
+        )
+        yield Pair(a, b)

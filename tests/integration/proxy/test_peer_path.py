@@ -1,0 +1,133 @@
+"""A local client -> gateway A (outbound) -> mTLS HTTP/2 -> gateway B (inbound) -> backend."""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from tests.integration.proxy.backends import EchoBackend, serve_tcp_echo
+from tests.integration.proxy.certs import CA, Leaf
+from tests.integration.proxy.harness import (
+    FAST_RETRY,
+    local_endpoint,
+    route,
+    serve_backend,
+    table,
+)
+from tests.integration.proxy.peers import gateway_pair, peer_endpoint
+
+PKI = tuple[CA, Leaf, Leaf]
+
+
+async def test_http1_and_h2c_requests_cross_to_the_peer_backend(pki: PKI) -> None:
+    backend = EchoBackend("b-web")
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        routes_b = table(
+            route(
+                "web.shop",
+                (local_endpoint("web-b", port, cluster="b"),),
+                allowed_sources=frozenset({"a"}),
+            ),
+            cluster="b",
+        )
+        routes_a = [route("web.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            url = f"http://127.0.0.1:{pair.a.port}"
+            async with httpx.AsyncClient(proxy=url) as client:
+                r1 = await client.post(
+                    "http://web.shop.global/x",
+                    content=b"over the bridge",
+                    headers={"x-isthmus-source-identity": "spoofed"},
+                )
+            async with httpx.AsyncClient(http1=False, http2=True) as client:
+                r2 = await client.get(f"{url}/y", headers={"host": "web.shop.global"})
+        nursery.cancel_scope.cancel()
+    assert (r1.status_code, r1.content) == (200, b"over the bridge")
+    assert (r2.status_code, r2.headers["x-backend"]) == (200, "b-web")
+    seen = backend.seen_headers[0]
+    assert seen["x-isthmus-source-cluster"] == "a"
+    assert seen["x-isthmus-source-identity"] == "a"
+    assert pair.b.observer.requests[0].source_cluster == "a"
+    assert pair.a.observer.requests[0].destination_cluster == "b"
+
+
+async def test_peer_denies_sources_not_allowed_and_never_reforwards(pki: PKI) -> None:
+    backend = EchoBackend()
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        routes_b = table(
+            route("private.shop", (local_endpoint("p", port, cluster="b"),)),
+            # B's own route for loop.shop points at another peer only: inbound must not use it.
+            route(
+                "loop.shop",
+                (peer_endpoint(1, key="gw-c"),),
+                allowed_sources=frozenset({"*"}),
+            ),
+            cluster="b",
+        )
+        routes_a = [
+            route("private.shop", (peer_endpoint(0),), retry=FAST_RETRY),
+            route("loop.shop", (peer_endpoint(0),), retry=FAST_RETRY),
+        ]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{pair.a.port}") as client:
+                denied = await client.get("http://private.shop.global/")
+                loop = await client.get("http://loop.shop.global/")
+        nursery.cancel_scope.cancel()
+    assert denied.status_code == 403
+    assert denied.headers["x-isthmus-reason"] == "source_not_allowed"
+    assert backend.hits == 0
+    assert loop.status_code == 503
+    assert [r.reason for r in pair.b.observer.requests if r.service == "loop.shop"][0] == (
+        "no_endpoints"
+    )
+
+
+async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None:
+    async with trio.open_nursery() as nursery:
+        echo_port = await nursery.start(serve_tcp_echo)
+        routes_b = table(
+            route(
+                "db.shop",
+                (local_endpoint("db-b", 1, cluster="b"),),
+                tcp_targets=(("127.0.0.1", echo_port),),
+                allowed_sources=frozenset({"a"}),
+            ),
+            cluster="b",
+        )
+        routes_a = [
+            route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY),
+            route(
+                "cache.shop",
+                (local_endpoint("cache-a", 1),),
+                tcp_targets=(("127.0.0.1", echo_port),),
+            ),
+        ]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            for service in ("cache.shop", "db.shop"):
+                payload = bytes(range(256)) * 4096  # 1 MiB
+                stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
+                async with stream:
+                    await stream.send_all(
+                        f"CONNECT {service}.global:5432 HTTP/1.1\r\nhost: {service}.global:5432\r\n\r\n".encode()
+                    )
+                    head = await stream.receive_some(4096)
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    received = b""
+
+                    async def send(s: trio.SocketStream = stream) -> None:
+                        await s.send_all(payload)
+                        await s.send_eof()
+
+                    with trio.fail_after(10):
+                        async with trio.open_nursery() as inner:
+                            inner.start_soon(send)
+                            while data := await stream.receive_some(65536):
+                                received += data
+                    assert received == payload
+        nursery.cancel_scope.cancel()
+    tunnels = pair.a.observer.tunnels
+    assert [t.service for t in tunnels] == ["cache.shop", "db.shop"]
+    assert all(t.bytes_up == t.bytes_down == len(payload) for t in tunnels)
+    assert pair.b.observer.tunnels[0].source_cluster == "a"
