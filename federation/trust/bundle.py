@@ -55,8 +55,6 @@ class TrustBundle:
                     "bundles are never merged"
                 )
 
-    __hash__ = None  # type: ignore[assignment]  # holds a mapping: compare, don't hash
-
     def to_dict(self) -> dict[str, Any]:
         keys: list[dict[str, Any]] = [_x509_jwk(cert) for cert in self.x509_authorities]
         keys += [_jwt_jwk(kid, key) for kid, key in self.jwt_authorities.items()]
