@@ -2,25 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from isthmus.cli import main
+
 ISTHMUS = Path(sys.executable).with_name("isthmus")
 
 
-def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(*args: str | Path, cwd: Path) -> Result:
+    """Run the console-script function ``isthmus.cli.main`` in this process (same code path as
+    the executable, without paying interpreter start-up per call); see the subprocess test
+    below for the executable itself."""
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, Path.cwd()
+    sys.argv = ["isthmus", *map(str, args)]
+    os.chdir(cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def run_executable(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ISTHMUS), *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
     )
@@ -182,3 +214,31 @@ def test_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     bad = run(*args, cwd=tmp_path)
     assert bad.returncode == 2, bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_installed_executable_end_to_end(tmp_path: Path) -> None:
+    """The console script itself, as a user runs it: create, issue, verify, reject, usage."""
+    assert (
+        run_executable(
+            "ca", "init", "--trust-domain", "e.test", "--dir", "e", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    issued = run_executable(
+        "svid",
+        "issue",
+        "--ca-dir",
+        "e",
+        "--spiffe-id",
+        "spiffe://e.test/x",
+        "--out",
+        "x",
+        cwd=tmp_path,
+    )
+    assert issued.returncode == 0, issued.stderr
+    ok = run_executable("svid", "verify", "--bundle", "e/bundle.json", "x/svid.pem", cwd=tmp_path)
+    assert (ok.returncode, ok.stdout) == (0, "spiffe://e.test/x\n")
+    again = run_executable("ca", "init", "--trust-domain", "e.test", "--dir", "e", cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.startswith("error: e: a CA already exists")
+    assert run_executable("--version", cwd=tmp_path).stdout.startswith("isthmus ")
+    assert run_executable("svid", "verify", cwd=tmp_path).returncode == 2
