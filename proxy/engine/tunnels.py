@@ -97,15 +97,28 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
     started, wall = trio.current_time(), time.time()
     upstream = await _connect(engine, req, out)
     counts = PumpCounts()
-    if upstream is not None:
-        try:
-            out.status = 200
-            client = await req.exchange.accept_tunnel()
-            await pump(client, upstream, counts)
-        except trio.BrokenResourceError:
-            out.reason = "tunnel_broken"
-        finally:
-            await trio.aclose_forcefully(upstream)
+    try:
+        if upstream is not None:
+            try:
+                out.status = 200
+                client = await req.exchange.accept_tunnel()
+                await pump(client, upstream, counts)
+            except trio.BrokenResourceError:
+                out.reason = "tunnel_broken"
+            finally:
+                await trio.aclose_forcefully(upstream)
+    finally:
+        _report(engine, req, out, counts, wall, trio.current_time() - started)
+
+
+def _report(
+    engine: ForwardingEngine,
+    req: TunnelRequest,
+    out: Outcome,
+    counts: PumpCounts,
+    wall: float,
+    duration: float,
+) -> None:
     out.bytes_received, out.bytes_sent = counts.up, counts.down
     down = req.exchange.downstream
     engine.observer.on_tunnel_done(
@@ -122,7 +135,7 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
             endpoint=out.endpoint,
             status=out.status,
             reason=out.reason,
-            duration_s=trio.current_time() - started,
+            duration_s=duration,
             bytes_up=counts.up,
             bytes_down=counts.down,
         )

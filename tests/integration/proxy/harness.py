@@ -131,3 +131,10 @@ async def running_gateway(
         finally:
             drain.drain()
             nursery.cancel_scope.cancel()
+
+
+async def eventually(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait (bounded) for a condition another task makes true on real sockets."""
+    with trio.fail_after(timeout_s):
+        while not predicate():
+            await trio.sleep(0.005)

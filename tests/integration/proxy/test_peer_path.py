@@ -9,6 +9,7 @@ from tests.integration.proxy.backends import EchoBackend, serve_tcp_echo
 from tests.integration.proxy.certs import CA, Leaf
 from tests.integration.proxy.harness import (
     FAST_RETRY,
+    eventually,
     local_endpoint,
     route,
     serve_backend,
@@ -70,16 +71,18 @@ async def test_peer_denies_sources_not_allowed_and_never_reforwards(pki: PKI) ->
             route("private.shop", (peer_endpoint(0),), retry=FAST_RETRY),
             route("loop.shop", (peer_endpoint(0),), retry=FAST_RETRY),
         ]
-        async with gateway_pair(pki, routes_a, routes_b) as pair:
-            async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{pair.a.port}") as client:
-                denied = await client.get("http://private.shop.global/")
-                loop = await client.get("http://loop.shop.global/")
+        async with (
+            gateway_pair(pki, routes_a, routes_b) as pair,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{pair.a.port}") as client,
+        ):
+            denied = await client.get("http://private.shop.global/")
+            loop = await client.get("http://loop.shop.global/")
         nursery.cancel_scope.cancel()
     assert denied.status_code == 403
     assert denied.headers["x-isthmus-reason"] == "source_not_allowed"
     assert backend.hits == 0
     assert loop.status_code == 503
-    assert [r.reason for r in pair.b.observer.requests if r.service == "loop.shop"][0] == (
+    assert next(r.reason for r in pair.b.observer.requests if r.service == "loop.shop") == (
         "no_endpoints"
     )
 
@@ -104,20 +107,19 @@ async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None
                 tcp_targets=(("127.0.0.1", echo_port),),
             ),
         ]
+        payload = bytes(range(256)) * 4096  # 1 MiB
         async with gateway_pair(pki, routes_a, routes_b) as pair:
             for service in ("cache.shop", "db.shop"):
-                payload = bytes(range(256)) * 4096  # 1 MiB
+                connect = f"CONNECT {service}.global:5432 HTTP/1.1\r\nhost: x\r\n\r\n"
                 stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
                 async with stream:
-                    await stream.send_all(
-                        f"CONNECT {service}.global:5432 HTTP/1.1\r\nhost: {service}.global:5432\r\n\r\n".encode()
-                    )
+                    await stream.send_all(connect.encode())
                     head = await stream.receive_some(4096)
                     assert head.startswith(b"HTTP/1.1 200"), head
                     received = b""
 
-                    async def send(s: trio.SocketStream = stream) -> None:
-                        await s.send_all(payload)
+                    async def send(s: trio.SocketStream = stream, p: bytes = payload) -> None:
+                        await s.send_all(p)
                         await s.send_eof()
 
                     with trio.fail_after(10):
@@ -126,6 +128,8 @@ async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None
                             while data := await stream.receive_some(65536):
                                 received += data
                     assert received == payload
+            await eventually(lambda: len(pair.a.observer.tunnels) == 2)
+            await eventually(lambda: len(pair.b.observer.tunnels) == 1)
         nursery.cancel_scope.cancel()
     tunnels = pair.a.observer.tunnels
     assert [t.service for t in tunnels] == ["cache.shop", "db.shop"]
