@@ -82,10 +82,11 @@ class ChangeListener:
                         self.reconnects += 1
                         self._catch_up(conn, token)
                         backoff = 0.1
-                    for notify in conn.notifies(timeout=_POLL_SECONDS):
-                        change = parse_payload(notify.payload)
-                        if change is not None:
-                            self._deliver([change], token)
+                    # stop_after=1 ends the pass after the first network packet's batch,
+                    # so one hop into trio carries every notification of that packet.
+                    batch = conn.notifies(timeout=_POLL_SECONDS, stop_after=1)
+                    changes = [parse_payload(notify.payload) for notify in batch]
+                    self._deliver([c for c in changes if c is not None], token)
                 except (psycopg.Error, StoreUnavailable) as err:
                     log.warning("change listener lost PostgreSQL (%s); reconnecting", err)
                     if conn is not None:
