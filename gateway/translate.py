@@ -11,6 +11,8 @@ Rules (docs/gateway.md, "Failover semantics"):
 - a cluster named again in a later level is ignored there (it is already preferred);
 - a weight of 0 keeps a cluster out of that level (drained);
 - a service without priorities but with local endpoints gets one level: its local endpoints;
+- a TCP-only service (``tcp_endpoints`` but no ``local_endpoints``) uses its TCP targets as its
+  local endpoints, so CONNECT has a local destination to pick;
 - endpoint keys are stable across reloads (``local:<addr>``, ``peer:<cluster>:<addr>``), so
   pools and outlier state survive a reload for endpoints that did not change.
 
@@ -51,8 +53,16 @@ def peer_endpoint_key(cluster: str, address: str) -> str:
 
 
 def _local_endpoints(svc: ServiceRoute, share: Fraction) -> list[tuple[Fraction, LocalEndpoint]]:
-    total = sum(ep.weight for ep in svc.local_endpoints)
-    return [(share * ep.weight / total, ep) for ep in svc.local_endpoints]
+    # A TCP-only service (CONNECT targets, no HTTP backends) still needs a local destination
+    # for the balancer to pick: its tcp_endpoints stand in (the tunnel connects to the
+    # tcp_targets entry with the requested port anyway).
+    backends = svc.local_endpoints or tuple(
+        LocalEndpoint(address=address) for address in svc.tcp_endpoints
+    )
+    if not backends:
+        return []
+    total = sum(ep.weight for ep in backends)
+    return [(share * ep.weight / total, ep) for ep in backends]
 
 
 def _local(model: RoutingModel, ep: LocalEndpoint, weight: int) -> Endpoint:
@@ -119,7 +129,7 @@ def _group(
 def translate_service(model: RoutingModel, svc: ServiceRoute) -> Route:
     """One service's :class:`Route`; see the module docstring for the rules."""
     levels = [prio.weights for prio in svc.priorities]
-    if not levels and svc.local_endpoints:
+    if not levels and (svc.local_endpoints or svc.tcp_endpoints):
         levels = [{model.cluster: 1}]
     seen: set[str] = set()
     groups = [group for w in levels if (group := _group(model, svc, w, seen)) is not None]

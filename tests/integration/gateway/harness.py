@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from gateway.config import GatewayConfig
+from gateway.probes import peer_endpoints
 from gateway.run import RunningGateway, serve_gateway
 from isthmus.runner import ClusterSpec, ServiceSpec, write_local_federation
 from isthmus.runner.demo_backend import BackendStats, serve_demo_backend
@@ -101,6 +102,18 @@ class Federation:
         cluster.gateway_scope = scope
         return cluster.gateway
 
+    async def wait_peers_healthy(self, timeout_s: float = 5.0) -> None:
+        """Until every running gateway's last probe round found every peer gateway ready."""
+        with trio.fail_after(timeout_s):
+            while True:
+                running = [c.gateway for c in self.clusters.values() if c.gateway is not None]
+                if all(
+                    all(g.status.peer_health.get(ep.key) for ep in peer_endpoints(g.engine.table))
+                    for g in running
+                ):
+                    return
+                await trio.sleep(0.05)
+
     def kill_gateway(self, name: str) -> None:
         """Abrupt death: every socket of the gateway closes at once (no drain)."""
         cluster = self.clusters[name]
@@ -176,6 +189,7 @@ async def open_federation(
             await nursery.start(serve_echo, app_ports[name][1])
         for name in names:
             await fed.start_gateway(name)
+        await fed.wait_peers_healthy()
         try:
             yield fed
         finally:

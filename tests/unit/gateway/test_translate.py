@@ -99,3 +99,15 @@ def test_zero_weight_drains_a_cluster_and_keys_are_stable_across_versions() -> N
     assert {ep.kind for ep in first} == {"peer"}
     assert table.match("catalog.shop.global:80") == again.match("catalog.shop.global")
     assert table.version == 7 and table.local_cluster == "aws-use1"
+
+
+def test_tcp_only_service_gets_its_tcp_targets_as_local_destinations() -> None:
+    text = (
+        MODEL
+        + """  - name: db.shop
+    tcp_endpoints: ["127.0.0.1:5432"]
+"""
+    )
+    route = translate(model(text)).routes["db.shop"]
+    assert [ep.key for g in route.priorities for ep in g.endpoints] == ["local:127.0.0.1:5432"]
+    assert route.tcp_targets == (("127.0.0.1", 5432),)
