@@ -137,6 +137,12 @@ class EndpointPool:
     async def acquire(self) -> Slot:
         """A ready connection with one stream reserved for the caller (release it with
         :meth:`unreserve` or by starting a stream). Raises :class:`ConnectFailure`."""
+        slot = self._reserve()
+        if slot is not None and slot.state is ConnState.READY and self._usable(slot):
+            await trio.lowlevel.checkpoint()
+            return slot  # the common case: no waiting, no cancel scope
+        if slot is not None:
+            self.unreserve(slot)
         with trio.move_on_after(self._settings.acquire_timeout_s):
             while True:
                 slot = self._reserve()
@@ -153,8 +159,7 @@ class EndpointPool:
                 if slot.error is not None:
                     self.unreserve(slot)
                     raise slot.error
-                conn = slot.conn
-                if isinstance(conn, H2ClientConnection) and not conn.usable:
+                if not self._usable(slot):
                     self.unreserve(slot)
                     continue
                 return slot
@@ -163,6 +168,11 @@ class EndpointPool:
             f"{self._settings.acquire_timeout_s} s (all {self.limits.max_connections} busy)"
         )
         raise ConnectFailure(msg, endpoint=self.endpoint.key)
+
+    @staticmethod
+    def _usable(slot: Slot) -> bool:
+        conn = slot.conn
+        return not isinstance(conn, H2ClientConnection) or conn.usable
 
     def _reserve(self) -> Slot | None:
         if self.retiring:

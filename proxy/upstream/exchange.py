@@ -10,7 +10,8 @@ import h2.exceptions
 from proxy.errors import ResetBeforeHeaders
 from proxy.upstream.endpoint_pool import EndpointPool
 from proxy.upstream.h1conn import H1Body, H1Connection
-from proxy.upstream.h2conn import H2ClientConnection, H2Stream
+from proxy.upstream.h2conn import H2ClientConnection
+from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import UpstreamRequest, UpstreamResponse
 
 
@@ -57,11 +58,14 @@ async def h2_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamRespo
     try:
         stream = conn.start_request(req)
     except h2.exceptions.H2Error as err:
+        pool.unreserve(slot)
         conn.close()  # e.g. stream ids exhausted: let a fresh connection take over
         msg = f"{pool.label}: cannot open a stream ({err!r})"
         raise ResetBeforeHeaders(msg, endpoint=pool.endpoint.key) from err
-    finally:
+    except BaseException:
         pool.unreserve(slot)
+        raise
+    slot.reserved -= 1  # the reservation became a stream: capacity unchanged
     try:
         await conn.wait_headers(stream)
     except BaseException:

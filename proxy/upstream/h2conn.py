@@ -8,7 +8,6 @@ connection's nursery. Flow control both ways: DATA is sent only within the peer'
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import h2.config
@@ -26,50 +25,11 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStreamBroken,
 )
-from proxy.upstream.models import Headers, UpstreamRequest
+from proxy.upstream.h2stream import H2Stream, set_headers
+from proxy.upstream.models import UpstreamRequest
 
 _SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
-
-
-class H2Stream:
-    """State of one client stream, fed by the reader task."""
-
-    __slots__ = (
-        "ended",
-        "error",
-        "headers",
-        "headers_ready",
-        "inbox",
-        "local_ended",
-        "pump_scope",
-        "readable",
-        "released",
-        "status",
-        "stream_id",
-        "trailers",
-        "window",
-    )
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-        self.headers_ready = trio.Event()
-        self.readable = trio.Event()
-        self.window = trio.Event()
-        self.status = 0
-        self.headers: Headers = []
-        self.trailers: Headers = []
-        self.inbox: deque[tuple[bytes, int]] = deque()
-        self.ended = False
-        self.local_ended = False
-        self.error: UpstreamError | None = None
-        self.released = False
-        self.pump_scope: trio.CancelScope | None = None
-
-    def wake(self) -> None:
-        self.readable.set()
-        self.headers_ready.set()
-        self.window.set()
 
 
 class H2ClientConnection:
@@ -237,7 +197,7 @@ class H2ClientConnection:
                 s.readable.set()
         elif isinstance(event, h2.events.ResponseReceived):
             if (s := self._streams.get(event.stream_id)) is not None:
-                _set_headers(s, event.headers)
+                set_headers(s, event.headers)
         elif isinstance(event, h2.events.StreamEnded):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.ended = True
@@ -419,14 +379,3 @@ class H2ClientConnection:
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
         self._on_change()
-
-
-def _set_headers(s: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
-    regular: Headers = []
-    for name, value in headers:
-        if name == b":status":
-            s.status = int(value)
-        elif not name.startswith(b":"):
-            regular.append((name, value))
-    s.headers = regular
-    s.headers_ready.set()

@@ -98,10 +98,11 @@ class UpstreamPools:
         the returned response and must consume its body or ``aclose()`` it.
         """
         pool = self._pool(endpoint)
-        with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")) as scope:
-            if pool.multiplexed:
-                return await h2_exchange(pool, req)
-            return await h1_exchange(pool, req)
+        exchange = h2_exchange if pool.multiplexed else h1_exchange
+        if timeout_s is None:
+            return await exchange(pool, req)
+        with trio.move_on_after(timeout_s) as scope:
+            return await exchange(pool, req)
         msg = f"{describe(endpoint)} sent no response headers within {timeout_s} s"
         assert scope.cancelled_caught
         raise UpstreamTimeout(msg, endpoint=endpoint.key)
@@ -124,8 +125,10 @@ class UpstreamPools:
         connect = UpstreamRequest(b"CONNECT", b"", authority.encode("ascii"), b"", [])
         try:
             stream = conn.start_request(connect, connect=True)
-        finally:
+        except BaseException:
             pool.unreserve(slot)
+            raise
+        slot.reserved -= 1  # the reservation became a stream: capacity unchanged
         try:
             await conn.wait_headers(stream)
         except BaseException:

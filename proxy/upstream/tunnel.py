@@ -10,7 +10,8 @@ from __future__ import annotations
 import trio
 
 from proxy.errors import UpstreamError
-from proxy.upstream.h2conn import H2ClientConnection, H2Stream
+from proxy.upstream.h2conn import H2ClientConnection
+from proxy.upstream.h2stream import H2Stream
 
 
 class H2TunnelStream(trio.abc.HalfCloseableStream):

@@ -10,6 +10,7 @@ answers). CONNECT answers 200 and echoes the tunnel's bytes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
 import h11
 import trio
 
@@ -35,6 +37,7 @@ class H2Server:
     paths: list[bytes] = field(default_factory=list)
     uploaded: int = 0
     downloaded: int = 0
+    resets: int = 0
     upload_gate: trio.Event = field(default_factory=trio.Event)
     live: list[_H2ServerConn] = field(default_factory=list)
 
@@ -83,7 +86,9 @@ class _H2ServerConn:
         async with self.lock:
             data = self.h2.data_to_send()
             if data:
-                await self.stream.send_all(data)
+                # the client may have gone away; the read loop notices
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.send_all(data)
 
     async def goaway(self, last_stream_id: int) -> None:
         self.h2.close_connection(last_stream_id=last_stream_id)
@@ -116,6 +121,8 @@ class _H2ServerConn:
         elif isinstance(event, h2.events.DataReceived):
             if event.stream_id in self.inboxes:
                 self.inboxes[event.stream_id].send_nowait(event.data)
+        elif isinstance(event, h2.events.StreamReset):
+            self.server.resets += 1
         elif isinstance(event, h2.events.StreamEnded):
             if event.stream_id in self.inboxes:
                 self.inboxes[event.stream_id].send_nowait(None)
@@ -148,6 +155,10 @@ class _H2ServerConn:
             await self.flush()
 
     async def respond(self, sid: int, headers: dict[bytes, bytes], receive) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error):  # the client reset the stream
+            await self._respond(sid, headers, receive)
+
+    async def _respond(self, sid: int, headers: dict[bytes, bytes], receive) -> None:
         path = headers.get(b":path", b"")
         method = headers[b":method"]
         if method == b"CONNECT" or path == b"/echo":
@@ -197,6 +208,7 @@ class H1Server:
     port: int = 0
     connections: int = 0
     requests: int = 0
+    drop_idle: bool = False  # close kept-alive connections silently (a backend idle timeout)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -207,6 +219,9 @@ class H1Server:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
+        if self.drop_idle:
+            await self._one_then_drop(stream)
+            return
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -230,6 +245,28 @@ class H1Server:
             return
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _one_then_drop(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request, _ = await _h1_read_request(conn, stream)
+        if request is not None:
+            self.requests += 1
+            out = conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"5")]))
+            await stream.send_all(out + conn.send(h11.Data(data=b"hello")))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            await trio.sleep(0.05)
+        await trio.aclose_forcefully(stream)
+
+
+async def echo_tcp(stream: trio.SocketStream) -> None:
+    """A plain TCP echo handler (``trio.serve_tcp``)."""
+    try:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 async def _h1_read_request(conn: h11.Connection, stream: trio.SocketStream):

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
+from federation.trust import tls as trust_tls
 from proxy.errors import (
     ConnectFailure,
     GoawayReceived,
     RefusedStream,
     ResetBeforeHeaders,
+    UpstreamStreamBroken,
     UpstreamTimeout,
 )
 from proxy.retry import FailureKind
@@ -23,6 +25,7 @@ from proxy.upstream import (
     UpstreamResponse,
     open_upstream_pools,
 )
+from tests.helpers.pki import bundle_set, issue_svid, make_ca
 from tests.integration.upstream.conftest import GATEWAY_B, Pki, local, peer
 from tests.integration.upstream.servers import H2Server
 
@@ -243,3 +246,66 @@ async def test_h2c_backend_and_retain_closes_vanished_pools(
         while h2c_server.live:
             await trio.sleep(0.01)
     assert pools.connection_count(endpoint) == 0
+
+
+async def test_cancelled_request_resets_its_stream_and_keeps_the_connection(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    endpoint = peer(peer_server.port)
+    with trio.move_on_after(0.2) as scope:
+        await pools.request(endpoint, get(b"/hang"))
+    assert scope.cancelled_caught
+    with trio.fail_after(2):
+        while peer_server.resets < 1:
+            await trio.sleep(0.01)
+    response = await pools.request(endpoint, get(b"/hello"))
+    assert await read_all(response) == b"hello"
+    assert peer_server.connections == 1
+
+
+async def test_connection_lost_mid_body_breaks_the_stream(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    response = await pools.request(peer(peer_server.port), get(b"/download?n=%d" % (64 << 20)))
+    await response.body.__anext__()
+    for conn in list(peer_server.live):
+        await trio.aclose_forcefully(conn.stream)
+    with pytest.raises(UpstreamStreamBroken) as info:
+        await read_all(response)
+    assert info.value.failure is None  # not retryable: part of the body was delivered
+
+
+async def test_untrusted_peer_certificate_is_a_connect_failure(
+    pools: UpstreamPools, nursery: trio.Nursery
+) -> None:
+    stranger = make_ca("c.test")
+    context = trust_tls.server_context(
+        issue_svid(stranger, GATEWAY_B.replace("b.test", "c.test")), bundle_set(stranger), ["h2"]
+    )
+    server = H2Server(ssl_context=context)
+    await nursery.start(server.serve)
+    with pytest.raises(ConnectFailure, match="TLS handshake"):
+        await pools.request(peer(server.port), get(b"/hello"))
+    assert server.requests == 0
+
+
+async def test_pools_aclose_fails_in_flight_streams(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    failures: list[BaseException] = []
+
+    async def hang() -> None:
+        try:
+            await pools.request(peer(peer_server.port), get(b"/hang"))
+        except ResetBeforeHeaders as err:
+            failures.append(err)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hang)
+        with trio.fail_after(2):
+            while peer_server.requests < 1:
+                await trio.sleep(0.01)
+        await pools.aclose()
+    assert len(failures) == 1
+    with pytest.raises(ConnectFailure, match="closed"):
+        await pools.request(peer(peer_server.port), get(b"/hello"))

@@ -1,0 +1,61 @@
+"""Per-stream state of an HTTP/2 client stream, fed by the connection's reader task."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from proxy.errors import UpstreamError
+from proxy.upstream.models import Headers
+
+
+class H2Stream:
+    """State of one client stream, fed by the reader task."""
+
+    __slots__ = (
+        "ended",
+        "error",
+        "headers",
+        "headers_ready",
+        "inbox",
+        "local_ended",
+        "pump_scope",
+        "readable",
+        "released",
+        "status",
+        "stream_id",
+        "trailers",
+        "window",
+    )
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.headers_ready = trio.Event()
+        self.readable = trio.Event()
+        self.window = trio.Event()
+        self.status = 0
+        self.headers: Headers = []
+        self.trailers: Headers = []
+        self.inbox: deque[tuple[bytes, int]] = deque()
+        self.ended = False
+        self.local_ended = False
+        self.error: UpstreamError | None = None
+        self.released = False
+        self.pump_scope: trio.CancelScope | None = None
+
+    def wake(self) -> None:
+        self.readable.set()
+        self.headers_ready.set()
+        self.window.set()
+
+
+def set_headers(s: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
+    regular: Headers = []
+    for name, value in headers:
+        if name == b":status":
+            s.status = int(value)
+        elif not name.startswith(b":"):
+            regular.append((name, value))
+    s.headers = regular
+    s.headers_ready.set()

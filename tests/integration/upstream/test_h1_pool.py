@@ -1,0 +1,115 @@
+"""HTTP/1.1 keep-alive pools to local backends, and plain TCP tunnels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+
+import pytest
+import trio
+
+from proxy.errors import ConnectFailure
+from proxy.upstream import PoolSettings, UpstreamPools, UpstreamRequest, open_upstream_pools
+from tests.integration.upstream.conftest import Pki, local
+from tests.integration.upstream.servers import H1Server, echo_tcp
+
+
+def req(path: bytes, body: AsyncIterator[bytes] | None = None) -> UpstreamRequest:
+    method = b"GET" if body is None else b"POST"
+    return UpstreamRequest(method, b"http", b"checkout.shop.global", path, [], body)
+
+
+async def fetch(pools: UpstreamPools, port: int, path: bytes = b"/hello") -> tuple[int, bytes]:
+    response = await pools.request(local(port), req(path))
+    return response.status, b"".join([c async for c in response.body])
+
+
+async def test_sequential_requests_reuse_one_kept_alive_connection(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    for _ in range(20):
+        assert await fetch(pools, h1_server.port) == (200, b"hello")
+    assert (h1_server.connections, h1_server.requests) == (1, 20)
+
+
+async def test_concurrent_requests_open_at_most_one_connection_each_then_reuse(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    results: list[tuple[int, bytes]] = []
+
+    async def one() -> None:
+        results.append(await fetch(pools, h1_server.port))
+
+    for _ in range(3):
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+    assert results == [(200, b"hello")] * 15
+    assert h1_server.connections == 5
+
+
+async def test_connection_close_and_unread_bodies_discard_the_connection(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    assert await fetch(pools, h1_server.port, b"/close") == (200, b"hello")
+    assert await fetch(pools, h1_server.port) == (200, b"hello")
+    assert h1_server.connections == 2
+    response = await pools.request(local(h1_server.port), req(b"/hello"))
+    await response.aclose()  # body not read: the connection cannot be reused
+    assert await fetch(pools, h1_server.port) == (200, b"hello")
+    assert h1_server.connections == 3
+
+
+async def test_streamed_chunked_upload_is_echoed(pools: UpstreamPools, h1_server: H1Server) -> None:
+    parts = [b"a" * 100_000, b"b" * 7, b"c" * 300_000]
+
+    async def body() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    response = await pools.request(local(h1_server.port), req(b"/echo", body()))
+    assert response.status == 200
+    assert b"".join([c async for c in response.body]) == b"".join(parts)
+
+
+async def test_backend_closing_an_idle_connection_is_retried_on_a_fresh_one(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    h1_server.drop_idle = True
+    for _ in range(3):
+        assert await fetch(pools, h1_server.port) == (200, b"hello")
+        await trio.sleep(0.1)  # the backend drops the kept-alive connection meanwhile
+    assert h1_server.connections == 3
+
+
+async def test_idle_connections_are_closed_after_the_idle_timeout(
+    pki: Pki, h1_server: H1Server
+) -> None:
+    settings = PoolSettings(idle_timeout_s=0.1, reap_interval_s=0.05)
+    async with open_upstream_pools(
+        client_context_for=lambda _: pki.client_context,
+        verify_peer=pki.verify_peer,
+        settings=settings,
+    ) as pools:
+        assert await fetch(pools, h1_server.port) == (200, b"hello")
+        assert pools.connection_count(local(h1_server.port)) == 1
+        with trio.fail_after(2):
+            while pools.connection_count(local(h1_server.port)):
+                await trio.sleep(0.02)
+
+
+async def test_refused_backend_is_a_connect_failure(pools: UpstreamPools) -> None:
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    await listener.aclose()
+    with pytest.raises(ConnectFailure, match="backend"):
+        await fetch(pools, port)
+
+
+async def test_local_tunnel_is_plain_tcp(pools: UpstreamPools, nursery: trio.Nursery) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, echo_tcp, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    tunnel = await pools.open_tunnel(local(port, "http1"), "db:5432")
+    await tunnel.send_all(b"ping")
+    assert await tunnel.receive_some(10) == b"ping"
+    await tunnel.aclose()
