@@ -60,3 +60,15 @@ def require_count(value: object, field: str) -> int:
     if value >= 2**63:
         raise InvalidDocument(field, f"{value} does not fit a 64-bit integer")
     return value
+
+
+def require_text(value: object, field: str) -> str:
+    """Free text (an event subject, a NACK error, a JWS): a string without NUL characters."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise InvalidDocument(field, f"expected text without NUL characters, got {value!r:.80}")
+    return value
+
+
+def optional_text(value: object, field: str) -> str | None:
+    """``None`` or :func:`require_text`."""
+    return None if value is None else require_text(value, field)

@@ -16,8 +16,10 @@ from typing import TypeVar
 from federation.store import operations as ops
 from federation.store.documents import (
     document_text,
+    optional_text,
     require_count,
     require_name,
+    require_text,
     require_time,
 )
 from federation.store.errors import InvalidDocument
@@ -112,14 +114,12 @@ class SqlStore(ABC):
         signed_update: str | None,
         now: float,
     ) -> BundleRecord:
-        if signed_update is not None and not isinstance(signed_update, str):
-            raise InvalidDocument("signed_update", "expected a compact JWS string or None")
         body = partial(
             ops.put_bundle,
             trust_domain=require_name(trust_domain, "trust_domain"),
             sequence=require_count(sequence, "sequence"),
             bundle=document_text(bundle, "bundle"),
-            signed_update=signed_update,
+            signed_update=optional_text(signed_update, "signed_update"),
             now=require_time(now, "now"),
         )
         return await self._write(body)
@@ -168,14 +168,14 @@ class SqlStore(ABC):
     async def record_ack(
         self, cluster: str, version: int, ok: bool, error: str | None, at: float
     ) -> None:
-        if not isinstance(ok, bool) or (error is not None and not isinstance(error, str)):
-            raise InvalidDocument("ok/error", "expected ok: bool and error: str | None")
+        if not isinstance(ok, bool):
+            raise InvalidDocument("ok", f"expected a bool, got {ok!r}")
         body = partial(
             ops.record_ack,
             cluster=require_name(cluster, "cluster"),
             version=require_count(version, "version"),
             ok=ok,
-            error=error,
+            error=optional_text(error, "error"),
             at=require_time(at, "at"),
         )
         await self._write(body)
@@ -215,12 +215,10 @@ class SqlStore(ABC):
     # -- events
 
     async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:
-        if not isinstance(subject, str):
-            raise InvalidDocument("subject", f"expected a string, got {type(subject).__name__}")
         body = partial(
             ops.append_event,
             kind=require_name(kind, "kind"),
-            subject=subject,
+            subject=require_text(subject, "subject"),
             detail=document_text(detail, "detail"),
             at=require_time(at, "at"),
         )

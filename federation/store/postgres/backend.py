@@ -94,7 +94,8 @@ def _run_write(conn: psycopg.Connection[Any], body: Body[T], lock: tuple[int, in
 
 
 def _run_read(conn: psycopg.Connection[Any], body: Body[T]) -> T:
-    with conn.transaction(), conn.cursor() as cursor:
+    # Every read is one statement: autocommit gives it a consistent snapshot for free.
+    with conn.cursor() as cursor:
         return body(PostgresTransaction(cursor))
 
 
@@ -155,11 +156,18 @@ async def open_postgres_store(config: StoreConfig) -> AsyncIterator[PostgresStor
     try:
         await store._migrate()
         listener = ChangeListener(dsn, hub)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(listener.serve)
-            try:
-                yield store
-            finally:
-                listener.stop()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(listener.serve)
+                try:
+                    yield store
+                finally:
+                    listener.stop()
+        except BaseExceptionGroup as group:
+            # The caller's block runs inside our nursery; hand back its own exception, not a
+            # group, so ``except StoreError`` around ``open_store`` works on every backend.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group.exceptions[0].__cause__
+            raise
     finally:
         await pool.close()

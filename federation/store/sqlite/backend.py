@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import trio
 
-from federation.store.errors import StoreConfigError, StoreUnavailable
+from federation.store.errors import StoreConfigError, StoreError, StoreUnavailable
 from federation.store.feed import ChangeHub
 from federation.store.protocol import LeaderWork
 from federation.store.records import Change
@@ -91,7 +91,9 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as err:
             if self._conn.in_transaction:
                 self._conn.rollback()
-            raise StoreUnavailable(f"sqlite database {self.path}: {err}") from err
+            if isinstance(err, sqlite3.OperationalError):  # locked, I/O error, disk full
+                raise StoreUnavailable(f"sqlite database {self.path}: {err}") from err
+            raise StoreError(f"sqlite database {self.path}: {err}") from err
         finally:
             cursor.close()
 

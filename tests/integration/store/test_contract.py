@@ -263,3 +263,17 @@ async def test_one_leader_at_a_time(store: Store, store_url: str) -> None:
                 assert log == ["first starts"]
                 release_first.set()
     assert log == ["first starts", "first ends", "second starts"]
+
+
+async def test_free_text_with_nul_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidDocument, match="error"):
+        await store.record_ack("c1", 1, ok=False, error="bad\x00byte", at=1.0)
+    with pytest.raises(InvalidDocument, match="subject"):
+        await store.append_event("lease", "c\x001", {}, at=1.0)
+    assert await store.current_change_seq() == 0
+
+
+async def test_errors_of_the_callers_block_propagate_unwrapped(store_url: str) -> None:
+    with pytest.raises(KeyError, match="from the caller"):
+        async with open_store(store_url):
+            raise KeyError("from the caller")
