@@ -242,6 +242,8 @@ class EndpointPool:
             stream_window=self._settings.stream_window,
             connection_window=self._settings.connection_window,
             read_size=self._settings.read_size,
+            ping_interval_s=self._settings.ping_interval_s,
+            ping_timeout_s=self._settings.ping_timeout_s,
         )
         slot.conn = conn
         try:

@@ -53,6 +53,8 @@ class H2ClientConnection:
         stream_window: int,
         connection_window: int,
         read_size: int,
+        ping_interval_s: float | None = None,
+        ping_timeout_s: float = 5.0,
     ) -> None:
         config = h2.config.H2Configuration(
             client_side=True,
@@ -80,6 +82,10 @@ class H2ClientConnection:
         self.closed = False
         self.last_stream_id: int | None = None
         self._settings_received = False
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._ping_acked = trio.Event()
+        self._broken = False
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -98,22 +104,16 @@ class H2ClientConnection:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Send the preface, report ready, then read until the peer closes or we are
-        cancelled. On return every unfinished stream has failed and the stream is closed."""
+        """Send the preface, report ready, then read until the peer closes, a keepalive PING
+        goes unanswered, or we are cancelled. On return every unfinished stream has failed and
+        the network stream is closed (after a best-effort GOAWAY)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._h2.initiate_connection()
-                self._h2.update_settings(
-                    {
-                        h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._stream_window,
-                    }
-                )
-                extra = self._connection_window - self._h2.inbound_flow_control_window
-                if extra > 0:
-                    self._h2.increment_flow_control_window(extra)
+                self._start_session()
                 nursery.start_soon(self._write_loop)
+                if self._ping_interval_s is not None:
+                    nursery.start_soon(self._keepalive_loop, self._ping_interval_s)
                 self._kick()
                 task_status.started()
                 await self._read_loop()
@@ -121,7 +121,46 @@ class H2ClientConnection:
         finally:
             self._shut("the connection closed")
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)
+                await self._goodbye()
+
+    def _start_session(self) -> None:
+        self._h2.initiate_connection()
+        self._h2.update_settings(
+            {
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._stream_window,
+            }
+        )
+        extra = self._connection_window - self._h2.inbound_flow_control_window
+        if extra > 0:
+            self._h2.increment_flow_control_window(extra)
+
+    async def _goodbye(self) -> None:
+        if not self._broken:
+            with trio.move_on_after(0.5):
+                try:
+                    self._h2.close_connection()
+                    await self._stream.send_all(self._h2.data_to_send())
+                except (trio.BrokenResourceError, trio.BusyResourceError, OSError):
+                    pass  # best effort: the peer learns from the TCP close instead
+                except (trio.ClosedResourceError, h2.exceptions.ProtocolError):
+                    pass  # already closed, or the session already ended
+        await trio.aclose_forcefully(self._stream)
+
+    async def _keepalive_loop(self, interval_s: float) -> None:
+        """PING every ``interval_s``; no ACK within ``ping_timeout_s`` means the peer (or the
+        path to it) is gone silently: abort, so the pool dials a fresh connection."""
+        while True:
+            await trio.sleep(interval_s)
+            self._ping_acked = trio.Event()
+            self._h2.ping(b"isthmus!")
+            self._kick()
+            with trio.move_on_after(self._ping_timeout_s):
+                await self._ping_acked.wait()
+            if not self._ping_acked.is_set():
+                self._broken = True
+                self.abort()
+                return
 
     def close(self) -> None:
         """Graceful: no new streams; the pool closes it when its streams are done."""
@@ -161,6 +200,7 @@ class H2ClientConnection:
                 flushed, self._flushed = self._flushed, trio.Event()
                 flushed.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._broken = True
             self.abort()
 
     async def _read_loop(self) -> None:
@@ -168,6 +208,7 @@ class H2ClientConnection:
             try:
                 data = await self._stream.receive_some(self._read_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self._broken = True
                 return
             if not data:
                 return
@@ -203,8 +244,13 @@ class H2ClientConnection:
                 s.ended = True
                 s.wake()
         elif isinstance(event, h2.events.StreamReset):
-            if (s := self._streams.get(event.stream_id)) is not None and not s.ended:
-                self._reset_by_peer(s, event.error_code)
+            if (s := self._streams.get(event.stream_id)) is not None:
+                if s.ended:  # a complete response; the peer wants no more request body
+                    self._forget(s)
+                else:
+                    self._reset_by_peer(s, event.error_code)
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._ping_acked.set()
         elif isinstance(event, h2.events.TrailersReceived):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.trailers = list(event.headers)
@@ -309,13 +355,21 @@ class H2ClientConnection:
         while pos < size:
             if s.error is not None or self.closed or s.released:
                 raise s.error or ResetBeforeHeaders(f"{self._label}: stream closed")
-            window = self._h2.local_flow_control_window(s.stream_id)
+            try:
+                window = self._h2.local_flow_control_window(s.stream_id)
+            except h2.exceptions.StreamClosedError as err:
+                msg = f"{self._label}: stream {s.stream_id} closed while sending"
+                raise UpstreamStreamBroken(msg, endpoint=self._key) from err
             if window <= 0:
                 s.window = trio.Event()
                 await s.window.wait()
                 continue
             n = min(window, self._h2.max_outbound_frame_size, size - pos)
-            self._h2.send_data(s.stream_id, data[pos : pos + n] if n < size else data)
+            try:
+                self._h2.send_data(s.stream_id, data[pos : pos + n] if n < size else data)
+            except h2.exceptions.StreamClosedError as err:
+                msg = f"{self._label}: stream {s.stream_id} closed while sending"
+                raise UpstreamStreamBroken(msg, endpoint=self._key) from err
             pos += n
             self._pending_bytes += n
             self._kick()

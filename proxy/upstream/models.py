@@ -60,7 +60,9 @@ class PoolSettings:
     backend. Idle connections close after ``idle_timeout_s`` (peers after
     ``peer_idle_timeout_s``, ``None`` = keep them: probes use them every second).
     ``stream_window`` / ``connection_window``: what we let an upstream send before our
-    consumer reads (bounds memory per stream and per connection).
+    consumer reads (bounds memory per stream and per connection). HTTP/2 connections PING
+    every ``ping_interval_s`` (``None``: never) and are replaced when no ACK arrives within
+    ``ping_timeout_s`` (a peer that vanished without closing TCP).
     """
 
     peer_connections: int = 2
@@ -76,4 +78,6 @@ class PoolSettings:
     stream_window: int = 1 << 20
     connection_window: int = 16 << 20
     read_size: int = 1 << 16
+    ping_interval_s: float | None = 5.0
+    ping_timeout_s: float = 2.0
     reap_interval_s: float = 1.0

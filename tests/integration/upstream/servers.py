@@ -38,6 +38,8 @@ class H2Server:
     uploaded: int = 0
     downloaded: int = 0
     resets: int = 0
+    goaways: int = 0
+    frozen: bool = False  # stop reading: a peer that vanished without closing TCP
     upload_gate: trio.Event = field(default_factory=trio.Event)
     live: list[_H2ServerConn] = field(default_factory=list)
 
@@ -105,6 +107,8 @@ class _H2ServerConn:
                     break
                 if not data:
                     break
+                if self.server.frozen:
+                    await trio.sleep_forever()
                 for event in self.h2.receive_data(data):
                     self.dispatch(event, nursery)
                 await self.flush()
@@ -121,6 +125,8 @@ class _H2ServerConn:
         elif isinstance(event, h2.events.DataReceived):
             if event.stream_id in self.inboxes:
                 self.inboxes[event.stream_id].send_nowait(event.data)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.server.goaways += 1
         elif isinstance(event, h2.events.StreamReset):
             self.server.resets += 1
         elif isinstance(event, h2.events.StreamEnded):

@@ -149,7 +149,7 @@ async def test_goaway_fails_unprocessed_streams_and_next_request_uses_a_new_conn
 async def test_download_is_paced_by_the_consumer(
     pools: UpstreamPools, peer_server: H2Server
 ) -> None:
-    total = 32 << 20
+    total = 8 << 20
     response = await pools.request(peer(peer_server.port), get(b"/download?n=%d" % total))
     first = await response.body.__anext__()
     await trio.sleep(0.3)  # the consumer stalls; the server must stall too
@@ -246,6 +246,29 @@ async def test_h2c_backend_and_retain_closes_vanished_pools(
         while h2c_server.live:
             await trio.sleep(0.01)
     assert pools.connection_count(endpoint) == 0
+    assert h2c_server.goaways == 1  # closed politely
+
+
+async def test_unanswered_keepalive_ping_replaces_the_connection(
+    pki: Pki, peer_server: H2Server
+) -> None:
+    settings = PoolSettings(ping_interval_s=0.1, ping_timeout_s=0.2)
+    async with open_upstream_pools(
+        client_context_for=lambda _: pki.client_context,
+        verify_peer=pki.verify_peer,
+        settings=settings,
+    ) as pools:
+        endpoint = peer(peer_server.port)
+        assert await read_all(await pools.request(endpoint, get(b"/hello"))) == b"hello"
+        await trio.sleep(0.3)  # pings answered: the connection stays
+        assert pools.connection_count(endpoint) == 1
+        peer_server.frozen = True
+        with trio.fail_after(3):
+            while pools.connection_count(endpoint):
+                await trio.sleep(0.02)
+        peer_server.frozen = False
+        assert await read_all(await pools.request(endpoint, get(b"/hello"))) == b"hello"
+    assert peer_server.connections == 2
 
 
 async def test_cancelled_request_resets_its_stream_and_keeps_the_connection(
