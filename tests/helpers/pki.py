@@ -9,6 +9,8 @@ make certificates our issuer would refuse to make.
     svid = issue_svid(ca, "spiffe://a.test/x")      # a good X509Svid
     bad = issue_svid(ca, "spiffe://a.test/x", is_ca=True)
     bundles = bundle_set(ca, other_ca)              # BundleSet, one bundle per CA's domain
+    creds = tls_credentials(ca, "spiffe://a.test/isthmus/gateway/a1", other_ca)  # mTLS, ALPN h2
+    signer = make_ca("a.test", jwt_kid="k1")        # bundle() also holds a jwt-svid key "k1"
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from federation.trust import (
     BundleSet,
     CertificateAuthority,
     SpiffeId,
+    TlsCredentials,
     TrustBundle,
     TrustDomain,
     X509Svid,
@@ -110,6 +113,8 @@ class TestCa:
     root_key: ec.EllipticCurvePrivateKey
     intermediate: x509.Certificate | None = None
     intermediate_key: ec.EllipticCurvePrivateKey | None = None
+    jwt_kid: str | None = None
+    jwt_key: ec.EllipticCurvePrivateKey | None = None
 
     @property
     def issuer(self) -> x509.Certificate:
@@ -120,7 +125,11 @@ class TestCa:
         return self.intermediate_key if self.intermediate_key is not None else self.root_key
 
     def bundle(self, *, sequence: int = 1, refresh_hint_s: int | None = 300) -> TrustBundle:
-        return TrustBundle(self.trust_domain, (self.root,), {}, sequence, refresh_hint_s)
+        """The CA's bundle: its root, plus its jwt-svid key when made with ``jwt_kid``."""
+        jwt = {}
+        if self.jwt_kid is not None and self.jwt_key is not None:
+            jwt[self.jwt_kid] = self.jwt_key.public_key()
+        return TrustBundle(self.trust_domain, (self.root,), jwt, sequence, refresh_hint_s)
 
     def authority(self) -> CertificateAuthority:
         """The same CA as our production type (e.g. to ``.save()`` it for CLI tests)."""
@@ -136,9 +145,11 @@ def make_ca(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     uri_san: bool = True,
+    jwt_kid: str | None = None,
 ) -> TestCa:
     """A root CA (plus an intermediate) for ``trust_domain``, valid by default from an hour ago
-    for a day. ``uri_san=False`` leaves out the ``spiffe://<td>`` URI SAN (non-SPIRE CAs)."""
+    for a day. ``uri_san=False`` leaves out the ``spiffe://<td>`` URI SAN (non-SPIRE CAs).
+    ``jwt_kid`` adds a P-256 JWT/bundle-signing key published in :meth:`TestCa.bundle`."""
     td = trust_domain if isinstance(trust_domain, TrustDomain) else TrustDomain(trust_domain)
     now = utcnow()
     nb = not_before if not_before is not None else now - timedelta(hours=1)
@@ -156,8 +167,9 @@ def make_ca(
         uris=uris,
         path_length=1 if intermediate else 0,
     )
+    jwt_key = _key() if jwt_kid is not None else None
     if not intermediate:
-        return TestCa(td, root, root_key)
+        return TestCa(td, root, root_key, None, None, jwt_kid, jwt_key)
     mid_key = _key()
     mid = build_cert(
         subject=f"{td} intermediate",
@@ -170,7 +182,7 @@ def make_ca(
         uris=uris,
         path_length=0,
     )
-    return TestCa(td, root, root_key, mid, mid_key)
+    return TestCa(td, root, root_key, mid, mid_key, jwt_kid, jwt_key)
 
 
 def issue_svid(
@@ -213,6 +225,13 @@ def issue_svid(
 def bundle_set(*cas: TestCa) -> BundleSet:
     """One bundle per CA (the CAs must be of different trust domains)."""
     return BundleSet(ca.bundle() for ca in cas)
+
+
+def tls_credentials(
+    ca: TestCa, spiffe_id: str | SpiffeId, *trusted: TestCa, alpn: Sequence[str] = ("h2",)
+) -> TlsCredentials:
+    """mTLS credentials for ``spiffe_id`` issued by ``ca``, trusting ``ca`` and ``trusted``."""
+    return TlsCredentials(issue_svid(ca, spiffe_id), bundle_set(ca, *trusted), alpn=alpn)
 
 
 def write_ca(ca: TestCa, directory: Path) -> Path:
