@@ -17,13 +17,13 @@ import trio
 from federation.trust import tls as trust_tls
 from proxy.upstream import PoolSettings, UpstreamRequest, open_upstream_pools
 from tests.helpers.pki import bundle_set, issue_svid
-from tests.integration.upstream.conftest import _CAS, GATEWAY_B, Pki, peer
+from tests.integration.upstream.conftest import CAS, GATEWAY_B, Pki, peer
 from tests.integration.upstream.servers import H2Server
 
 
 def run_server(port_queue: multiprocessing.Queue[int]) -> None:
-    bundles = bundle_set(*_CAS)
-    server_ctx = trust_tls.server_context(issue_svid(_CAS[1], GATEWAY_B), bundles, ["h2"])
+    bundles = bundle_set(*CAS)
+    server_ctx = trust_tls.server_context(issue_svid(CAS[1], GATEWAY_B), bundles, ["h2"])
     server = H2Server(ssl_context=server_ctx)
 
     async def serve() -> None:
@@ -34,9 +34,9 @@ def run_server(port_queue: multiprocessing.Queue[int]) -> None:
 
 
 async def main(total: int, concurrency: int, port: int) -> None:
-    bundles = bundle_set(*_CAS)
+    bundles = bundle_set(*CAS)
     client_ctx = trust_tls.client_context(
-        issue_svid(_CAS[0], "spiffe://a.test/ns/isthmus/sa/gateway"), bundles, ["h2"]
+        issue_svid(CAS[0], "spiffe://a.test/ns/isthmus/sa/gateway"), bundles, ["h2"]
     )
     pki = Pki(client_ctx, client_ctx, [])
     async with trio.open_nursery() as nursery:

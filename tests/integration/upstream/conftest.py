@@ -27,19 +27,19 @@ class Pki:
 
     def verify_peer(self, endpoint: Endpoint, ssl_object: ssl.SSLObject) -> None:
         """What the gateway installs: the peer must present ``endpoint.expected_identity``."""
-        bundles = bundle_set(_CAS[0], _CAS[1])
+        bundles = bundle_set(CAS[0], CAS[1])
         presented = str(trust_tls.verify_peer(ssl_object, bundles, datetime.now(UTC)))
         self.verify_calls.append(presented)
         if presented != endpoint.expected_identity:
             raise ValueError(f"presented {presented}")
 
 
-_CAS = (make_ca("a.test"), make_ca("b.test"))
+CAS = (make_ca("a.test"), make_ca("b.test"))
 
 
 @pytest.fixture(scope="session")
 def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca_a, ca_b = _CAS
+    ca_a, ca_b = CAS
     bundles = bundle_set(ca_a, ca_b)
     server = trust_tls.server_context(issue_svid(ca_b, GATEWAY_B), bundles, ["h2"])
     client = trust_tls.client_context(

@@ -26,7 +26,7 @@ from proxy.upstream import (
     open_upstream_pools,
 )
 from tests.helpers.pki import bundle_set, issue_svid, make_ca
-from tests.integration.upstream.conftest import GATEWAY_B, Pki, local, peer
+from tests.integration.upstream.conftest import CAS, GATEWAY_B, Pki, local, peer
 from tests.integration.upstream.servers import H2Server
 
 
@@ -332,3 +332,28 @@ async def test_pools_aclose_fails_in_flight_streams(
     assert len(failures) == 1
     with pytest.raises(ConnectFailure, match="closed"):
         await pools.request(peer(peer_server.port), get(b"/hello"))
+
+
+async def test_retain_drains_a_vanished_peer_after_its_streams_finish(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    endpoint = peer(peer_server.port)
+    response = await pools.request(endpoint, get(b"/download?n=%d" % (4 << 20)))
+    pools.retain([peer(peer_server.port, key="gw-c")])
+    await trio.sleep(0.05)
+    assert len(peer_server.live) == 1  # still serving the in-flight download
+    assert len(await read_all(response)) == 4 << 20
+    with trio.fail_after(2):
+        while peer_server.live:
+            await trio.sleep(0.01)
+    assert peer_server.goaways == 1
+
+
+async def test_peer_without_h2_alpn_is_a_connect_failure(
+    pools: UpstreamPools, nursery: trio.Nursery
+) -> None:
+    http1_only = trust_tls.server_context(issue_svid(CAS[1], GATEWAY_B), bundle_set(*CAS), [])
+    server = H2Server(ssl_context=http1_only)
+    await nursery.start(server.serve)
+    with pytest.raises(ConnectFailure, match="ALPN"):
+        await pools.request(peer(server.port), get(b"/hello"))
