@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from federation.model import RetryPolicy
 from gateway.config import GatewayConfig
 from gateway.probes import peer_endpoints
 from gateway.run import RunningGateway, serve_gateway
@@ -147,13 +148,15 @@ class Federation:
 CLOUDS = [("aws", "us-east-1"), ("gcp", "europe-west1"), ("azure", "westeurope")]
 
 
-def default_services(names: Sequence[str], ports: dict[str, tuple[int, int]]) -> list[ServiceSpec]:
+def default_services(
+    names: Sequence[str], ports: dict[str, tuple[int, int]], retry: RetryPolicy | None = None
+) -> list[ServiceSpec]:
     """``catalog.shop``: backends in every cluster but the first, which must cross; order =
     the listed clusters. ``echo.tcp``: CONNECT target in the second cluster."""
     backends = {name: (f"127.0.0.1:{ports[name][0]}",) for name in names[1:]}
     tcp = {names[1]: (f"127.0.0.1:{ports[names[1]][1]}",)}
     return [
-        ServiceSpec("catalog.shop", backends, order=tuple(names[1:])),
+        ServiceSpec("catalog.shop", backends, order=tuple(names[1:]), retry=retry or RetryPolicy()),
         ServiceSpec("echo.tcp", {}, order=(names[1],), tcp=tcp),
     ]
 
@@ -164,6 +167,7 @@ async def open_federation(
     names: Sequence[str] = ("east", "west"),
     *,
     services: Sequence[ServiceSpec] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Federation]:
     """Start every cluster's backend, echo server and gateway; stop them all on exit."""
     ports = free_ports(5 * len(names))
@@ -173,7 +177,7 @@ async def open_federation(
         cloud, region = CLOUDS[i % len(CLOUDS)]
         specs.append(ClusterSpec(name, cloud, region, base[0], base[1], base[2]))
         app_ports[name] = (base[3], base[4])
-    svc = list(services) if services is not None else default_services(names, app_ports)
+    svc = list(services) if services is not None else default_services(names, app_ports, retry)
     configs = write_local_federation(root, specs, svc, now=datetime.now(UTC))
     async with trio.open_nursery() as nursery:
         fed = Federation(
