@@ -14,9 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import trio
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -33,6 +34,8 @@ from federation.service.openapi import openapi_document
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: How much of a refused body we read and discard so HTTP/2 clients see the answer.
+DRAIN_CAP_BYTES = 16 * 1024 * 1024
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
 _log = logging.getLogger(__name__)
@@ -53,23 +56,45 @@ def _store_error(err: StoreError) -> ServiceError:
     return ServiceError(f"the federation's store failed: {err}", reason="store", status=status)
 
 
+async def drain_body(request: Request, cap: int = DRAIN_CAP_BYTES, timeout_s: float = 5.0) -> None:
+    """Read and discard what is left of the body before answering an error.
+
+    An HTTP/2 client blocked on flow control never reads our early answer, so we consume up to
+    ``cap`` bytes (bounded in time) instead of leaving it stuck; nothing read here is kept.
+    """
+    with trio.move_on_after(timeout_s):
+        seen = 0
+        try:
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > cap:
+                    return
+        except (RuntimeError, ClientDisconnect):  # already consumed, or the client left
+            return
+
+
 def _guarded(metrics_reject: Callable[[str], None], handler: Handler) -> Handler:
     async def run(request: Request) -> Response:
         try:
             return await handler(request)
-        except BadRequestError as err:
-            metrics_reject(err.reason)
-            return error_response(err.status, err.reason, str(err), err.fields)
         except ServiceError as err:
-            metrics_reject(err.reason)
-            return error_response(err.status, err.reason, str(err))
+            await drain_body(request)
+            return _error_for(err, metrics_reject)
         except StoreError as err:
+            await drain_body(request)
             mapped = _store_error(err)
             metrics_reject(mapped.reason)
             _log.warning("store error on %s: %s", request.url.path, err)
             return error_response(mapped.status, mapped.reason, str(mapped))
 
     return run
+
+
+def _error_for(err: ServiceError, metrics_reject: Callable[[str], None]) -> Response:
+    metrics_reject(err.reason)
+    if isinstance(err, BadRequestError):
+        return error_response(err.status, err.reason, str(err), err.fields)
+    return error_response(err.status, err.reason, str(err))
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -24,6 +24,7 @@ from federation.model.base import FrozenModel, load_model_file
 from federation.service.app import DEFAULT_MAX_BODY_BYTES, build_app
 from federation.service.auth import CallerAuthenticator, JwtVerifier, ensure_admin_token
 from federation.service.core import FederationService, ServiceSettings
+from federation.service.hypercorn_compat import install_h2_closed_stream_fix
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
@@ -141,6 +142,7 @@ async def _serve(
     clock: Callable[[], float],
     task_status: trio.TaskStatus[RunningFederation],
 ) -> None:
+    install_h2_closed_stream_fix()
     state_dir = config.resolved_state_dir
     tls = ensure_federation_tls(state_dir / "tls", hosts=config.tls_hosts)
     admin_token = ensure_admin_token(state_dir)
