@@ -11,10 +11,12 @@ reference (:class:`TlsCredentials`); established connections keep the context th
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from federation.trust.bundle import BundleSet, TrustBundle
-from federation.trust.files import PRIVATE_MODE, certs_to_pem, write_file
+from federation.trust.files import PRIVATE_MODE, certs_to_pem
 from federation.trust.spiffeid import SpiffeId, TrustDomain
 from federation.trust.svid import X509Svid
 from federation.trust.verify import verify_x509_svid
@@ -34,20 +36,41 @@ Bundles = Mapping[TrustDomain, TrustBundle]
 TlsConnection = ssl.SSLSocket | ssl.SSLObject
 
 
+@contextlib.contextmanager
+def _transient_file(data: bytes) -> Iterator[str]:
+    """A path OpenSSL can open, holding ``data``, gone when the block exits.
+
+    On Linux an anonymous memory file (``memfd``) reached through ``/proc/self/fd``: nothing
+    touches the disk. Elsewhere a 0600 file in a private temporary directory.
+    """
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        fd = os.memfd_create("isthmus-tls", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="isthmus-tls-") as tmp:
+        path = Path(tmp) / "blob.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        yield str(path)
+
+
 def _load_svid(ctx: ssl.SSLContext, svid: X509Svid) -> None:
-    # ssl can only load a certificate chain from files. The key is written encrypted with a
-    # one-time password into a private (0700) temporary directory and deleted right away, so the
-    # plaintext key never touches the disk.
+    # ssl can only load a certificate chain and key from paths. The key is handed over
+    # encrypted with a one-time password, through a transient in-memory file where possible.
     password = secrets.token_bytes(32)
     key_pem = svid.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(password),
     )
-    with tempfile.TemporaryDirectory(prefix="isthmus-tls-") as tmp:
-        chain_path, key_path = Path(tmp) / "svid.pem", Path(tmp) / "svid.key"
-        write_file(chain_path, svid.chain_pem(), mode=PRIVATE_MODE)
-        write_file(key_path, key_pem, mode=PRIVATE_MODE)
+    with _transient_file(svid.chain_pem()) as chain_path, _transient_file(key_pem) as key_path:
         ctx.load_cert_chain(chain_path, key_path, password=password)
 
 

@@ -4,6 +4,7 @@ and context rotation that leaves established connections alone."""
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -182,9 +183,12 @@ def _handshake(sock: ssl.SSLSocket) -> None:
     sock.do_handshake()
 
 
+@pytest.mark.parametrize("key_transfer", ["memfd", "tempfile"])
 async def test_peer_chain_on_stdlib_sockets_includes_intermediates(
-    cas: tuple[TestCa, TestCa],
+    cas: tuple[TestCa, TestCa], key_transfer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if key_transfer == "tempfile":  # the path taken where memfd_create does not exist
+        monkeypatch.delattr(os, "memfd_create", raising=False)
     ca_a, ca_b = cas
     both = bundle_set(ca_a, ca_b)
     server_svid: X509Svid = issue_svid(ca_a, "spiffe://a.test/s")
