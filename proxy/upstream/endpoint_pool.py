@@ -70,6 +70,7 @@ class EndpointPool:
         self._changed = trio.Event()
         self.retiring = False
         self._notifying = False
+        self._waiters = 0
         self.limits = _limits_for(endpoint, settings)
 
     @property
@@ -103,19 +104,24 @@ class EndpointPool:
             self._stamp_and_reap(trio.current_time())
         finally:
             self._notifying = False
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+        if self._waiters:
+            changed, self._changed = self._changed, trio.Event()
+            changed.set()
 
     def _stamp_and_reap(self, now: float) -> None:
+        any_idle = False
         for slot in self._slots.values():
             busy = slot.reserved or (
                 isinstance(slot.conn, H2ClientConnection) and slot.conn.active_streams
             )
             if busy:
                 slot.idle_since = None
-            elif slot.idle_since is None and slot.state is ConnState.READY:
-                slot.idle_since = now
-        self.reap(now)
+            else:
+                any_idle = True
+                if slot.idle_since is None and slot.state is ConnState.READY:
+                    slot.idle_since = now
+        if any_idle:  # only connections without streams are ever closed
+            self.reap(now)
 
     def reap(self, now: float) -> None:
         for conn_id in connections_to_close(self.views(), self.limits, now):
@@ -147,7 +153,11 @@ class EndpointPool:
             while True:
                 slot = self._reserve()
                 if slot is None:
-                    await self._changed.wait()
+                    self._waiters += 1
+                    try:
+                        await self._changed.wait()
+                    finally:
+                        self._waiters -= 1
                     continue
                 try:
                     if slot.state is ConnState.CONNECTING and not self.multiplexed:
