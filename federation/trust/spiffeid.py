@@ -22,7 +22,10 @@ _TD_CHARS = re.compile(r"[a-z0-9._-]+")
 _SEGMENT_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _check_trust_domain(name: str, *, where: str) -> None:
+def _check_trust_domain(name: str, *, where: str | None = None) -> None:
+    """Validate a trust domain name; ``where`` prefixes the message (the whole ID, if any)."""
+    if where is None:
+        where = "invalid trust domain"
     if not name:
         raise SpiffeIdError(f"{where}: trust domain is empty")
     if "@" in name:
@@ -63,7 +66,7 @@ class TrustDomain:
     name: str
 
     def __post_init__(self) -> None:
-        _check_trust_domain(self.name, where=f"trust domain {self.name!r}")
+        _check_trust_domain(self.name)
 
     @classmethod
     def parse(cls, text: str) -> TrustDomain:
