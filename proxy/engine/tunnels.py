@@ -108,12 +108,20 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
             finally:
                 await trio.aclose_forcefully(upstream)
     finally:
-        _report(engine, req, out, counts, wall, trio.current_time() - started)
+        _report(
+            engine,
+            req,
+            out=out,
+            counts=counts,
+            wall=wall,
+            duration=trio.current_time() - started,
+        )
 
 
 def _report(
     engine: ForwardingEngine,
     req: TunnelRequest,
+    *,
     out: Outcome,
     counts: PumpCounts,
     wall: float,

@@ -8,9 +8,10 @@ client's windows open. The caller owns (and closes) the transport stream.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import h2.errors
 import trio
@@ -27,7 +28,7 @@ from proxy.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
-from proxy.protocol.h2session import H2ServerSession, H2SessionSettings
+from proxy.protocol.h2session import H2ServerSession, H2SessionSettings, StreamGone
 
 
 class H2Connection:
@@ -99,7 +100,7 @@ class H2Connection:
                     return
             self._read_scope = None
             if scope.cancelled_caught:
-                self.session.goaway()
+                self.session.close()
                 await self.flush()
                 return
             if not data:
@@ -278,7 +279,8 @@ class H2Exchange:
         self, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:
         self._check_alive()
-        self._conn.session.send_headers(self.stream_id, status, headers, end_stream=end_stream)
+        with self._gone():
+            self._conn.session.send_headers(self.stream_id, status, headers, end_stream=end_stream)
         self._started = True
         self.ended = end_stream
         await self._conn.flush()
@@ -292,7 +294,8 @@ class H2Exchange:
             if window <= 0:
                 await self._conn.wait_window()
                 continue
-            session.send_data(self.stream_id, view[:window], end_stream=False)
+            with self._gone():
+                session.send_data(self.stream_id, view[:window], end_stream=False)
             view = view[window:]
             await self._conn.flush()
 
@@ -301,10 +304,11 @@ class H2Exchange:
             return
         self._check_alive()
         self.ended = True
-        if trailers:
-            self._conn.session.send_trailers(self.stream_id, trailers)
-        else:
-            self._conn.session.end_stream(self.stream_id)
+        with self._gone():
+            if trailers:
+                self._conn.session.send_trailers(self.stream_id, trailers)
+            else:
+                self._conn.session.end_stream(self.stream_id)
         await self._conn.flush()
 
     async def abort(self) -> None:
@@ -325,6 +329,13 @@ class H2Exchange:
     async def accept_tunnel(self) -> trio.abc.HalfCloseableStream:
         await self.start_response(200, [])
         return H2TunnelStream(self)
+
+    @contextlib.contextmanager
+    def _gone(self) -> Iterator[None]:
+        try:
+            yield
+        except StreamGone as err:
+            raise DownstreamGone(str(err)) from err
 
     def _check_alive(self) -> None:
         if self.reset_by_peer or self._conn.broken:

@@ -9,6 +9,7 @@ other connections are not affected.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import h2.config
@@ -17,7 +18,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
+from proxy.errors import ProxyError
 from proxy.protocol.events import (
     ConnectionTerminated,
     DataReceived,
@@ -50,7 +53,7 @@ class H2SessionSettings:
 class H2ServerSession:
     """Server side of one HTTP/2 connection. Never does I/O; never raises on peer input."""
 
-    __slots__ = ("_conn", "closed")
+    __slots__ = ("_conn", "_goaway", "closed")
 
     def __init__(self, settings: H2SessionSettings = H2SessionSettings()) -> None:
         config = h2.config.H2Configuration(
@@ -78,6 +81,7 @@ class H2ServerSession:
         # Enforce the header limit from the first frame, before the client ACKs our SETTINGS.
         self._conn.decoder.max_header_list_size = settings.max_header_list_size
         self.closed = False
+        self._goaway = b""
 
     # -- input -----------------------------------------------------------------------------
 
@@ -116,19 +120,24 @@ class H2ServerSession:
     def send_headers(
         self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:
+        """Raises :class:`StreamGone` if the stream or connection can no longer send."""
         block = [(b":status", str(status).encode()), *headers]
-        self._conn.send_headers(stream_id, block, end_stream=end_stream)
+        with _stream_gone(stream_id):
+            self._conn.send_headers(stream_id, block, end_stream=end_stream)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, *, end_stream: bool) -> None:
         """Send at most :meth:`send_window` bytes (the caller splits and waits for
-        :class:`WindowUpdated`)."""
-        self._conn.send_data(stream_id, data, end_stream=end_stream)
+        :class:`WindowUpdated`). Raises :class:`StreamGone`."""
+        with _stream_gone(stream_id):
+            self._conn.send_data(stream_id, data, end_stream=end_stream)
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
-        self._conn.send_headers(stream_id, trailers, end_stream=True)
+        with _stream_gone(stream_id):
+            self._conn.send_headers(stream_id, trailers, end_stream=True)
 
     def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+        with _stream_gone(stream_id):
+            self._conn.end_stream(stream_id)
 
     def reset_stream(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         """Reset a stream; a no-op if it is already closed."""
@@ -147,14 +156,37 @@ class H2ServerSession:
         stream = self._conn.streams.get(stream_id)
         return stream is not None and not stream.closed
 
-    def goaway(self, error_code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
-        """Graceful drain: streams up to the highest we saw still finish."""
-        self._conn.close_connection(
-            error_code=error_code, last_stream_id=self._conn.highest_inbound_stream_id
-        )
+    def goaway(self) -> None:
+        """Graceful drain: GOAWAY(NO_ERROR) naming the highest stream we saw; those streams
+        still finish (h2's own ``close_connection`` would forbid sending on them, so the
+        frame is written here and the connection state is left open)."""
+        frame = GoAwayFrame(0, last_stream_id=self._conn.highest_inbound_stream_id, error_code=0)
+        self._goaway = frame.serialize()
+
+    def close(self, error_code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
+        """Final GOAWAY; nothing may be sent afterwards."""
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._conn.close_connection(
+                error_code=error_code, last_stream_id=self._conn.highest_inbound_stream_id
+            )
 
     def data_to_send(self) -> bytes:
-        return self._conn.data_to_send()
+        data = self._conn.data_to_send()
+        if self._goaway:
+            data, self._goaway = data + self._goaway, b""
+        return data
+
+
+class StreamGone(ProxyError):
+    """The stream (or the whole connection) can no longer send: reset, closed, or GOAWAY'd."""
+
+
+@contextlib.contextmanager
+def _stream_gone(stream_id: int) -> Iterator[None]:
+    try:
+        yield
+    except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError) as err:
+        raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
 
 def _request(ev: h2.events.RequestReceived) -> RequestReceived:
