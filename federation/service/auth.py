@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,16 @@ from federation.service.errors import AuthenticationError, PermissionDeniedError
 from federation.store import Store
 from federation.trust import BundleError, BundleSet, SpiffeId, TrustDomain, parse_bundle
 from federation.trust.files import PRIVATE_MODE, write_file
+from federation.trust.jwt import verify_jwt_svid
 
 #: ``verify(token, bundles, audience, now) -> subject``; raises a FederationError on failure.
 JwtVerifier = Callable[[str, BundleSet, str, float], SpiffeId]
+
+
+def verify_gateway_jwt(token: str, bundles: BundleSet, audience: str, now: float) -> SpiffeId:
+    """The default :data:`JwtVerifier`: :func:`federation.trust.jwt.verify_jwt_svid`."""
+    return verify_jwt_svid(token, bundles, audience, datetime.fromtimestamp(now, UTC))
+
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
 _GATEWAY_PREFIX = "/isthmus/gateway/"

@@ -23,6 +23,7 @@ from federation.service.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     ServiceError,
 )
 from federation.service.join import (
@@ -35,7 +36,15 @@ from federation.service.join import (
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
 from federation.store import ClusterRecord, Store, TokenError
-from federation.trust import BundleError, SpiffeIdError, TrustBundle, TrustDomain, parse_bundle
+from federation.trust import (
+    BundleError,
+    BundleUpdateError,
+    SpiffeIdError,
+    TrustBundle,
+    TrustDomain,
+    parse_bundle,
+)
+from federation.trust.signed_bundle import accept_bundle_update
 
 
 @dataclass(frozen=True)
@@ -197,10 +206,32 @@ class FederationService:
     async def update_bundle(
         self, caller: str, trust_domain: str, request: BundleUpdateRequest
     ) -> None:
-        """Accept a signed bundle update of the caller's own trust domain."""
-        raise ServiceError(
-            "signed bundle updates are not available yet", reason="unsupported", status=501
+        """Accept a signed update of the caller's own trust domain: signed by a key of the
+        currently stored bundle, strictly higher sequence. Gateways re-check all of it."""
+        record = await self._require_cluster(caller)
+        if record.trust_domain != trust_domain:
+            raise PermissionDeniedError(
+                f"cluster {caller!r} may publish bundles of its own trust domain "
+                f"{record.trust_domain} only, not {trust_domain}",
+                reason="not-your-trust-domain",
+            )
+        current = await self.store.get_bundle(trust_domain)
+        if current is None:
+            raise NotFoundError(f"no bundle for {trust_domain}; join first", reason="no-bundle")
+        try:
+            accepted = parse_bundle(TrustDomain.parse(trust_domain), current.bundle)
+            new = accept_bundle_update(accepted, request.signed_update)
+        except BundleUpdateError as err:
+            status = 409 if err.reason == "stale-sequence" else 422
+            raise ServiceError(f"signed_update: {err}", reason=err.reason, status=status) from err
+        now = self.clock()
+        await self.store.put_bundle(
+            trust_domain, new.sequence, new.to_json(), request.signed_update, now
         )
+        await self.store.append_event(
+            "bundle-updated", trust_domain, {"sequence": new.sequence}, now
+        )
+        self.publisher.mark_dirty()
 
     async def bundle_json(self, trust_domain: str) -> str:
         record = await self.store.get_bundle(trust_domain)

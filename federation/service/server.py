@@ -22,7 +22,12 @@ from pydantic import Field
 
 from federation.model.base import FrozenModel, load_model_file
 from federation.service.app import DEFAULT_MAX_BODY_BYTES, build_app
-from federation.service.auth import CallerAuthenticator, JwtVerifier, ensure_admin_token
+from federation.service.auth import (
+    CallerAuthenticator,
+    JwtVerifier,
+    ensure_admin_token,
+    verify_gateway_jwt,
+)
 from federation.service.core import FederationService, ServiceSettings
 from federation.service.hypercorn_compat import install_h2_closed_stream_fix
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
@@ -122,7 +127,7 @@ def _port_of(bind: str) -> int:
 async def serve_federation(
     config: FederationConfig,
     *,
-    verify_jwt: JwtVerifier,
+    verify_jwt: JwtVerifier = verify_gateway_jwt,
     clock: Callable[[], float] = time.time,
     store: Store | None = None,
     task_status: trio.TaskStatus[RunningFederation] = trio.TASK_STATUS_IGNORED,

@@ -3,10 +3,9 @@ identity material: a CA and a jwt-svid key per cluster."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.service import pinned_client_context
 from federation.service.server import FederationConfig, RunningFederation, serve_federation
-from federation.trust import CertificateAuthority, TrustBundle, TrustDomain
-from tests.integration.federation import jwt_stub
+from federation.trust import CertificateAuthority, SpiffeId, TrustBundle, TrustDomain
+from federation.trust.jwt import mint_jwt_svid
 
 
 @dataclass
@@ -53,8 +52,10 @@ class FakeCluster:
     def jwt(
         self, audience: str = "isthmus-federation", ttl: float = 60, sub: str | None = None
     ) -> str:
-        return jwt_stub.mint(
-            self.jwt_key, self.kid, sub or self.spiffe_id, audience, time.time(), ttl
+        subject = SpiffeId.parse(sub or self.spiffe_id)
+        now = datetime.now(UTC)
+        return mint_jwt_svid(
+            self.jwt_key, self.kid, subject, audience, now=now, ttl=timedelta(seconds=ttl)
         )
 
     def auth(self, **kwargs: Any) -> dict[str, str]:
@@ -86,9 +87,7 @@ def fed_config(tmp_path: Path, **overrides: Any) -> FederationConfig:
 
 
 async def start_federation(nursery: trio.Nursery, config: FederationConfig) -> RunningFederation:
-    fed: RunningFederation = await nursery.start(
-        partial(serve_federation, config, verify_jwt=jwt_stub.verify)
-    )
+    fed: RunningFederation = await nursery.start(partial(serve_federation, config))
     return fed
 
 
