@@ -28,6 +28,13 @@ from proxy.errors import (
 from proxy.upstream.h2stream import H2Stream, set_headers
 from proxy.upstream.models import UpstreamRequest
 
+# h2 closes its whole state machine on a received GOAWAY (and drops queued output), so the
+# streams the peer promised to finish (id <= last_stream_id) would die with a ProtocolError
+# on their next frame. Keep the session open instead; the pool stops opening streams on it.
+_DRAINABLE_TRANSITIONS = dict(h2.connection.H2ConnectionStateMachine._transitions)
+for _state in (h2.connection.ConnectionState.IDLE, h2.connection.ConnectionState.CLIENT_OPEN):
+    _DRAINABLE_TRANSITIONS[(_state, h2.connection.ConnectionInputs.RECV_GOAWAY)] = (None, _state)
+
 _SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
 
@@ -65,6 +72,8 @@ class H2ClientConnection:
             normalize_inbound_headers=validate_inbound,
         )
         self._h2 = h2.connection.H2Connection(config)
+        self._h2.state_machine._transitions = _DRAINABLE_TRANSITIONS
+        self._h2.clear_outbound_data_buffer = _keep_outbound_data  # type: ignore[method-assign]
         self._stream = stream
         self._label = label
         self._key = endpoint_key
@@ -433,3 +442,8 @@ class H2ClientConnection:
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
         self._on_change()
+
+
+def _keep_outbound_data() -> None:
+    """Replaces h2's buffer clearing on GOAWAY: queued DATA of streams the peer will still
+    process, and WINDOW_UPDATEs, must go out."""

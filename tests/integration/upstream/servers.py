@@ -93,6 +93,16 @@ class _H2ServerConn:
                     await self.stream.send_all(data)
 
     async def goaway(self, last_stream_id: int) -> None:
+        """A graceful GOAWAY: streams up to ``last_stream_id`` still complete (h2 would close
+        its state machine on sending GOAWAY, so keep it open here)."""
+        machine = self.h2.state_machine
+        transitions = dict(machine._transitions)
+        key = (
+            h2.connection.ConnectionState.SERVER_OPEN,
+            h2.connection.ConnectionInputs.SEND_GOAWAY,
+        )
+        transitions[key] = (None, h2.connection.ConnectionState.SERVER_OPEN)
+        machine._transitions = transitions
         self.h2.close_connection(last_stream_id=last_stream_id)
         await self.flush()
 

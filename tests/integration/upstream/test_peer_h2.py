@@ -146,6 +146,24 @@ async def test_goaway_fails_unprocessed_streams_and_next_request_uses_a_new_conn
     assert peer_server.connections == 2
 
 
+async def test_streams_below_goaway_last_id_complete_while_the_connection_drains(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    endpoint = peer(peer_server.port)
+    total = 4 << 20
+    response = await pools.request(endpoint, get(b"/download?n=%d" % total))  # stream 1
+    first = await response.body.__anext__()
+    await peer_server.goaway_all(last_stream_id=1)
+    await trio.sleep(0.05)
+    fresh = await pools.request(endpoint, get(b"/hello"))  # not on the draining connection
+    assert await read_all(fresh) == b"hello"
+    assert peer_server.connections == 2
+    assert len(first) + len(await read_all(response)) == total
+    with trio.fail_after(2):
+        while pools.connection_count(endpoint) > 1:
+            await trio.sleep(0.01)
+
+
 async def test_download_is_paced_by_the_consumer(
     pools: UpstreamPools, peer_server: H2Server
 ) -> None:
