@@ -35,11 +35,29 @@ TIMEOUT = 10
 
 @dataclass
 class ServerLog:
-    """What the server saw: verified peers and rejections (with their reasons)."""
+    """What the server saw: verified peers and rejections (with their reasons).
+
+    A client can see its connection fail before the server task has recorded why, so tests
+    ``await verdict()`` (one per connection, in order) before reading the lists."""
 
     accepted: list[SpiffeId] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     alpn: list[str | None] = field(default_factory=list)
+    _verdicts: tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]] = field(
+        default_factory=lambda: trio.open_memory_channel[str](64)
+    )
+
+    def reject(self, why: str) -> None:
+        self.rejected.append(why)
+        self._verdicts[0].send_nowait(f"rejected: {why}")
+
+    def accept(self, peer: SpiffeId, alpn: str | None) -> None:
+        self.accepted.append(peer)
+        self.alpn.append(alpn)
+        self._verdicts[0].send_nowait(f"accepted: {peer}")
+
+    async def verdict(self) -> str:
+        return await self._verdicts[1].receive()
 
 
 @asynccontextmanager
@@ -56,14 +74,13 @@ async def echo_server(
             await stream.do_handshake()
             peer = verify_peer(ssl_object_of(stream), bundles(), datetime.now(UTC))
         except trio.BrokenResourceError as err:
-            log.rejected.append(f"openssl: {err.__cause__}")
+            log.reject(f"openssl: {err.__cause__}")
             return
         except SvidVerificationError as err:
-            log.rejected.append(err.reason)
+            log.reject(err.reason)
             await stream.aclose()
             return
-        log.accepted.append(peer)
-        log.alpn.append(stream.selected_alpn_protocol())
+        log.accept(peer, stream.selected_alpn_protocol())
         async with stream:
             async for data in stream:
                 await stream.send_all(data)
@@ -116,7 +133,8 @@ async def test_mtls_two_domains_then_swap_removes_one(cas: tuple[TestCa, TestCa]
             fresh = await connect(port, client_ctx)  # TLS 1.3: the server's verdict comes later
             with pytest.raises(trio.BrokenResourceError):
                 await echo(fresh, b"rejected")
-            assert len(log.rejected) == 1 and "openssl" in log.rejected[0]
+            assert (await log.verdict()).startswith("accepted: spiffe://b.test")
+            assert (await log.verdict()).startswith("rejected: openssl")
             assert await echo(established, b"still up") == b"still up"
             await established.aclose()
 
@@ -174,6 +192,8 @@ async def test_sni_swapper_serves_new_handshakes_from_the_current_context(
             with pytest.raises(trio.BrokenResourceError):
                 await echo(second, b"b.test is no longer trusted")
             assert await echo(first, b"old connection") == b"old connection"
+            assert (await log.verdict()).startswith("accepted: ")
+            await log.verdict()
             assert len(log.accepted) == 1 and len(log.rejected) == 1
             # refused by OpenSSL itself: the swapped-in context's trust store was in force
             assert log.rejected[0].startswith("openssl: [SSL: CERTIFICATE_VERIFY_FAILED]")
