@@ -1,0 +1,132 @@
+"""Drive a listener with ``h2load`` and read back rate, failures and latency percentiles.
+
+Percentiles come from h2load's ``--log-file`` (one line per request: start time in µs, status,
+µs until the end of the response), because its summary only gives min/max/mean/sd.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._procs import BenchError, run_tool
+
+_FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+_REQUESTS = re.compile(
+    r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored, (\d+) timeout"
+)
+_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+
+
+@dataclass(frozen=True)
+class Load:
+    """One h2load invocation: ``clients`` connections × ``streams`` concurrent streams, either
+    ``duration_s`` long or ``requests`` in total, optionally at ``rps_per_client``."""
+
+    clients: int
+    streams: int
+    duration_s: float | None = None
+    requests: int | None = None
+    rps_per_client: float | None = None
+    warm_up_s: float = 0.0
+
+    def argv(self, url: str, authority: str, log_file: Path) -> list[str]:
+        args = ["h2load", "-c", str(self.clients), "-m", str(self.streams), "-t", "1"]
+        if self.duration_s is not None:
+            args += ["-D", f"{self.duration_s:g}"]
+            if self.warm_up_s:
+                args += ["--warm-up-time", f"{self.warm_up_s:g}"]
+        else:
+            args += ["-n", str(self.requests or 1000)]
+        if self.rps_per_client is not None:
+            args += [f"--rps={self.rps_per_client:g}"]
+        return [*args, "-H", f":authority: {authority}", f"--log-file={log_file}", url]
+
+    def bound_s(self) -> float:
+        """A generous wall-clock bound for the run."""
+        if self.duration_s is not None:
+            return self.duration_s + self.warm_up_s + 60.0
+        return 180.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one h2load run measured. Latencies in milliseconds over successful requests."""
+
+    total: int
+    succeeded: int
+    failed: int
+    non_2xx: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.non_2xx == 0 and self.succeeded > 0
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0.0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+def parse_summary(text: str) -> tuple[int, int, int, int, float, float]:
+    """``(total, succeeded, failed, non_2xx, seconds, rps)`` from h2load's summary. Raises
+    :class:`BenchError` when the summary is missing (h2load could not connect at all)."""
+    finished, requests, status = (
+        _FINISHED.search(text),
+        _REQUESTS.search(text),
+        _STATUS.search(text),
+    )
+    if finished is None or requests is None or status is None:
+        raise BenchError(f"h2load printed no summary: {text.strip()[-400:]}")
+    seconds = float(finished.group(1)) / (1000.0 if finished.group(2) == "ms" else 1.0)
+    total, succeeded = int(requests.group(1)), int(requests.group(3))
+    # h2load's "failed" already includes "errored" and "timeout"
+    failed = max(int(requests.group(4)), int(requests.group(5)) + int(requests.group(6)))
+    non_2xx = sum(int(status.group(i)) for i in (2, 3, 4))
+    return total, succeeded, failed, non_2xx, seconds, float(finished.group(3))
+
+
+def read_latencies(log_file: Path) -> list[float]:
+    """Sorted per-request latencies (ms) of 2xx responses from an h2load ``--log-file``."""
+    values: list[float] = []
+    with log_file.open() as lines:
+        for line in lines:
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[1].startswith("2"):
+                values.append(int(parts[2]) / 1000.0)
+    values.sort()
+    return values
+
+
+def run_h2load(url: str, authority: str, load: Load, *, cpus: str | None) -> LoadResult:
+    """Run h2load against ``url`` (h2c) with ``:authority`` set; pinned to ``cpus``."""
+    with tempfile.TemporaryDirectory(prefix="isthmus-h2load-") as tmp:
+        log_file = Path(tmp) / "requests.tsv"
+        done = run_tool(
+            load.argv(url, authority, log_file),
+            cpus=cpus,
+            timeout_s=load.bound_s(),
+            what=f"h2load {url}",
+        )
+        total, succeeded, failed, non_2xx, seconds, rps = parse_summary(done.stdout)
+        latencies = read_latencies(log_file) if log_file.exists() else []
+    return LoadResult(
+        total=total,
+        succeeded=succeeded,
+        failed=failed,
+        non_2xx=non_2xx,
+        seconds=seconds,
+        rps=rps,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+    )

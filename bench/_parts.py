@@ -1,0 +1,342 @@
+"""The measured parts of the data-plane benchmark, each run against isthmus then HAProxy with
+identical load, each adding rows to the report (see :mod:`bench.dataplane`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._h2load import Load, LoadResult, run_h2load
+from bench._procs import BenchError, Proc, ProcGroup, run_tool, wait_port
+from bench._report import Report, Row, verdict
+from bench._topology import AUTHORITY, Pinning, Topology, gateway_argv
+
+HOP_RPS_PER_CORE_TARGET = 9_000.0
+TUNNEL_RATIO_TARGET = 0.85
+P99_PER_HOP_TARGET_MS = 3.5
+WORKERS_SCALING_TARGET = 1.8
+FIXED_RPS = 2_000
+FIXED_CLIENTS = 4
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard and how long each part runs."""
+
+    duration_s: float
+    clients: int
+    streams: int
+    tunnel_bytes: int
+    handshake_s: float
+    warm_up_requests: int
+
+    @classmethod
+    def for_run(
+        cls,
+        *,
+        quick: bool,
+        duration_s: float | None,
+        clients: int,
+        streams: int,
+        tunnel_bytes: int | None,
+    ) -> Settings:
+        return cls(
+            duration_s=duration_s or (3.0 if quick else 10.0),
+            clients=clients,
+            streams=streams,
+            tunnel_bytes=tunnel_bytes or (GiB // 8 if quick else 2 * GiB),
+            handshake_s=2.0 if quick else 5.0,
+            warm_up_requests=1_000 if quick else 5_000,
+        )
+
+    def full(self) -> Load:
+        return Load(clients=self.clients, streams=self.streams, duration_s=self.duration_s)
+
+    def fixed(self) -> Load:
+        return Load(
+            clients=FIXED_CLIENTS,
+            streams=self.streams,
+            duration_s=self.duration_s,
+            rps_per_client=FIXED_RPS / FIXED_CLIENTS,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"full load -c {self.clients} -m {self.streams} -D {self.duration_s:g}; fixed rate "
+            f"-c {FIXED_CLIENTS} -m {self.streams} --rps {FIXED_RPS // FIXED_CLIENTS} "
+            f"-D {self.duration_s:g}"
+        )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Proxy processes (A, B) of each topology."""
+
+    isthmus: tuple[Proc, Proc]
+    haproxy: tuple[Proc, Proc]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What every part needs."""
+
+    topo: Topology
+    sut: Pair
+    settings: Settings
+    pin: Pinning
+    chosen: frozenset[str]
+    report: Report
+
+    def url(self, which: str) -> str:
+        port = self.topo.alpha_outbound if which == "isthmus" else self.topo.ha_a_h2c
+        return f"http://127.0.0.1:{port}/"
+
+    def procs(self, which: str) -> tuple[Proc, Proc]:
+        return self.sut.isthmus if which == "isthmus" else self.sut.haproxy
+
+
+def _loaded(ctx: Ctx, which: str, load: Load) -> tuple[LoadResult, float, float]:
+    """h2load against ``which``; returns the result and the CPU seconds of A and of B."""
+    proc_a, proc_b = ctx.procs(which)
+    before = proc_a.cpu_seconds(), proc_b.cpu_seconds()
+    result = run_h2load(ctx.url(which), AUTHORITY, load, cpus=ctx.pin.load)
+    cpu_a, cpu_b = proc_a.cpu_seconds() - before[0], proc_b.cpu_seconds() - before[1]
+    if not result.ok:
+        ctx.report.notes.append(
+            f"{which}: {result.failed} failed and {result.non_2xx} non-2xx of {result.total} "
+            f"requests (see {proc_a.log} and {proc_b.log})"
+        )
+    return result, cpu_a, cpu_b
+
+
+def _shown(load: Load) -> str:
+    argv = load.argv("http://127.0.0.1:<A outbound>/", AUTHORITY, Path("<log>"))
+    return " ".join(f"'{arg}'" if " " in arg else arg for arg in argv)
+
+
+def warm_up(ctx: Ctx) -> None:
+    """A short run through each topology; raises :class:`BenchError` if nothing gets through."""
+    load = Load(clients=2, streams=8, requests=ctx.settings.warm_up_requests)
+    for which in ("isthmus", "haproxy"):
+        result = run_h2load(ctx.url(which), AUTHORITY, load, cpus=ctx.pin.load)
+        if result.succeeded == 0:
+            logs = ", ".join(str(p.log) for p in ctx.procs(which))
+            raise BenchError(f"no request got through {which} (A -> B -> backend); see {logs}")
+
+
+def _split(result: LoadResult, cpu_a: float, cpu_b: float) -> str:
+    per = 1e6 / max(1, result.succeeded)
+    return f"A {cpu_a * per:.0f} µs + B {cpu_b * per:.0f} µs"
+
+
+def full_load(ctx: Ctx) -> None:
+    """req/s, CPU per request and latency at full load."""
+    print(f"full load: {_shown(ctx.settings.full())}")
+    res: dict[str, tuple[LoadResult, float, float]] = {}
+    for which in ("isthmus", "haproxy"):
+        res[which] = _loaded(ctx, which, ctx.settings.full())
+    (iso, iso_a, iso_b), (hap, hap_a, hap_b) = res["isthmus"], res["haproxy"]
+    rep = ctx.report
+    if "rps" in ctx.chosen:
+        iso_us = (iso_a + iso_b) * 1e6 / max(1, iso.succeeded)
+        hap_us = (hap_a + hap_b) * 1e6 / max(1, hap.succeeded)
+        hop = 2e6 / iso_us if iso_us else 0.0
+        rep.add(Row("req/s at full load (A+B on one core)", iso.rps, hap.rps, "req/s"))
+        rep.add(
+            Row(
+                "proxy CPU per request (A+B)",
+                iso_us,
+                hap_us,
+                "µs",
+                note=f"isthmus {_split(iso, iso_a, iso_b)}; HAProxy {_split(hap, hap_a, hap_b)}",
+            )
+        )
+        rep.add(
+            Row(
+                "req/s per core per hop",
+                hop,
+                2e6 / hap_us if hap_us else None,
+                "req/s",
+                target=f">= {HOP_RPS_PER_CORE_TARGET:,.0f}",
+                verdict=verdict(hop >= HOP_RPS_PER_CORE_TARGET),
+            )
+        )
+    if "latency" in ctx.chosen:
+        rep.add(Row("p50 latency at full load", iso.p50_ms, hap.p50_ms, "ms"))
+        rep.add(Row("p99 latency at full load", iso.p99_ms, hap.p99_ms, "ms"))
+
+
+def fixed_rate(ctx: Ctx) -> None:
+    """p50/p99 at a fixed 2,000 req/s; the target is per hop (end-to-end / 2)."""
+    print(f"fixed rate: {_shown(ctx.settings.fixed())}")
+    iso, _, _ = _loaded(ctx, "isthmus", ctx.settings.fixed())
+    hap, _, _ = _loaded(ctx, "haproxy", ctx.settings.fixed())
+    rep = ctx.report
+    rep.add(Row(f"achieved rate at --rps {FIXED_RPS:,}", iso.rps, hap.rps, "req/s"))
+    rep.add(Row(f"p50 at {FIXED_RPS:,} req/s (2 hops)", iso.p50_ms, hap.p50_ms, "ms"))
+    rep.add(Row(f"p99 at {FIXED_RPS:,} req/s (2 hops)", iso.p99_ms, hap.p99_ms, "ms"))
+    per_hop = iso.p99_ms / 2
+    rep.add(
+        Row(
+            f"p99 per hop at {FIXED_RPS:,} req/s",
+            per_hop,
+            hap.p99_ms / 2,
+            "ms",
+            target=f"<= {P99_PER_HOP_TARGET_MS} ms",
+            verdict=verdict(0 < per_hop <= P99_PER_HOP_TARGET_MS),
+            note="end-to-end p99 / 2 (includes backend and client time, so conservative)",
+        )
+    )
+
+
+def _send(ctx: Ctx, port: int, connect: str | None) -> tuple[float, float]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench._tunnel",
+        "send",
+        "--port",
+        str(port),
+        "--bytes",
+        str(ctx.settings.tunnel_bytes),
+    ]
+    if connect:
+        argv += ["--connect", connect]
+    done = run_tool(argv, cpus=ctx.pin.load, timeout_s=600.0, what="tunnel client")
+    result = json.loads(done.stdout)
+    return float(result["bytes"]), float(result["seconds"])
+
+
+def tunnel(ctx: Ctx) -> None:
+    """Bulk bytes through a CONNECT tunnel (isthmus) vs HAProxy TCP mode with TLS."""
+    topo, total = ctx.topo, ctx.settings.tunnel_bytes
+    print(f"tunnel: {total / GiB:g} GiB client -> A -> TLS -> B -> sink")
+    rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for which, port, connect in (
+        ("isthmus", topo.alpha_outbound, f"{AUTHORITY}:{topo.sink_port}"),
+        ("haproxy", topo.ha_a_tcp, None),
+    ):
+        proc_a, proc_b = ctx.procs(which)
+        before = proc_a.cpu_seconds() + proc_b.cpu_seconds()
+        sent, seconds = _send(ctx, port, connect)
+        cpu[which] = (proc_a.cpu_seconds() + proc_b.cpu_seconds() - before) / (sent / GiB)
+        rates[which] = sent / seconds / 1e6
+    ratio = rates["isthmus"] / rates["haproxy"]
+    ctx.report.add(
+        Row(
+            f"bulk tunnel throughput ({total / GiB:g} GiB)",
+            rates["isthmus"],
+            rates["haproxy"],
+            "MB/s",
+            target=f">= {TUNNEL_RATIO_TARGET}x",
+            verdict=verdict(ratio >= TUNNEL_RATIO_TARGET),
+        )
+    )
+    ctx.report.add(Row("proxy CPU per GiB tunnelled (A+B)", cpu["isthmus"], cpu["haproxy"], "s"))
+
+
+def handshakes(ctx: Ctx) -> None:
+    """Fresh TLS 1.3 mTLS handshakes per second at B's inbound listener."""
+    topo = ctx.topo
+    print(f"handshakes: fresh TLS 1.3 + client cert to B, {ctx.settings.handshake_s:g} s each")
+    rate: dict[str, float] = {}
+    cpu_us: dict[str, float] = {}
+    for which, port in (("isthmus", topo.beta_inbound), ("haproxy", topo.ha_b_mtls)):
+        server = ctx.procs(which)[1]
+        argv = [
+            sys.executable,
+            "-m",
+            "bench._handshake",
+            "--port",
+            str(port),
+            "--cert",
+            str(topo.client_cert),
+            "--key",
+            str(topo.client_key),
+            "--ca-file",
+            str(topo.ca_file),
+            "--seconds",
+            str(ctx.settings.handshake_s),
+            "--threads",
+            "4",
+        ]
+        before = server.cpu_seconds()
+        done = run_tool(
+            argv,
+            cpus=ctx.pin.load,
+            timeout_s=ctx.settings.handshake_s + 60,
+            what="handshake client",
+        )
+        used = server.cpu_seconds() - before
+        result = json.loads(done.stdout)
+        if result["failed"]:
+            ctx.report.notes.append(
+                f"{which}: {result['failed']} handshakes failed (see {server.log})"
+            )
+        rate[which] = result["ok"] / result["seconds"]
+        cpu_us[which] = used * 1e6 / max(1, result["ok"])
+    ctx.report.add(
+        Row(
+            "new mTLS handshakes/s (B)",
+            rate["isthmus"],
+            rate["haproxy"],
+            "/s",
+            note="client is Python on the load CPU; HAProxy's rate is client-bound, "
+            "compare server CPU per handshake",
+        )
+    )
+    ctx.report.add(Row("B CPU per handshake", cpu_us["isthmus"], cpu_us["haproxy"], "µs"))
+
+
+def _one_worker_run(
+    topo: Topology, settings: Settings, logs: Path, count: int
+) -> tuple[LoadResult, float]:
+    with ProcGroup(logs) as group:
+        proc = group.start(
+            f"isthmus-beta-workers{count}", gateway_argv(topo.beta_config, count), cpus=None
+        )
+        wait_port(topo.beta_outbound, timeout_s=30.0, proc=proc)
+        time.sleep(1.0 + count)  # every worker bound (SO_REUSEPORT spreads new connections)
+        url = f"http://127.0.0.1:{topo.beta_outbound}/"
+        run_h2load(
+            url,
+            AUTHORITY,
+            Load(clients=8, streams=8, requests=settings.warm_up_requests),
+            cpus=None,
+        )
+        before = proc.cpu_seconds()
+        load = Load(
+            clients=max(8, settings.clients),
+            streams=settings.streams,
+            duration_s=settings.duration_s,
+        )
+        result = run_h2load(url, AUTHORITY, load, cpus=None)
+        return result, proc.cpu_seconds() - before
+
+
+def workers(topo: Topology, settings: Settings, logs: Path, rep: Report) -> None:
+    """One hop (B's outbound -> backend), ``--workers 1`` then ``2``, nothing pinned."""
+    print("workers: one gateway hop, --workers 1 then 2, unpinned")
+    one, cpu1 = _one_worker_run(topo, settings, logs, 1)
+    two, cpu2 = _one_worker_run(topo, settings, logs, 2)
+    scaling = two.rps / one.rps if one.rps else 0.0
+    rep.add(Row("one hop req/s, --workers 1", one.rps, None, "req/s"))
+    rep.add(Row("one hop req/s, --workers 2", two.rps, None, "req/s"))
+    us1, us2 = cpu1 * 1e6 / max(1, one.succeeded), cpu2 * 1e6 / max(1, two.succeeded)
+    rep.add(
+        Row(
+            "--workers 2 / --workers 1",
+            scaling,
+            None,
+            "x",
+            target=f">= {WORKERS_SCALING_TARGET}x",
+            verdict=verdict(scaling >= WORKERS_SCALING_TARGET),
+            note=f"gateway CPU per request {us1:.0f} µs with 1 worker, {us2:.0f} µs with 2; "
+            "on 2 CPUs h2load and the backend share the cores with the workers",
+        )
+    )
