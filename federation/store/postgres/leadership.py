@@ -8,7 +8,10 @@ if a ping fails or hangs, its work is cancelled and it campaigns again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 from typing import Any
 
 import psycopg
@@ -61,18 +64,48 @@ async def _acquire(
             raise
 
 
+def _sever(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down so a thread blocked on it returns (thread-safe)."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+async def _ping_failure(conn: psycopg.Connection[Any]) -> str | None:
+    """Ping the lock connection; return why it failed, or ``None`` if it answered in time.
+
+    A ping that hangs (partition) is ended by shutting the socket down after ``PING_TIMEOUT``
+    rather than by abandoning the thread, so the connection is never closed under a thread
+    that is still using it.
+    """
+    failure: str | None = None
+
+    async def sever_when_late() -> None:
+        nonlocal failure
+        await trio.sleep(PING_TIMEOUT)
+        failure = f"no answer within {PING_TIMEOUT:.1f} s"
+        _sever(conn)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sever_when_late)
+        try:
+            await trio.to_thread.run_sync(_ping, conn)
+        except psycopg.Error as err:
+            failure = failure or str(err)
+        nursery.cancel_scope.cancel()
+    return failure
+
+
 async def _watch(conn: psycopg.Connection[Any]) -> None:
-    """Return when the lock connection stops answering (broken or hung)."""
+    """Return when the lock connection stops answering (broken, or hung for PING_TIMEOUT)."""
     while True:
         await trio.sleep(PING_INTERVAL)
-        with trio.move_on_after(PING_TIMEOUT) as hung:
-            try:
-                await trio.to_thread.run_sync(_ping, conn, abandon_on_cancel=True)
-            except psycopg.Error as err:
-                log.warning("leadership connection broke: %s", err)
-                return
-        if hung.cancelled_caught:
-            log.warning("leadership connection did not answer in %.1f s", PING_TIMEOUT)
+        failure = await _ping_failure(conn)
+        if failure is not None:
+            log.warning("leadership connection lost: %s", failure)
             return
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import psycopg
 import trio
 
-from federation.store import Change, open_store
+from federation.store import Change, StoreConfig, open_store
 
 
 def _terminate(dsn: str, role: str) -> int:
@@ -74,3 +76,74 @@ async def test_leader_whose_lock_connection_breaks_is_cancelled_and_campaigns_ag
         nursery.cancel_scope.cancel()
     assert len(terms) == 2
     assert cancelled[0] <= terms[1], "the old term must end before the new one starts"
+
+
+class PartitionableProxy:
+    """A TCP relay to PostgreSQL on 127.0.0.1 that can be partitioned.
+
+    While partitioned it forwards nothing (bytes are held, sockets stay open, like a network
+    that silently drops packets) and closes new connections at once.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.partitioned = False
+        self._healed = trio.Event()
+        self.port = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._relay, listeners)
+
+    def partition(self) -> None:
+        self.partitioned = True
+
+    async def _pump(self, source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        while data := await source.receive_some(65536):
+            while self.partitioned:
+                await self._healed.wait()
+            await sink.send_all(data)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        if self.partitioned:
+            await client.aclose()
+            return
+        server = await trio.open_tcp_stream(*self.target)
+        async with client, server, trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, client, server)
+            nursery.start_soon(self._pump, server, client)
+
+
+async def test_partitioned_leader_stops_its_work_within_four_seconds(postgres_dsn: str) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
+    proxy = PartitionableProxy(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)))
+    elected = trio.Event()
+    fenced_at: list[float] = []
+
+    async def lead() -> None:
+        elected.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            fenced_at.append(trio.current_time())
+
+    async with trio.open_nursery() as outer:
+        await outer.start(proxy.serve)
+        url = psycopg.conninfo.make_conninfo(postgres_dsn, host="127.0.0.1", port=proxy.port)
+        config = StoreConfig(url=url, backend="postgres")
+        async with open_store(config) as store, trio.open_nursery() as nursery:
+            nursery.start_soon(partial(store.run_as_leader, retry_interval=0.1), "placement", lead)
+            with trio.fail_after(5):
+                await elected.wait()
+            proxy.partition()
+            partitioned_at = trio.current_time()
+            with trio.fail_after(10):
+                while not fenced_at:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    fencing = fenced_at[0] - partitioned_at
+    # PING_INTERVAL (0.5 s) + PING_TIMEOUT (2 s), plus scheduling slack on a busy machine.
+    assert fencing < 4.0, f"a partitioned leader kept working for {fencing:.2f} s"
