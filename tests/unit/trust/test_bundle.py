@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +174,27 @@ def test_load_bundle_file_names_the_file(tmp_path: Any) -> None:
         load_bundle_file(path)
     with pytest.raises(BundleError, match="missing.json: cannot read bundle"):
         load_bundle_file(tmp_path / "missing.json")
+
+
+def test_rsa_authorities_round_trip() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa root")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://a.test")]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    bundle = TrustBundle(TD, (cert,), {"r1": key.public_key()}, 2)
+    doc = bundle.to_dict()
+    assert doc["keys"][0]["kty"] == "RSA" and doc["keys"][0]["e"] == "AQAB"
+    assert parse_bundle(None, bundle.to_json()) == bundle

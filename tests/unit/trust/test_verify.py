@@ -183,3 +183,11 @@ def test_empty_bundle_for_the_domain(ca_a: TestCa) -> None:
 def test_plain_mapping_of_bundles_is_accepted(ca_a: TestCa) -> None:
     svid = issue_svid(ca_a, ID_A)
     assert str(verify_x509_svid(svid.chain, {ca_a.trust_domain: ca_a.bundle()}, utcnow())) == ID_A
+
+
+def test_chain_that_also_carries_the_root_is_accepted(bundles: BundleSet) -> None:
+    mid_ca = make_ca("c.test", intermediate=True)
+    svid = issue_svid(mid_ca, "spiffe://c.test/x")
+    chain = [*svid.chain, mid_ca.root]
+    got = verify_x509_svid(chain, bundles.with_bundle(mid_ca.bundle()), utcnow())
+    assert str(got) == "spiffe://c.test/x"
