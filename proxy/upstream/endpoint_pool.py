@@ -7,6 +7,7 @@ in the requesting task and parked in the pool between requests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -25,6 +26,8 @@ from proxy.upstream.h1conn import H1Connection
 from proxy.upstream.h2conn import ASSUMED_MAX_STREAMS, H2ClientConnection
 from proxy.upstream.models import PoolSettings
 from proxy.upstream.network import describe
+
+log = logging.getLogger(__name__)
 
 OpenStream = Callable[[Endpoint], Awaitable[trio.abc.Stream]]
 
@@ -257,19 +260,24 @@ class EndpointPool:
         )
         slot.conn = conn
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(conn.serve)
-                if slot.state is ConnState.CLOSED:  # the pool was aborted while we dialled
-                    conn.abort()
-                else:
-                    slot.state = ConnState.READY
-                    if self.retiring:
-                        conn.close()
-                slot.ready.set()
-                self.changed()
+            await self._serve_h2(slot, conn)
+        except Exception:  # a bug in one connection must not take the pools down
+            log.exception("%s: connection task failed", self.label)
         finally:
             self._slots.pop(slot.conn_id, None)
             slot.state = ConnState.CLOSED
+            slot.ready.set()
+            self.changed()
+
+    async def _serve_h2(self, slot: Slot, conn: H2ClientConnection) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(conn.serve)
+            if slot.state is ConnState.CLOSED:  # the pool was aborted while we dialled
+                conn.abort()
+            else:
+                slot.state = ConnState.READY
+                if self.retiring:
+                    conn.close()
             slot.ready.set()
             self.changed()
 

@@ -8,6 +8,7 @@ connection's nursery. Flow control both ways: DATA is sent only within the peer'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import h2.config
@@ -27,6 +28,8 @@ from proxy.errors import (
 )
 from proxy.upstream.h2stream import H2Stream, set_headers
 from proxy.upstream.models import UpstreamRequest
+
+log = logging.getLogger(__name__)
 
 # h2 closes its whole state machine on a received GOAWAY (and drops queued output), so the
 # streams the peer promised to finish (id <= last_stream_id) would die with a ProtocolError
@@ -162,7 +165,11 @@ class H2ClientConnection:
         while True:
             await trio.sleep(interval_s)
             self._ping_acked = trio.Event()
-            self._h2.ping(b"isthmus!")
+            try:
+                self._h2.ping(b"isthmus!")
+            except h2.exceptions.ProtocolError:
+                self.abort()
+                return
             self._kick()
             with trio.move_on_after(self._ping_timeout_s):
                 await self._ping_acked.wait()
@@ -211,6 +218,10 @@ class H2ClientConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._broken = True
             self.abort()
+        except Exception:  # never let one connection take the pools (and gateway) down
+            log.exception("%s: writer failed; closing the connection", self._label)
+            self._broken = True
+            self.abort()
 
     async def _read_loop(self) -> None:
         while True:
@@ -246,8 +257,10 @@ class H2ClientConnection:
                 s.inbox.append((event.data, event.flow_controlled_length))
                 s.readable.set()
         elif isinstance(event, h2.events.ResponseReceived):
-            if (s := self._streams.get(event.stream_id)) is not None:
-                set_headers(s, event.headers)
+            s = self._streams.get(event.stream_id)
+            if s is not None and not set_headers(s, event.headers):
+                self.reset(s)
+                self._fail(s, "the upstream sent a response without a valid :status")
         elif isinstance(event, h2.events.StreamEnded):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.ended = True

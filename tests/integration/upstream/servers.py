@@ -76,7 +76,9 @@ class H2Server:
 
 class _H2ServerConn:
     def __init__(self, server: H2Server, stream: trio.abc.Stream) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False
+        )
         self.h2 = h2.connection.H2Connection(config)
         self.server = server
         self.stream = stream
@@ -202,6 +204,8 @@ class _H2ServerConn:
             while (chunk := await self.read(sid, receive)) is not None:
                 self.server.uploaded += len(chunk)
             self.h2.send_headers(sid, [(b":status", b"200")], end_stream=True)
+        elif path == b"/bad-status":
+            self.h2.send_headers(sid, [(b":status", b"2x0")], end_stream=True)
         elif path == b"/reset":
             self.h2.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
         elif path == b"/refuse":

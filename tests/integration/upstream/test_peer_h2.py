@@ -112,6 +112,8 @@ async def test_reset_before_headers_and_refused_stream(
     with pytest.raises(RefusedStream) as refused:
         await pools.request(endpoint, get(b"/refuse"))
     assert refused.value.failure is FailureKind.GOAWAY
+    with pytest.raises(ResetBeforeHeaders, match=":status"):
+        await pools.request(endpoint, get(b"/bad-status"))  # peer leg: h2 validation is off
     response = await pools.request(endpoint, get(b"/hello"))  # the connection survives
     assert await read_all(response) == b"hello"
     assert peer_server.connections == 1
