@@ -12,6 +12,7 @@ import trio.testing
 from federation.trust import (
     CertificateAuthority,
     SvidError,
+    TlsCredentials,
     TrustDomain,
     X509Svid,
     gateway_id,
@@ -91,3 +92,37 @@ async def test_failed_issue_is_retried(autojump_clock: trio.testing.MockClock) -
         nursery.cancel_scope.cancel()
     assert [round(a) for a in attempts] == [1770, 1780, 1790]
     assert len(received) == 1
+
+
+async def test_rotation_swaps_the_tls_credentials(autojump_clock: trio.testing.MockClock) -> None:
+    # Certificates valid around real time: TlsCredentials hands them to OpenSSL.
+    real_t0 = datetime.now(UTC)
+    start = trio.current_time()
+
+    def wall() -> datetime:
+        return real_t0 + timedelta(seconds=trio.current_time() - start)
+
+    ca = CertificateAuthority.create(TD, now=real_t0)
+    sid = gateway_id(TD, "c1")
+    first = issue_x509_svid(ca, sid, now=real_t0)
+    creds = TlsCredentials(first, {TD: ca.bundle()}, alpn=["h2"])
+    old_context = creds.server_context
+    swapped = trio.Event()
+
+    async def issue() -> X509Svid:
+        return issue_x509_svid(ca, sid, now=wall())
+
+    def on_new(svid: X509Svid) -> None:
+        creds.update(svid=svid)
+        swapped.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_svid_rotation(first, issue, on_new, rng=random.Random(5), clock=wall)
+        )
+        with trio.fail_after(3600):
+            await swapped.wait()
+        nursery.cancel_scope.cancel()
+    assert creds.svid.leaf != first.leaf
+    assert creds.server_context is not old_context
+    assert trio.current_time() - start < 1800  # renewed before half-life
