@@ -113,3 +113,29 @@ async def test_local_tunnel_is_plain_tcp(pools: UpstreamPools, nursery: trio.Nur
     await tunnel.send_all(b"ping")
     assert await tunnel.receive_some(10) == b"ping"
     await tunnel.aclose()
+
+
+async def test_at_max_total_requests_wait_for_a_release_then_reuse_it(
+    pki: Pki, h1_server: H1Server
+) -> None:
+    settings = PoolSettings(http1_max_total=1, acquire_timeout_s=0.3)
+    async with open_upstream_pools(
+        client_context_for=lambda _: pki.client_context,
+        verify_peer=pki.verify_peer,
+        settings=settings,
+    ) as pools:
+        held = await pools.request(local(h1_server.port), req(b"/hello"))
+        with pytest.raises(ConnectFailure, match="busy"):
+            await fetch(pools, h1_server.port)  # the only connection is in use
+        async with trio.open_nursery() as nursery:
+            results: list[tuple[int, bytes]] = []
+
+            async def waiter() -> None:
+                results.append(await fetch(pools, h1_server.port))
+
+            nursery.start_soon(waiter)
+            await trio.sleep(0.05)
+            assert results == []
+            assert b"".join([c async for c in held.body]) == b"hello"  # releases it
+        assert results == [(200, b"hello")]
+        assert h1_server.connections == 1
