@@ -199,7 +199,7 @@ class ServicePolicy(FrozenModel):
             raise ValueError("replicas (or max) is required")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        if self.spread is not None and self.spread.min_domains > self.max_replicas:
+        if self.spread is not None and self.spread.min_domains > max(self.max_replicas, 1):
             raise ValueError(
                 f"spread.min_domains ({self.spread.min_domains}) cannot be met with at most "
                 f"{self.max_replicas} replica(s)"

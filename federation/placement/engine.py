@@ -103,18 +103,41 @@ def plan(scenario: Scenario, *, now: float | None = None) -> PlacementPlan:
     return _plan_all(inputs, current, scenario.now if now is None else now)
 
 
-def _reserve(inputs: PlanInputs, current: Mapping[str, Placement]) -> np.ndarray:
+def _reservations(inputs: PlanInputs, current: Mapping[str, Placement]) -> dict[str, Placement]:
+    """What each service may hold until its turn: current replicas on clusters it may still
+    use, at most as many as it wants and as still fit (services in plan order)."""
+    reserved: dict[str, Placement] = {}
+    state = inputs.clusters
+    free = state.capacity - state.load
+    for name in inputs.order:
+        svc, placement = inputs.services[name], current.get(name)
+        if not placement:
+            continue
+        units = svc.policy.units_per_replica
+        allowed = inputs.topology.static_mask(svc.policy) & state.reachable
+        left, held = svc.desired, {}
+        for i, count in sorted(placement.items()):
+            fits = min(count, left, int(max(free[i], 0.0) / units + 1e-9)) if allowed[i] else 0
+            if fits > 0:
+                held[i] = fits
+                left -= fits
+                free[i] -= fits * units
+        reserved[name] = held
+    return reserved
+
+
+def _reserve(inputs: PlanInputs, reserved: Mapping[str, Placement]) -> np.ndarray:
     used = np.zeros(inputs.topology.size)
-    for name, placement in current.items():
-        svc = inputs.services.get(name)
+    for name, placement in reserved.items():
+        units = inputs.services[name].policy.units_per_replica
         for i, count in placement.items():
-            if svc is not None and inputs.clusters.reachable[i]:
-                used[i] += count * svc.policy.units_per_replica
+            used[i] += count * units
     return used
 
 
 def _plan_all(inputs: PlanInputs, current: Mapping[str, Placement], now: float) -> PlacementPlan:
-    used = _reserve(inputs, current)
+    reserved = _reservations(inputs, current)
+    used = _reserve(inputs, reserved)
     result = PlacementPlan(
         inputs,
         now=now,
@@ -124,7 +147,12 @@ def _plan_all(inputs: PlanInputs, current: Mapping[str, Placement], now: float) 
         unschedulable={},
         previous=current,
     )
+    result.reserved = reserved
     for name in inputs.order:
+        _place(result, name)
+    # A service that came up short may have been blocked by reservations released after its
+    # turn (a service that moved away or wants fewer replicas): give it one more try.
+    for name in [name for name in inputs.order if name in result.unschedulable]:
         _place(result, name)
     result.index_clusters()
     return result
@@ -141,9 +169,8 @@ def _place(result: PlacementPlan, name: str) -> bool:
             result.used[i] -= count * units
     else:
         units = svc.policy.units_per_replica
-        for i, count in result.previous.get(name, {}).items():
-            if inputs.clusters.reachable[i]:
-                result.used[i] -= count * units
+        for i, count in result.reserved.get(name, {}).items():
+            result.used[i] -= count * units
     outcome = place_service(
         inputs.topology,
         inputs.clusters,

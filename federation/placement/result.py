@@ -63,6 +63,7 @@ class PlacementPlan:
         self.unschedulable = unschedulable
         self.previous = previous
         self.previous_inputs = inputs
+        self.reserved: Mapping[str, Placement] = {}
         self._by_cluster: dict[int, frozenset[str]] = {}
         self._traffic: dict[str, ServiceTraffic] = {}
 
