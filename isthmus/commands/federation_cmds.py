@@ -1,10 +1,199 @@
-"""Placeholder: the `federation` command group is being written; `register` attaches it."""
+"""``isthmus federation serve|token create`` and ``isthmus status``.
+
+Thin wrappers over :mod:`federation.service`: ``serve`` runs the API until interrupted;
+``token create`` writes a single-use join token straight into the federation's store (so it
+works whether or not the server is running) and prints it; ``status`` asks a running
+federation's admin API, pinning its TLS CA from the state directory.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from isthmus.commands.trust_cmds import parse_duration
+from isthmus.errors import IsthmusError
+
+if TYPE_CHECKING:
+    from federation.model import FederationStatus
+    from federation.service.server import FederationConfig
+
+federation_app = typer.Typer(help="The federation service.", no_args_is_help=True)
+token_app = typer.Typer(help="Join tokens for gateways.", no_args_is_help=True)
+federation_app.add_typer(token_app, name="token")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="federation.yaml (default: built-in defaults)"),
+]
+
+
+def _config(path: Path | None) -> FederationConfig:
+    from federation.service.server import FederationConfig
+
+    return FederationConfig() if path is None else FederationConfig.from_file(path)
+
+
+@federation_app.command("serve")
+def serve(config: ConfigOption = None) -> None:
+    """Run the federation API (HTTPS, HTTP/2) until interrupted."""
+    import trio
+
+    from federation.service.server import RunningFederation, serve_federation
+
+    settings = _config(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            running: RunningFederation = await nursery.start(serve_federation, settings)
+            typer.echo(f"federation listening on {running.url}")
+            typer.echo(f"TLS CA fingerprint {running.ca_fingerprint}")
+            typer.echo(f"state directory {running.state_dir}")
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        typer.echo("federation stopped")
+
+
+@token_app.command("create")
+def token_create(
+    cluster: Annotated[str, typer.Option("--cluster", help="name of the cluster that may join")],
+    ttl: Annotated[str, typer.Option("--ttl", help="lifetime, e.g. 30m, 1h")] = "1h",
+    config: ConfigOption = None,
+) -> None:
+    """Print a single-use join token for CLUSTER (give it to that cluster's gateway)."""
+    import trio
+
+    from federation.service import create_join_token, ensure_federation_tls
+    from federation.store import open_store
+
+    lifetime = parse_duration(ttl).total_seconds()
+    settings = _config(config)
+    tls = ensure_federation_tls(settings.resolved_state_dir / "tls", hosts=settings.tls_hosts)
+    token, record = create_join_token(
+        federation_url=settings.url_for_port(settings.listen_port),
+        ca_sha256=tls.fingerprint,
+        cluster=cluster,
+        now=time.time(),
+        ttl_s=lifetime,
+    )
+
+    async def store_it() -> None:
+        async with open_store(settings.resolved_store_url) as store:
+            await store.create_join_token(
+                record.token_id, record.cluster, record.digest, record.expires_at
+            )
+
+    trio.run(store_it)
+    typer.echo(token.encode())
+
+
+def _fetch_status(settings: FederationConfig, url: str | None) -> FederationStatus:
+    import httpx
+
+    from federation.model import FederationStatus
+    from federation.service import ensure_federation_tls, pinned_client_context
+    from federation.service.auth import ADMIN_TOKEN_FILE
+
+    state = settings.resolved_state_dir
+    try:
+        admin = (state / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise IsthmusError(
+            f"{state / ADMIN_TOKEN_FILE}: cannot read the admin token ({err.strerror}); "
+            "run this where the federation's state directory is, or pass --config"
+        ) from err
+    tls = ensure_federation_tls(state / "tls", hosts=settings.tls_hosts)
+    context = pinned_client_context(tls.ca_path.read_bytes(), tls.fingerprint)
+    base = url or settings.url_for_port(settings.listen_port)
+    try:
+        with httpx.Client(base_url=base, verify=context, timeout=10) as client:
+            response = client.get("/v1/status", headers={"authorization": f"Bearer {admin}"})
+    except httpx.HTTPError as err:
+        raise IsthmusError(f"{base}: cannot reach the federation ({err})") from err
+    if response.status_code != 200:
+        raise IsthmusError(
+            f"{base}: status request refused ({response.status_code}): {response.text}"
+        )
+    return FederationStatus.model_validate_json(response.content)
+
+
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f}s"
+
+
+def _print_table(status: FederationStatus) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="federation clusters")
+    for column in (
+        "cluster",
+        "locality",
+        "lease",
+        "last report",
+        "bundle seq",
+        "bundle expiry",
+        "snapshot",
+        "acked",
+        "nack",
+    ):
+        table.add_column(column)
+    for row in status.clusters:
+        where = "/".join(
+            p for p in (row.locality.cloud, row.locality.region, row.locality.zone) if p
+        )
+        lease = row.lease + (
+            f" (unreachable from {', '.join(row.unreachable_from)})" if row.unreachable_from else ""
+        )
+        expiry = (
+            "-"
+            if row.bundle_expires_at is None
+            else datetime.fromtimestamp(row.bundle_expires_at, UTC).strftime("%Y-%m-%d")
+        )
+        nack = "" if row.nacked_version is None else f"v{row.nacked_version}: {row.nack_error}"
+        table.add_row(
+            row.cluster,
+            where,
+            lease,
+            _age(row.last_report_age_s),
+            str(row.bundle_sequence or "-"),
+            expiry,
+            str(row.snapshot_version or "-"),
+            str(row.acked_version or "-"),
+            nack,
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: do not truncate columns to 80
+    console.print(table)
+
+
+def status(
+    federation: Annotated[
+        str | None, typer.Option("--federation", help="federation URL (default from config)")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Clusters with locality, lease state, last report age, bundle and snapshot versions."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be 'table' or 'json'", param_hint="'--output'")
+    result = _fetch_status(_config(config), federation)
+    if output == "json":
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+    else:
+        _print_table(result)
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the command group (none yet)."""
-    del app
+    """Attach ``isthmus federation ...`` and ``isthmus status``."""
+    app.add_typer(federation_app, name="federation")
+    app.command("status")(status)
