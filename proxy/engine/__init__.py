@@ -3,6 +3,7 @@
 from proxy.engine.body import DEFAULT_REPLAY_LIMIT, ReplayableBody
 from proxy.engine.context import local_only
 from proxy.engine.engine import ForwardingEngine, UpstreamClient
+from proxy.engine.health import check_once, run_health_checks
 from proxy.engine.observer import (
     NullObserver,
     Observer,
@@ -21,5 +22,7 @@ __all__ = [
     "TunnelRecord",
     "UpstreamClient",
     "UpstreamEvent",
+    "check_once",
     "local_only",
+    "run_health_checks",
 ]

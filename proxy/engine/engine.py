@@ -41,6 +41,8 @@ class UpstreamClient(Protocol):
 
     def retain(self, endpoints: Iterable[Endpoint]) -> None: ...
 
+    async def probe(self, endpoint: Endpoint, path: bytes = b"/readyz") -> bool: ...
+
 
 class ForwardingEngine:
     """Answers every exchange a listener hands it (see :meth:`handle`).
@@ -59,6 +61,7 @@ class ForwardingEngine:
         observer: Observer | None = None,
         rng: random.Random | None = None,
         replay_limit: int = 64 * 1024,
+        probe_authority: bytes = b"isthmus-gateway",
     ) -> None:
         self._view = TableView(table)
         self.upstream = upstream
@@ -66,6 +69,10 @@ class ForwardingEngine:
         self.observer: Observer = observer if observer is not None else NullObserver()
         self.rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
         self.replay_limit = replay_limit
+        self.probe_authority = probe_authority
+        # Answered to peer gateways' ``/readyz`` probes on the inbound listener; the gateway
+        # sets it False before draining so peers move traffic away first.
+        self.ready = True
         self.outbound_balancer = LoadBalancer()
         self.inbound_balancer = LoadBalancer()
 
@@ -102,6 +109,9 @@ class ForwardingEngine:
     async def _handle(self, exchange: Exchange, out: Outcome) -> None:
         down = exchange.downstream
         inbound = down.listener == "inbound"
+        if inbound and exchange.authority == self.probe_authority:
+            await self._answer_probe(exchange, out)
+            return
         authority = exchange.authority.decode("latin-1")
         target = exchange.path if exchange.method == b"CONNECT" else exchange.authority
         service, route = self._view.match(target.decode("latin-1"), inbound=inbound)
@@ -126,6 +136,14 @@ class ForwardingEngine:
             await serve_tunnel(self, tunnel, out)
             return
         await forward(self, exchange, route, balancer, out)
+
+    async def _answer_probe(self, exchange: Exchange, out: Outcome) -> None:
+        if exchange.path == b"/readyz" and self.ready:
+            await reply(exchange, out, (200, [(b"content-length", b"6")], b"ready\n"))
+        elif exchange.path == b"/readyz":
+            await reply(exchange, out, local_reply(503, "draining", "this gateway is draining"))
+        else:
+            await reply(exchange, out, local_reply(404, "unknown_path", "only /readyz here"))
 
     def _report(self, exchange: Exchange, out: Outcome, wall: float, duration: float) -> None:
         down = exchange.downstream
