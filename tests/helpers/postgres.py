@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests, and a fresh database per test.
+"""A throwaway PostgreSQL server for tests, and an empty database per test.
 
 ``postgres_server`` (session-scoped) either uses ``ISTHMUS_TEST_POSTGRES_DSN`` (a role allowed
 to CREATE DATABASE) or starts a private cluster from the PostgreSQL binaries: ``initdb`` into a
@@ -7,8 +7,9 @@ temp dir (as the ``postgres`` user when running as root, since PostgreSQL refuse
 ``fsync=off``; it is stopped and deleted at the end of the session. Without binaries or a DSN
 the fixture skips with the reason.
 
-``postgres_dsn`` (per test) creates a fresh database and drops it afterwards. Use it by
-importing both fixtures into a ``conftest.py``::
+``postgres_dsn`` (per test) hands out an empty database: one database per session whose
+``public`` schema is recreated before each test (much faster than CREATE DATABASE). Use it by
+importing the fixtures into a ``conftest.py``::
 
     from tests.helpers.postgres import postgres_dsn, postgres_server  # noqa: F401
 """
@@ -75,6 +76,19 @@ class PostgresServer:
         self.admin_dsn = admin_dsn
         self.workdir = workdir
         self.bindir = bindir
+        self._shared: str | None = None
+
+    def shared_database(self) -> str:
+        """One database for the whole session (created on first use, dropped by :meth:`close`)."""
+        if self._shared is None:
+            self._shared = self.create_database()
+        return self._shared
+
+    def close(self) -> None:
+        """Drop the shared database (matters only for a server we did not start)."""
+        if self._shared is not None:
+            self.drop_database(self._shared)
+            self._shared = None
 
     def create_database(self) -> str:
         """Create an empty database; return its DSN."""
@@ -127,7 +141,9 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for the whole session (see the module docstring)."""
     if dsn := os.environ.get(DSN_ENV):
-        yield PostgresServer(dsn)
+        server = PostgresServer(dsn)
+        yield server
+        server.close()
         return
     bindir = find_postgres_bindir()
     if bindir is None:
@@ -138,11 +154,26 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+def reset_database(dsn: str) -> None:
+    """Make the database empty again: end its other sessions (and their advisory locks), then
+    drop and recreate the ``public`` schema. ~15 ms, where CREATE DATABASE takes ~400 ms."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
 @pytest.fixture
-def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
-    """The DSN of a fresh, empty database, dropped after the test."""
-    dsn = postgres_server.create_database()
-    try:
-        yield dsn
-    finally:
-        postgres_server.drop_database(dsn)
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """The ``postgresql://`` URL of an empty database, private to the test while it runs.
+
+    One database serves the session; before each test its ``public`` schema is recreated and
+    any leftover session is ended. Use :meth:`PostgresServer.create_database` for a truly
+    separate database.
+    """
+    dsn = postgres_server.shared_database()
+    reset_database(dsn)
+    return dsn
