@@ -112,9 +112,15 @@ class _Applier:
         if self.pools is not None:
             self.pools.retain(table_endpoints(table))
         self.status.table = table
+        self.status.last_reload_error = None
         self.status.reloads += 1
         self.metrics.table_version.set(model.version)
         self.metrics.reloads.labels("ok").inc()
+
+
+def _rejected(status: GatewayStatus, metrics: GatewayMetrics, err: Exception) -> None:
+    status.last_reload_error = str(err)
+    metrics.reloads.labels("rejected").inc()
 
 
 def _inbound_verifier(identity: GatewayIdentity) -> partial[str]:
@@ -166,7 +172,7 @@ async def serve_gateway(
         config,
         applier,
         handle_sighup=signals,
-        on_rejected=lambda err: metrics.reloads.labels("rejected").inc(),
+        on_rejected=partial(_rejected, status, metrics),
     )
     watcher.load_initial()
     settings = PoolSettings(peer_connections=config.peer_connections)
