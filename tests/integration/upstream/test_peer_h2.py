@@ -272,7 +272,7 @@ async def test_h2c_backend_and_retain_closes_vanished_pools(
 async def test_unanswered_keepalive_ping_replaces_the_connection(
     pki: Pki, peer_server: H2Server
 ) -> None:
-    settings = PoolSettings(ping_interval_s=0.1, ping_timeout_s=0.2)
+    settings = PoolSettings(ping_interval_s=0.1, ping_timeout_s=0.5)
     async with open_upstream_pools(
         client_context_for=lambda _: pki.client_context,
         verify_peer=pki.verify_peer,
