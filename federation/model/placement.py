@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from federation.model.base import FrozenModel
 from federation.model.routing import check_cluster_name
@@ -243,7 +244,13 @@ class Scenario(FrozenModel):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        check_scenario_references(self)
+        try:
+            check_scenario_references(self)
+        except ValueError as err:
+            # a custom error keeps the line free of pydantic's "Value error, " prefix
+            raise PydanticCustomError(
+                "invalid_reference", "{problem}", {"problem": str(err)}
+            ) from err
         return self
 
 

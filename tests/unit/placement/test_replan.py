@@ -1,0 +1,67 @@
+"""Incremental re-planning: only affected services move; results stay consistent."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.model.placement import HealthState
+from federation.placement import ChangeSet, ScenarioError, plan, plan_to_json, replan
+from tests.unit.placement.builders import cluster, scenario, service
+
+
+def _fleet() -> tuple[list, list]:
+    clusters = [
+        cluster(f"c-{i}", ["aws", "gcp"][i % 2], f"r{i % 3}", f"z{i}", capacity=20)
+        for i in range(6)
+    ]
+    services = [service(f"s{j}.ns", replicas=2, spread={"over": "zone"}) for j in range(12)]
+    return clusters, services
+
+
+def test_a_cluster_going_down_replans_only_the_services_on_it() -> None:
+    clusters, services = _fleet()
+    before = plan(scenario(clusters, services))
+    victim = "c-2"
+    hosted = {s for s in before.services if victim in before.placement(s)}
+    assert hosted and len(hosted) < len(before.services)
+    down = before.cluster(victim).model_copy(update={"health": HealthState.UNREACHABLE})
+    after = replan(before, ChangeSet(clusters=(down,)))
+    for name in before.services:
+        assert victim not in after.placement(name)
+        assert sum(after.placement(name).values()) == 2
+        if name not in hosted:
+            assert after.placement(name) == before.placement(name)
+    assert after.used_units()[victim] == 0
+    # the previous plan is untouched
+    assert {s for s in before.services if victim in before.placement(s)} == hosted
+
+
+def test_replan_reaches_a_valid_plan_and_json_matches_a_fresh_read() -> None:
+    clusters, services = _fleet()
+    before = plan(scenario(clusters, services))
+    added = service("new.ns", replicas=3, units_per_replica=2)
+    after = replan(before, ChangeSet(services=(added,), demand={"new.ns": {"c-0": 10}}))
+    assert sum(after.placement("new.ns").values()) == 3
+    data = plan_to_json(after)
+    assert data["placements"]["new.ns"] == after.placement("new.ns")
+    removed = replan(after, ChangeSet(removed_services=("new.ns",)))
+    assert "new.ns" not in removed.services
+    assert removed.used_units() == pytest.approx(before.used_units())
+
+
+def test_adding_a_cluster_falls_back_to_a_full_plan_keeping_placements() -> None:
+    clusters, services = _fleet()
+    before = plan(scenario(clusters, services))
+    extra = cluster("c-9", "azure", "r9", "z9", capacity=20)
+    after = replan(before, ChangeSet(clusters=(extra,)))
+    assert "c-9" in after.clusters
+    assert after.placements == before.placements  # hysteresis: nothing gains enough to move
+
+
+def test_unknown_names_in_a_change_set_are_named() -> None:
+    clusters, services = _fleet()
+    before = plan(scenario(clusters, services))
+    with pytest.raises(ScenarioError, match="removed_services: unknown service 'x.y'"):
+        replan(before, ChangeSet(removed_services=("x.y",)))
+    with pytest.raises(ScenarioError, match=r"demand\[s0.ns\]: unknown cluster 'c-99'"):
+        replan(before, ChangeSet(demand={"s0.ns": {"c-99": 1.0}}))
