@@ -10,6 +10,7 @@ import trio
 
 from federation.model import Locality
 from federation.store import (
+    Change,
     ClusterRecord,
     DuplicateToken,
     InvalidDocument,
@@ -277,3 +278,24 @@ async def test_errors_of_the_callers_block_propagate_unwrapped(store_url: str) -
     with pytest.raises(KeyError, match="from the caller"):
         async with open_store(store_url):
             raise KeyError("from the caller")
+
+
+async def test_slow_reader_gets_the_latest_change_of_each_topic_in_order(store: Store) -> None:
+    assert isinstance(store, Store)
+    async with store.changes() as feed:
+        for n in range(50):
+            await store.record_report("busy", {"n": n}, received_at=float(n))
+        await store.record_report("quiet", {"n": 0}, received_at=1.0)
+        final = await store.current_change_seq()
+        seen: list[Change] = []
+        with trio.fail_after(5):
+            async for change in feed:
+                seen.append(change)
+                if change.topic == "report:quiet":
+                    break
+    assert [c.seq for c in seen] == sorted({c.seq for c in seen})
+    assert seen[-1].seq == final
+    assert (seen[-2].seq, seen[-2].topic) == (final - 1, "report:busy")
+    if store.backend == "sqlite":
+        # Nothing was read while writing: 50 changes of one topic wait as one.
+        assert len(seen) == 2
