@@ -90,6 +90,9 @@ def server_context(svid: X509Svid, bundles: Bundles, alpn: Sequence[str]) -> ssl
     that chains to one of ``bundles``. Callers must still run :func:`verify_peer`."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _configure(ctx, svid, bundles, alpn)
+    # No session tickets: a resumed session skips the client certificate, so it would bypass a
+    # bundle rotation and leave verify_peer nothing to check.
+    ctx.num_tickets = 0
     return ctx
 
 
@@ -112,7 +115,10 @@ def peer_chain(conn: TlsConnection) -> list[x509.Certificate]:
     """
     getter = getattr(conn, "get_unverified_chain", None)
     if getter is None:
-        getter = conn._sslobj.get_unverified_chain  # type: ignore[union-attr]
+        inner = getattr(conn, "_sslobj", None)  # None on an SSLSocket that never connected
+        if inner is None:
+            return []
+        getter = inner.get_unverified_chain
     raw: list[Any] | None = getter()
     chain = []
     for item in raw or []:

@@ -75,6 +75,7 @@ async def echo_server(
             peer = verify_peer(ssl_object_of(stream), bundles(), datetime.now(UTC))
         except trio.BrokenResourceError as err:
             log.reject(f"openssl: {err.__cause__}")
+            await trio.aclose_forcefully(stream)
             return
         except SvidVerificationError as err:
             log.reject(err.reason)
@@ -82,8 +83,11 @@ async def echo_server(
             return
         log.accept(peer, stream.selected_alpn_protocol())
         async with stream:
-            async for data in stream:
-                await stream.send_all(data)
+            try:
+                async for data in stream:
+                    await stream.send_all(data)
+            except trio.BrokenResourceError:
+                pass  # the client went away without close_notify
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
@@ -133,6 +137,7 @@ async def test_mtls_two_domains_then_swap_removes_one(cas: tuple[TestCa, TestCa]
             fresh = await connect(port, client_ctx)  # TLS 1.3: the server's verdict comes later
             with pytest.raises(trio.BrokenResourceError):
                 await echo(fresh, b"rejected")
+            await trio.aclose_forcefully(fresh)
             assert (await log.verdict()).startswith("accepted: spiffe://b.test")
             assert (await log.verdict()).startswith("rejected: openssl")
             assert await echo(established, b"still up") == b"still up"
@@ -151,6 +156,7 @@ async def test_cross_domain_identity_passes_openssl_but_not_our_check(
         async with echo_server(lambda: server_ctx, lambda: both) as (port, log):
             stream = await connect(port, client_context(forged, both, ALPN))
             assert await stream.receive_some(1024) == b""  # OpenSSL accepted; we closed it
+            await trio.aclose_forcefully(stream)
             assert log.rejected == ["chain-invalid"] and log.accepted == []
 
 
@@ -191,6 +197,7 @@ async def test_sni_swapper_serves_new_handshakes_from_the_current_context(
             assert peer_chain(ssl_object_of(second))[0] == new.leaf
             with pytest.raises(trio.BrokenResourceError):
                 await echo(second, b"b.test is no longer trusted")
+            await trio.aclose_forcefully(second)
             assert await echo(first, b"old connection") == b"old connection"
             assert (await log.verdict()).startswith("accepted: ")
             await log.verdict()
@@ -231,3 +238,6 @@ async def test_peer_chain_on_stdlib_sockets_includes_intermediates(
         assert verify_peer(server, both, datetime.now(UTC)) == client_svid.spiffe_id
         assert verify_peer(client, both, datetime.now(UTC)) == server_svid.spiffe_id
         assert server.version() == "TLSv1.3"
+        assert server.context.num_tickets == 0  # no resumption around a rotated bundle
+    with client_context(client_svid, both, ALPN).wrap_socket(socket.socket()) as unconnected:
+        assert peer_chain(unconnected) == []
