@@ -124,6 +124,10 @@ class GatewayObserver:
                     event.service,
                     event.detail,
                 )
+            elif event.kind in ("healthy", "unhealthy"):
+                log.warning("peer gateway %s (%s) is %s", event.endpoint, event.cluster, event.kind)
+            elif event.kind == "unejected":
+                log.info("un-ejected %s for service %s", event.endpoint, event.service)
             elif event.kind == "retry":
                 self._metrics.retries.labels(event.service, event.detail or "unknown").inc()
             elif event.kind == "budget_exhausted":

@@ -1,12 +1,11 @@
 """Active peer probes and the once-a-second maintenance tick.
 
-Every ``config.probe_interval_s`` the gateway probes each peer gateway endpoint of the active
-table (``GET /readyz`` over its mTLS connection, D2's :meth:`UpstreamPools.probe`), all peers
-concurrently, and feeds the results to the engine's health checker (C's
-:meth:`UpstreamState.record_probe`): a dead or draining cluster leaves every service's
-rotation within about two probe periods, with no user traffic needed, and comes back after
-one good probe. The same tick expires outlier ejections (:meth:`UpstreamState.tick`) and
-refreshes the upstream-connection gauges.
+Every ``config.probe_interval_s`` the engine's :func:`proxy.engine.check_once` probes each peer
+gateway of the active table (``GET /readyz`` over its mTLS connection), all peers concurrently,
+feeds the results to the health checker and expires outlier ejections: a dead or draining
+cluster leaves every service's rotation within about two probe periods, with no user traffic
+needed, and comes back after one good probe. The gateway then publishes peer health (status,
+``isthmus_peer_healthy``) and refreshes the upstream-connection gauges.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import trio
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from gateway.status import GatewayStatus
-from proxy.engine import ForwardingEngine
+from proxy.engine import ForwardingEngine, check_once
 from proxy.routes import Endpoint, RoutingTable
 from proxy.upstream import UpstreamPools
 
@@ -37,44 +36,21 @@ def peer_endpoints(table: RoutingTable) -> list[Endpoint]:
     return list(seen.values())
 
 
-async def probe_peers(
-    engine: ForwardingEngine,
-    pools: UpstreamPools,
-    status: GatewayStatus,
-    metrics: GatewayMetrics,
-    timeout_s: float,
-) -> dict[str, bool]:
-    """Probe every peer endpoint once, concurrently; returns ``key -> ok``."""
-    results: dict[str, bool] = {}
-    peers = peer_endpoints(engine.table)
-
-    async def one(endpoint: Endpoint) -> None:
-        ok = False
-        with trio.move_on_after(timeout_s):
-            ok = await pools.probe(endpoint)
-        results[endpoint.key] = ok
-
-    async with trio.open_nursery() as nursery:
-        for endpoint in peers:
-            nursery.start_soon(one, endpoint)
-    now = trio.current_time()
+def publish_peer_health(
+    engine: ForwardingEngine, status: GatewayStatus, metrics: GatewayMetrics
+) -> None:
+    """Copy the engine's view of peer health into the status and the ``isthmus_peer_healthy``
+    gauge (a cluster is healthy when any of its gateway addresses is)."""
+    health: dict[str, bool] = {}
     by_cluster: dict[str, bool] = defaultdict(bool)
-    for endpoint in peers:
-        ok = results[endpoint.key]
+    for endpoint in peer_endpoints(engine.table):
+        ok = engine.state.health.is_healthy(endpoint.key)
+        health[endpoint.key] = ok
         by_cluster[endpoint.locality.cluster] |= ok
-        change = engine.state.record_probe(endpoint.key, ok, now)
-        if change is not None:
-            word = "healthy" if change.healthy else "UNHEALTHY"
-            log.warning("peer gateway %s is %s", endpoint.key, word)
-    status.peer_health = dict(results)
+    status.peer_health = health
+    status.probe_rounds += 1
     for cluster, ok in by_cluster.items():
         metrics.peer_healthy.labels(cluster).set(1 if ok else 0)
-    return results
-
-
-def _expire_ejections(engine: ForwardingEngine) -> None:
-    for service, event in engine.state.tick(trio.current_time()):
-        log.info("un-ejected %s for service %s", event, service)
 
 
 def _connection_gauges(
@@ -111,12 +87,9 @@ async def run_maintenance(
     Never returns; cancel to stop. A round that overruns starts the next one at once."""
     interval = config.probe_interval_s
     task_status.started()
-    deadline = trio.current_time()
     while True:
-        deadline += interval
-        await probe_peers(engine, pools, status, metrics, timeout_s=interval)
-        _expire_ejections(engine)
+        deadline = trio.current_time() + interval
+        await check_once(engine)
+        publish_peer_health(engine, status, metrics)
         _connection_gauges(engine, pools, metrics)
-        now = trio.current_time()
-        deadline = max(deadline, now)
         await trio.sleep_until(deadline)

@@ -29,7 +29,6 @@ from federation.model import RoutingModel
 from gateway.admin import AdminApp, bind_admin_socket, serve_admin
 from gateway.config import GatewayConfig
 from gateway.errors import PeerRejected
-from gateway.handler import GatewayHandler
 from gateway.identity import GatewayIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.observe import GatewayObserver
@@ -186,6 +185,7 @@ async def serve_gateway(
             status.table,
             upstream=pools,
             observer=GatewayObserver(metrics, access_log=config.access_log),
+            probe_authority=settings.probe_authority,
         )
         applier.engine, applier.pools = engine, pools
         await _serve(
@@ -223,7 +223,7 @@ async def _serve(
 ) -> None:
     listen = config.listeners
     limits = listener_limits(config)
-    handler = GatewayHandler(engine, status, probe_authority=settings.probe_authority)
+    handler = engine
     drain = DrainSignal()
     admin_stop = trio.Event()
     admin_port = listen.admin_port + worker_index if listen.admin_port else 0
@@ -294,6 +294,7 @@ async def _serve(
             task_status.started(running)
             await stop.wait()
             status.draining = True
+            engine.ready = False  # peers' probes now get 503 and move traffic away
             drain.drain()
         admin_stop.set()
         services.cancel_scope.cancel()

@@ -24,6 +24,7 @@ class GatewayStatus:
     last_reload_error: str | None = None
     reloads: int = 0
     peer_health: dict[str, bool] = field(default_factory=dict)
+    probe_rounds: int = 0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def readiness(self) -> tuple[bool, str]:

@@ -108,7 +108,7 @@ class Federation:
         with trio.fail_after(timeout_s):
             while True:
                 running = [c.gateway for c in self.clusters.values() if c.gateway is not None]
-                if all(
+                if all(g.status.probe_rounds >= 2 for g in running) and all(
                     all(g.status.peer_health.get(ep.key) for ep in peer_endpoints(g.engine.table))
                     for g in running
                 ):
