@@ -28,7 +28,7 @@ def document_text(value: object, field: str) -> str:
             raise InvalidDocument(field, f"not valid JSON ({err})") from err
         if not isinstance(parsed, dict):
             raise InvalidDocument(field, f"expected a JSON object, got {type(parsed).__name__}")
-        return value
+        return _encodable(value, field)
     if isinstance(value, Mapping):
         try:
             return json.dumps(dict(value), separators=(",", ":"), allow_nan=False)
@@ -39,11 +39,20 @@ def document_text(value: object, field: str) -> str:
     )
 
 
+def _encodable(value: str, field: str) -> str:
+    # Lone surrogates survive json.loads but cannot be stored as UTF-8 by either database.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidDocument(field, f"not encodable as UTF-8 ({err.reason})") from err
+    return value
+
+
 def require_name(value: object, field: str) -> str:
     """A non-empty string without NUL or whitespace-only content (names, ids, topics)."""
     if not isinstance(value, str) or not value.strip() or "\x00" in value or len(value) > 512:
         raise InvalidDocument(field, f"expected a non-empty name, got {value!r}")
-    return value
+    return _encodable(value, field)
 
 
 def require_time(value: object, field: str) -> float:
@@ -66,7 +75,7 @@ def require_text(value: object, field: str) -> str:
     """Free text (an event subject, a NACK error, a JWS): a string without NUL characters."""
     if not isinstance(value, str) or "\x00" in value:
         raise InvalidDocument(field, f"expected text without NUL characters, got {value!r:.80}")
-    return value
+    return _encodable(value, field)
 
 
 def optional_text(value: object, field: str) -> str | None:

@@ -175,7 +175,19 @@ async def test_services_and_decisions(store: Store) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    ['{"truncated": ', "[1, 2]", "42", '{"x": NaN}', 42, ["a"], None, b"{}", {"x": math.nan}],
+    [
+        '{"truncated": ',
+        "[1, 2]",
+        "42",
+        '{"x": NaN}',
+        '{"lone": "\ud800"}',
+        42,
+        ["a"],
+        None,
+        b"{}",
+        {"x": math.nan},
+        {"x": object()},
+    ],
 )
 async def test_invalid_documents_are_never_stored(store: Store, document: object) -> None:
     before = await store.current_change_seq()
