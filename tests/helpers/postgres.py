@@ -107,8 +107,11 @@ class PostgresServer:
     @contextlib.contextmanager
     def start(cls, bindir: Path) -> Iterator[PostgresServer]:
         """initdb + pg_ctl start in a temp dir; stop and delete it on exit."""
-        workdir = Path(tempfile.mkdtemp(prefix="isthmus-pg-"))
         as_root = os.geteuid() == 0
+        # As root the server runs as "postgres", which must be able to reach the directory:
+        # a private $TMPDIR (e.g. under /root) would not do.
+        parent = "/tmp" if as_root and os.path.isdir("/tmp") else None
+        workdir = Path(tempfile.mkdtemp(prefix="isthmus-pg-", dir=parent))
         prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
         user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
         if as_root:
