@@ -123,7 +123,12 @@ def write_routing_file(path: Path, model: RoutingModel) -> None:
     write_file(path, text.encode(), mode=PUBLIC_MODE)
 
 
-def _gateway_yaml(cluster: ClusterSpec, clusters: Sequence[ClusterSpec], root: Path) -> str:
+def _gateway_yaml(
+    cluster: ClusterSpec,
+    clusters: Sequence[ClusterSpec],
+    root: Path,
+    drain_timeout_s: float | None,
+) -> str:
     doc: dict[str, Any] = {
         "cluster": cluster.name,
         "trust_domain": cluster.domain,
@@ -141,6 +146,8 @@ def _gateway_yaml(cluster: ClusterSpec, clusters: Sequence[ClusterSpec], root: P
         },
         "routing_file": "routing.yaml",
     }
+    if drain_timeout_s is not None:
+        doc["limits"] = {"drain_timeout_s": drain_timeout_s}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -151,6 +158,7 @@ def write_local_federation(
     *,
     now: datetime,
     svid_ttl: timedelta = timedelta(hours=24),
+    drain_timeout_s: float | None = None,
 ) -> dict[str, Path]:
     """Create every cluster's CA, gateway SVID, config and routing file under ``root``.
 
@@ -168,6 +176,10 @@ def write_local_federation(
             directory / "routing.yaml", routing_model_for(cluster, clusters, services)
         )
         config = directory / "gateway.yaml"
-        write_file(config, _gateway_yaml(cluster, clusters, root).encode(), mode=PUBLIC_MODE)
+        write_file(
+            config,
+            _gateway_yaml(cluster, clusters, root, drain_timeout_s).encode(),
+            mode=PUBLIC_MODE,
+        )
         configs[cluster.name] = config
     return configs

@@ -1,0 +1,127 @@
+"""The interim ``isthmus up``: two local clusters, each with its own CA, gateway and demo
+backend, all in this process, on loopback.
+
+``east`` (pretending to run in AWS us-east-1) runs ``checkout.shop``; ``west`` (GCP
+europe-west1) runs ``catalog.shop``. Each cluster's apps reach the other's service through the
+two gateways over mTLS, so ``curl -x http://127.0.0.1:15001 http://catalog.shop.global/``
+crosses from east to west. Files (CAs, SVIDs, bundles, gateway and routing configs) are
+regenerated under ``<home>/local`` on every start. A later issue grows this into the full
+embedded federation.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from gateway.config import GatewayConfig
+from gateway.run import RunningGateway, serve_gateway
+from isthmus.runner.demo_backend import serve_demo_backend
+from isthmus.runner.topology import ClusterSpec, ServiceSpec, write_local_federation
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 5.0
+DRAIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    spec: ClusterSpec
+    backend_port: int
+    service: str
+
+
+def default_clusters(offset: int = 0) -> list[LocalCluster]:
+    """East on the design's default ports, west 10000 above; ``offset`` shifts everything."""
+
+    def spec(name: str, cloud: str, region: str, base: int) -> ClusterSpec:
+        return ClusterSpec(
+            name, cloud, region, 15443 + base + offset, 15001 + base + offset, 15000 + base + offset
+        )
+
+    return [
+        LocalCluster(spec("east", "aws", "us-east-1", 0), 18080 + offset, "checkout.shop"),
+        LocalCluster(spec("west", "gcp", "europe-west1", 10000), 28080 + offset, "catalog.shop"),
+    ]
+
+
+def write_example(home: Path, clusters: list[LocalCluster]) -> dict[str, Path]:
+    """Generate every file under ``home/local``; returns cluster -> gateway.yaml."""
+    services = [
+        ServiceSpec(c.service, {c.spec.name: (f"127.0.0.1:{c.backend_port}",)}) for c in clusters
+    ]
+    return write_local_federation(
+        home / "local",
+        [c.spec for c in clusters],
+        services,
+        now=datetime.now(UTC),
+        drain_timeout_s=DRAIN_S,
+    )
+
+
+def banner(home: Path, clusters: list[LocalCluster]) -> str:
+    """What ``isthmus up`` prints once everything is ready."""
+    lines = [f"isthmus up: {len(clusters)} local clusters running (files in {home / 'local'})", ""]
+    for c in clusters:
+        s = c.spec
+        lines.append(
+            f"  {s.name:<5} {s.cloud}/{s.region:<13} runs {c.service:<14} "
+            f"outbound 127.0.0.1:{s.outbound_port}  inbound 127.0.0.1:{s.inbound_port}  "
+            f"admin http://127.0.0.1:{s.admin_port}"
+        )
+    east, west = clusters[0], clusters[1]
+    lines += [
+        "",
+        "Try it (an app in one cluster calling a service that runs in the other):",
+        f"  curl -x http://127.0.0.1:{east.spec.outbound_port} http://{west.service}.global/",
+        f"  curl -x http://127.0.0.1:{west.spec.outbound_port} http://{east.service}.global/",
+        f"  curl http://127.0.0.1:{east.spec.admin_port}/metrics",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+async def run_up(
+    home: Path,
+    *,
+    offset: int = 0,
+    on_ready: Callable[[str], None] = print,
+    task_status: trio.TaskStatus[list[RunningGateway]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Generate, start, print the banner, run until SIGINT/SIGTERM (main thread only) or
+    cancellation; on a signal, drain the gateways (cut after :data:`STOP_GRACE_S`), stop the
+    backends and return."""
+    clusters = default_clusters(offset)
+    configs = write_example(home, clusters)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as backends:
+            for c in clusters:
+                await backends.start(
+                    partial(serve_demo_backend, c.spec.name, "127.0.0.1", c.backend_port)
+                )
+            async with trio.open_nursery() as gateway_nursery:
+                gateways: list[RunningGateway] = []
+                for c in clusters:
+                    config = GatewayConfig.from_file(configs[c.spec.name])
+                    gateways.append(
+                        await gateway_nursery.start(
+                            partial(serve_gateway, config, handle_signals=False)
+                        )
+                    )
+                on_ready(banner(home, clusters))
+                task_status.started(gateways)
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    break
+                for running in gateways:
+                    running.stop()
+                gateway_nursery.cancel_scope.deadline = trio.current_time() + STOP_GRACE_S
+            backends.cancel_scope.cancel()

@@ -1,0 +1,111 @@
+"""Real ``isthmus gateway run`` processes (one with ``--workers 2``) in separate trust domains,
+real demo backends, real mTLS on 127.0.0.1; and ``isthmus up`` as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import trio
+
+from isthmus.runner import ClusterSpec, ServiceSpec, write_local_federation
+from isthmus.runner.demo_backend import serve_demo_backend
+from tests.integration.gateway.harness import free_ports
+
+ISTHMUS = [sys.executable, "-m", "isthmus"]
+
+
+@asynccontextmanager
+async def process(args: Sequence[str], **env: str) -> AsyncIterator[trio.Process]:
+    """Start ``isthmus args``; on exit make sure it is gone (SIGKILL after 10 s)."""
+    proc = await trio.lowlevel.open_process(
+        [*ISTHMUS, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.move_on_after(10):
+            await proc.wait()
+
+
+async def wait_ready(admin_port: int, timeout_s: float = 15.0) -> None:
+    async with httpx.AsyncClient(timeout=1) as client:
+        with trio.fail_after(timeout_s):
+            while True:
+                try:
+                    if (
+                        await client.get(f"http://127.0.0.1:{admin_port}/readyz")
+                    ).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(0.1)
+
+
+async def stop(proc: trio.Process, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
+    proc.send_signal(sig)
+    with trio.fail_after(timeout_s):
+        return await proc.wait()
+
+
+async def test_gateway_processes_cross_clusters_and_stop_cleanly(tmp_path: Path) -> None:
+    ports = free_ports(8)
+    east = ClusterSpec("east", "aws", "us-east-1", ports[0], ports[1], ports[2])
+    west = ClusterSpec("west", "gcp", "europe-west1", ports[3], ports[4], ports[5])
+    services = [ServiceSpec("catalog.shop", {"west": (f"127.0.0.1:{ports[6]}",)})]
+    configs = write_local_federation(tmp_path, [east, west], services, now=datetime.now(UTC))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_demo_backend, "west", "127.0.0.1", ports[6])
+        async with (
+            process(["gateway", "run", "--config", str(configs["west"]), "--workers", "2"]) as gw_w,
+            process(["gateway", "run", "--config", str(configs["east"])]) as gw_e,
+        ):
+            await wait_ready(east.admin_port)
+            await wait_ready(west.admin_port)  # worker 0
+            await wait_ready(west.admin_port + 1)  # worker 1
+            async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{east.outbound_port}") as client:
+                answers = [
+                    (await client.get(f"http://catalog.shop.global/{i}")).json()["cluster"]
+                    for i in range(20)
+                ]
+            assert answers == ["west"] * 20
+            assert await stop(gw_e) == 0
+            assert await stop(gw_w) == 0
+            err = (await gw_e.stderr.receive_some(65536)).decode()  # type: ignore[union-attr]
+            assert "gateway east ready" in err
+            out = (await gw_e.stdout.receive_some(65536)).decode()  # type: ignore[union-attr]
+            assert '"service":"catalog.shop"' in out and '"cluster":"west"' in out
+        nursery.cancel_scope.cancel()
+
+
+async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    offset = free_ports(1)[0] % 20000 + 1000
+    started = trio.current_time()
+    async with process(["up", "--port-offset", str(offset)], ISTHMUS_HOME=str(tmp_path)) as up:
+        banner = b""
+        with trio.fail_after(10):
+            while b"Ctrl-C" not in banner:
+                chunk = await up.stdout.receive_some(65536)  # type: ignore[union-attr]
+                assert chunk, (await up.stderr.receive_some(65536)).decode()  # type: ignore[union-attr]
+                banner += chunk
+        assert trio.current_time() - started < 10
+        text = banner.decode()
+        curl = next(line for line in text.splitlines() if "catalog.shop.global" in line)
+        proxy = curl.split("-x ")[1].split()[0]
+        async with httpx.AsyncClient(proxy=proxy, timeout=5) as client:
+            resp = await client.get("http://catalog.shop.global/")
+        assert resp.json()["cluster"] == "west"
+        assert (tmp_path / "local" / "east" / "svid.key").stat().st_mode & 0o777 == 0o600
+        assert await stop(up, signal.SIGINT, timeout_s=10) == 0
