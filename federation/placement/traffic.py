@@ -66,7 +66,10 @@ def build_levels(
     """Levels with weights and Envoy priority load from ordered groups of placed clusters."""
     groups = [group for group in groups if group]
     if all(h == 1.0 for group in groups for _, _, h in group):
-        return _with_loads(groups, [100.0] + [0.0] * (len(groups) - 1))
+        return tuple(
+            TrafficLevel(largest_remainder([(n, r) for n, r, _ in group]), 100 if rank == 0 else 0)
+            for rank, group in enumerate(groups)
+        )
     live = [[m for m in g if m[1] * m[2] > 0] for g in groups]
     if not any(live):
         panic = [[(name, replicas, 1.0) for name, replicas, _ in g] for g in groups]
