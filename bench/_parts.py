@@ -128,9 +128,44 @@ def warm_up(ctx: Ctx) -> None:
             raise BenchError(f"no request got through {which} (A -> B -> backend); see {logs}")
 
 
-def _split(result: LoadResult, cpu_a: float, cpu_b: float) -> str:
-    per = 1e6 / max(1, result.succeeded)
-    return f"A {cpu_a * per:.0f} µs + B {cpu_b * per:.0f} µs"
+def _per_core(result: LoadResult, cpu: float) -> float:
+    """Requests one core would serve at this CPU cost: succeeded / CPU seconds."""
+    return result.succeeded / cpu if cpu > 0 else 0.0
+
+
+def _rps_rows(
+    rep: Report,
+    iso: LoadResult,
+    iso_cpu: tuple[float, float],
+    hap: LoadResult,
+    hap_cpu: tuple[float, float],
+) -> None:
+    iso_us = sum(iso_cpu) * 1e6 / max(1, iso.succeeded)
+    hap_us = sum(hap_cpu) * 1e6 / max(1, hap.succeeded)
+    rep.add(Row("req/s at full load (A+B on one core)", iso.rps, hap.rps, "req/s"))
+    rep.add(Row("proxy CPU per request (A+B)", iso_us, hap_us, "µs"))
+    rep.add(
+        Row(
+            "proxy CPU busy at full load (A+B)",
+            sum(iso_cpu) / iso.seconds if iso.seconds else None,
+            sum(hap_cpu) / hap.seconds if hap.seconds else None,
+            "cores",
+            note="well below 1.0 on the pinned core = latency-bound (waiting), not CPU-bound",
+        )
+    )
+    target = f">= {HOP_RPS_PER_CORE_TARGET:,.0f}"
+    for index, hop in enumerate(("A (outbound, h2c in, header validation on)", "B (inbound)")):
+        per_core = _per_core(iso, iso_cpu[index])
+        rep.add(
+            Row(
+                f"req/s per core, hop {hop}",
+                per_core,
+                _per_core(hap, hap_cpu[index]),
+                "req/s",
+                target=target,
+                verdict=verdict(per_core >= HOP_RPS_PER_CORE_TARGET),
+            )
+        )
 
 
 def full_load(ctx: Ctx) -> None:
@@ -142,29 +177,7 @@ def full_load(ctx: Ctx) -> None:
     (iso, iso_a, iso_b), (hap, hap_a, hap_b) = res["isthmus"], res["haproxy"]
     rep = ctx.report
     if "rps" in ctx.chosen:
-        iso_us = (iso_a + iso_b) * 1e6 / max(1, iso.succeeded)
-        hap_us = (hap_a + hap_b) * 1e6 / max(1, hap.succeeded)
-        hop = 2e6 / iso_us if iso_us else 0.0
-        rep.add(Row("req/s at full load (A+B on one core)", iso.rps, hap.rps, "req/s"))
-        rep.add(
-            Row(
-                "proxy CPU per request (A+B)",
-                iso_us,
-                hap_us,
-                "µs",
-                note=f"isthmus {_split(iso, iso_a, iso_b)}; HAProxy {_split(hap, hap_a, hap_b)}",
-            )
-        )
-        rep.add(
-            Row(
-                "req/s per core per hop",
-                hop,
-                2e6 / hap_us if hap_us else None,
-                "req/s",
-                target=f">= {HOP_RPS_PER_CORE_TARGET:,.0f}",
-                verdict=verdict(hop >= HOP_RPS_PER_CORE_TARGET),
-            )
-        )
+        _rps_rows(rep, iso, (iso_a, iso_b), hap, (hap_a, hap_b))
     if "latency" in ctx.chosen:
         rep.add(Row("p50 latency at full load", iso.p50_ms, hap.p50_ms, "ms"))
         rep.add(Row("p99 latency at full load", iso.p99_ms, hap.p99_ms, "ms"))
@@ -328,6 +341,7 @@ def workers(topo: Topology, settings: Settings, logs: Path, rep: Report) -> None
     rep.add(Row("one hop req/s, --workers 1", one.rps, None, "req/s"))
     rep.add(Row("one hop req/s, --workers 2", two.rps, None, "req/s"))
     us1, us2 = cpu1 * 1e6 / max(1, one.succeeded), cpu2 * 1e6 / max(1, two.succeeded)
+    busy1, busy2 = cpu1 / max(one.seconds, 1e-9), cpu2 / max(two.seconds, 1e-9)
     rep.add(
         Row(
             "--workers 2 / --workers 1",
@@ -336,7 +350,9 @@ def workers(topo: Topology, settings: Settings, logs: Path, rep: Report) -> None
             "x",
             target=f">= {WORKERS_SCALING_TARGET}x",
             verdict=verdict(scaling >= WORKERS_SCALING_TARGET),
-            note=f"gateway CPU per request {us1:.0f} µs with 1 worker, {us2:.0f} µs with 2; "
-            "on 2 CPUs h2load and the backend share the cores with the workers",
+            note=f"gateway CPU per request {us1:.0f} µs with 1 worker ({busy1:.2f} cores busy), "
+            f"{us2:.0f} µs with 2 ({busy2:.2f} cores busy); on 2 CPUs h2load and the backend "
+            "share the cores with the workers; a ratio above 2 means one worker was not "
+            "CPU-bound",
         )
     )
