@@ -12,6 +12,7 @@ import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
 from proxy.listeners.limits import DrainSignal, ListenerLimits
+from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol.events import (
     ConnectionTerminated,
     DataReceived,
@@ -73,14 +74,21 @@ class H1Connection:
         self.events: deque[Event] = deque()
         self._initial = initial
         self.closing = False
+        self.writer = DeferredWriter(stream, self._pull_output, downstream.remote)
+        self.unflushed = 0
         self.idle_scope: trio.CancelScope | None = None
 
     async def serve(self) -> None:
         """Serve until done; a drain closes the connection between requests."""
         async with trio.open_nursery() as nursery:
+            self.writer.scope = nursery.cancel_scope
+            nursery.start_soon(self.writer.run)
             nursery.start_soon(self._close_idle_on_drain)
-            await self._serve()
-            nursery.cancel_scope.cancel()
+            try:
+                await self._serve()
+            finally:
+                await self.writer.final_flush()
+                nursery.cancel_scope.cancel()
 
     async def _close_idle_on_drain(self) -> None:
         await self.drain.wait()
@@ -161,13 +169,24 @@ class H1Connection:
         self.closing = True
 
     async def flush(self) -> None:
-        data = self.session.data_to_send()
-        if data:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
-                self.closing = True
-                raise DownstreamGone(f"client {self.downstream.remote} went away") from err
+        """Write everything queued now; raises :class:`DownstreamGone` if the client left."""
+        try:
+            await self.writer.flush()
+        except DownstreamGone:
+            self.closing = True
+            raise
+
+    async def queued(self, size: int = 0) -> None:
+        """Output was queued: written soon, or now once a bulk amount is pending."""
+        self.unflushed += size
+        if self.unflushed >= BULK_THRESHOLD:
+            await self.flush()
+        else:
+            self.writer.schedule()
+
+    def _pull_output(self) -> bytes:
+        self.unflushed = 0
+        return self.session.data_to_send()
 
 
 class H1Exchange:
@@ -218,18 +237,20 @@ class H1Exchange:
         if end_stream:
             await self.end_response()
         else:
-            await self._conn.flush()
+            await self._conn.queued()
 
     async def send_data(self, data: bytes) -> None:
+        if self._conn.writer.broken:
+            raise DownstreamGone(f"client {self.downstream.remote} went away")
         self._conn.session.send_data(data)
-        await self._conn.flush()
+        await self._conn.queued(len(data))
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         if self._ended:
             return
         self._ended = True
         self._conn.session.end_response()
-        await self._conn.flush()
+        await self._conn.queued()
 
     async def abort(self) -> None:
         self._conn.closing = True

@@ -8,16 +8,16 @@ client's windows open. The caller owns (and closes) the transport stream.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import h2.errors
 import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
 from proxy.listeners.limits import DrainSignal, ListenerLimits
+from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol.events import (
     ConnectionTerminated,
     DataReceived,
@@ -62,18 +62,30 @@ class H2Connection:
         )
         self.streams: dict[int, H2Exchange] = {}
         self._initial = initial
-        self._send_lock = trio.StrictFIFOLock()
+        self.writer = DeferredWriter(stream, self._pull_output, downstream.remote)
+        self.unflushed = 0
         self._window = trio.Event()
         self._idle = trio.Event()
-        self.broken = False
+        self._broken = False
         self._served = False
         self._read_scope: trio.CancelScope | None = None
 
+    @property
+    def broken(self) -> bool:
+        return self._broken or self.writer.broken
+
+    def _pull_output(self) -> bytes:
+        self.unflushed = 0
+        return self.session.data_to_send()
+
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
+            self.writer.scope = nursery.cancel_scope
+            nursery.start_soon(self.writer.run)
             nursery.start_soon(self._watch_drain, nursery.cancel_scope)
             try:
                 await self._read_loop(nursery)
+                await self.writer.final_flush()
             finally:
                 # Peer GOAWAY or clean EOF: in-flight streams may still finish (bounded by
                 # their request timeout); a broken transport cancels them.
@@ -83,20 +95,20 @@ class H2Connection:
                     nursery.start_soon(self._cancel_when_idle, nursery.cancel_scope)
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
-        await self.flush()
+        self.writer.schedule()
         data = self._initial
         while True:
             if data:
                 if not await self._dispatch(self.session.receive_data(data), nursery):
                     return
-                await self.flush()
+                self.writer.schedule()
             with trio.CancelScope() as scope:
                 self._read_scope = scope
                 self._arm_idle_deadline()
                 try:
                     data = bytes(await self.stream.receive_some(self.limits.read_size))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.broken = True
+                    self._broken = True
                     return
             self._read_scope = None
             if scope.cancelled_caught:
@@ -104,7 +116,7 @@ class H2Connection:
                 await self.flush()
                 return
             if not data:
-                self.broken = True
+                self._broken = True
                 return
 
     def _arm_idle_deadline(self) -> None:
@@ -144,7 +156,7 @@ class H2Connection:
                     ex.on_reset()
             elif isinstance(ev, ConnectionTerminated):
                 await self.flush()
-                self.broken = ev.error_code != 0 or ev.last_stream_id == 0
+                self._broken = ev.error_code != 0 or ev.last_stream_id == 0
                 return False
         return True
 
@@ -193,21 +205,24 @@ class H2Connection:
     async def _cancel_when_idle(self, scope: trio.CancelScope) -> None:
         while self.streams:
             await self._idle.wait()
+        await self.writer.final_flush()
         scope.cancel()
 
     async def wait_window(self) -> None:
         await self._window.wait()
 
     async def flush(self) -> None:
-        """Write whatever the session queued; coalesces writers behind one lock."""
-        async with self._send_lock:
-            data = self.session.data_to_send()
-            if data:
-                try:
-                    await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
-                    self.broken = True
-                    raise DownstreamGone(f"client {self.downstream.remote} went away") from err
+        """Write whatever the session queued now (raises :class:`DownstreamGone`)."""
+        await self.writer.flush()
+
+    async def queued(self, size: int = 0) -> None:
+        """Output was queued: write it soon, or now once a bulk amount is pending (so a
+        fast producer waits for the client: backpressure)."""
+        self.unflushed += size
+        if self.unflushed >= BULK_THRESHOLD:
+            await self.writer.flush()
+        else:
+            self.writer.schedule()
 
 
 class H2Exchange:
@@ -264,7 +279,7 @@ class H2Exchange:
             if self._chunks:
                 data, flow = self._chunks.popleft()
                 session.acknowledge_received_data(self.stream_id, flow)
-                await self._conn.flush()
+                await self._conn.queued()
                 if data:
                     yield data
             elif self._body_ended:
@@ -279,11 +294,13 @@ class H2Exchange:
         self, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:
         self._check_alive()
-        with self._gone():
+        try:
             self._conn.session.send_headers(self.stream_id, status, headers, end_stream=end_stream)
+        except StreamGone as err:
+            raise DownstreamGone(str(err)) from err
         self._started = True
         self.ended = end_stream
-        await self._conn.flush()
+        await self._conn.queued()
 
     async def send_data(self, data: bytes) -> None:
         view = memoryview(data)
@@ -294,28 +311,32 @@ class H2Exchange:
             if window <= 0:
                 await self._conn.wait_window()
                 continue
-            with self._gone():
+            try:
                 session.send_data(self.stream_id, view[:window], end_stream=False)
+            except StreamGone as err:
+                raise DownstreamGone(str(err)) from err
             view = view[window:]
-            await self._conn.flush()
+            await self._conn.queued(window)
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         if self.ended:
             return
         self._check_alive()
         self.ended = True
-        with self._gone():
+        try:
             if trailers:
                 self._conn.session.send_trailers(self.stream_id, trailers)
             else:
                 self._conn.session.end_stream(self.stream_id)
-        await self._conn.flush()
+        except StreamGone as err:
+            raise DownstreamGone(str(err)) from err
+        await self._conn.queued()
 
     async def abort(self) -> None:
         self.ended = True
         if not self.reset_by_peer:
             self._conn.session.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
-            await self._conn.flush()
+            await self._conn.queued()
 
     async def respond_simple(self, status: int, body: bytes) -> None:
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
@@ -329,13 +350,6 @@ class H2Exchange:
     async def accept_tunnel(self) -> trio.abc.HalfCloseableStream:
         await self.start_response(200, [])
         return H2TunnelStream(self)
-
-    @contextlib.contextmanager
-    def _gone(self) -> Iterator[None]:
-        try:
-            yield
-        except StreamGone as err:
-            raise DownstreamGone(str(err)) from err
 
     def _check_alive(self) -> None:
         if self.reset_by_peer or self._conn.broken:

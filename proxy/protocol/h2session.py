@@ -9,7 +9,6 @@ other connections are not affected.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import h2.config
@@ -33,6 +32,7 @@ from proxy.protocol.events import (
 )
 
 _PSEUDO = b":"
+_H2_SEND_ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,22 +122,30 @@ class H2ServerSession:
     ) -> None:
         """Raises :class:`StreamGone` if the stream or connection can no longer send."""
         block = [(b":status", str(status).encode()), *headers]
-        with _stream_gone(stream_id):
+        try:
             self._conn.send_headers(stream_id, block, end_stream=end_stream)
+        except _H2_SEND_ERRORS as err:
+            raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
     def send_data(self, stream_id: int, data: bytes | memoryview, *, end_stream: bool) -> None:
         """Send at most :meth:`send_window` bytes (the caller splits and waits for
         :class:`WindowUpdated`). Raises :class:`StreamGone`."""
-        with _stream_gone(stream_id):
+        try:
             self._conn.send_data(stream_id, data, end_stream=end_stream)
+        except _H2_SEND_ERRORS as err:
+            raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
-        with _stream_gone(stream_id):
+        try:
             self._conn.send_headers(stream_id, trailers, end_stream=True)
+        except _H2_SEND_ERRORS as err:
+            raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
     def end_stream(self, stream_id: int) -> None:
-        with _stream_gone(stream_id):
+        try:
             self._conn.end_stream(stream_id)
+        except _H2_SEND_ERRORS as err:
+            raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
     def reset_stream(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         """Reset a stream; a no-op if it is already closed."""
@@ -179,14 +187,6 @@ class H2ServerSession:
 
 class StreamGone(ProxyError):
     """The stream (or the whole connection) can no longer send: reset, closed, or GOAWAY'd."""
-
-
-@contextlib.contextmanager
-def _stream_gone(stream_id: int) -> Iterator[None]:
-    try:
-        yield
-    except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError) as err:
-        raise StreamGone(f"HTTP/2 stream {stream_id} can no longer send: {err}") from err
 
 
 def _request(ev: h2.events.RequestReceived) -> RequestReceived:
