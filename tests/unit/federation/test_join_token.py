@@ -53,7 +53,7 @@ def test_record_keeps_no_secret() -> None:
 
 def test_expired_token_is_refused_with_reason() -> None:
     token, record = make(ttl=60)
-    with pytest.raises(JoinTokenError, match="expired") as info:
+    with pytest.raises(JoinTokenError, match="has expired") as info:
         check_join_token(token, record, now=1061.0)  # type: ignore[arg-type]
     assert info.value.reason == "expired"
 

@@ -1,0 +1,52 @@
+"""What a gateway uses to talk to its federation: join, reports, snapshot watch, ACK/NACK.
+
+Typical use (inside the gateway's nursery)::
+
+    state = ClientStateDir(state_dir / "federation")
+    jwt_key, kid = state.load_or_create_jwt_key()      # put its public key in your bundle
+    record = state.load_join() or await join_federation(token, trust_bundle=..., ...)
+    state.save_join(record)
+    async with FederationClient(record, jwt_key=jwt_key, kid=kid) as client:
+        link = FederationLink(client, state, own_bundle=..., apply=..., report_source=...,
+                              rng=random.Random())
+        await nursery.start(link.run)
+"""
+
+from federation.client.api import FederationClient
+from federation.client.bundles import BundleDecision, reconcile_bundles
+from federation.client.errors import (
+    ClientStateError,
+    FederationClientError,
+    FederationRefused,
+    FederationUnavailable,
+    SnapshotRejected,
+)
+from federation.client.join import fetch_pinned_ca, join_federation
+from federation.client.link import (
+    FederationLink,
+    ReportSource,
+    SnapshotApplier,
+    backoff_delay,
+)
+from federation.client.state import ClientStateDir, JoinRecord, PersistedSnapshot, key_id
+
+__all__ = [
+    "BundleDecision",
+    "ClientStateDir",
+    "ClientStateError",
+    "FederationClient",
+    "FederationClientError",
+    "FederationLink",
+    "FederationRefused",
+    "FederationUnavailable",
+    "JoinRecord",
+    "PersistedSnapshot",
+    "ReportSource",
+    "SnapshotApplier",
+    "SnapshotRejected",
+    "backoff_delay",
+    "fetch_pinned_ca",
+    "join_federation",
+    "key_id",
+    "reconcile_bundles",
+]

@@ -1,0 +1,152 @@
+"""HTTP calls of a joined gateway to its federation: HTTP/2 over TLS pinned to the join's CA.
+
+:class:`FederationClient` owns one ``httpx.AsyncClient`` (one HTTP/2 connection, reused) and
+closes it in ``aclose``/``async with``. Every call authenticates with a short-lived JWT-SVID
+signed by the cluster's ``jwt-svid`` key. Errors: :class:`FederationUnavailable` (network,
+5xx: retry later) and :class:`FederationRefused` (4xx: the server's reason and message).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from federation.client.errors import FederationRefused, FederationUnavailable
+from federation.client.state import JoinRecord
+from federation.model.api import Ack, HealthReport, Snapshot
+from federation.service.tls import pinned_client_context
+from federation.trust import SpiffeId
+from federation.trust.jwt import mint_jwt_svid
+
+#: JWT-SVIDs are re-minted when less than this fraction of their life is left.
+_RENEW_FRACTION = 0.5
+
+
+def refusal(response: httpx.Response) -> FederationRefused:
+    """A :class:`FederationRefused` from an error response's JSON body (or its text)."""
+    try:
+        error = response.json()["error"]
+        reason, message = str(error["reason"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        reason, message = "http-error", response.text[:500]
+    return FederationRefused(response.status_code, reason, f"federation: {message}")
+
+
+class FederationClient:
+    """One gateway's connection to its federation (see module docstring for ownership)."""
+
+    def __init__(
+        self,
+        record: JoinRecord,
+        *,
+        jwt_key: ec.EllipticCurvePrivateKey,
+        kid: str,
+        long_poll_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.record = record
+        self._key = jwt_key
+        self._kid = kid
+        self._clock = clock
+        self._subject = SpiffeId.parse(
+            f"spiffe://{record.trust_domain}/isthmus/gateway/{record.cluster}"
+        )
+        self._ttl_s = min(record.max_token_ttl_s, 300)
+        self._token: tuple[str, float] | None = None
+        self._http = http or httpx.AsyncClient(
+            base_url=record.federation_url,
+            verify=pinned_client_context(record.ca_pem.encode(), record.ca_fingerprint),
+            http2=True,
+            timeout=httpx.Timeout(10.0, read=long_poll_s + 15.0),
+        )
+
+    async def __aenter__(self) -> FederationClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _authorization(self) -> dict[str, str]:
+        now = self._clock()
+        if self._token is None or now >= self._token[1]:
+            token = mint_jwt_svid(
+                self._key,
+                self._kid,
+                self._subject,
+                self.record.audience,
+                now=datetime.fromtimestamp(now, UTC),
+                ttl=timedelta(seconds=self._ttl_s),
+            )
+            self._token = (token, now + self._ttl_s * _RENEW_FRACTION)
+        return {"authorization": f"Bearer {self._token[0]}"}
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self._authorization(), **kwargs.pop("headers", {})}
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as err:
+            raise FederationUnavailable(
+                f"federation {self.record.federation_url} unreachable: {err!r}"
+            ) from err
+        if response.status_code >= 500:
+            raise FederationUnavailable(
+                f"federation {self.record.federation_url} answered {response.status_code}"
+            )
+        if response.status_code >= 400:
+            raise refusal(response)
+        return response
+
+    @property
+    def _cluster_path(self) -> str:
+        return f"/v1/clusters/{self.record.cluster}"
+
+    async def report(self, report: HealthReport) -> None:
+        """Send a health report (renews the cluster's lease)."""
+        await self._call(
+            "POST",
+            f"{self._cluster_path}/reports",
+            content=report.model_dump_json(),
+            headers={"content-type": "application/json"},
+        )
+
+    async def watch_once(self, after: int) -> Snapshot | None:
+        """One long-poll: the snapshot once its version differs from ``after``, or ``None`` if
+        nothing changed within the server's window."""
+        response = await self._call(
+            "GET", f"{self._cluster_path}/snapshot", params={"after": after}
+        )
+        if response.status_code == 204:
+            return None
+        return Snapshot.model_validate_json(response.content)
+
+    async def ack(self, version: int, ok: bool, error: str = "") -> None:
+        """ACK (``ok``) or NACK (with ``error``) a snapshot version."""
+        body = Ack(version=version, ok=ok, error=error[:4000])
+        await self._call(
+            "POST",
+            f"{self._cluster_path}/acks",
+            content=body.model_dump_json(),
+            headers={"content-type": "application/json"},
+        )
+
+    async def publish_bundle_update(self, signed_update: bytes | str) -> None:
+        """Publish a signed update of this cluster's own bundle."""
+        text = signed_update.decode() if isinstance(signed_update, bytes) else signed_update
+        await self._call(
+            "PUT", f"/v1/bundles/{self.record.trust_domain}", json={"signed_update": text}
+        )

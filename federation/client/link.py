@@ -1,0 +1,193 @@
+"""Keeps a gateway in step with its federation, and serving when the federation is gone.
+
+:class:`FederationLink` runs two tasks in its own nursery: a report loop (one health report per
+interval) and a watch loop (long-poll the cluster's snapshot; on failure back off exponentially
+with jitter from an injected ``random.Random``). Each new snapshot is checked — it must be for
+this cluster, and every bundle change must be a valid signed update (the federation cannot
+forge) — then handed to ``apply``; if anything refuses it, the version is NACKed and the last
+good snapshot stays active. A good snapshot is persisted atomically and ACKed; on start the link
+applies the persisted one first, so a restarted gateway routes even if the federation is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import trio
+
+from federation.client.api import FederationClient
+from federation.client.bundles import reconcile_bundles
+from federation.client.errors import (
+    ClientStateError,
+    FederationClientError,
+    SnapshotRejected,
+)
+from federation.client.state import (
+    ClientStateDir,
+    PersistedSnapshot,
+    bundles_from_json,
+    bundles_to_json,
+)
+from federation.errors import FederationError
+from federation.model.api import HealthReport, Snapshot
+from federation.trust import BundleSet, TrustBundle
+
+#: ``apply(snapshot, bundles)`` installs a snapshot; raise any exception to refuse it (NACK).
+SnapshotApplier = Callable[[Snapshot, BundleSet], None]
+#: Returns the report to send now (called once per report interval).
+ReportSource = Callable[[], HealthReport]
+
+_log = logging.getLogger(__name__)
+
+
+def backoff_delay(
+    attempt: int, rng: random.Random, *, base_s: float = 0.5, cap_s: float = 30.0
+) -> float:
+    """Delay before retry number ``attempt`` (0-based): exponential, capped, "equal jitter"
+    (half fixed, half random) so many gateways do not reconnect in lockstep."""
+    ceiling = min(cap_s, base_s * float(2 ** min(attempt, 30)))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class FederationLink:
+    """One gateway's snapshot watch and health reports. Borrows ``client``; owns its tasks."""
+
+    def __init__(
+        self,
+        client: FederationClient,
+        state: ClientStateDir,
+        *,
+        own_bundle: TrustBundle,
+        apply: SnapshotApplier,
+        report_source: ReportSource,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.state = state
+        self._own = own_bundle
+        self._apply = apply
+        self._report_source = report_source
+        self._rng = rng
+        self._clock = clock
+        self._base_s, self._cap_s = backoff_base_s, backoff_cap_s
+        self.active: Snapshot | None = None
+        self.bundles = self._with_own(bundles_from_json(client.record.bundles))
+        self.last_error = ""
+        self.ready = trio.Event()
+        self.failures = 0
+        self._last_seen = 0
+
+    def _with_own(self, bundles: BundleSet) -> BundleSet:
+        return bundles.with_bundle(self._own)
+
+    def restore(self) -> bool:
+        """Apply the persisted snapshot, if any. Returns whether one is now active."""
+        try:
+            persisted = self.state.load_snapshot()
+        except ClientStateError as err:
+            _log.warning("ignoring the persisted snapshot: %s", err)
+            return False
+        if persisted is None:
+            return False
+        try:
+            bundles = self._with_own(bundles_from_json(persisted.bundles))
+            self._apply(persisted.snapshot, bundles)
+        except Exception as err:
+            _log.warning("persisted snapshot v%s refused: %s", persisted.snapshot.version, err)
+            return False
+        self.active, self.bundles = persisted.snapshot, bundles
+        self._last_seen = persisted.snapshot.version
+        self.ready.set()
+        return True
+
+    def check(self, snapshot: Snapshot) -> BundleSet:
+        """The bundles to use with ``snapshot``, or :class:`SnapshotRejected` saying why."""
+        cluster = self.client.record.cluster
+        if snapshot.routing.cluster != cluster:
+            raise SnapshotRejected(
+                f"snapshot v{snapshot.version} is for cluster {snapshot.routing.cluster!r}, "
+                f"not {cluster!r}"
+            )
+        decision = reconcile_bundles(
+            self.bundles,
+            snapshot.bundles,
+            snapshot.bundle_updates,
+            own_trust_domain=self._own.trust_domain.name,
+        )
+        if not decision.ok:
+            reasons = "; ".join(f"{td}: {why}" for td, why in decision.rejected)
+            raise SnapshotRejected(f"snapshot v{snapshot.version} refused: {reasons}")
+        return self._with_own(decision.accepted)
+
+    async def consider(self, snapshot: Snapshot) -> bool:
+        """Check, apply, persist and ACK ``snapshot``; NACK it if refused. Returns accepted."""
+        try:
+            bundles = self.check(snapshot)
+            self._apply(snapshot, bundles)
+        except Exception as err:
+            self.last_error = str(err)
+            _log.warning("NACK snapshot v%s: %s", snapshot.version, err)
+            await self._answer(snapshot.version, ok=False, error=str(err) or type(err).__name__)
+            return False
+        self.active, self.bundles, self.last_error = snapshot, bundles, ""
+        self.state.save_snapshot(
+            PersistedSnapshot(
+                snapshot=snapshot, bundles=bundles_to_json(bundles), saved_at=self._clock()
+            )
+        )
+        self.ready.set()
+        await self._answer(snapshot.version, ok=True)
+        return True
+
+    async def _answer(self, version: int, *, ok: bool, error: str = "") -> None:
+        try:
+            await self.client.ack(version, ok, error)
+        except FederationError as err:
+            _log.info("could not %s v%s: %s", "ACK" if ok else "NACK", version, err)
+
+    async def watch(self) -> None:
+        """Long-poll forever; back off with jitter while the federation is unreachable.
+
+        ``after`` is the last version *considered* (applied or refused), so a NACKed version is
+        not fetched again until the federation has a different one.
+        """
+        attempt = 0
+        while True:
+            try:
+                snapshot = await self.client.watch_once(self._last_seen)
+            except FederationClientError as err:
+                self.failures += 1
+                self.last_error = str(err)
+                delay = backoff_delay(attempt, self._rng, base_s=self._base_s, cap_s=self._cap_s)
+                attempt += 1
+                _log.info("federation watch failed (%s); retrying in %.2fs", err, delay)
+                await trio.sleep(delay)
+                continue
+            attempt = 0
+            if snapshot is not None and snapshot.version != self._last_seen:
+                self._last_seen = snapshot.version
+                await self.consider(snapshot)
+
+    async def report_forever(self, interval_s: float) -> None:
+        """Send one report per ``interval_s``; failures are logged and retried next tick."""
+        while True:
+            try:
+                await self.client.report(self._report_source())
+            except FederationClientError as err:
+                _log.info("health report not delivered: %s", err)
+            await trio.sleep(interval_s)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Restore from disk, then report and watch until cancelled. ``started`` right after
+        the restore attempt; :attr:`ready` is set once any snapshot is active."""
+        self.restore()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.report_forever, self.client.record.report_interval_s)
+            nursery.start_soon(self.watch)
+            task_status.started()
