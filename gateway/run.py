@@ -35,7 +35,7 @@ from gateway.observe import GatewayObserver
 from gateway.probes import run_maintenance
 from gateway.reload import RoutingWatcher
 from gateway.status import GatewayStatus
-from gateway.translate import translate
+from gateway.translate import translate_model
 from proxy.engine import ForwardingEngine
 from proxy.listeners import DrainSignal, ListenerLimits, serve_listener
 from proxy.routes import Endpoint, RoutingTable
@@ -104,7 +104,7 @@ class _Applier:
         self.pools: UpstreamPools | None = None
 
     def __call__(self, model: RoutingModel) -> None:
-        table = translate(model)
+        table = translate_model(model)
         self.identity.set_model(model)
         if self.engine is not None:
             self.engine.swap_table(table)

@@ -159,7 +159,7 @@ def translate_service(model: RoutingModel, svc: ServiceRoute) -> Route:
     )
 
 
-def translate(model: RoutingModel) -> RoutingTable:
+def translate_model(model: RoutingModel) -> RoutingTable:
     """The whole table. Pure and deterministic: the same model gives an equal table."""
     return RoutingTable(
         version=model.version,

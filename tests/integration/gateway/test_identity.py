@@ -15,7 +15,7 @@ from federation.trust import CertificateAuthority, X509Svid, client_context
 from gateway.config import GatewayConfig
 from gateway.errors import IdentityError, PeerRejected
 from gateway.identity import ALPN, GatewayIdentity
-from gateway.translate import translate
+from gateway.translate import translate_model
 from isthmus.runner import ClusterSpec, ServiceSpec, write_local_federation
 from tests.helpers.pki import TestCa, issue_svid, make_ca
 
@@ -67,7 +67,7 @@ async def handshake(
 
 async def test_known_peer_is_admitted_and_dialled_peer_checked(fed: Fed) -> None:
     west, east = fed.ids["west"], fed.ids["east"]
-    endpoint = translate(fed.models["east"]).routes["catalog.shop"].priorities[0].endpoints[0]
+    endpoint = translate_model(fed.models["east"]).routes["catalog.shop"].priorities[0].endpoints[0]
     assert endpoint.expected_identity == "spiffe://west.isthmus.local/isthmus/gateway/west"
     server_side, client_side = await handshake(
         west.server_context, east.client_context_for(endpoint)

@@ -1,7 +1,7 @@
 import yaml
 
 from federation.model import RoutingModel
-from gateway.translate import translate
+from gateway.translate import translate_model
 
 MODEL = """
 version: 7
@@ -42,7 +42,7 @@ def model(text: str = MODEL) -> RoutingModel:
 
 
 def test_levels_expand_to_local_and_peer_endpoints_with_exact_shares() -> None:
-    route = translate(model()).routes["checkout.shop"]
+    route = translate_model(model()).routes["checkout.shop"]
     first = {ep.key: ep.weight for ep in route.priorities[0].endpoints}
     # 50 local split 3:1, 50 peer split over two addresses -> 37.5, 12.5, 25, 25
     assert first == {
@@ -54,7 +54,7 @@ def test_levels_expand_to_local_and_peer_endpoints_with_exact_shares() -> None:
 
 
 def test_peer_endpoints_carry_the_identity_they_must_present() -> None:
-    route = translate(model()).routes["checkout.shop"]
+    route = translate_model(model()).routes["checkout.shop"]
     peer = route.priorities[0].endpoints[2]
     assert peer.kind == "peer"
     assert peer.expected_identity == "spiffe://gcp-euw1.isthmus.test/isthmus/gateway/gcp-euw1"
@@ -64,19 +64,19 @@ def test_peer_endpoints_carry_the_identity_they_must_present() -> None:
 
 
 def test_a_cluster_already_preferred_is_not_repeated_in_a_later_level() -> None:
-    route = translate(model()).routes["checkout.shop"]
+    route = translate_model(model()).routes["checkout.shop"]
     assert [ep.key for ep in route.priorities[1].endpoints] == ["peer:azure-weu:[fd00::1]:15443"]
 
 
 def test_local_endpoints_keep_protocol_and_zone() -> None:
-    eps = translate(model()).routes["checkout.shop"].priorities[0].endpoints
+    eps = translate_model(model()).routes["checkout.shop"].priorities[0].endpoints
     assert (eps[0].kind, eps[0].locality.zone) == ("http1", "a")
     assert (eps[1].kind, eps[1].locality.zone) == ("h2c", "b")
     assert eps[0].locality.cluster == "aws-use1"
 
 
 def test_policies_are_carried_over() -> None:
-    route = translate(model()).routes["checkout.shop"]
+    route = translate_model(model()).routes["checkout.shop"]
     assert route.tcp_targets == (("127.0.0.1", 5432),)
     assert route.allows_source("gcp-euw1") and not route.allows_source("azure-weu")
     assert route.timeout_s == 4
@@ -86,15 +86,15 @@ def test_policies_are_carried_over() -> None:
 
 
 def test_service_without_priorities_serves_its_local_endpoints() -> None:
-    route = translate(model()).routes["catalog.shop"]
+    route = translate_model(model()).routes["catalog.shop"]
     assert [ep.key for g in route.priorities for ep in g.endpoints] == ["local:127.0.0.1:9000"]
     assert route.allowed_sources == frozenset()
 
 
 def test_zero_weight_drains_a_cluster_and_keys_are_stable_across_versions() -> None:
-    table = translate(model())
+    table = translate_model(model())
     drained = model(MODEL.replace("{aws-use1: 50, gcp-euw1: 50}", "{aws-use1: 0, gcp-euw1: 50}"))
-    again = translate(drained)
+    again = translate_model(drained)
     first = again.routes["checkout.shop"].priorities[0].endpoints
     assert {ep.kind for ep in first} == {"peer"}
     assert table.match("catalog.shop.global:80") == again.match("catalog.shop.global")
@@ -108,6 +108,6 @@ def test_tcp_only_service_gets_its_tcp_targets_as_local_destinations() -> None:
     tcp_endpoints: ["127.0.0.1:5432"]
 """
     )
-    route = translate(model(text)).routes["db.shop"]
+    route = translate_model(model(text)).routes["db.shop"]
     assert [ep.key for g in route.priorities for ep in g.endpoints] == ["local:127.0.0.1:5432"]
     assert route.tcp_targets == (("127.0.0.1", 5432),)

@@ -1,0 +1,91 @@
+import json
+import logging
+
+import pytest
+from prometheus_client import generate_latest
+
+from gateway.metrics import GatewayMetrics
+from gateway.observe import GatewayObserver, access_line
+from proxy.engine import RequestRecord, TunnelRecord, UpstreamEvent
+
+
+def record(**changes: object) -> RequestRecord:
+    base = dict(
+        time=1_764_100_000.25,
+        listener="outbound",
+        source_cluster="east",
+        source_identity=None,
+        remote="127.0.0.1:5000",
+        method="GET",
+        authority="catalog.shop.global",
+        path="/x",
+        service="catalog.shop",
+        destination_cluster="west",
+        endpoint="peer:west:10.0.0.1:15443",
+        status=200,
+        reason="",
+        duration_s=0.0125,
+        retries=1,
+        bytes_received=0,
+        bytes_sent=42,
+    )
+    base.update(changes)
+    return RequestRecord(**base)  # type: ignore[arg-type]
+
+
+def test_access_line_has_the_documented_fields() -> None:
+    line = json.loads(access_line(record()))
+    assert line["time"] == "2025-11-25T19:46:40.250Z"
+    assert (line["service"], line["cluster"], line["status"]) == ("catalog.shop", "west", 200)
+    assert (line["duration_ms"], line["retries"], line["reason"]) == (12.5, 1, None)
+    assert line["source_identity"] is None and line["source_cluster"] == "east"
+
+
+def test_observer_counts_requests_retries_ejections_and_tunnel_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="isthmus.access")
+    metrics = GatewayMetrics()
+    observer = GatewayObserver(metrics, access_log=True)
+    observer.on_request_done(record())
+    observer.on_request_done(record(status=404, service="", destination_cluster=""))
+    observer.on_upstream_event(UpstreamEvent("retry", "catalog.shop", "peer:west", "west", "reset"))
+    observer.on_upstream_event(UpstreamEvent("ejected", "catalog.shop", "peer:west", "west", "5xx"))
+    observer.on_upstream_event(UpstreamEvent("budget_exhausted", "catalog.shop", "", ""))
+    observer.on_tunnel_done(
+        TunnelRecord(
+            1.0,
+            "outbound",
+            "east",
+            None,
+            "db.shop",
+            "db.shop.global:5432",
+            "west",
+            "peer:west",
+            200,
+            "",
+            1.0,
+            100,
+            2000,
+        )
+    )
+    text = generate_latest(metrics.registry).decode()
+    assert 'destination_cluster="none",destination_service="unknown",response_code="404"' in text
+    assert 'isthmus_retries_total{destination_service="catalog.shop",reason="reset"} 1.0' in text
+    assert (
+        'isthmus_outlier_ejections_total{destination_cluster="west",endpoint="peer:west"} 1.0'
+        in text
+    )
+    assert 'isthmus_retry_budget_exhausted_total{destination_service="catalog.shop"} 1.0' in text
+    assert (
+        'isthmus_tunnel_bytes_total{destination_service="db.shop",direction="downstream"} 2000.0'
+        in text
+    )
+    access = [r for r in caplog.records if r.name == "isthmus.access"]
+    assert len(access) == 3
+
+
+def test_access_log_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="isthmus.access")
+    GatewayObserver(GatewayMetrics(), access_log=False).on_request_done(record())
+    assert [r for r in caplog.records if r.name == "isthmus.access"] == []
