@@ -266,7 +266,8 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
     """Re-place only the services ``changes`` affects; the rest keep their placement as is.
 
     Affected: services whose policy or demand changed, services running on a changed cluster,
-    every currently unschedulable service (a change may have made room), and — transitively —
+    the currently unschedulable services when the change may have made room (a cluster got
+    healthier or freer, a service changed or left), and — transitively —
     services related by affinity/anti-affinity to one whose placement moved. Adding, removing or
     moving (other locality/labels) a cluster falls back to a full :func:`plan` with the previous
     placement as the current one. Raises :class:`ScenarioError` on unknown names.
@@ -290,7 +291,8 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
             queued.add(name)
             heapq.heappush(queue, (inputs.rank[name], name))
 
-    for name in sorted(touched | set(result.unschedulable)):
+    retry = set(result.unschedulable) if _may_free_room(previous, changes) else set()
+    for name in sorted(touched | retry):
         enqueue(name)
     for spec in changes.clusters:
         for name in sorted(previous.services_on(inputs.topology.index[spec.name])):
@@ -302,6 +304,24 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
                 enqueue(other)
     result.index_clusters(changed=queued | set(dropped))
     return result
+
+
+_HEALTH_RANK = {"unreachable": 0, "degraded": 1, "healthy": 2}
+
+
+def _may_free_room(previous: PlacementPlan, changes: ChangeSet) -> bool:
+    """Whether a change can make room for a service that is short of replicas."""
+    if changes.services or changes.removed_services or changes.demand:
+        return True
+    for spec in changes.clusters:
+        old = previous.cluster(spec.name)
+        if (
+            _HEALTH_RANK[spec.health] > _HEALTH_RANK[old.health]
+            or spec.capacity - spec.load > old.capacity - old.load
+            or (old.draining and not spec.draining)
+        ):
+            return True
+    return False
 
 
 def _full_replan(previous: PlacementPlan, changes: ChangeSet, now: float) -> PlacementPlan:

@@ -189,8 +189,12 @@ def test_small_perturbation_only_moves_affected_services(
     before = plan(scenario)
     target = data.draw(st.sampled_from(before.clusters))
     spec = before.cluster(target)
-    delta = data.draw(st.sampled_from([-1.0, 1.0]))
-    changed = spec.model_copy(update={"load": max(0.0, spec.load + delta)})
+    if data.draw(st.booleans()):
+        delta = data.draw(st.sampled_from([-1.0, 1.0]))
+        changed = spec.model_copy(update={"load": max(0.0, spec.load + delta)})
+    else:
+        health = data.draw(st.sampled_from(list(HealthState)))
+        changed = spec.model_copy(update={"health": health, "healthy_percent": None})
     after = replan(before, ChangeSet(clusters=(changed,)))
     new_scenario = scenario.model_copy(
         update={"clusters": tuple(changed if c.name == target else c for c in scenario.clusters)}
