@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.postgres import postgres_dsn, postgres_server
+
+__all__ = ["postgres_dsn", "postgres_server"]
+
 _LAYERS = ("unit", "integration", "e2e")
 
 

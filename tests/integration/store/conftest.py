@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 
 from federation.store import Store, open_store
-from tests.helpers.postgres import postgres_dsn, postgres_server
-
-__all__ = ["postgres_dsn", "postgres_server"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
