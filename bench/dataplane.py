@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,9 +102,19 @@ def _parse(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     return Plan(chosen, settings, pinning(args.pin), args.backend == "h2c"), args
 
 
+def tool_versions() -> str:
+    """First line of ``haproxy -v`` and ``h2load --version``."""
+    found = []
+    for argv in (["haproxy", "-v"], ["h2load", "--version"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        found.append((done.stdout or done.stderr).strip().splitlines()[0].split(" - ")[0])
+    return "; ".join(found)
+
+
 def _header(plan: Plan) -> list[str]:
     load1, _, _ = os.getloadavg()
     return [
+        tool_versions(),
         f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs; "
         f"load average at start {load1:.2f}",
         f"pinning: {plan.pin.describe()}",
