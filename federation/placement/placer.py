@@ -111,6 +111,78 @@ def hard_mask(
     return mask
 
 
+@dataclass(eq=False)
+class _Board:
+    """Mutable per-service picking state: open slots and rank per cluster."""
+
+    slots: FloatArray
+    rank: FloatArray
+    base: FloatArray
+    free: FloatArray
+    head_weight: float
+    inv_capacity: FloatArray
+    units: float
+    stickiness: float
+    current: Mapping[int, int]
+
+    def take(self, i: int, picked: dict[int, int]) -> None:
+        """One replica on cluster ``i``: fewer slots, less headroom, stickiness used up."""
+        picked[i] = picked.get(i, 0) + 1
+        self.slots[i] -= 1
+        self.free[i] -= self.units
+        head = min(1.0, max(0.0, float(self.free[i] - self.units) * float(self.inv_capacity[i])))
+        sticky = self.stickiness if picked[i] < self.current.get(i, 0) else 0.0
+        self.rank[i] = float(self.base[i]) + self.head_weight * head + sticky
+
+
+def _board(
+    topo: Topology,
+    state: ClusterState,
+    svc: CompiledService,
+    *,
+    mask: BoolArray,
+    free: FloatArray,
+    current: Mapping[int, int],
+    stickiness: float,
+) -> _Board:
+    units = svc.policy.units_per_replica
+    raw = np.floor(free * (1.0 / units) + 1e-9)
+    slots = np.where(mask & state.growable, raw, 0.0)
+    static = static_scores(topo, state, svc, mask)
+    weights = svc.policy.objectives
+    wsum = weights.cost + weights.latency + weights.headroom
+    base = (weights.cost * static.cost + weights.latency * static.latency) / wsum
+    head_weight = weights.headroom / wsum
+    rank = base + head_weight * headroom_scores(free, state.capacity, units)
+    for i, count in current.items():
+        if count > 0 and mask[i]:
+            rank[i] += stickiness
+            if not state.growable[i]:  # degraded: keeps what it runs, takes nothing new
+                slots[i] = max(0.0, min(float(raw[i]), count))
+    return _Board(
+        slots, rank, base, free, head_weight, state.inv_capacity, units, stickiness, current
+    )
+
+
+def _pick(board: _Board, desired: int, spread: _SpreadTracker | None) -> tuple[dict[int, int], str]:
+    """Greedy best-rank picks; returns the picks and the spread rule that stopped them, if any."""
+    picked: dict[int, int] = {}
+    for _ in range(desired):
+        valid = board.slots > 0
+        if spread is not None:
+            allowed, limit = spread.allowed()
+            if not (valid & allowed).any():
+                return picked, limit if valid.any() else ""
+            valid &= allowed
+        elif not valid.any():
+            break
+        i = int(np.argmax(np.where(valid, board.rank, -np.inf)))
+        board.take(i, picked)
+        if spread is not None:
+            spread.add(i)
+    return picked, ""
+
+
 def place_service(
     topo: Topology,
     state: ClusterState,
@@ -127,50 +199,17 @@ def place_service(
     free = state.capacity - state.load - used
     free_before = free.astype(np.float32)
     mask = hard_mask(topo, state, svc, placements, anti)
-    raw = np.floor(free * (1.0 / units) + 1e-9)
-    slots = np.where(mask & state.growable, raw, 0.0)
-    static = static_scores(topo, state, svc, mask)
-    weights = policy.objectives
-    wsum = weights.cost + weights.latency + weights.headroom
-    base = (weights.cost * static.cost + weights.latency * static.latency) / wsum
-    head_weight = weights.headroom / wsum
-    rank = base + head_weight * headroom_scores(free, state.capacity, units)
-    for i, count in current.items():
-        if count > 0 and mask[i]:
-            rank[i] += stickiness
-            if not state.growable[i]:
-                slots[i] = max(0.0, min(float(raw[i]), count))
+    board = _board(topo, state, svc, mask=mask, free=free, current=current, stickiness=stickiness)
     spread = None
     if policy.spread is not None:
-        spread = _SpreadTracker(policy.spread, topo.domain_codes(policy.spread.over), slots > 0)
-    picked: dict[int, int] = {}
-    blocked = ""
-    inv_capacity = state.inv_capacity
-    for _ in range(svc.desired):
-        valid = slots > 0
-        if spread is not None:
-            allowed, limit = spread.allowed()
-            if not (valid & allowed).any():
-                blocked = limit if valid.any() else blocked
-                break
-            valid &= allowed
-        elif not valid.any():
-            break
-        i = int(np.argmax(np.where(valid, rank, -np.inf)))
-        picked[i] = picked.get(i, 0) + 1
-        slots[i] -= 1
-        free[i] -= units
-        used[i] += units
-        head = min(1.0, max(0.0, float(free[i] - units) * float(inv_capacity[i])))
-        sticky = stickiness if picked[i] < current.get(i, 0) else 0.0
-        rank[i] = float(base[i]) + head_weight * head + sticky
-        if spread is not None:
-            spread.add(i)
+        domains = topo.domain_codes(policy.spread.over)
+        spread = _SpreadTracker(policy.spread, domains, board.slots > 0)
+    picked, blocked = _pick(board, svc.desired, spread)
     missing = svc.desired - sum(picked.values())
     if spread is not None and picked and spread.domains_used() < spread.policy.min_domains:
-        for i, count in picked.items():
-            used[i] -= count * units
         picked, missing, blocked = {}, svc.desired, "spread.min_domains"
+    for i, count in picked.items():
+        used[i] += count * units
     problem = None
     if missing:
         problem = _diagnose(
