@@ -76,13 +76,21 @@ class GatewayObserver:
     """Implements :class:`proxy.engine.observer.Observer` for one gateway."""
 
     def __init__(
-        self, metrics: GatewayMetrics, *, access_log: bool, logger: logging.Logger | None = None
+        self,
+        metrics: GatewayMetrics,
+        *,
+        access_log: bool,
+        logger: logging.Logger | None = None,
+        probe_authority: str = "isthmus-gateway",
     ) -> None:
         self._metrics = metrics
+        self._probe_authority = probe_authority
         self._access = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
         self._enabled = access_log
 
     def on_request_done(self, record: RequestRecord) -> None:
+        if record.listener == "inbound" and record.authority == self._probe_authority:
+            return  # peers' once-a-second /readyz probes are not traffic
         try:
             self._metrics.record_request(
                 source_cluster=record.source_cluster,

@@ -184,7 +184,11 @@ async def serve_gateway(
         engine = ForwardingEngine(
             status.table,
             upstream=pools,
-            observer=GatewayObserver(metrics, access_log=config.access_log),
+            observer=GatewayObserver(
+                metrics,
+                access_log=config.access_log,
+                probe_authority=settings.probe_authority.decode(),
+            ),
             probe_authority=settings.probe_authority,
         )
         applier.engine, applier.pools = engine, pools

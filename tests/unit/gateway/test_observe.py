@@ -85,6 +85,15 @@ def test_observer_counts_requests_retries_ejections_and_tunnel_bytes(
     assert len(access) == 3
 
 
+def test_peer_probes_are_not_counted_as_traffic(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="isthmus.access")
+    metrics = GatewayMetrics()
+    probe = record(listener="inbound", authority="isthmus-gateway", path="/readyz", service="")
+    GatewayObserver(metrics, access_log=True).on_request_done(probe)
+    assert "isthmus_requests_total{" not in generate_latest(metrics.registry).decode()
+    assert caplog.records == []
+
+
 def test_access_log_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="isthmus.access")
     GatewayObserver(GatewayMetrics(), access_log=False).on_request_done(record())
