@@ -178,6 +178,14 @@ def full_load(ctx: Ctx) -> None:
     rep = ctx.report
     if "rps" in ctx.chosen:
         _rps_rows(rep, iso, (iso_a, iso_b), hap, (hap_a, hap_b))
+        direct = f"http://127.0.0.1:{ctx.topo.backend_h2c_port}/"
+        ceiling = run_h2load(direct, AUTHORITY, ctx.settings.full(), cpus=ctx.pin.load)
+        line = (
+            f"load-side ceiling: the same h2load straight at the backend (no proxy) does "
+            f"{ceiling.rps:,.0f} req/s; a proxy result near it is limited by the load CPU"
+        )
+        print(f"  {line}")
+        rep.notes.append(line)
     if "latency" in ctx.chosen:
         rep.add(Row("p50 latency at full load", iso.p50_ms, hap.p50_ms, "ms"))
         rep.add(Row("p99 latency at full load", iso.p99_ms, hap.p99_ms, "ms"))
