@@ -80,6 +80,22 @@ class Report:
         out.extend(f"note: {row.metric}: {row.note}" for row in self.rows if row.note)
         return "\n".join(out)
 
+    def markdown(self) -> str:
+        """The table as GitHub Markdown (for docs/benchmarks.md)."""
+        out = [
+            "| metric | isthmus | HAProxy | isthmus / HAProxy | target | |",
+            "| --- | ---: | ---: | ---: | --- | --- |",
+        ]
+        for row in self.rows:
+            unit = f" {row.unit}" if row.unit else ""
+            haproxy = _fmt(row.haproxy) + (unit if row.haproxy is not None else "")
+            ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "-"
+            out.append(
+                f"| {row.metric} | {_fmt(row.isthmus)}{unit} | {haproxy} | {ratio} | "
+                f"{row.target} | {row.verdict} |"
+            )
+        return "\n".join(out)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "rows": [

@@ -86,6 +86,7 @@ def _parse(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--pin", default="auto", help="auto | none | PROXY_CPUS:LOAD_CPUS")
     parser.add_argument("--backend", choices=("http1", "h2c"), default="http1")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     args = parser.parse_args(argv)
     chosen = frozenset(p.strip() for p in args.only.split(",") if p.strip())
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json is not None:
         args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.markdown is not None:
+        notes = "\n".join(f"- {note}" for note in report.notes)
+        args.markdown.write_text(f"{report.markdown()}\n\n{notes}\n", encoding="utf-8")
     if args.keep:
         print(f"configs and logs kept in {root}")
     else:
