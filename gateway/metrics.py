@@ -6,7 +6,6 @@ can run in one process (tests, ``isthmus up``). Names and labels (docs/gateway.m
 - ``isthmus_requests_total{source_cluster,destination_cluster,destination_service,response_code}``
 - ``isthmus_request_duration_seconds{source_cluster,destination_cluster,destination_service}``
 - ``isthmus_upstream_connections{destination_cluster,kind}`` (gauge, open connections)
-- ``isthmus_upstream_connections_opened_total{destination_cluster,kind}``
 - ``isthmus_outlier_ejections_total{destination_cluster,endpoint}``
 - ``isthmus_retries_total{destination_service,reason}``
 - ``isthmus_retry_budget_exhausted_total{destination_service}``
@@ -60,12 +59,6 @@ class GatewayMetrics:
         self.upstream_connections = Gauge(
             "isthmus_upstream_connections",
             "Open upstream connections.",
-            ["destination_cluster", "kind"],
-            registry=reg,
-        )
-        self.upstream_connections_opened = Counter(
-            "isthmus_upstream_connections_opened",
-            "Upstream connections opened.",
             ["destination_cluster", "kind"],
             registry=reg,
         )
