@@ -155,6 +155,10 @@ def _plan_all(inputs: PlanInputs, current: Mapping[str, Placement], now: float) 
     for name in [name for name in inputs.order if name in result.unschedulable]:
         _place(result, name)
     result.index_clusters()
+    result.replanned = frozenset(inputs.order)
+    result.moved = frozenset(
+        name for name in inputs.order if result.placements_by_index[name] != current.get(name, {})
+    )
     return result
 
 
@@ -303,6 +307,12 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
             for other in sorted(inputs.related.get(name, ())):
                 enqueue(other)
     result.index_clusters(changed=queued | set(dropped))
+    result.replanned = frozenset(queued)
+    result.moved = frozenset(
+        name
+        for name in queued | set(dropped)
+        if result.placements_by_index.get(name) != previous.placements_by_index.get(name)
+    )
     return result
 
 

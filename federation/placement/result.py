@@ -64,6 +64,10 @@ class PlacementPlan:
         self.previous = previous
         self.previous_inputs = inputs
         self.reserved: Mapping[str, Placement] = {}
+        #: services this plan (re-)placed: all for ``plan``, the affected ones for ``replan``
+        self.replanned: frozenset[str] = frozenset()
+        #: services whose placement differs from the previous plan (or the scenario's current)
+        self.moved: frozenset[str] = frozenset()
         self._by_cluster: dict[int, frozenset[str]] = {}
         self._traffic: dict[str, ServiceTraffic] = {}
 
@@ -121,6 +125,14 @@ class PlacementPlan:
         """``{source_cluster: levels}`` (every cluster unless ``sources`` is given)."""
         names = self.clusters if sources is None else tuple(sources)
         return {source: self.traffic(service, source) for source in names}
+
+    def traffic_for_source(
+        self, source: str, services: Iterable[str] | None = None
+    ) -> dict[str, tuple[TrafficLevel, ...]]:
+        """``{service: levels}`` for one source cluster: what its snapshot needs."""
+        index = self.inputs.topology.index[source]
+        names = self.services if services is None else tuple(services)
+        return {name: self.service_traffic(name).levels_for(index) for name in names}
 
     def explain(self, service: str) -> dict[str, Explanation]:
         """Why each cluster was chosen or rejected for ``service``, sorted by cluster name."""

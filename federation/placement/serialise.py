@@ -46,19 +46,27 @@ def plan_to_json(
     plan: PlacementPlan,
     services: Iterable[str] | None = None,
     sources: Iterable[str] | None = None,
+    *,
+    explanations: bool = True,
 ) -> dict[str, object]:
-    """The whole plan (or the given services / source clusters) as plain JSON data."""
+    """The whole plan (or the given services / source clusters) as plain JSON data.
+
+    ``explanations=False`` leaves the ``explanations`` key out (it is ``O(clusters)`` per
+    service).
+    """
     names = plan.services if services is None else tuple(sorted(services))
     source_list = None if sources is None else tuple(sources)
-    return {
+    data: dict[str, object] = {
         "now": plan.now,
         "placements": {name: plan.placement(name) for name in names},
         "traffic": {name: traffic_json(plan, name, source_list) for name in names},
-        "explanations": {name: explanations_json(plan, name) for name in names},
         "unschedulable": {
             key: value for key, value in unschedulable_json(plan).items() if key in names
         },
     }
+    if explanations:
+        data["explanations"] = {name: explanations_json(plan, name) for name in names}
+    return data
 
 
 def placement_diff(

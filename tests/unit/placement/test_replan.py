@@ -32,6 +32,11 @@ def test_a_cluster_going_down_replans_only_the_services_on_it() -> None:
         if name not in hosted:
             assert after.placement(name) == before.placement(name)
     assert after.used_units()[victim] == 0
+    assert after.replanned == hosted
+    assert after.moved == hosted  # each had a replica on the victim
+    snapshot = after.traffic_for_source("c-0")
+    assert set(snapshot) == set(before.services)
+    assert all(victim not in level.weights for levels in snapshot.values() for level in levels)
     # the previous plan is untouched
     assert {s for s in before.services if victim in before.placement(s)} == hosted
 
