@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from federation.model.api import (
     Ack,
     BundleUpdateRequest,
@@ -33,9 +35,10 @@ from federation.service.join import (
     create_join_token,
     join_refusal,
 )
+from federation.service.leases import DEFAULT_MISSED_INTERVALS, LeaseInput, assess_reachability
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
-from federation.store import ClusterRecord, Store, TokenError
+from federation.store import ClusterRecord, ReportRecord, Store, TokenError
 from federation.trust import (
     BundleError,
     BundleUpdateError,
@@ -55,6 +58,7 @@ class ServiceSettings:
     ca_fingerprint: str
     audience: str = "isthmus-federation"
     report_interval_s: float = 1.0
+    missed_intervals: int = DEFAULT_MISSED_INTERVALS
     max_token_ttl_s: int = 300
     long_poll_s: float = 30.0
 
@@ -187,7 +191,7 @@ class FederationService:
         await self._require_cluster(cluster)
         now = self.clock()
         await self.store.record_report(cluster, raw, now)
-        self.publisher.note_report(cluster, now, report)
+        self.publisher.note_report(cluster, now)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
         """Record an ACK or NACK of a version this cluster was actually served."""
@@ -246,8 +250,15 @@ class FederationService:
         now = self.clock()
         reports = {r.cluster: r for r in await self.store.list_reports()}
         bundles = {b.trust_domain: b for b in await self.store.list_bundles()}
+        clusters = await self.store.list_clusters()
+        reach = assess_reachability(
+            {c.name: _lease_input(reports.get(c.name)) for c in clusters},
+            now=now,
+            interval_s=self.settings.report_interval_s,
+            missed_intervals=self.settings.missed_intervals,
+        )
         rows = []
-        for cluster in await self.store.list_clusters():
+        for cluster in clusters:
             report = reports.get(cluster.name)
             bundle = bundles.get(cluster.trust_domain)
             acks = await self.store.get_ack_state(cluster.name)
@@ -258,9 +269,9 @@ class FederationService:
                     cluster=cluster.name,
                     trust_domain=cluster.trust_domain,
                     locality=cluster.locality,
-                    lease=self.publisher.lease(cluster.name),
+                    lease=reach.states[cluster.name],
                     last_report_age_s=None if report is None else now - report.received_at,
-                    unreachable_from=self.publisher.reachability.unreachable_from(cluster.name),
+                    unreachable_from=reach.unreachable_from(cluster.name),
                     bundle_sequence=None if bundle is None else bundle.sequence,
                     bundle_expires_at=None if bundle is None else _bundle_expiry(bundle.bundle),
                     snapshot_version=None if served is None else served.version,
@@ -270,6 +281,16 @@ class FederationService:
                 )
             )
         return FederationStatus(clusters=tuple(rows))
+
+
+def _lease_input(record: ReportRecord | None) -> LeaseInput:
+    if record is None:
+        return LeaseInput(None)
+    try:
+        peers = HealthReport.model_validate_json(record.report).peers
+    except ValidationError:
+        peers = ()
+    return LeaseInput(record.received_at, peers)
 
 
 def _bundle_expiry(text: str) -> float | None:

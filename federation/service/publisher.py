@@ -8,13 +8,15 @@ stores those whose content changed (the store assigns their versions) and wakes 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, LeaseState, Snapshot
+from federation.model.api import HealthReport, Snapshot
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -29,10 +31,16 @@ from federation.service.snapshots import (
     snapshot_digest,
     with_version,
 )
-from federation.store import ReportRecord, Store
+from federation.store import ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
+#: Store change topics after which the leader rebuilds.
+_REBUILD_TOPICS = frozenset({"cluster", "report", "bundle"})
+#: Leader-election name of the replica that builds snapshots and expires leases.
+LEADER_NAME = "isthmus-federation-snapshots"
+_RETRY_S = 0.5
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,26 +79,20 @@ class SnapshotPublisher:
         self._report_times: dict[str, float] = {}
         self._content: dict[str, str] = {}
         self.reachability = Reachability({})
+        self.leading = False
+        self._last_world: object = None
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
         self._dirty.set()
 
-    def note_report(self, cluster: str, received_at: float, report: HealthReport) -> None:
-        """A report arrived. Rebuild only if it changes content or revives the lease: steady
-        reports every second must stay cheap."""
-        key = report.model_dump_json(include={"services", "peers"})
-        was_up = self.reachability.is_up(cluster)
+    def note_report(self, cluster: str, received_at: float) -> None:
+        """A report was stored here; the change feed tells the leader (of any replica)."""
         self._report_times[cluster] = received_at
-        if self._content.get(cluster) != key or not was_up:
-            self._content[cluster] = key
-            self.mark_dirty()
+        self.mark_dirty()
 
     def current(self, cluster: str) -> ServedSnapshot | None:
         return self._served.get(cluster)
-
-    def lease(self, cluster: str) -> LeaseState:
-        return self.reachability.states.get(cluster, "pending")
 
     async def wait_newer(self, cluster: str, after: int, timeout_s: float) -> ServedSnapshot | None:
         """The cluster's snapshot as soon as its version differs from ``after`` (newer, or lower
@@ -126,38 +128,53 @@ class SnapshotPublisher:
         self._reports[record.cluster] = (record.report, report)
         return report
 
-    async def rebuild(self) -> int:
-        """Plan and store new snapshots; wake watchers. Returns how many clusters changed."""
+    async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
         clusters = await self._store.list_clusters()
         reports = {r.cluster: r for r in await self._store.list_reports()}
         bundles = await self._store.list_bundles()
-        now = self._clock()
         members, leases = [], {}
         for cluster in clusters:
             record = reports.get(cluster.name)
             report = self._parse(record) if record is not None else None
-            services = report.services if report is not None else ()
             members.append(
                 MemberView(
                     cluster.name,
                     cluster.trust_domain,
                     cluster.locality,
                     cluster.gateway_addresses,
-                    services,
+                    report.services if report is not None else (),
                 )
             )
             leases[cluster.name] = LeaseInput(
                 record.received_at if record is not None else None,
                 report.peers if report is not None else (),
             )
-            if record is not None:
-                self._report_times[cluster.name] = max(
-                    record.received_at, self._report_times.get(cluster.name, 0.0)
-                )
+        return members, leases, bundles
+
+    async def rebuild(self) -> int:
+        """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
+
+        Cheap when nothing that matters changed (steady reports only renew leases): the plan is
+        skipped if members, lease states, links and bundles equal those of the last build."""
+        members, leases, bundles = await self._read_world()
+        now = self._clock()
+        self._report_times = {
+            name: lease.last_report_at
+            for name, lease in leases.items()
+            if lease.last_report_at is not None
+        }
         self.reachability = assess_reachability(
             leases, now=now, interval_s=self._interval_s, missed_intervals=self._missed
         )
         self._metrics.set_cluster_states(self.reachability.states)
+        world = (
+            tuple(members),
+            tuple(sorted(self.reachability.states.items())),
+            self.reachability.links_down,
+            tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),
+        )
+        if world == self._last_world:
+            return 0
         changed = plan_snapshots(
             members,
             self.reachability,
@@ -168,10 +185,24 @@ class SnapshotPublisher:
         for name, content in changed.items():
             version = await self._store.put_snapshot(name, content.model_dump_json(), now)
             self._served[name] = self._stamp(content, version, now)
+        self._last_world = world
         if changed:
-            woken, self._changed = self._changed, trio.Event()
-            woken.set()
+            self._wake()
         return len(changed)
+
+    def _wake(self) -> None:
+        woken, self._changed = self._changed, trio.Event()
+        woken.set()
+
+    async def _refresh(self, cluster: str) -> None:
+        """Another replica (or we) stored a snapshot of ``cluster``: serve it here too."""
+        stored = await self._store.get_snapshot(cluster)
+        served = self._served.get(cluster)
+        if stored is None or (served is not None and served.version == stored.version):
+            return
+        content = Snapshot.model_validate_json(stored.document)
+        self._served[cluster] = self._stamp(content, stored.version, stored.created_at)
+        self._wake()
 
     def _seconds_to_next_expiry(self) -> float:
         now = self._clock()
@@ -183,15 +214,53 @@ class SnapshotPublisher:
         )
         return math.inf if deadline is None else max(0.0, deadline - now) + _EXPIRY_SLACK_S
 
+    async def _follow(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Learn of every change, from any replica: serve new snapshots, and (as leader)
+        rebuild when clusters, reports or bundles change."""
+        async with self._store.changes() as feed:
+            task_status.started()
+            async for change in feed:
+                if change.kind == "snapshot":
+                    try:
+                        await self._refresh(change.subject)
+                    except StoreError as err:
+                        _log.warning("cannot load the new snapshot of %s: %s", change.subject, err)
+                elif change.kind in _REBUILD_TOPICS:
+                    self._dirty.set()
+
+    async def _rebuild_or_retry(self) -> None:
+        """A store outage must not take the service down: log, and try again shortly."""
+        try:
+            await self.rebuild()
+        except StoreError as err:
+            _log.warning("snapshot rebuild failed, retrying in %.1fs: %s", _RETRY_S, err)
+            await trio.sleep(_RETRY_S)
+            self._dirty.set()
+
+    async def _lead(self) -> None:
+        """The leader's loop: rebuild on every change or lease deadline, until cancelled."""
+        self.leading = True
+        try:
+            self._last_world = None
+            await self._rebuild_or_retry()
+            while True:
+                with trio.move_on_after(self._seconds_to_next_expiry()):
+                    await self._dirty.wait()
+                    await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+                self._dirty = trio.Event()
+                await self._rebuild_or_retry()
+        finally:
+            self.leading = False
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load, build once, signal readiness, then rebuild on every change or lease deadline.
+        """Load what the store serves, follow the change feed, and campaign for leadership:
+        exactly one replica builds snapshots and expires leases at a time (the store's leader
+        election); every replica serves watches. ``started`` once the feed is followed.
         Never returns; cancel the enclosing nursery to stop."""
         await self.load()
-        await self.rebuild()
-        task_status.started()
-        while True:
-            with trio.move_on_after(self._seconds_to_next_expiry()):
-                await self._dirty.wait()
-                await trio.sleep(self._debounce_s)  # coalesce a burst of reports into one build
-            self._dirty = trio.Event()
-            await self.rebuild()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._follow)
+            nursery.start_soon(self._store.run_as_leader, LEADER_NAME, self._lead)
+            task_status.started()

@@ -165,6 +165,7 @@ async def _serve(
         ca_fingerprint=tls.fingerprint,
         audience=config.audience,
         report_interval_s=config.report_interval_s,
+        missed_intervals=config.missed_intervals,
         max_token_ttl_s=config.max_token_ttl_s,
         long_poll_s=config.long_poll_s,
     )
