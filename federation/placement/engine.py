@@ -306,6 +306,9 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
         if _place(result, name):
             for other in sorted(inputs.related.get(name, ())):
                 enqueue(other)
+    # as in a full plan: a service left short may fit now that later ones moved away
+    for name in sorted(set(result.unschedulable) & queued, key=inputs.rank.__getitem__):
+        _place(result, name)
     result.index_clusters(changed=queued | set(dropped))
     result.replanned = frozenset(queued)
     result.moved = frozenset(

@@ -129,3 +129,13 @@ def test_unknown_what_if_target_is_named(app: typer.Typer) -> None:
     assert code != 0
     assert isinstance(error, FederationError)
     assert "--what-if" in str(error) and "gcp-nowhere" in str(error)
+
+
+def test_a_service_blocked_until_another_moves_away_still_gets_placed(app: typer.Typer) -> None:
+    # gcp-euw1 keeps 1 free unit: catalog (planned first) only fits there once checkout leaves
+    code, out, _ = run(app, "--input", str(EXAMPLE), "-o", "json", "--what-if", "load:gcp-euw1=39")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["unschedulable"] == {}
+    assert data["placements"]["catalog.shop"] == {"azure-weu": 2, "gcp-euw1": 1}
+    assert "gcp-euw1" not in data["placements"]["checkout.shop"]
