@@ -12,7 +12,7 @@ from proxy.engine.context import Outcome
 from proxy.engine.observer import UpstreamEvent
 from proxy.engine.replies import reply
 from proxy.errors import UpstreamError
-from proxy.listeners.exchange import DownstreamGone, Exchange
+from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import LoadBalancer
 from proxy.outlier.detector import Outcome as AttemptOutcome
 from proxy.retry.policy import FailureKind, retry_decision
@@ -209,21 +209,24 @@ async def _relay(
     """Stream the response back at the client's pace; ends the endpoint's in-flight count."""
     ep, resp = picked
     outcome = outcome_of(resp.status)
+    complete = False
     try:
         out.status = resp.status
         await exchange.start_response(resp.status, clean_response(resp.headers))
         async for chunk in resp.body:
             await exchange.send_data(chunk)
             out.bytes_sent += len(chunk)
+        complete = True
         await exchange.end_response(resp.trailers or None)
     except UpstreamError:
         outcome = AttemptOutcome.GATEWAY_ERROR
         out.reason = "upstream_reset_mid_body"
         await exchange.abort()
-    except DownstreamGone:
-        raise
     finally:
-        await _close_quietly(resp)
+        if complete:
+            await resp.aclose()  # already released by the finished body: no I/O
+        else:
+            await _close_quietly(resp)
         engine.state.end(ep.key)
         _record(engine, route, ep, outcome)
 

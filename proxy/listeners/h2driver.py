@@ -8,6 +8,7 @@ client's windows open. The caller owns (and closes) the transport stream.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +30,8 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2session import H2ServerSession, H2SessionSettings, StreamGone
+
+log = logging.getLogger(__name__)
 
 
 class H2Connection:
@@ -185,6 +188,10 @@ class H2Connection:
                 await ex.abort()
         except DownstreamGone:
             pass
+        except Exception:
+            # A bug in one exchange resets that stream only.
+            log.exception("stream %d from %s failed", ex.stream_id, self.downstream.remote)
+            await ex.abort()
         finally:
             ex.release()
             del self.streams[ex.stream_id]

@@ -4,6 +4,7 @@ graceful drain.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from proxy.protocol import H2_PREFACE
 from proxy.tls import TLSHandshakeError, TLSStream
 
 VerifyPeer = Callable[[ssl.SSLObject], str]
+log = logging.getLogger(__name__)
 DEFAULT_LIMITS = ListenerLimits()
 _TLS_HANDSHAKE_RECORD = 0x16
 _PLAINTEXT_REFUSAL = (
@@ -151,6 +153,9 @@ async def _serve_connection(
             await admit.serve(stream)
         except DownstreamGone:
             pass
+        except Exception:
+            # A bug must cost one connection, never the listener.
+            log.exception("connection from %s failed", _remote(stream))
         finally:
             await trio.aclose_forcefully(stream)
     finally:
@@ -222,10 +227,11 @@ class _Admission:
         if scope.cancelled_caught:
             return
         try:
-            if tls.ssl_object.selected_alpn_protocol() != "h2":
+            obj = tls.ssl_object
+            if obj.version() != "TLSv1.3" or obj.selected_alpn_protocol() != "h2":
                 return
             try:
-                identity = self.verify_peer(tls.ssl_object)
+                identity = self.verify_peer(obj)
             except Exception:
                 return
             down = Downstream("inbound", remote, identity, "h2", tls=True)

@@ -7,7 +7,8 @@ import json
 import httpx
 import trio
 
-from proxy.routes.table import RetrySettings
+from proxy.listeners import open_listening_socket
+from proxy.routes.table import FaultSettings, RetrySettings
 from tests.integration.proxy.backends import EchoBackend
 from tests.integration.proxy.harness import (
     FAST_RETRY,
@@ -120,3 +121,28 @@ async def test_retry_moves_to_a_healthy_endpoint() -> None:
     assert statuses == [200] * 20
     assert good.hits == 20
     assert sum(r.retries for r in gw.observer.requests) >= 1
+
+
+async def test_fault_injection_aborts_without_reaching_the_backend() -> None:
+    backend = EchoBackend()
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        fault = FaultSettings(abort_status=418, abort_percent=100.0)
+        routing = table(route("web.shop", (local_endpoint("web-1", port),), fault=fault))
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            answers = [(await client.get("http://web.shop.global/")) for _ in range(3)]
+        nursery.cancel_scope.cancel()
+    assert {a.status_code for a in answers} == {418}
+    assert {a.headers["x-isthmus-reason"] for a in answers} == {"fault_injected"}
+    assert backend.hits == 0
+
+
+async def test_listeners_share_a_port_with_so_reuseport() -> None:
+    first = await open_listening_socket("127.0.0.1", 0, reuse_port=True)
+    port = first.getsockname()[1]
+    second = await open_listening_socket("127.0.0.1", port, reuse_port=True)
+    with first, second:
+        assert second.getsockname()[1] == port
