@@ -244,9 +244,12 @@ def _diagnose(
     if blocked:
         spread = policy.spread
         assert spread is not None
+        with_room = hard_mask(topo, state, svc, placements, anti) & state.growable & (slots > 0)
+        domains = len(set(topo.domain_codes(spread.over)[with_room].tolist()))
         detail = (
-            f"spreading over {spread.over} (min_domains {spread.min_domains}, "
-            f"max_skew {spread.max_skew}) leaves no allowed domain with room"
+            f"spread over {spread.over} needs {spread.min_domains} domain(s) and "
+            f"max_skew {spread.max_skew}, but only {domains} {spread.over}(s) have an allowed "
+            "cluster with room"
         )
         return _problem(svc, blocked, missing, detail)
     if slots.sum() < need:

@@ -81,7 +81,8 @@ def test_repeated_what_ifs_combine(app: typer.Typer) -> None:
     data = json.loads(out)
     assert "gcp-euw1" not in json.dumps(data["placements"])
     catalog = data["unschedulable"]["catalog.shop"]
-    assert catalog["constraint"] in {"allowed_regions", "capacity"}
+    assert (catalog["constraint"], catalog["missing"]) == ("spread.min_domains", 3)
+    assert "only 1 region(s) have an allowed cluster with room" in catalog["message"]
 
 
 def test_table_output_shows_placements_traffic_and_reasons(app: typer.Typer) -> None:
