@@ -7,6 +7,8 @@ Percentiles come from h2load's ``--log-file`` (one line per request: start time 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +110,16 @@ def read_latencies(log_file: Path) -> list[float]:
     return values
 
 
-def run_h2load(url: str, authority: str, load: Load, *, cpus: str | None) -> LoadResult:
-    """Run h2load against ``url`` (h2c) with ``:authority`` set; pinned to ``cpus``."""
+def run_h2load(
+    url: str,
+    authority: str,
+    load: Load,
+    *,
+    cpus: str | None,
+    env: dict[str, str] | None = None,
+) -> LoadResult:
+    """Run h2load against ``url`` with ``:authority`` set; pinned to ``cpus``. ``env`` is added
+    to the environment (see :func:`client_cert_env` for an https URL with a client cert)."""
     with tempfile.TemporaryDirectory(prefix="isthmus-h2load-") as tmp:
         log_file = Path(tmp) / "requests.tsv"
         done = run_tool(
@@ -117,6 +127,7 @@ def run_h2load(url: str, authority: str, load: Load, *, cpus: str | None) -> Loa
             cpus=cpus,
             timeout_s=load.bound_s(),
             what=f"h2load {url}",
+            env=env,
         )
         total, succeeded, failed, non_2xx, seconds, rps = parse_summary(done.stdout)
         latencies = read_latencies(log_file) if log_file.exists() else []
@@ -130,3 +141,49 @@ def run_h2load(url: str, authority: str, load: Load, *, cpus: str | None) -> Loa
         p50_ms=percentile(latencies, 0.50),
         p99_ms=percentile(latencies, 0.99),
     )
+
+
+# h2load cannot present a client certificate. This LD_PRELOAD shim (the one in the team's
+# shared tools, h2load-mtls) loads SHIM_CERT/SHIM_KEY into every OpenSSL client context.
+SHIM_SOURCE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <openssl/ssl.h>
+SSL_CTX *SSL_CTX_new(const SSL_METHOD *m) {
+    static SSL_CTX *(*real)(const SSL_METHOD *) = NULL;
+    if (!real) real = dlsym(RTLD_NEXT, "SSL_CTX_new");
+    SSL_CTX *ctx = real(m);
+    const char *c = getenv("SHIM_CERT"), *k = getenv("SHIM_KEY");
+    if (ctx && c && k) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, c) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, k, SSL_FILETYPE_PEM) != 1)
+            fprintf(stderr, "shim: failed to load client cert\n");
+    }
+    return ctx;
+}
+"""
+SHIM_PACKAGES = "gcc libssl-dev"
+
+
+def build_client_cert_shim(directory: Path) -> Path | None:
+    """Compile the shim into ``directory``; None when gcc or OpenSSL headers are missing
+    (install :data:`SHIM_PACKAGES`)."""
+    if shutil.which("gcc") is None or not Path("/usr/include/openssl/ssl.h").exists():
+        return None
+    source, out = directory / "clientcert_shim.c", directory / "clientcert_shim.so"
+    source.write_text(SHIM_SOURCE, encoding="utf-8")
+    done = subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl", "-lssl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return out if done.returncode == 0 else None
+
+
+def client_cert_env(shim: Path, cert: Path, key: Path) -> dict[str, str]:
+    """Environment that makes h2load present ``cert``/``key`` (through ``shim``)."""
+    return {"LD_PRELOAD": str(shim), "SHIM_CERT": str(cert), "SHIM_KEY": str(key)}

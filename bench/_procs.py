@@ -161,13 +161,23 @@ class ProcGroup:
 
 
 def run_tool(
-    argv: Sequence[str], *, cpus: str | None, timeout_s: float, what: str
+    argv: Sequence[str],
+    *,
+    cpus: str | None,
+    timeout_s: float,
+    what: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a measuring tool to completion (pinned), raising :class:`BenchError` naming
-    ``what`` on a non-zero exit or when it exceeds ``timeout_s``."""
+    """Run a measuring tool to completion (pinned, ``env`` added to ours), raising
+    :class:`BenchError` naming ``what`` on a non-zero exit or when it exceeds ``timeout_s``."""
     try:
         done = subprocess.run(
-            pinned(argv, cpus), capture_output=True, text=True, timeout=timeout_s, check=False
+            pinned(argv, cpus),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
     except subprocess.TimeoutExpired as err:
         raise BenchError(f"{what} did not finish within {timeout_s:.0f} s") from err

@@ -9,6 +9,9 @@ listener). Parts (``--only``, comma-separated; default all):
 - ``rps``: req/s at full load, proxy CPU µs per request (``/proc/<pid>/stat`` utime+stime of A
   and B) and the resulting req/s per core per hop;
 - ``latency``: p50/p99 at full load and at a fixed 2,000 req/s (``h2load --rps``);
+- ``hop``: one hop measured directly — h2load presenting alpha's SVID (an ``LD_PRELOAD`` shim
+  compiled on the fly; needs gcc and libssl-dev, else the part is skipped with a note) over mTLS
+  straight at B's inbound listener: req/s, CPU per request, p99 at 2,000 req/s;
 - ``tunnel``: 2 GiB through a CONNECT tunnel across both gateways vs HAProxy in TCP mode with
   TLS between its two instances;
 - ``handshakes``: new TLS 1.3 mTLS handshakes per second against B's inbound listener, and B's
@@ -34,11 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import _parts as parts
+from bench._h2load import build_client_cert_shim
 from bench._procs import BenchError, ProcGroup
 from bench._report import Report
 from bench._topology import Pinning, build, start_haproxy, start_isthmus, start_shared
 
-PARTS = ("rps", "latency", "tunnel", "handshakes", "workers")
+PARTS = ("rps", "latency", "hop", "tunnel", "handshakes", "workers")
 REQUIRED_TOOLS = {"haproxy": "haproxy", "h2load": "nghttp2-client"}
 
 
@@ -133,17 +137,20 @@ def run(plan: Plan, root: Path) -> Report:
     logs.mkdir()
     with ProcGroup(logs) as shared:
         start_shared(shared, topo, plan.pin)
-        if plan.chosen & {"rps", "latency", "tunnel", "handshakes"}:
+        if plan.chosen & {"rps", "latency", "hop", "tunnel", "handshakes"}:
             with ProcGroup(logs) as group:
                 sut = parts.Pair(
                     start_isthmus(group, topo, plan.pin), start_haproxy(group, topo, plan.pin)
                 )
-                ctx = parts.Ctx(topo, sut, plan.settings, plan.pin, plan.chosen, report)
+                shim = build_client_cert_shim(root) if "hop" in plan.chosen else None
+                ctx = parts.Ctx(topo, sut, plan.settings, plan.pin, plan.chosen, report, shim)
                 parts.warm_up(ctx)
                 if plan.chosen & {"rps", "latency"}:
                     parts.full_load(ctx)
                 if "latency" in plan.chosen:
                     parts.fixed_rate(ctx)
+                if "hop" in plan.chosen:
+                    parts.hop(ctx)
                 if "tunnel" in plan.chosen:
                     parts.tunnel(ctx)
                 if "handshakes" in plan.chosen:
