@@ -63,6 +63,7 @@ class Cluster:
     stats: BackendStats = field(default_factory=BackendStats)
     gateway: RunningGateway | None = None
     gateway_scope: trio.CancelScope | None = None
+    stopped: trio.Event = field(default_factory=trio.Event)
     backend_scope: trio.CancelScope | None = None
 
     @property
@@ -90,14 +91,21 @@ class Federation:
     async def start_gateway(self, name: str) -> RunningGateway:
         cluster = self.clusters[name]
         scope = trio.CancelScope()
+        cluster.stopped = trio.Event()
 
         async def run(
             task_status: trio.TaskStatus[RunningGateway] = trio.TASK_STATUS_IGNORED,
         ) -> None:
-            with scope:
-                await serve_gateway(
-                    cluster.config, handle_signals=False, freeze_gc=False, task_status=task_status
-                )
+            try:
+                with scope:
+                    await serve_gateway(
+                        cluster.config,
+                        handle_signals=False,
+                        freeze_gc=False,
+                        task_status=task_status,
+                    )
+            finally:
+                cluster.stopped.set()
 
         cluster.gateway = await self.nursery.start(run)
         cluster.gateway_scope = scope
@@ -114,6 +122,14 @@ class Federation:
                 ):
                     return
                 await trio.sleep(0.05)
+
+    async def stop_gateway(self, name: str) -> None:
+        """Graceful: drain (peers' probes see 503), then wait until the gateway returned."""
+        cluster = self.clusters[name]
+        assert cluster.gateway is not None
+        cluster.gateway.stop()
+        await cluster.stopped.wait()
+        cluster.gateway = None
 
     def kill_gateway(self, name: str) -> None:
         """Abrupt death: every socket of the gateway closes at once (no drain)."""

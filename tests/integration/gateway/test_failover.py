@@ -92,3 +92,23 @@ async def test_backend_then_gateway_death_fails_over_without_errors_and_fails_ba
             if line.name == "isthmus_retries"
         ]
         assert retries and any(sample.value > 0 for sample in retries[0].samples)
+
+
+async def test_graceful_stop_of_a_gateway_under_traffic_fails_no_request(tmp_path: Path) -> None:
+    """A rolling restart: west drains (its /readyz turns 503, in-flight requests finish),
+    east moves traffic to north, west comes back and traffic returns."""
+    traffic = Traffic()
+    retry = RetryPolicy(attempts=3, per_try_timeout_s=2.0, budget_percent=100.0)
+    async with (
+        open_federation(tmp_path, ("east", "west", "north"), retry=retry) as fed,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(drive, "http://catalog.shop.global/", fed["east"].outbound, traffic)
+        await until(mostly(traffic, "west", 20), 5, "traffic to reach west")
+        with trio.fail_after(10):
+            await fed.stop_gateway("west")
+        await until(mostly(traffic, "north", 20), 10, "traffic on north while west is down")
+        await fed.start_gateway("west")
+        await until(mostly(traffic, "west", 20), 15, "traffic back on west")
+        nursery.cancel_scope.cancel()
+    assert traffic.failures == []

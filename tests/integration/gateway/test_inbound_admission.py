@@ -7,7 +7,6 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
-import pytest
 import trio
 
 from federation.trust import CertificateAuthority, client_context
@@ -90,11 +89,6 @@ async def test_only_known_peers_of_their_own_trust_domain_are_answered(tmp_path:
     assert traffic.failures == []
 
 
-@pytest.mark.xfail(
-    reason="proxy/listeners/h2driver.py: DownstreamGone from H2Connection._read_loop's flush "
-    "escapes in an ExceptionGroup and takes the whole inbound listener down (reported)",
-    strict=False,
-)
 async def test_a_peer_dropping_its_connection_mid_response_does_not_stop_the_listener(
     tmp_path: Path,
 ) -> None:
