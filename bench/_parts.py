@@ -387,8 +387,8 @@ def _one_worker_run(
         )
         before = proc.cpu_seconds()
         load = Load(
-            clients=max(8, settings.clients),
-            streams=settings.streams,
+            clients=16,  # enough connections for SO_REUSEPORT to spread them evenly
+            streams=max(1, settings.clients * settings.streams // 16),
             duration_s=settings.duration_s,
         )
         result = run_h2load(url, AUTHORITY, load, cpus=None)
