@@ -8,6 +8,7 @@ import h2.config
 import h2.connection
 import h2.events
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from federation.trust import CertificateAuthority, client_context
 from gateway.identity import ALPN
@@ -117,3 +118,33 @@ async def test_http1_over_tls_is_refused_on_the_inbound_port(tmp_path: Path) -> 
         finally:
             await trio.aclose_forcefully(stream)
         assert got == b""
+
+
+async def test_rotated_svid_files_are_served_to_new_connections_under_traffic(
+    tmp_path: Path,
+) -> None:
+    traffic = Traffic()
+    async with open_federation(tmp_path) as fed:
+        west = fed["west"]
+        assert west.gateway is not None and fed["east"].gateway is not None
+        config = west.gateway.config
+        client = fed["east"].gateway.identity.client_context_for(None)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drive, "http://catalog.shop.global/", fed["east"].outbound, traffic)
+            await until(lambda: len(traffic.served_by) >= 10, 5, "traffic")
+            fresh = issue_svid(
+                ca_of(fed, "west"), "spiffe://west.isthmus.local/isthmus/gateway/west"
+            )
+            fresh.save(config.identity.svid.parent)
+            await until(lambda: west.gateway.identity.svid.leaf == fresh.leaf, 5, "rotation")  # type: ignore[union-attr]
+            tcp = await trio.open_tcp_stream("127.0.0.1", west.spec.inbound_port)
+            tls = trio.SSLStream(tcp, client)
+            with trio.fail_after(5):
+                await tls.do_handshake()
+            served = tls.getpeercert(binary_form=True)
+            await trio.aclose_forcefully(tls)
+            count = len(traffic.served_by)
+            await until(lambda: len(traffic.served_by) >= count + 10, 5, "traffic after rotation")
+            nursery.cancel_scope.cancel()
+    assert served == fresh.leaf.public_bytes(Encoding.DER)
+    assert traffic.failures == []
