@@ -211,6 +211,8 @@ class H1Exchange:
 
     async def _read_body(self) -> AsyncIterator[bytes]:
         conn = self._conn
+        if conn.session.send_continue():
+            await conn.flush()  # the client holds its body until it sees 100 Continue
         while not self._body_done:
             while conn.events:
                 ev = conn.events.popleft()

@@ -85,6 +85,15 @@ class H1ServerSession:
         if status >= 200 or self._conn.their_state is not h11.SEND_BODY:
             self._out.append(self._conn.send(h11.Response(status_code=status, headers=headers)))
 
+    def send_continue(self) -> bool:
+        """Queue ``100 Continue`` if the client waits for it before sending its body."""
+        if not self._conn.client_is_waiting_for_100_continue:
+            return False
+        self._out.append(
+            self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+        )
+        return True
+
     def send_data(self, data: bytes | memoryview) -> None:
         if data:
             self._out.append(self._conn.send(h11.Data(data=bytes(data))) or b"")

@@ -146,3 +146,26 @@ async def test_listeners_share_a_port_with_so_reuseport() -> None:
     second = await open_listening_socket("127.0.0.1", port, reuse_port=True)
     with first, second:
         assert second.getsockname()[1] == port
+
+
+async def test_expect_100_continue_is_answered_so_the_body_flows() -> None:
+    backend = EchoBackend()
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        routing = table(route("web.shop", (local_endpoint("web-1", port),), retry=FAST_RETRY))
+        async with running_gateway(routing) as gw:
+            stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+            async with stream:
+                await stream.send_all(
+                    b"POST http://web.shop.global/up HTTP/1.1\r\nhost: web.shop.global\r\n"
+                    b"content-length: 5\r\nexpect: 100-continue\r\n\r\n"
+                )
+                with trio.fail_after(5):
+                    interim = await stream.receive_some(1024)
+                    await stream.send_all(b"hello")
+                    final = b""
+                    while not final.endswith(b"hello"):
+                        final += await stream.receive_some(1024)
+        nursery.cancel_scope.cancel()
+    assert interim.startswith(b"HTTP/1.1 100")
+    assert b" 200 " in final.split(b"\r\n")[0] + b" "
