@@ -12,15 +12,17 @@ embedded federation.
 from __future__ import annotations
 
 import logging
+import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import trio
 
+from federation.trust import CertificateAuthority, X509Svid, issue_x509_svid, run_svid_rotation
 from gateway.config import GatewayConfig
 from gateway.run import RunningGateway, serve_gateway
 from isthmus.runner.demo_backend import serve_demo_backend
@@ -28,6 +30,7 @@ from isthmus.runner.topology import ClusterSpec, ServiceSpec, write_local_federa
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
+SVID_TTL = timedelta(hours=1)
 DRAIN_S = 1.0
 
 
@@ -62,6 +65,7 @@ def write_example(home: Path, clusters: list[LocalCluster]) -> dict[str, Path]:
         [c.spec for c in clusters],
         services,
         now=datetime.now(UTC),
+        svid_ttl=SVID_TTL,
         drain_timeout_s=DRAIN_S,
     )
 
@@ -87,6 +91,29 @@ def banner(home: Path, clusters: list[LocalCluster]) -> str:
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+async def rotate_svid(directory: Path, running: RunningGateway) -> None:
+    """Renew the gateway's SVID from its local CA at half-life (A's rotation task): the new
+    SVID is written to ``directory`` (so a restart uses it) and swapped into the running
+    gateway at once (new connections present it). Never returns."""
+    ca = CertificateAuthority.load(directory / "ca")
+    spiffe_id = running.identity.svid.spiffe_id
+
+    async def issue() -> X509Svid:
+        return issue_x509_svid(ca, spiffe_id, now=datetime.now(UTC), ttl=SVID_TTL)
+
+    def install(svid: X509Svid) -> None:
+        svid.save(directory)
+        running.identity.update(svid=svid)
+        log.info("rotated %s, valid until %s", svid.spiffe_id, svid.not_after.isoformat())
+
+    await run_svid_rotation(
+        running.identity.svid,
+        issue,
+        install,
+        rng=random.Random(),  # noqa: S311 - jitter, not crypto
+    )
 
 
 async def run_up(
@@ -116,6 +143,8 @@ async def run_up(
                             partial(serve_gateway, config, handle_signals=False)
                         )
                     )
+                for c, running in zip(clusters, gateways, strict=True):
+                    backends.start_soon(rotate_svid, home / "local" / c.spec.name, running)
                 on_ready(banner(home, clusters))
                 task_status.started(gateways)
                 async for signum in signals:
