@@ -186,6 +186,7 @@ def _place(result: PlacementPlan, name: str) -> bool:
         stickiness=inputs.stickiness,
     )
     result.placements_by_index[name] = outcome.placement
+    result.placed_units[name] = svc.policy.units_per_replica
     result.free_before[name] = outcome.free_before
     if outcome.unschedulable is None:
         result.unschedulable.pop(name, None)
@@ -306,7 +307,7 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
         if _place(result, name):
             for other in sorted(inputs.related.get(name, ())):
                 enqueue(other)
-    # as in a full plan: a service left short may fit now that later ones moved away
+    # As in a full plan: a service left short may fit now that later ones moved away.
     for name in sorted(set(result.unschedulable) & queued, key=inputs.rank.__getitem__):
         _place(result, name)
     result.index_clusters(changed=queued | set(dropped))

@@ -64,6 +64,8 @@ class PlacementPlan:
         self.previous = previous
         self.previous_inputs = inputs
         self.reserved: Mapping[str, Placement] = {}
+        #: units per replica of placements made by this plan (a policy may change them)
+        self.placed_units: dict[str, float] = {}
         #: services this plan (re-)placed: all for ``plan``, the affected ones for ``replan``
         self.replanned: frozenset[str] = frozenset()
         #: services whose placement differs from the previous plan (or the scenario's current)
@@ -185,6 +187,8 @@ class PlacementPlan:
 
     def held_units(self, service: str) -> float:
         """Units per replica of the placement ``service`` holds before it is re-placed."""
+        if service in self.placed_units:
+            return self.placed_units[service]
         svc = self.previous_inputs.services.get(service) or self.inputs.services.get(service)
         return 0.0 if svc is None else svc.policy.units_per_replica
 

@@ -70,3 +70,17 @@ def test_unknown_names_in_a_change_set_are_named() -> None:
         replan(before, ChangeSet(removed_services=("x.y",)))
     with pytest.raises(ScenarioError, match=r"demand\[s0.ns\]: unknown cluster 'c-99'"):
         replan(before, ChangeSet(demand={"s0.ns": {"c-99": 1.0}}))
+
+
+def test_changing_replica_size_keeps_capacity_accounting_exact() -> None:
+    clusters, services = _fleet()
+    before = plan(scenario(clusters, services))
+    bigger = service("s0.ns", replicas=2, units_per_replica=15, spread={"over": "zone"})
+    after = replan(before, ChangeSet(services=(bigger,)))
+    expected = {name: 0.0 for name in after.clusters}
+    for name in after.services:
+        size = 15.0 if name == "s0.ns" else 1.0
+        for cluster_name, replicas in after.placement(name).items():
+            expected[cluster_name] += replicas * size
+    assert after.used_units() == pytest.approx(expected)
+    assert all(used <= 20 for used in after.used_units().values())
