@@ -195,10 +195,11 @@ def _place(result: PlacementPlan, name: str) -> bool:
     return outcome.placement != (before or {})
 
 
-def _changed_inputs(previous: PlacementPlan, changes: ChangeSet) -> tuple[PlanInputs, set[str]]:
+def _changed_inputs(
+    previous: PlacementPlan, changes: ChangeSet, topo: Topology
+) -> tuple[PlanInputs, set[str]]:
     """New inputs sharing what did not change, and the services whose inputs changed."""
     old = previous.inputs
-    topo = old.topology.with_clusters(changes.clusters)
     policies = {name: svc.policy for name, svc in old.services.items()}
     demand = dict(old.demand)
     touched: set[str] = set()
@@ -281,9 +282,10 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
     try:
         if changes.removed_clusters:
             raise KeyError(changes.removed_clusters[0])
-        inputs, touched = _changed_inputs(previous, changes)
-    except KeyError:
+        topo = previous.inputs.topology.with_clusters(changes.clusters)
+    except KeyError:  # a cluster was added, removed or moved: every index may shift
         return _full_replan(previous, changes, now)
+    inputs, touched = _changed_inputs(previous, changes, topo)
     result = previous.derive(inputs, now)
     dropped = [name for name in previous.inputs.services if name not in inputs.services]
     for name in dropped:
@@ -315,7 +317,7 @@ def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:
     result.moved = frozenset(
         name
         for name in queued | set(dropped)
-        if result.placements_by_index.get(name) != previous.placements_by_index.get(name)
+        if result.placements_by_index.get(name, {}) != previous.placements_by_index.get(name, {})
     )
     return result
 
