@@ -5,6 +5,7 @@ Owns nothing but the session; the caller owns (and closes) the transport stream.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -112,7 +113,9 @@ class H1Connection:
             self.events.extend(self.session.next_events())
 
     async def _run(self, exchange: H1Exchange) -> None:
-        with trio.move_on_after(self.limits.request_timeout_s) as scope:
+        # A CONNECT tunnel lives as long as its two sides do; only exchanges are bounded.
+        timeout = math.inf if exchange.method == b"CONNECT" else self.limits.request_timeout_s
+        with trio.move_on_after(timeout) as scope:
             try:
                 await self.handler.handle(exchange)
             except DownstreamGone:

@@ -176,7 +176,9 @@ class H2Connection:
 
     async def _run_stream(self, ex: H2Exchange) -> None:
         try:
-            with trio.move_on_after(self.limits.request_timeout_s) as scope:
+            tunnel = ex.method == b"CONNECT"
+            timeout = math.inf if tunnel else self.limits.request_timeout_s
+            with trio.move_on_after(timeout) as scope:
                 ex.scope = scope
                 await self.handler.handle(ex)
             if scope.cancelled_caught and not ex.reset_by_peer:

@@ -15,7 +15,7 @@ import trio
 
 from proxy.listeners import ListenerLimits
 from proxy.protocol import H2_PREFACE
-from tests.integration.proxy.backends import EchoBackend
+from tests.integration.proxy.backends import EchoBackend, serve_tcp_echo
 from tests.integration.proxy.harness import (
     FAST_RETRY,
     Gateway,
@@ -179,3 +179,26 @@ async def test_oversized_h2_header_block_and_malformed_frames_get_goaway() -> No
         assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
 
     await _with_gateway_and_good_client(attack)
+
+
+async def test_a_tunnel_outlives_the_request_timeout() -> None:
+    async with trio.open_nursery() as nursery:
+        echo_port = await nursery.start(serve_tcp_echo)
+        routing = table(
+            route(
+                "db.shop",
+                (local_endpoint("db", 1),),
+                tcp_targets=(("127.0.0.1", echo_port),),
+            )
+        )
+        limits = replace(LIMITS, request_timeout_s=0.2)
+        async with running_gateway(routing, limits=limits) as gw:
+            stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+            async with stream:
+                await stream.send_all(b"CONNECT db.shop.global:5432 HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 200")
+                await trio.sleep(0.4)
+                await stream.send_all(b"still there?")
+                with trio.fail_after(5):
+                    assert await stream.receive_some(1024) == b"still there?"
+        nursery.cancel_scope.cancel()
