@@ -115,6 +115,14 @@ class RoutingWatcher:
         )
         return True
 
+    def adopt(self, model: RoutingModel) -> None:
+        """Apply a model that came from elsewhere (the federation's snapshot): same checks as a
+        file reload, but errors are raised (the caller NACKs) instead of kept."""
+        check_model(self._config, model, self.model)
+        self.model = model
+        self._apply(model)
+        self.last_error = None
+
     def _version(self) -> int | None:
         return None if self.model is None else self.model.version
 

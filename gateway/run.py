@@ -26,6 +26,8 @@ from functools import partial
 import trio
 
 from federation.model import RoutingModel
+from federation.model.api import Snapshot
+from federation.trust import BundleSet
 from gateway.admin import AdminApp, bind_admin_socket, serve_admin
 from gateway.config import GatewayConfig
 from gateway.errors import PeerRejected
@@ -33,7 +35,7 @@ from gateway.identity import GatewayIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.observe import GatewayObserver
 from gateway.probes import run_maintenance
-from gateway.reload import RoutingWatcher
+from gateway.reload import RoutingWatcher, check_model
 from gateway.status import GatewayStatus
 from gateway.translate import translate_model
 from proxy.engine import ForwardingEngine
@@ -62,6 +64,15 @@ class RunningGateway:
     def stop(self) -> None:
         """Begin a graceful drain; :func:`serve_gateway` returns when it is done."""
         self._stop.set()
+
+    def apply_snapshot(self, snapshot: Snapshot, bundles: BundleSet) -> None:
+        """Install a federation snapshot (``federation.client.SnapshotApplier``): its routing
+        model (checked like a file reload: this cluster, this trust domain, version not lower)
+        and the verified bundles (new handshakes only). Raises
+        :class:`~gateway.errors.GatewayConfigError` to refuse it; nothing changes then."""
+        check_model(self.config, snapshot.routing, self.watcher.model)
+        self.identity.update(bundles=bundles)
+        self.watcher.adopt(snapshot.routing)
 
 
 def listener_limits(config: GatewayConfig) -> ListenerLimits:

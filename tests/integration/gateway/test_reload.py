@@ -9,6 +9,8 @@ import pytest
 import trio
 
 from federation.model import PriorityLevel, RoutingModel, load_model_file
+from federation.model.api import Snapshot
+from gateway.errors import GatewayConfigError
 from isthmus.runner import write_routing_file
 from tests.integration.gateway.harness import open_federation
 from tests.integration.gateway.test_failover import Traffic, drive, mostly, until
@@ -60,3 +62,22 @@ async def test_reload_under_traffic_moves_traffic_without_a_failed_request(
     assert 'isthmus_config_reloads_total{result="rejected"} 1.0' in metrics
     assert "isthmus_routing_table_version 2.0" in metrics
     assert any(str(path) in r.getMessage() for r in caplog.records)
+
+
+async def test_a_federation_snapshot_is_applied_or_refused_whole(tmp_path: Path) -> None:
+    async with open_federation(tmp_path, ("east", "west", "north")) as fed:
+        east = fed["east"].gateway
+        assert east is not None
+        model = load_model_file(RoutingModel, east.config.routing_file)
+        bundles = east.identity.bundles
+        east.apply_snapshot(Snapshot(version=5, routing=swap_order(model, 5)), bundles)
+        async with httpx.AsyncClient(proxy=fed["east"].outbound, timeout=5) as client:
+            assert (await client.get("http://catalog.shop.global/")).json()["cluster"] == "north"
+        other = model.model_copy(update={"version": 6, "cluster": "south"})
+        with pytest.raises(GatewayConfigError, match="cluster"):
+            east.apply_snapshot(Snapshot(version=6, routing=other), bundles)
+        with pytest.raises(GatewayConfigError, match="older"):
+            east.apply_snapshot(
+                Snapshot(version=4, routing=model.model_copy(update={"version": 4})), bundles
+            )
+        assert east.status.table is not None and east.status.table.version == 5
