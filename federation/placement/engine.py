@@ -75,7 +75,7 @@ def _compile(
 ) -> PlanInputs:
     order, anti, related = _relations(policies)
     services = {
-        name: CompiledService.of(policies[name], dict(demand.get(name, {})), topo) for name in order
+        name: CompiledService.of(policies[name], demand.get(name, {}), topo) for name in order
     }
     return PlanInputs(
         topology=topo,
@@ -85,7 +85,7 @@ def _compile(
         rank={name: i for i, name in enumerate(order)},
         anti=anti,
         related=related,
-        demand={name: dict(rates) for name, rates in demand.items()},
+        demand=dict(demand),
         stickiness=stickiness,
     )
 

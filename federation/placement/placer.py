@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from federation.model.placement import SpreadPolicy
-from federation.placement.scoring import CompiledService, headroom_scores, static_scores
+from federation.placement.scoring import CompiledService, static_scores
 from federation.placement.topology import BoolArray, ClusterState, FloatArray, IntArray, Topology
 
 
@@ -153,7 +153,9 @@ def _board(
     wsum = weights.cost + weights.latency + weights.headroom
     base = (weights.cost * static.cost + weights.latency * static.latency) / wsum
     head_weight = weights.headroom / wsum
-    rank = base + head_weight * headroom_scores(free, state.capacity, units)
+    head = (free - units) * state.inv_capacity  # == headroom_scores(), without its division
+    np.clip(head, 0.0, 1.0, out=head)
+    rank = base + head_weight * head
     for i, count in current.items():
         if count > 0 and mask[i]:
             rank[i] += stickiness

@@ -37,8 +37,8 @@ class Topology:
     region: IntArray
     zone: IntArray
     has_zone: BoolArray
-    latency: npt.NDArray[np.float32]
-    egress: npt.NDArray[np.float32]
+    latency: FloatArray
+    egress: FloatArray
     _selector_cache: dict[tuple[Any, ...], BoolArray] = field(default_factory=dict)
     _filter_cache: dict[tuple[Any, ...], list[tuple[str, BoolArray]]] = field(default_factory=dict)
 
@@ -199,10 +199,10 @@ def build_topology(clusters: Iterable[ClusterSpec], network: NetworkSpec) -> Top
         np.where(
             same_region, lat.same_region, np.where(same_cloud, lat.same_cloud, lat.cross_cloud)
         ),
-    ).astype(np.float32)
+    ).astype(np.float64)
     egress = np.where(
         same_region, egr.same_region, np.where(same_cloud, egr.same_cloud, egr.cross_cloud)
-    ).astype(np.float32)
+    ).astype(np.float64)
     region_of = {(s.cloud, s.region): int(region[i]) for i, s in enumerate(specs)}
     for override in network.overrides:
         a = region_of.get(tuple(override.source.split("/", 1)))  # type: ignore[arg-type]
