@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,31 @@ def test_a_service_blocked_until_another_moves_away_still_gets_placed(app: typer
     assert data["unschedulable"] == {}
     assert data["placements"]["catalog.shop"] == {"azure-weu": 2, "gcp-euw1": 1}
     assert "gcp-euw1" not in data["placements"]["checkout.shop"]
+
+
+def _isthmus(*args: str, seed: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    return subprocess.run(
+        [sys.executable, "-m", "isthmus", "plan", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_installed_cli_prints_identical_bytes_across_processes_and_one_error_line(
+    tmp_path: Path,
+) -> None:
+    args = ("--input", str(EXAMPLE), "-o", "json", "--what-if", "down:gcp-euw1")
+    first, second = _isthmus(*args, seed="1"), _isthmus(*args, seed="2")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("capacity: 30", "capacity: -5"))
+    failed = _isthmus("--input", str(bad), seed="1")
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "clusters.2.capacity" in lines[0]
