@@ -151,7 +151,8 @@ def _rps_rows(
             sum(iso_cpu) / iso.seconds if iso.seconds else None,
             sum(hap_cpu) / hap.seconds if hap.seconds else None,
             "cores",
-            note="well below 1.0 on the pinned core = latency-bound (waiting), not CPU-bound",
+            note="below 1.0 on the pinned core = the proxies waited (latency-bound) or other "
+            "processes on the machine took the core; compare CPU per request",
         )
     )
     target = f">= {HOP_RPS_PER_CORE_TARGET:,.0f}"
