@@ -42,6 +42,7 @@ _FAILURE_STATUS = {
     FailureKind.PER_TRY_TIMEOUT: (504, "upstream_timeout"),
     FailureKind.RESET_BEFORE_HEADERS: (502, "upstream_reset"),
     FailureKind.GOAWAY: (503, "upstream_refused"),
+    FailureKind.PEER_503: (503, "peer_unavailable"),
 }
 
 
@@ -100,47 +101,27 @@ async def _attempts(
 ) -> tuple[Endpoint, UpstreamResponse] | None:
     """Try endpoints until one answers (returned with its endpoint: the caller relays it and
     ends its in-flight count) or retrying must stop (then a local reply was sent, ``None``)."""
-    state = engine.state
-    budget = state.budget(route.service)
+    budget = engine.state.budget(route.service)
     tried: set[str] = set()
     avoid: str | None = None
-    attempt = 0
     last: FailureKind | None = None
-    while True:
-        attempt += 1
+    for attempt in range(1, max(1, route.retry.attempts) + 1):
         now = trio.current_time()
-        pick = lb.pick(route, state, now, engine.rng, exclude=frozenset(tried), avoid_cluster=avoid)
+        pick = lb.pick(
+            route, engine.state, now, engine.rng, exclude=frozenset(tried), avoid_cluster=avoid
+        )
         ep = pick.endpoint
         if ep is None:
-            if last is None:
-                await reply(exchange, out, unavailable_response(pick.reason, route.service))
-            else:
-                status, reason = _FAILURE_STATUS.get(last, (503, "upstream_unavailable"))
-                msg = f"service {route.service!r}: every attempt failed ({last.value})"
-                await reply(exchange, out, local_reply(status, reason, msg))
-            return None
+            break
         tried.add(ep.key)
         out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
-        retrying = attempt > 1
-        if retrying:
-            budget.begin_retry()
-        state.begin(ep.key)
-        try:
-            result = await _one_attempt(engine, exchange, route, ep, headers=headers, body=body)
-        except BaseException:
-            state.end(ep.key)
-            raise
-        finally:
-            if retrying:
-                budget.end_retry()
+        result = await _counted_attempt(
+            engine, exchange, route, ep, headers=headers, body=body, retry=attempt > 1
+        )
         if isinstance(result, UpstreamResponse):
             return ep, result  # in-flight count ends in _relay
-        state.end(ep.key)
         last = result
-        _record(engine, route, ep, _FAILURE_OUTCOME.get(result))
-        engine.observer.on_upstream_event(
-            UpstreamEvent("failure", route.service, ep.key, ep.locality.cluster, result.value)
-        )
+        _event(engine, "failure", route, ep, result.value)
         decision = retry_decision(
             result,
             method=exchange.method,
@@ -151,15 +132,62 @@ async def _attempts(
             body_replayable=body is None or body.replayable,
         )
         if not decision.retry:
-            status, reason = _FAILURE_STATUS.get(result, (503, "upstream_unavailable"))
-            msg = f"service {route.service!r}: {result.value}, not retried ({decision.reason})"
-            await reply(exchange, out, local_reply(status, reason, msg))
+            if decision.reason == "budget_exhausted":
+                _event(engine, "budget_exhausted", route, ep, result.value)
+            await _give_up(exchange, route, out, result, f"not retried ({decision.reason})")
             return None
         out.retries += 1
         avoid = ep.locality.cluster if ep.kind == "peer" else None
-        engine.observer.on_upstream_event(
-            UpstreamEvent("retry", route.service, ep.key, ep.locality.cluster, result.value)
-        )
+        _event(engine, "retry", route, ep, result.value)
+    if last is None:
+        await reply(exchange, out, unavailable_response(pick.reason, route.service))
+    else:
+        await _give_up(exchange, route, out, last, "every attempt failed")
+    return None
+
+
+async def _counted_attempt(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    ep: Endpoint,
+    *,
+    headers: Headers,
+    body: ReplayableBody | None,
+    retry: bool,
+) -> UpstreamResponse | FailureKind:
+    """One attempt with its accounting: retry budget, in-flight count (left open when a
+    response is returned), outlier outcome of a failure."""
+    budget = engine.state.budget(route.service)
+    if retry:
+        budget.begin_retry()
+    engine.state.begin(ep.key)
+    try:
+        result = await _one_attempt(engine, exchange, route, ep, headers=headers, body=body)
+    except BaseException:
+        engine.state.end(ep.key)
+        raise
+    finally:
+        if retry:
+            budget.end_retry()
+    if not isinstance(result, UpstreamResponse):
+        engine.state.end(ep.key)
+        _record(engine, route, ep, _FAILURE_OUTCOME.get(result))
+    return result
+
+
+async def _give_up(
+    exchange: Exchange, route: Route, out: Outcome, failure: FailureKind, why: str
+) -> None:
+    status, reason = _FAILURE_STATUS.get(failure, (503, "upstream_unavailable"))
+    msg = f"service {route.service!r}: {failure.value}, {why}"
+    await reply(exchange, out, local_reply(status, reason, msg))
+
+
+def _event(engine: ForwardingEngine, kind: str, route: Route, ep: Endpoint, detail: str) -> None:
+    engine.observer.on_upstream_event(
+        UpstreamEvent(kind, route.service, ep.key, ep.locality.cluster, detail)
+    )
 
 
 def _body_started(body: ReplayableBody | None, failure: FailureKind) -> bool:

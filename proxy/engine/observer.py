@@ -62,9 +62,11 @@ class TunnelRecord:
 class UpstreamEvent:
     """Something happened to an upstream endpoint.
 
-    ``kind``: ``"ejected"`` (``detail`` = the reason, ``until`` set), ``"unejected"``,
-    ``"retry"`` (``detail`` = the failure kind), ``"failure"`` (an attempt failed; ``detail``
-    = the failure kind), ``"budget_exhausted"``.
+    ``kind``: ``"ejected"`` (``detail`` = the reason, ``until`` set, monotonic seconds),
+    ``"unejected"``, ``"retry"`` (``detail`` = the failure kind), ``"failure"`` (an attempt
+    failed; ``detail`` = the failure kind), ``"budget_exhausted"`` (a retry was refused by the
+    retry budget), ``"healthy"`` / ``"unhealthy"`` (active ``/readyz`` probes of a peer
+    gateway flipped; ``service`` is empty since probes are per endpoint).
     """
 
     kind: str

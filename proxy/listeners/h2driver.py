@@ -17,6 +17,7 @@ import h2.errors
 import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
+from proxy.listeners.h2tunnel import H2TunnelStream
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol.events import (
@@ -363,42 +364,3 @@ class H2Exchange:
     def _check_alive(self) -> None:
         if self.reset_by_peer or self._conn.broken:
             raise DownstreamGone(f"client {self.downstream.remote} reset stream {self.stream_id}")
-
-
-class H2TunnelStream(trio.abc.HalfCloseableStream):
-    """The client side of an HTTP/2 CONNECT stream as a byte stream (DATA frames)."""
-
-    def __init__(self, exchange: H2Exchange) -> None:
-        self._ex = exchange
-        self._body = exchange.body
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._body is None:
-            return b""
-        try:
-            return await self._body.__anext__()
-        except StopAsyncIteration:
-            self._body = None
-            return b""
-        except DownstreamGone as err:
-            raise trio.BrokenResourceError(str(err)) from err
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self._ex.send_data(bytes(data))
-        except DownstreamGone as err:
-            raise trio.BrokenResourceError(str(err)) from err
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def send_eof(self) -> None:
-        try:
-            await self._ex.end_response()
-        except DownstreamGone as err:
-            raise trio.BrokenResourceError(str(err)) from err
-
-    async def aclose(self) -> None:
-        """The connection driver owns the stream; closing early resets it."""
-        if not self._ex.ended:
-            await self._ex.abort()
