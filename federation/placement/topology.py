@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,12 @@ class Topology:
     egress: FloatArray
     _selector_cache: dict[tuple[Any, ...], BoolArray] = field(default_factory=dict)
     _filter_cache: dict[tuple[Any, ...], list[tuple[str, BoolArray]]] = field(default_factory=dict)
+
+    @cached_property
+    def locality_codes(self) -> list[tuple[int, int, int]]:
+        """Per cluster ``(zone or -1 without a zone, region, cloud)`` codes as Python ints."""
+        zones = np.where(self.has_zone, self.zone, -1).tolist()
+        return list(zip(zones, self.region.tolist(), self.cloud.tolist(), strict=True))
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -124,13 +124,14 @@ class ServiceTraffic:
         """The locality class of a source cluster for this service."""
         if self.policy.failover.mode == "explicit" or not self.placement:
             return ANY
-        topo, placed = self.topo, list(self.placement)
-        if topo.has_zone[source] and (topo.zone[placed] == topo.zone[source]).any():
-            return ("zone", int(topo.zone[source]))
-        if (topo.region[placed] == topo.region[source]).any():
-            return ("region", int(topo.region[source]))
-        if (topo.cloud[placed] == topo.cloud[source]).any():
-            return ("cloud", int(topo.cloud[source]))
+        zone, region, cloud = self.topo.locality_codes[source]
+        placed = self._placed()
+        if zone >= 0 and any(entry[1] == zone for entry in placed):
+            return ("zone", zone)
+        if any(entry[2] == region for entry in placed):
+            return ("region", region)
+        if any(entry[3] == cloud for entry in placed):
+            return ("cloud", cloud)
         return ANY
 
     def classes(self) -> list[ClassKey]:
@@ -138,11 +139,11 @@ class ServiceTraffic:
         if self.policy.failover.mode == "explicit" or not self.placement:
             return [ANY]
         keys: set[ClassKey] = {ANY}
-        for i in self.placement:
-            if self.topo.has_zone[i]:
-                keys.add(("zone", int(self.topo.zone[i])))
-            keys.add(("region", int(self.topo.region[i])))
-            keys.add(("cloud", int(self.topo.cloud[i])))
+        for _, zone, region, cloud in self._placed():
+            if zone >= 0:
+                keys.add(("zone", zone))
+            keys.add(("region", region))
+            keys.add(("cloud", cloud))
         return sorted(keys)
 
     def levels_for(self, source: int) -> tuple[TrafficLevel, ...]:
@@ -170,16 +171,8 @@ class ServiceTraffic:
     def _placed(self) -> list[tuple[Member, int, int, int]]:
         """Placed clusters as (member, zone, region, cloud), computed once."""
         if self._members is None:
-            topo = self.topo
-            self._members = [
-                (
-                    self._member(i),
-                    int(topo.zone[i]) if topo.has_zone[i] else -1,
-                    int(topo.region[i]),
-                    int(topo.cloud[i]),
-                )
-                for i in sorted(self.placement)
-            ]
+            codes = self.topo.locality_codes
+            self._members = [(self._member(i), *codes[i]) for i in sorted(self.placement)]
         return self._members
 
     def _compute(self, key: ClassKey) -> tuple[TrafficLevel, ...]:
