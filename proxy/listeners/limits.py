@@ -30,7 +30,7 @@ class ListenerLimits:
     request_timeout_s: float = 300.0
     drain_timeout_s: float = 30.0
     stream_window: int = 1 << 20
-    connection_window: int = 16 << 20
+    connection_window: int = 4 << 20
     read_size: int = 1 << 16
 
 

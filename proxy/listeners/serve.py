@@ -4,6 +4,7 @@ graceful drain.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -20,6 +21,8 @@ from proxy.tls import TLSHandshakeError, TLSStream
 
 VerifyPeer = Callable[[ssl.SSLObject], str]
 log = logging.getLogger(__name__)
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_CLIENT_GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 DEFAULT_LIMITS = ListenerLimits()
 _TLS_HANDSHAKE_RECORD = 0x16
 _PLAINTEXT_REFUSAL = (
@@ -131,11 +134,14 @@ async def _accept_loop(
     while True:
         try:
             sock, _ = await listener.accept()
-        except OSError as err:  # EMFILE and friends: back off instead of spinning
-            if err.errno is None:
-                raise
-            await trio.sleep(0.01)
-            continue
+        except OSError as err:
+            if err.errno in _OUT_OF_RESOURCES:  # back off instead of spinning
+                log.warning("accept failed (%s); backing off", err)
+                await trio.sleep(0.05)
+                continue
+            if err.errno in _CLIENT_GONE:
+                continue
+            raise
         if connections.count >= admit.limits.max_connections:
             sock.close()
             continue
