@@ -189,3 +189,20 @@ def test_min_domains_that_cannot_be_met_places_nothing_and_says_why() -> None:
     problem = result.unschedulable["ha.shop"]
     assert (problem.constraint, problem.missing) == ("spread.min_domains", 2)
     assert result.traffic("ha.shop", "c-1") == ()
+
+
+def test_a_new_cluster_attracts_only_the_services_whose_score_gain_justifies_a_move() -> None:
+    clusters = [cluster("old-1", "aws", "us-east-1", "a", cost_per_unit_hour=0.10)]
+    services = [
+        service("ledger.shop", objectives={"cost": 0, "latency": 1, "headroom": 0}),
+        service("batch.shop", objectives={"cost": 1, "latency": 0, "headroom": 0}),
+    ]
+    demand = {"ledger.shop": {"old-1": 10}, "batch.shop": {"old-1": 10}}
+    base = plan(scenario(clusters, services, demand=demand))
+    assert base.placements == {"batch.shop": {"old-1": 1}, "ledger.shop": {"old-1": 1}}
+    newcomer = cluster("new-1", "aws", "us-east-1", "a", cost_per_unit_hour=0.02)
+    after = replan(base, ChangeSet(clusters=(newcomer,)))
+    # same latency for ledger: no gain, no move; batch pays a fifth of the price: it moves
+    assert after.placements == {"batch.shop": {"new-1": 1}, "ledger.shop": {"old-1": 1}}
+    assert after.moved == {"batch.shop"}
+    assert "already ran here" in after.explain("ledger.shop")["old-1"].reason
