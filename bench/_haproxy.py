@@ -17,7 +17,7 @@ global
     maxconn 4000
     ssl-default-bind-options ssl-min-ver TLSv1.3
     ssl-default-server-options ssl-min-ver TLSv1.3
-    tune.bufsize 65536
+    tune.bufsize 262144
 
 defaults
     mode http

@@ -79,8 +79,10 @@ def _open(port: int, authority: str | None) -> socket.socket:
     return sock
 
 
-def send(port: int, total: int, authority: str | None) -> dict[str, float]:
-    """Push ``total`` bytes through 127.0.0.1:port; see the module docstring."""
+def send(port: int, total: int, authority: str | None, max_s: float) -> dict[str, float]:
+    """Push ``total`` bytes through 127.0.0.1:port; see the module docstring. Past ``max_s``
+    it stops early and reports what it sent so far with ``partial: 1`` (bytes still in socket
+    buffers, a few MB, are then counted as delivered)."""
     sock = _open(port, authority)
     with sock:
         chunk = memoryview(bytes(CHUNK))
@@ -91,10 +93,13 @@ def send(port: int, total: int, authority: str | None) -> dict[str, float]:
             part = chunk[: min(CHUNK, remaining)]
             sock.sendall(part)
             remaining -= len(part)
+            if time.perf_counter() - start > max_s:
+                seconds = time.perf_counter() - start
+                return {"bytes": float(total - remaining), "seconds": seconds, "partial": 1.0}
         if _recv_exact(sock, 1) != b"k":
             raise ConnectionError("the sink did not confirm")
         seconds = time.perf_counter() - start
-    return {"bytes": float(total), "seconds": seconds}
+    return {"bytes": float(total), "seconds": seconds, "partial": 0.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     sender.add_argument("--port", type=int, required=True)
     sender.add_argument("--bytes", type=int, required=True)
     sender.add_argument("--connect", default=None, help="authority for an HTTP/1.1 CONNECT")
+    sender.add_argument("--max-seconds", type=float, default=180.0, help="stop early after")
     args = parser.parse_args(argv)
     if args.mode == "sink":
         serve_sink(args.port)
         return 0
-    print(json.dumps(send(args.port, args.bytes, args.connect)))
+    print(json.dumps(send(args.port, args.bytes, args.connect, args.max_seconds)))
     return 0
 
 
