@@ -7,7 +7,7 @@ import json
 import httpx
 import trio
 
-from proxy.listeners import open_listening_socket
+from proxy.listeners import Exchange, open_listening_socket
 from proxy.routes.table import FaultSettings, RetrySettings
 from tests.integration.proxy.backends import EchoBackend
 from tests.integration.proxy.harness import (
@@ -169,3 +169,91 @@ async def test_expect_100_continue_is_answered_so_the_body_flows() -> None:
         nursery.cancel_scope.cancel()
     assert interim.startswith(b"HTTP/1.1 100")
     assert b" 200 " in final.split(b"\r\n")[0] + b" "
+
+
+class HangingBackend(EchoBackend):
+    """Never answers (until cancelled)."""
+
+    async def handle(self, exchange: Exchange) -> None:
+        self.hits += 1
+        await trio.sleep_forever()
+
+
+async def test_per_try_timeout_retries_elsewhere_and_route_timeout_gives_504() -> None:
+    hanging, good = HangingBackend("hang"), EchoBackend("good")
+    async with trio.open_nursery() as nursery:
+        hang_port = await serve_backend(nursery, hanging)
+        good_port = await serve_backend(nursery, good)
+        retry = RetrySettings(attempts=2, per_try_timeout_s=0.2)
+        routing = table(
+            route(
+                "web.shop",
+                (local_endpoint("hang", hang_port), local_endpoint("good", good_port)),
+                retry=retry,
+            ),
+            route("slow.shop", (local_endpoint("hang", hang_port),), timeout_s=0.3),
+        )
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            answers = [(await client.get("http://web.shop.global/")).status_code for _ in range(6)]
+            slow = await client.get("http://slow.shop.global/")
+        nursery.cancel_scope.cancel()
+    assert answers == [200] * 6
+    assert hanging.hits >= 1
+    assert any(r.retries == 1 for r in gw.observer.requests if r.service == "web.shop")
+    assert slow.status_code == 504
+    assert slow.headers["x-isthmus-reason"] == "request_timeout"
+
+
+async def test_fault_delay_holds_the_request() -> None:
+    backend = EchoBackend()
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, backend)
+        fault = FaultSettings(delay_s=0.3, delay_percent=100.0)
+        routing = table(route("web.shop", (local_endpoint("web-1", port),), fault=fault))
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            start = trio.current_time()
+            answer = await client.get("http://web.shop.global/")
+            elapsed = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    assert answer.status_code == 200
+    assert elapsed >= 0.3
+
+
+class ResettingBackend(EchoBackend):
+    """Reads the whole request body, then drops the connection without answering."""
+
+    async def handle(self, exchange: Exchange) -> None:
+        self.hits += 1
+        if exchange.body is not None:
+            async for _ in exchange.body:
+                pass
+        await exchange.abort()
+
+
+async def test_small_bodies_are_replayed_on_retry_large_ones_are_not() -> None:
+    resetting, good = ResettingBackend("reset"), EchoBackend("good")
+    async with trio.open_nursery() as nursery:
+        reset_port = await serve_backend(nursery, resetting)
+        good_port = await serve_backend(nursery, good)
+        eps = (local_endpoint("reset", reset_port), local_endpoint("good", good_port))
+        # Priority 0 is the resetting backend, so every request tries it first.
+        routing = table(route("web.shop", (eps[0],), (eps[1],), retry=FAST_RETRY))
+        small, large = b"s" * 1000, b"L" * (200 * 1024)
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            replayed = await client.put("http://web.shop.global/echo", content=small)
+            not_replayed = await client.put("http://web.shop.global/echo", content=large)
+        nursery.cancel_scope.cancel()
+    assert (replayed.status_code, replayed.content) == (200, small)
+    assert replayed.headers["x-backend"] == "good"
+    assert not_replayed.status_code == 502
+    assert not_replayed.headers["x-isthmus-reason"] == "upstream_reset"
+    assert resetting.hits == 2
