@@ -217,6 +217,8 @@ def _changed_inputs(
         demand[name] = dict(rates)
         touched.add(name)
     _check_names(topo, policies, touched, demand)
+    if changes.removed_services:
+        _check_still_referenced(policies, set(changes.removed_services))
     if changes.services or changes.removed_services:
         inputs = _compile(topo, policies, demand, old.stickiness)
     else:
@@ -266,6 +268,21 @@ def _check_names(
         for source in demand.get(name, {}):
             if source not in topo.index:
                 raise ScenarioError(f"demand[{name}]", f"unknown cluster {source!r}")
+
+
+def _check_still_referenced(policies: Mapping[str, ServicePolicy], removed: set[str]) -> None:
+    for name, policy in sorted(policies.items()):
+        for field_name, targets in (
+            ("affinity", policy.affinity),
+            ("anti_affinity", policy.anti_affinity),
+        ):
+            gone = sorted(removed.intersection(targets))
+            if gone:
+                raise ScenarioError(
+                    "removed_services",
+                    f"{gone[0]!r} is still named in services[{name}].{field_name}; "
+                    "change that service in the same change set",
+                )
 
 
 def replan(previous: PlacementPlan, changes: ChangeSet) -> PlacementPlan:

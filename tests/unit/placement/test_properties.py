@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,6 +144,14 @@ def check_hard_constraints(result: PlacementPlan, scenario: Scenario) -> None:
             assert max(counts.values()) - min(counts.values()) <= policy.spread.max_skew
 
 
+def check_accounting(result: PlacementPlan, scenario: Scenario) -> None:
+    """The engine's running capacity ledger equals what its placements add up to."""
+    units = {s.name: s.units_per_replica for s in scenario.services}
+    expected = used_units(result.placements, units)
+    for name, used in result.used_units().items():
+        assert used == pytest.approx(expected.get(name, 0.0), abs=1e-9), name
+
+
 def check_traffic(result: PlacementPlan, scenario: Scenario) -> None:
     specs = {c.name: c for c in scenario.clusters}
     for svc_name in result.services:
@@ -169,6 +178,7 @@ def test_hard_constraints_hold_and_traffic_is_well_formed(scenario: Scenario) ->
     result = plan(scenario)
     check_hard_constraints(result, scenario)
     check_traffic(result, scenario)
+    check_accounting(result, scenario)
     for svc_name in result.services:
         why = result.explain(svc_name)
         assert set(why) == set(result.clusters)
@@ -201,6 +211,7 @@ def test_small_perturbation_only_moves_affected_services(
     )
     check_hard_constraints(after, new_scenario.model_copy(update={"current": before.placements}))
     check_traffic(after, new_scenario)
+    check_accounting(after, new_scenario)
     related = {s.name for s in scenario.services if s.anti_affinity} | {
         t for s in scenario.services for t in s.anti_affinity
     }
@@ -242,3 +253,43 @@ def test_failback_window_is_honoured(scenario: Scenario, now: float) -> None:
             for level in result.traffic(svc_name, source):
                 if live:  # not in panic: nothing goes to a cluster still in its window
                     assert not set(level.weights) & waiting
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_changing_or_removing_a_service_keeps_every_invariant(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    before = plan(scenario)
+    policy = data.draw(st.sampled_from(scenario.services))
+    others = [s for s in scenario.services if s.name != policy.name]
+    if data.draw(st.booleans()) and not any(policy.name in s.anti_affinity for s in others):
+        after = replan(before, ChangeSet(removed_services=(policy.name,)))
+        remaining = scenario.model_copy(
+            update={
+                "services": tuple(others),
+                "demand": {k: v for k, v in scenario.demand.items() if k != policy.name},
+                "current": {k: v for k, v in before.placements.items() if k != policy.name},
+            }
+        )
+    else:
+        resized = policy.model_copy(
+            update={
+                "replicas": data.draw(
+                    st.integers(policy.spread.min_domains if policy.spread else 0, 4)
+                ),
+                "units_per_replica": float(data.draw(st.integers(1, 3))),
+            }
+        )
+        after = replan(before, ChangeSet(services=(resized,)))
+        remaining = scenario.model_copy(
+            update={
+                "services": tuple(
+                    resized if s.name == policy.name else s for s in scenario.services
+                ),
+                "current": before.placements,
+            }
+        )
+    check_hard_constraints(after, remaining)
+    check_accounting(after, remaining)
+    check_traffic(after, remaining)

@@ -84,3 +84,16 @@ def test_changing_replica_size_keeps_capacity_accounting_exact() -> None:
             expected[cluster_name] += replicas * size
     assert after.used_units() == pytest.approx(expected)
     assert all(used <= 20 for used in after.used_units().values())
+
+
+def test_removing_a_service_others_depend_on_is_refused_with_the_dependant_named() -> None:
+    clusters, _ = _fleet()
+    services = [service("db.ns"), service("app.ns", affinity=("db.ns",))]
+    before = plan(scenario(clusters, services))
+    with pytest.raises(
+        ScenarioError, match=r"'db.ns' is still named in services\[app.ns\].affinity"
+    ):
+        replan(before, ChangeSet(removed_services=("db.ns",)))
+    loose = service("app.ns")
+    after = replan(before, ChangeSet(services=(loose,), removed_services=("db.ns",)))
+    assert after.services == ("app.ns",)
