@@ -53,6 +53,10 @@ def plan_command(
         list[str] | None,
         typer.Option("--service", "-s", help="Only show these services (repeatable)."),
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Only show traffic from these clusters (repeatable)."),
+    ] = None,
 ) -> None:
     """Plan where services run and how their traffic fails over, and explain why."""
     what_if = what_if or []
@@ -60,8 +64,9 @@ def plan_command(
     baseline = plan(scenario)
     result = replan(baseline, what_if_changes(baseline, what_if)) if what_if else baseline
     services = _selected(result, service or [])
+    sources = _sources(result, source or [])
     if output is OutputFormat.JSON:
-        data = plan_to_json(result, services)
+        data = plan_to_json(result, services, sources)
         if what_if:
             data["what_if"] = {
                 "applied": list(what_if),
@@ -69,7 +74,7 @@ def plan_command(
             }
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    _print_tables(result, services, baseline if what_if else None)
+    _print_tables(result, services, sources, baseline if what_if else None)
 
 
 def _selected(result: PlacementPlan, wanted: list[str]) -> tuple[str, ...]:
@@ -77,6 +82,13 @@ def _selected(result: PlacementPlan, wanted: list[str]) -> tuple[str, ...]:
     if unknown:
         raise typer.BadParameter(f"unknown service {unknown[0]!r}", param_hint="--service")
     return tuple(sorted(wanted)) if wanted else result.services
+
+
+def _sources(result: PlacementPlan, wanted: list[str]) -> tuple[str, ...]:
+    unknown = sorted(set(wanted) - set(result.clusters))
+    if unknown:
+        raise typer.BadParameter(f"unknown cluster {unknown[0]!r}", param_hint="--source")
+    return tuple(sorted(wanted)) if wanted else result.clusters
 
 
 def _levels_text(levels: tuple[TrafficLevel, ...]) -> str:
@@ -88,7 +100,10 @@ def _levels_text(levels: tuple[TrafficLevel, ...]) -> str:
 
 
 def _print_tables(
-    result: PlacementPlan, services: tuple[str, ...], baseline: PlacementPlan | None
+    result: PlacementPlan,
+    services: tuple[str, ...],
+    sources: tuple[str, ...],
+    baseline: PlacementPlan | None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -106,7 +121,7 @@ def _print_tables(
     for column in ("service", "source", "levels"):
         traffic.add_column(column)
     for name in services:
-        for source, levels in result.traffic_table(name).items():
+        for source, levels in result.traffic_table(name, sources).items():
             traffic.add_row(name, source, _levels_text(levels))
     console.print(traffic)
     reasons = Table(title="Explanations")

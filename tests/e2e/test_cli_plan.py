@@ -88,6 +88,18 @@ def test_repeated_what_ifs_combine(app: typer.Typer) -> None:
     assert "only 1 region(s) have an allowed cluster with room" in catalog["message"]
 
 
+def test_service_and_source_filters_limit_the_json(app: typer.Typer) -> None:
+    code, out, _ = run(
+        app, "--input", str(EXAMPLE), "-o", "json", "-s", "checkout.shop", "--source", "gcp-euw1"
+    )
+    assert code == 0, out
+    data = json.loads(out)
+    assert list(data["placements"]) == ["checkout.shop"]
+    assert list(data["traffic"]["checkout.shop"]) == ["gcp-euw1"]
+    code, out, _ = run(app, "--input", str(EXAMPLE), "--source", "nowhere-1")
+    assert code == 2 and "nowhere-1" in out
+
+
 def test_table_output_shows_placements_traffic_and_reasons(app: typer.Typer) -> None:
     code, out, _ = run(app, "--input", str(EXAMPLE), "--service", "catalog.shop")
     assert code == 0, out
