@@ -22,7 +22,14 @@ from typing import Any
 from federation.errors import FederationError
 from federation.service.errors import AuthenticationError, PermissionDeniedError
 from federation.store import Store
-from federation.trust import BundleError, BundleSet, SpiffeId, TrustDomain, parse_bundle
+from federation.trust import (
+    BundleError,
+    BundleSet,
+    SpiffeId,
+    TrustBundle,
+    TrustDomain,
+    parse_bundle,
+)
 from federation.trust.files import PRIVATE_MODE, write_file
 from federation.trust.jwt import verify_jwt_svid
 
@@ -35,6 +42,9 @@ def verify_gateway_jwt(token: str, bundles: BundleSet, audience: str, now: float
     return verify_jwt_svid(token, bundles, audience, datetime.fromtimestamp(now, UTC))
 
 
+#: How long a verified JWT-SVID is remembered (bounded by its own expiry).
+VERIFIED_CACHE_S = 30.0
+_MAX_CACHED_TOKENS = 100_000
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
 _GATEWAY_PREFIX = "/isthmus/gateway/"
 
@@ -96,6 +106,8 @@ class CallerAuthenticator:
         self._verify = verify
         self._clock = clock
         self._max_ttl = max_token_ttl_s
+        self._verified: dict[str, tuple[str, float]] = {}
+        self._bundles: dict[str, tuple[str, TrustBundle]] = {}
 
     def require_admin(self, authorization: str | None) -> None:
         """Pass for the admin token; else 401."""
@@ -107,19 +119,21 @@ class CallerAuthenticator:
             )
 
     async def cluster_of(self, authorization: str | None) -> str:
-        """The joined cluster whose gateway signed the bearer JWT-SVID; 401 otherwise."""
+        """The joined cluster whose gateway signed the bearer JWT-SVID; 401 otherwise.
+
+        A verified token is remembered for at most :data:`VERIFIED_CACHE_S` (and never past its
+        expiry): gateways reuse a token for many requests, and a key removed from a bundle
+        stops being accepted within that bound."""
         token = bearer_token(authorization)
+        now = self._clock()
+        cached = self._verified.get(token)
+        if cached is not None and now < cached[1]:
+            return cached[0]
         subject = self._claimed_subject(token)
-        bundle = await self._store.get_bundle(subject.trust_domain.name)
-        if bundle is None:
-            raise AuthenticationError(
-                f"no bundle registered for trust domain {subject.trust_domain}; join first",
-                reason="unknown-trust-domain",
-            )
+        bundle = await self._bundle(subject.trust_domain.name)
         try:
-            parsed = parse_bundle(TrustDomain.parse(bundle.trust_domain), bundle.bundle)
-            verified = self._verify(token, BundleSet([parsed]), self._audience, self._clock())
-        except (BundleError, FederationError) as err:
+            verified = self._verify(token, BundleSet([bundle]), self._audience, now)
+        except FederationError as err:
             raise AuthenticationError(f"JWT-SVID rejected: {err}", reason="bad-jwt") from err
         claims = unverified_claims(token)  # verified above: safe to read now
         lifetime = float(claims.get("exp", 0)) - float(claims.get("iat", 0))
@@ -128,7 +142,30 @@ class CallerAuthenticator:
                 f"JWT-SVID lives {lifetime:.0f}s; the federation accepts at most {self._max_ttl}s",
                 reason="jwt-ttl-too-long",
             )
-        return await self._cluster_for(verified)
+        cluster = await self._cluster_for(verified)
+        if len(self._verified) >= _MAX_CACHED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (cluster, min(float(claims["exp"]), now + VERIFIED_CACHE_S))
+        return cluster
+
+    async def _bundle(self, trust_domain: str) -> TrustBundle:
+        record = await self._store.get_bundle(trust_domain)
+        if record is None:
+            raise AuthenticationError(
+                f"no bundle registered for trust domain {trust_domain}; join first",
+                reason="unknown-trust-domain",
+            )
+        cached = self._bundles.get(trust_domain)
+        if cached is not None and cached[0] == record.bundle:
+            return cached[1]
+        try:
+            parsed = parse_bundle(TrustDomain.parse(trust_domain), record.bundle)
+        except (BundleError, FederationError) as err:
+            raise AuthenticationError(
+                f"stored bundle of {trust_domain} is unusable: {err}", reason="bad-bundle"
+            ) from err
+        self._bundles[trust_domain] = (record.bundle, parsed)
+        return parsed
 
     def _claimed_subject(self, token: str) -> SpiffeId:
         try:

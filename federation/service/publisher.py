@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, Snapshot
+from federation.model.api import HealthReport, ServiceHealth, Snapshot
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -35,8 +35,8 @@ from federation.store import ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
-#: Store change topics after which the leader rebuilds.
-_REBUILD_TOPICS = frozenset({"cluster", "report", "bundle"})
+#: Store change topics after which the leader rebuilds everything.
+_REBUILD_TOPICS = frozenset({"cluster", "bundle"})
 #: Leader-election name of the replica that builds snapshots and expires leases.
 LEADER_NAME = "isthmus-federation-snapshots"
 _RETRY_S = 0.5
@@ -51,6 +51,17 @@ class ServedSnapshot:
     digest: str
     body: bytes
     created_at: float
+
+
+def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:
+    """The part of a cluster's services a snapshot depends on (not load metrics, which change
+    with every report)."""
+    return tuple((svc.name, svc.endpoints, svc.allowed_sources) for svc in services)
+
+
+def report_key(report: HealthReport) -> tuple[object, ...]:
+    """What of a report can change any snapshot: routing-relevant services and probe verdicts."""
+    return (routing_key(report.services), tuple((p.cluster, p.ok) for p in report.peers))
 
 
 class SnapshotPublisher:
@@ -77,7 +88,9 @@ class SnapshotPublisher:
         self._dirty = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
         self._report_times: dict[str, float] = {}
-        self._content: dict[str, str] = {}
+        self._content: dict[str, object] = {}
+        self._pending_reports: set[str] = set()
+        self._full = True
         self.reachability = Reachability({})
         self.leading = False
         self._last_world: object = None
@@ -87,8 +100,9 @@ class SnapshotPublisher:
         self._dirty.set()
 
     def note_report(self, cluster: str, received_at: float) -> None:
-        """A report was stored here; the change feed tells the leader (of any replica)."""
+        """A report was stored here (the change feed also tells the leader of any replica)."""
         self._report_times[cluster] = received_at
+        self._pending_reports.add(cluster)
         self.mark_dirty()
 
     def current(self, cluster: str) -> ServedSnapshot | None:
@@ -115,10 +129,12 @@ class SnapshotPublisher:
                     Snapshot.model_validate_json(stored.document), stored.version, stored.created_at
                 )
 
-    def _stamp(self, content: Snapshot, version: int, at: float) -> ServedSnapshot:
+    def _stamp(
+        self, content: Snapshot, version: int, at: float, digest: str | None = None
+    ) -> ServedSnapshot:
         snapshot = with_version(content, version)
         body = snapshot.model_dump_json().encode()
-        return ServedSnapshot(version, snapshot_digest(content), body, at)
+        return ServedSnapshot(version, digest or snapshot_digest(content), body, at)
 
     def _parse(self, record: ReportRecord) -> HealthReport:
         cached = self._reports.get(record.cluster)
@@ -149,6 +165,8 @@ class SnapshotPublisher:
                 record.received_at if record is not None else None,
                 report.peers if report is not None else (),
             )
+            if report is not None:
+                self._content[cluster.name] = report_key(report)
         return members, leases, bundles
 
     async def rebuild(self) -> int:
@@ -168,7 +186,10 @@ class SnapshotPublisher:
         )
         self._metrics.set_cluster_states(self.reachability.states)
         world = (
-            tuple(members),
+            tuple(
+                (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
+                for m in members
+            ),
             tuple(sorted(self.reachability.states.items())),
             self.reachability.links_down,
             tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),
@@ -182,9 +203,10 @@ class SnapshotPublisher:
             {b.trust_domain: b.signed_update for b in bundles if b.signed_update},
             {name: served.digest for name, served in self._served.items()},
         )
-        for name, content in changed.items():
+        for name, planned in changed.items():
+            content = planned.snapshot
             version = await self._store.put_snapshot(name, content.model_dump_json(), now)
-            self._served[name] = self._stamp(content, version, now)
+            self._served[name] = self._stamp(content, version, now, planned.digest)
         self._last_world = world
         if changed:
             self._wake()
@@ -222,13 +244,32 @@ class SnapshotPublisher:
         async with self._store.changes() as feed:
             task_status.started()
             async for change in feed:
-                if change.kind == "snapshot":
+                if change.kind == "snapshot" and not self.leading:  # the leader wrote it
                     try:
                         await self._refresh(change.subject)
                     except StoreError as err:
                         _log.warning("cannot load the new snapshot of %s: %s", change.subject, err)
-                elif change.kind in _REBUILD_TOPICS:
+                elif change.kind == "report":
+                    self._pending_reports.add(change.subject)
                     self._dirty.set()
+                elif change.kind in _REBUILD_TOPICS:
+                    self._full = True
+                    self._dirty.set()
+
+    async def _only_renewals(self, clusters: set[str]) -> bool:
+        """Whether the new reports of ``clusters`` only renew live leases (nothing a snapshot
+        shows changed): then no rebuild is needed. The steady state of 1 report/s per gateway."""
+        try:
+            for cluster in sorted(clusters):
+                record = await self._store.get_report(cluster)
+                if record is None or not self.reachability.is_up(cluster):
+                    return False
+                if self._content.get(cluster) != report_key(self._parse(record)):
+                    return False
+                self._report_times[cluster] = record.received_at
+        except StoreError:
+            return False
+        return True
 
     async def _rebuild_or_retry(self) -> None:
         """A store outage must not take the service down: log, and try again shortly."""
@@ -246,11 +287,14 @@ class SnapshotPublisher:
             self._last_world = None
             await self._rebuild_or_retry()
             while True:
-                with trio.move_on_after(self._seconds_to_next_expiry()):
+                with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                     await self._dirty.wait()
                     await trio.sleep(self._debounce_s)  # coalesce a burst into one build
                 self._dirty = trio.Event()
-                await self._rebuild_or_retry()
+                pending, self._pending_reports = self._pending_reports, set()
+                full, self._full = self._full, False
+                if timer.cancelled_caught or full or not await self._only_renewals(pending):
+                    await self._rebuild_or_retry()
         finally:
             self.leading = False
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from federation.model.api import ServiceHealth, Snapshot
 from federation.model.routing import (
@@ -40,9 +41,12 @@ class MemberView:
     locality: Locality
     gateway_addresses: tuple[str, ...]
     services: tuple[ServiceHealth, ...] = ()
+    _index: dict[str, ServiceHealth] = field(default_factory=dict, compare=False, repr=False)
 
     def service(self, name: str) -> ServiceHealth | None:
-        return next((svc for svc in self.services if svc.name == name), None)
+        if not self._index and self.services:
+            self._index.update((svc.name, svc) for svc in self.services)
+        return self._index.get(name)
 
 
 def gateway_spiffe_id(trust_domain: str, cluster: str) -> str:
@@ -60,67 +64,103 @@ def _allows(member: MemberView, service: str, source: str) -> bool:
     return svc is not None and ("*" in svc.allowed_sources or source in svc.allowed_sources)
 
 
-def _peers(me: MemberView, members: Sequence[MemberView]) -> tuple[PeerGateway, ...]:
-    return tuple(
-        PeerGateway(
-            cluster=other.name,
-            trust_domain=other.trust_domain,
-            spiffe_id=gateway_spiffe_id(other.trust_domain, other.name),
-            addresses=other.gateway_addresses,
-            locality=other.locality,
+def _sha256_json(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+class _World:
+    """What every cluster's snapshot shares, computed once per plan: members in name order,
+    their peer entries, service names and the bundle maps (with their digest)."""
+
+    def __init__(
+        self,
+        members: Sequence[MemberView],
+        reach: Reachability,
+        bundles: Mapping[str, str],
+        bundle_updates: Mapping[str, str],
+    ) -> None:
+        self.members = sorted(members, key=lambda m: m.name)
+        self.reach = reach
+        self.bundles = {td: bundles[td] for td in sorted(bundles)}
+        self.updates = {td: bundle_updates[td] for td in sorted(bundle_updates)}
+        self.names = sorted({svc.name for member in self.members for svc in member.services})
+
+    @cached_property
+    def peers(self) -> dict[str, PeerGateway]:
+        return {
+            m.name: PeerGateway(
+                cluster=m.name,
+                trust_domain=m.trust_domain,
+                spiffe_id=gateway_spiffe_id(m.trust_domain, m.name),
+                addresses=m.gateway_addresses,
+                locality=m.locality,
+            )
+            for m in self.members
+            if m.gateway_addresses
+        }
+
+    @cached_property
+    def trust_digest(self) -> str:
+        return _sha256_json([self.bundles, self.updates])
+
+    def route(self, me: MemberView, name: str) -> ServiceRoute | None:
+        own = me.service(name)
+        levels: list[PriorityLevel] = []
+        if own is not None and own.healthy_endpoints:
+            levels.append(PriorityLevel(weights={me.name: EQUAL_WEIGHT}))
+        remote = {
+            other.name: EQUAL_WEIGHT
+            for other in self.members
+            if other.name != me.name
+            and other.name in self.peers
+            and self.reach.can_reach(me.name, other.name)
+            and _serves(other, name)
+            and _allows(other, name, me.name)
+        }
+        if remote:
+            levels.append(PriorityLevel(weights=remote))
+        if own is None and not remote:
+            return None
+        local = tuple(
+            LocalEndpoint(address=ep.address, protocol=ep.protocol, weight=ep.weight, zone=ep.zone)
+            for ep in sorted(own.healthy_endpoints if own else (), key=lambda ep: ep.address)
         )
-        for other in members
-        if other.name != me.name and other.gateway_addresses
-    )
+        return ServiceRoute(
+            name=name,
+            local_endpoints=local,
+            priorities=tuple(levels),
+            allowed_sources=tuple(sorted(own.allowed_sources)) if own else (),
+        )
 
+    def routing(self, me: MemberView, version: int) -> RoutingModel:
+        routes = (self.route(me, name) for name in self.names)
+        return RoutingModel(
+            version=version,
+            cluster=me.name,
+            trust_domain=me.trust_domain,
+            locality=me.locality,
+            peers=tuple(peer for name, peer in self.peers.items() if name != me.name),
+            services=tuple(route for route in routes if route is not None),
+        )
 
-def _route(
-    me: MemberView, name: str, members: Sequence[MemberView], reach: Reachability
-) -> ServiceRoute | None:
-    own = me.service(name)
-    levels: list[PriorityLevel] = []
-    if own is not None and own.healthy_endpoints:
-        levels.append(PriorityLevel(weights={me.name: EQUAL_WEIGHT}))
-    remote = {
-        other.name: EQUAL_WEIGHT
-        for other in members
-        if other.name != me.name
-        and other.gateway_addresses
-        and reach.can_reach(me.name, other.name)
-        and _serves(other, name)
-        and _allows(other, name, me.name)
-    }
-    if remote:
-        levels.append(PriorityLevel(weights=remote))
-    if own is None and not remote:
-        return None
-    local = tuple(
-        LocalEndpoint(address=ep.address, protocol=ep.protocol, weight=ep.weight, zone=ep.zone)
-        for ep in sorted(own.healthy_endpoints if own else (), key=lambda ep: ep.address)
-    )
-    return ServiceRoute(
-        name=name,
-        local_endpoints=local,
-        priorities=tuple(levels),
-        allowed_sources=tuple(sorted(own.allowed_sources)) if own else (),
-    )
+    def snapshot(self, me: MemberView, version: int = 0) -> Snapshot:
+        return Snapshot(
+            version=version,
+            routing=self.routing(me, version),
+            bundles=self.bundles,
+            bundle_updates=self.updates,
+        )
+
+    def digest(self, snapshot: Snapshot) -> str:
+        routing = snapshot.routing.model_copy(update={"version": 0}).model_dump_json()
+        return hashlib.sha256(f"{routing}\0{self.trust_digest}".encode()).hexdigest()
 
 
 def build_routing(
     me: MemberView, members: Sequence[MemberView], reach: Reachability, *, version: int = 0
 ) -> RoutingModel:
     """The routing model of cluster ``me`` (``members`` may include ``me``; order is irrelevant)."""
-    ordered = sorted(members, key=lambda m: m.name)
-    names = sorted({svc.name for member in ordered for svc in member.services})
-    routes = (_route(me, name, ordered, reach) for name in names)
-    return RoutingModel(
-        version=version,
-        cluster=me.name,
-        trust_domain=me.trust_domain,
-        locality=me.locality,
-        peers=_peers(me, ordered),
-        services=tuple(route for route in routes if route is not None),
-    )
+    return _World(members, reach, {}, {}).routing(me, version)
 
 
 def build_snapshot(
@@ -133,12 +173,7 @@ def build_snapshot(
     version: int = 0,
 ) -> Snapshot:
     """Cluster ``me``'s snapshot: its routing model plus every federated bundle and update."""
-    return Snapshot(
-        version=version,
-        routing=build_routing(me, members, reach, version=version),
-        bundles={td: bundles[td] for td in sorted(bundles)},
-        bundle_updates={td: bundle_updates[td] for td in sorted(bundle_updates)},
-    )
+    return _World(members, reach, bundles, bundle_updates).snapshot(me, version)
 
 
 def with_version(snapshot: Snapshot, version: int) -> Snapshot:
@@ -149,8 +184,16 @@ def with_version(snapshot: Snapshot, version: int) -> Snapshot:
 
 def snapshot_digest(snapshot: Snapshot) -> str:
     """SHA-256 of the snapshot's content, ignoring its version: equal content, equal digest."""
-    doc = with_version(snapshot, 0).model_dump(mode="json")
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    world = _World([], Reachability({}), snapshot.bundles, snapshot.bundle_updates)
+    return world.digest(snapshot)
+
+
+@dataclass(frozen=True)
+class PlannedSnapshot:
+    """A snapshot to store (version 0 until the store assigns one) and its content digest."""
+
+    snapshot: Snapshot
+    digest: str
 
 
 def plan_snapshots(
@@ -159,12 +202,14 @@ def plan_snapshots(
     bundles: Mapping[str, str],
     bundle_updates: Mapping[str, str],
     current_digests: Mapping[str, str],
-) -> dict[str, Snapshot]:
-    """Snapshots (version 0, to be stamped by the store) of exactly the clusters whose content
-    differs from ``current_digests`` (cluster -> digest of what they are served now)."""
-    changed: dict[str, Snapshot] = {}
-    for me in sorted(members, key=lambda m: m.name):
-        snapshot = build_snapshot(me, members, reach, bundles, bundle_updates)
-        if current_digests.get(me.name) != snapshot_digest(snapshot):
-            changed[me.name] = snapshot
+) -> dict[str, PlannedSnapshot]:
+    """Snapshots of exactly the clusters whose content differs from ``current_digests``
+    (cluster -> digest of what they are served now)."""
+    world = _World(members, reach, bundles, bundle_updates)
+    changed: dict[str, PlannedSnapshot] = {}
+    for me in world.members:
+        snapshot = world.snapshot(me)
+        digest = world.digest(snapshot)
+        if current_digests.get(me.name) != digest:
+            changed[me.name] = PlannedSnapshot(snapshot, digest)
     return changed

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
 from federation.service.server import RunningFederation
-from tests.integration.federation.conftest import FakeCluster, joined
+from tests.integration.federation.conftest import (
+    FakeCluster,
+    client_for,
+    fed_config,
+    joined,
+    start_federation,
+)
 
 
 def report(
@@ -190,3 +197,25 @@ async def test_ack_and_nack_show_in_status_and_metrics(
         "/v1/clusters/aws/acks", json={"version": version + 99, "ok": True}, headers=c["aws"].auth()
     )
     assert future.status_code == 409
+
+
+async def test_steady_reports_with_changing_load_do_not_bump_versions(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    federation = await start_federation(nursery, fed_config(tmp_path, report_interval_s=5.0))
+    async with client_for(federation) as api:
+        await _steady(federation, api)
+
+
+async def _steady(federation: RunningFederation, api: httpx.AsyncClient) -> None:
+    c = await joined(federation, api, "aws", "gcp")
+    await send(api, c["gcp"], report(1, services=[CHECKOUT]))
+    settled = await wait_for(api, c["aws"], lambda s: weights(s) == [{"gcp": 1}])
+    for seq in range(2, 12):
+        busy = {**CHECKOUT, "request_rate": 10.0 * seq, "latency_ewma_ms": 1.0 + seq}
+        peers = [{"cluster": "aws", "ok": True, "latency_ms": float(seq)}]
+        assert (
+            await send(api, c["gcp"], report(seq, services=[busy], peers=peers))
+        ).status_code == 204
+    unchanged = await snapshot(api, c["aws"], settled["version"])
+    assert unchanged.status_code == 204  # long-poll timed out: no new version

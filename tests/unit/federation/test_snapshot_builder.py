@@ -113,7 +113,8 @@ def test_plan_only_returns_clusters_whose_content_changed() -> None:
     reach = all_up("a", "b")
     first = plan_snapshots([a, b], reach, {}, {}, {})
     assert set(first) == {"a", "b"}
-    digests = {name: snapshot_digest(snap) for name, snap in first.items()}
+    digests = {name: planned.digest for name, planned in first.items()}
+    assert all(snapshot_digest(p.snapshot) == p.digest for p in first.values())
     assert plan_snapshots([a, b], reach, {}, {}, digests) == {}
     b_down = plan_snapshots([a, b], all_up("a"), {}, {}, digests)
     assert set(b_down) == {"a"}
