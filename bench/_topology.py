@@ -85,64 +85,92 @@ def _haproxy_pem(directory: Path, out: Path) -> Path:
     return out
 
 
-def build(root: Path, *, backend_h2c: bool = False) -> Topology:
-    """Generate CAs, SVIDs, gateway and routing files, and HAProxy configs under ``root``."""
-    ports = free_ports(12)
-    be_h1, be_h2c, sink, a_in, a_out, b_in, b_out, ha_a_h2c, ha_a_tcp, ha_b_mtls, ha_b_tcp = ports[
-        :11
-    ]
-    backend = f"127.0.0.1:{be_h2c if backend_h2c else be_h1}"
-    alpha = ClusterSpec("alpha", "local", "bench-1", a_in, a_out, 0)
-    beta = ClusterSpec("beta", "local", "bench-2", b_in, b_out, 0)
+def _write_isthmus(
+    root: Path, ports: dict[str, int], backend: str, *, backend_h2c: bool
+) -> dict[str, Path]:
+    alpha = ClusterSpec("alpha", "local", "bench-1", ports["a_in"], ports["a_out"], 0)
+    beta = ClusterSpec("beta", "local", "bench-2", ports["b_in"], ports["b_out"], 0)
     service = ServiceSpec(
         SERVICE,
         backends={"beta": (backend,)},
         order=("beta",),
-        tcp={"beta": (f"127.0.0.1:{sink}",)},
+        tcp={"beta": (f"127.0.0.1:{ports['sink']}",)},
     )
-    configs = write_local_federation(
-        root / "isthmus", [alpha, beta], [service], now=datetime.now(UTC)
-    )
+    configs = write_local_federation(root, [alpha, beta], [service], now=datetime.now(UTC))
     if backend_h2c:
         _use_h2c_backend(configs["beta"].parent / "routing.yaml")
     for config in configs.values():
         _patch_gateway_yaml(config)
-    ha_dir = root / "haproxy"
+    return configs
+
+
+def _write_haproxy(
+    ha_dir: Path, isthmus: Path, ports: dict[str, int], *, backend_h2c: bool
+) -> tuple[Path, Path, Path, Path]:
+    """HAProxy configs (backend, A, B) and the CA file, reusing the gateways' SVIDs."""
     ha_dir.mkdir()
     ca_file = ha_dir / "cas.pem"
     ca_file.write_bytes(
-        b"".join((root / "isthmus" / c / "ca" / "ca.pem").read_bytes() for c in ("alpha", "beta"))
+        b"".join((isthmus / c / "ca" / "ca.pem").read_bytes() for c in ("alpha", "beta"))
     )
-    tls_a = hap.TlsFiles(_haproxy_pem(root / "isthmus" / "alpha", ha_dir / "a.pem"), ca_file)
-    tls_b = hap.TlsFiles(_haproxy_pem(root / "isthmus" / "beta", ha_dir / "b.pem"), ca_file)
+    tls_a = hap.TlsFiles(_haproxy_pem(isthmus / "alpha", ha_dir / "a.pem"), ca_file)
+    tls_b = hap.TlsFiles(_haproxy_pem(isthmus / "beta", ha_dir / "b.pem"), ca_file)
     cfg_a = hap.proxy_a_config(
-        h2c_port=ha_a_h2c, tcp_port=ha_a_tcp, peer_port=ha_b_mtls, peer_tcp_port=ha_b_tcp, tls=tls_a
+        h2c_port=ports["ha_a_h2c"],
+        tcp_port=ports["ha_a_tcp"],
+        peer_port=ports["ha_b_mtls"],
+        peer_tcp_port=ports["ha_b_tcp"],
+        tls=tls_a,
     )
     cfg_b = hap.proxy_b_config(
-        mtls_port=ha_b_mtls,
-        tcp_port=ha_b_tcp,
-        backend_port=be_h2c if backend_h2c else be_h1,
+        mtls_port=ports["ha_b_mtls"],
+        tcp_port=ports["ha_b_tcp"],
+        backend_port=ports["be_h2c"] if backend_h2c else ports["be_h1"],
         backend_h2c=backend_h2c,
-        sink_port=sink,
+        sink_port=ports["sink"],
         tls=tls_b,
+    )
+    return (
+        hap.write_config(
+            ha_dir / "backend.cfg", hap.backend_config(ports["be_h1"], ports["be_h2c"])
+        ),
+        hap.write_config(ha_dir / "a.cfg", cfg_a),
+        hap.write_config(ha_dir / "b.cfg", cfg_b),
+        ca_file,
+    )
+
+
+_PORT_NAMES = (
+    "be_h1", "be_h2c", "sink", "a_in", "a_out", "b_in", "b_out",
+    "ha_a_h2c", "ha_a_tcp", "ha_b_mtls", "ha_b_tcp",
+)  # fmt: skip
+
+
+def build(root: Path, *, backend_h2c: bool = False) -> Topology:
+    """Generate CAs, SVIDs, gateway and routing files, and HAProxy configs under ``root``."""
+    ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
+    backend = f"127.0.0.1:{ports['be_h2c'] if backend_h2c else ports['be_h1']}"
+    configs = _write_isthmus(root / "isthmus", ports, backend, backend_h2c=backend_h2c)
+    backend_cfg, cfg_a, cfg_b, ca_file = _write_haproxy(
+        root / "haproxy", root / "isthmus", ports, backend_h2c=backend_h2c
     )
     return Topology(
         root=root,
         backend_h2c=backend_h2c,
-        backend_http1_port=be_h1,
-        backend_h2c_port=be_h2c,
-        sink_port=sink,
-        backend_config=hap.write_config(ha_dir / "backend.cfg", hap.backend_config(be_h1, be_h2c)),
+        backend_http1_port=ports["be_h1"],
+        backend_h2c_port=ports["be_h2c"],
+        sink_port=ports["sink"],
+        backend_config=backend_cfg,
         alpha_config=configs["alpha"],
         beta_config=configs["beta"],
-        alpha_outbound=a_out,
-        beta_outbound=b_out,
-        beta_inbound=b_in,
-        ha_a_config=hap.write_config(ha_dir / "a.cfg", cfg_a),
-        ha_b_config=hap.write_config(ha_dir / "b.cfg", cfg_b),
-        ha_a_h2c=ha_a_h2c,
-        ha_a_tcp=ha_a_tcp,
-        ha_b_mtls=ha_b_mtls,
+        alpha_outbound=ports["a_out"],
+        beta_outbound=ports["b_out"],
+        beta_inbound=ports["b_in"],
+        ha_a_config=cfg_a,
+        ha_b_config=cfg_b,
+        ha_a_h2c=ports["ha_a_h2c"],
+        ha_a_tcp=ports["ha_a_tcp"],
+        ha_b_mtls=ports["ha_b_mtls"],
         client_cert=root / "isthmus" / "alpha" / "svid.pem",
         client_key=root / "isthmus" / "alpha" / "svid.key",
         ca_file=ca_file,

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import _capacity as capacity
 from bench import _parts as parts
 from bench._h2load import build_client_cert_shim
 from bench._procs import BenchError, ProcGroup
@@ -152,11 +153,11 @@ def run(plan: Plan, root: Path) -> Report:
                 if "hop" in plan.chosen:
                     parts.hop(ctx)
                 if "tunnel" in plan.chosen:
-                    parts.tunnel(ctx)
+                    capacity.tunnel(ctx)
                 if "handshakes" in plan.chosen:
-                    parts.handshakes(ctx)
+                    capacity.handshakes(ctx)
         if "workers" in plan.chosen:
-            parts.workers(topo, plan.settings, logs, report)
+            capacity.workers(topo, plan.settings, logs, report)
     return report
 
 
