@@ -321,12 +321,13 @@ class H2Exchange:
             if window <= 0:
                 await self._conn.wait_window()
                 continue
+            chunk = view[:window]
             try:
-                session.send_data(self.stream_id, view[:window], end_stream=False)
+                session.send_data(self.stream_id, chunk, end_stream=False)
             except StreamGone as err:
                 raise DownstreamGone(str(err)) from err
             view = view[window:]
-            await self._conn.queued(window)
+            await self._conn.queued(len(chunk))
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         if self.ended:
