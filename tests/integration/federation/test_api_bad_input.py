@@ -90,3 +90,15 @@ async def test_openapi_lists_every_route(api: httpx.AsyncClient) -> None:
     )
     assert "JoinRequest" in doc["components"]["schemas"]
     assert "HealthReport" in doc["components"]["schemas"]
+
+
+async def test_early_refusal_of_a_large_body_does_not_take_the_server_down(
+    federation: RunningFederation, api: httpx.AsyncClient
+) -> None:
+    """hypercorn's h2 code crashed the whole trio server when DATA arrived on a stream the app
+    had already answered; a large unauthenticated body used to do exactly that."""
+    await joined(federation, api, "aws")
+    body = b'{"sequence": 1, "sent_at": 1, "pad": "' + b"x" * (512 * 1024) + b'"}'
+    refused = await api.post("/v1/clusters/aws/reports", content=body)
+    assert refused.status_code == 401
+    assert (await api.get("/openapi.json")).status_code == 200
