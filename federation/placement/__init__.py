@@ -6,6 +6,7 @@ Entry points: :func:`plan` (a whole :class:`~federation.model.placement.Scenario
 See ``docs/placement.md``.
 """
 
+from federation.placement.diff import changes_since, replan_to
 from federation.placement.engine import ChangeSet, plan, replan
 from federation.placement.errors import PlacementError, ScenarioError
 from federation.placement.explain import Explanation
@@ -31,12 +32,14 @@ __all__ = [
     "ServiceTraffic",
     "TrafficLevel",
     "Unschedulable",
+    "changes_since",
     "explanations_json",
     "largest_remainder",
     "placement_diff",
     "plan",
     "plan_to_json",
     "replan",
+    "replan_to",
     "traffic_json",
     "unschedulable_json",
     "what_if_changes",

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from federation.model.placement import HealthState
-from federation.placement import ChangeSet, ScenarioError, plan, plan_to_json, replan
+from federation.model.placement import HealthState, LatencyDefaults, NetworkSpec
+from federation.placement import (
+    ChangeSet,
+    ScenarioError,
+    changes_since,
+    plan,
+    plan_to_json,
+    replan,
+    replan_to,
+)
 from tests.unit.placement.builders import cluster, scenario, service
 
 
@@ -97,3 +105,31 @@ def test_removing_a_service_others_depend_on_is_refused_with_the_dependant_named
     loose = service("app.ns")
     after = replan(before, ChangeSet(services=(loose,), removed_services=("db.ns",)))
     assert after.services == ("app.ns",)
+
+
+def test_replan_to_a_rebuilt_scenario_touches_only_what_differs() -> None:
+    clusters, services = _fleet()
+    first = scenario(clusters, services, demand={"s1.ns": {"c-0": 50}})
+    before = plan(first)
+    victim = "c-3"
+    down = before.cluster(victim).model_copy(update={"health": HealthState.UNREACHABLE})
+    rebuilt = first.model_copy(
+        update={
+            "clusters": tuple(down if c.name == victim else c for c in first.clusters),
+            "demand": {"s1.ns": {"c-0": 50}},
+            "now": 60.0,
+        }
+    )
+    changes = changes_since(before, rebuilt)
+    assert changes is not None
+    assert [spec.name for spec in changes.clusters] == [victim]
+    assert (changes.services, changes.removed_services, dict(changes.demand)) == ((), (), {})
+    after = replan_to(before, rebuilt)
+    assert after.now == 60.0
+    assert after.replanned == {s for s in before.services if victim in before.placement(s)}
+    assert all(victim not in after.placement(s) for s in after.services)
+    # a network change can only be expressed by a full plan; placements still stick
+    network = NetworkSpec(latency_ms=LatencyDefaults(cross_cloud=90))
+    costly = rebuilt.model_copy(update={"network": network})
+    assert changes_since(after, costly) is None
+    assert replan_to(after, costly).placements == after.placements
