@@ -26,7 +26,7 @@ def changes_since(previous: PlacementPlan, scenario: Scenario) -> ChangeSet | No
     demand = {
         name: dict(rates)
         for name, rates in scenario.demand.items()
-        if name in old_services and dict(inputs.demand.get(name, {})) != dict(rates)
+        if dict(inputs.demand.get(name, {})) != dict(rates)
     }
     demand.update(
         {name: {} for name in inputs.demand if name in new_services and name not in scenario.demand}

@@ -128,6 +128,13 @@ def test_replan_to_a_rebuilt_scenario_touches_only_what_differs() -> None:
     assert after.now == 60.0
     assert after.replanned == {s for s in before.services if victim in before.placement(s)}
     assert all(victim not in after.placement(s) for s in after.services)
+    grown = rebuilt.model_copy(
+        update={
+            "services": (*rebuilt.services, service("auto.ns", min=1, max=5)),
+            "demand": {**rebuilt.demand, "auto.ns": {"c-0": 300}},
+        }
+    )
+    assert sum(replan_to(after, grown).placement("auto.ns").values()) == 5  # 300 / 70 -> 5
     # a network change can only be expressed by a full plan; placements still stick
     network = NetworkSpec(latency_ms=LatencyDefaults(cross_cloud=90))
     costly = rebuilt.model_copy(update={"network": network})
