@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from federation.model.placement import HealthState, LatencyDefaults, NetworkSpec
+from federation.model.placement import HealthState, LatencyDefaults, NetworkSpec, ServicePolicy
 from federation.placement import (
     ChangeSet,
     ScenarioError,
@@ -130,7 +130,7 @@ def test_replan_to_a_rebuilt_scenario_touches_only_what_differs() -> None:
     assert all(victim not in after.placement(s) for s in after.services)
     grown = rebuilt.model_copy(
         update={
-            "services": (*rebuilt.services, service("auto.ns", min=1, max=5)),
+            "services": (*rebuilt.services, ServicePolicy(name="auto.ns", min=1, max=5)),
             "demand": {**rebuilt.demand, "auto.ns": {"c-0": 300}},
         }
     )
