@@ -1,0 +1,255 @@
+"""One measured size: join N simulated gateways to a running federation, let them settle,
+measure reports at 1/s each, flip one cluster's endpoint health, time every watcher's ACK of the
+new version, then saturate the report path. Every phase is bounded by its own time budget.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from bench._convergence_gateways import (
+    GATEWAYS_PER_CONNECTION,
+    JoinFailed,
+    Observations,
+    SimGateway,
+    connections_for,
+    join_one,
+    make_identity,
+    report_loop,
+    saturate,
+    send_report,
+    shared_clients,
+    watch_loop,
+)
+from bench._convergence_probe import measure_build
+from bench._convergence_server import FederationProcess, create_tokens
+from bench._convergence_stats import RateResult, SizeResult, Spread
+from federation.client import fetch_pinned_ca
+from federation.service import pinned_client_context
+
+JOIN_CONCURRENCY = 16
+_T0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """One line on stderr, with seconds since the benchmark started."""
+    print(f"  [{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+QUIET_S = 1.0
+SATURATION_WORKERS = 64
+
+
+class CpuMeter:
+    """CPU seconds used by the server process and by this benchmark since construction."""
+
+    def __init__(self, server: FederationProcess) -> None:
+        self._server = server
+        self.t0 = time.monotonic()
+        self._start = (server.cpu_seconds(), time.process_time())
+
+    def used(self) -> tuple[float, float]:
+        return (
+            self._server.cpu_seconds() - self._start[0],
+            time.process_time() - self._start[1],
+        )
+
+    def percent(self) -> tuple[float, float]:
+        seconds = max(time.monotonic() - self.t0, 1e-9)
+        server, bench = self.used()
+        return (100 * server / seconds, 100 * bench / seconds)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Seconds allowed per phase."""
+
+    join_s: float
+    settle_s: float
+    converge_s: float
+    steady_s: float
+    saturate_s: float
+
+
+def _rate(
+    obs: Observations, since: float, until: float, offered: float, cpu_s: tuple[float, float]
+) -> RateResult:
+    window = [lat for done, lat in obs.report_log if since <= done < until]
+    seconds = max(until - since, 1e-9)
+    return RateResult(
+        offered_per_s=offered,
+        achieved_per_s=len(window) / seconds,
+        latency=Spread.of(window),
+        errors=0,
+        server_cpu_pct=100 * cpu_s[0] / seconds,
+        seconds=seconds,
+        bench_cpu_pct=100 * cpu_s[1] / seconds,
+    )
+
+
+async def _join_all(
+    gateways: list[SimGateway],
+    tokens: dict[str, str],
+    ca_pem: str,
+    server: FederationProcess,
+    result: SizeResult,
+    budget_s: float,
+) -> None:
+    limiter = trio.Semaphore(JOIN_CONCURRENCY)
+    started = time.monotonic()
+
+    async def one(gw: SimGateway) -> None:
+        async with limiter:
+            try:
+                await join_one(gw, tokens[gw.name], ca_pem, server.fingerprint, 30.0)
+            except (JoinFailed, httpx.HTTPError) as err:
+                result.errors["join"] = result.errors.get("join", 0) + 1
+                if len(result.notes) < 3:
+                    result.notes.append(str(err)[:200])
+                return
+            result.joined += 1
+            if result.joined % max(1, len(gateways) // 10) == 0:
+                result.join_timeline.append((round(time.monotonic() - started, 2), result.joined))
+
+    with trio.move_on_after(budget_s):
+        async with trio.open_nursery() as nursery:
+            for gw in gateways:
+                nursery.start_soon(one, gw)
+    result.join_s = time.monotonic() - started
+
+
+async def _settle(obs: Observations, gateways: list[SimGateway], budget_s: float) -> float | None:
+    """Seconds until every watcher routes to the target and no version changed for QUIET_S."""
+    started = time.monotonic()
+    names = [gw.name for gw in gateways]
+    with trio.move_on_after(budget_s):
+        while True:
+            now = time.monotonic()
+            routed = all(obs.routed.get(name, False) for name in names)
+            if routed and now - obs.last_new_version_at >= QUIET_S:
+                return now - started
+            await trio.sleep(0.05)
+    return None
+
+
+async def _flip_and_wait(
+    target: SimGateway, obs: Observations, result: SizeResult, budget_s: float
+) -> None:
+    obs.flip_at = time.monotonic()
+    target.healthy = False
+    await send_report(target, obs)
+    with trio.move_on_after(budget_s):
+        await obs.all_acked.wait()
+    flip = obs.flip_at
+    result.converged = len(obs.acked)
+    result.acked = Spread.of([at - flip for at in obs.acked.values()])
+    result.received = Spread.of([at - flip for at in obs.received.values()])
+
+
+async def _snapshot_size(gw: SimGateway) -> int:
+    response = await gw.http.get(f"/v1/clusters/{gw.name}/snapshot", headers=gw.bearer())
+    return len(response.content)
+
+
+async def _prepare(
+    server: FederationProcess, watchers: int, result: SizeResult
+) -> tuple[list[SimGateway], dict[str, str], str]:
+    started = time.monotonic()
+    identities = [make_identity(i) for i in range(watchers)]
+    tokens = await create_tokens(server, [ident.name for ident in identities])
+    with trio.fail_after(30):
+        ca_pem = (await fetch_pinned_ca(server.url, server.fingerprint)).decode()
+    verify = pinned_client_context(ca_pem.encode(), server.fingerprint)
+    clients = shared_clients(server.url, verify, connections_for(watchers), 30.0)
+    gateways = [
+        SimGateway(ident, clients[i // GATEWAYS_PER_CONNECTION])
+        for i, ident in enumerate(identities)
+    ]
+    result.build = measure_build([gw.ident for gw in gateways])
+    progress(
+        f"{watchers} identities (CA + jwt-svid key) and join tokens in "
+        f"{time.monotonic() - started:.1f} s; {len(clients)} shared HTTP/2 connections"
+    )
+    return gateways, tokens, ca_pem
+
+
+async def measure(
+    server: FederationProcess, watchers: int, budget: Budget, store_name: str
+) -> SizeResult:
+    """Run every phase against ``server`` (already started, empty) and return what was seen."""
+    result = SizeResult(watchers=watchers, store=store_name)
+    gateways, tokens, ca_pem = await _prepare(server, watchers, result)
+    try:
+        await _join_all(gateways, tokens, ca_pem, server, result, budget.join_s)
+        progress(f"{result.joined}/{watchers} joined in {result.join_s:.1f} s")
+        if result.joined < watchers:
+            result.notes.append(
+                f"only {result.joined} of {watchers} clusters joined within {budget.join_s:.0f} s "
+                f"(timeline s->joined: {result.join_timeline}); convergence not measured"
+            )
+            return result
+        await _run_loops(server, gateways, result, budget)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            for client in {id(gw.http): gw.http for gw in gateways}.values():
+                await client.aclose()
+    return result
+
+
+async def _steady_then_flip(
+    server: FederationProcess,
+    gateways: list[SimGateway],
+    obs: Observations,
+    result: SizeResult,
+    budget: Budget,
+) -> None:
+    result.settle_s = await _settle(obs, gateways, budget.settle_s)
+    if result.settle_s is None:
+        result.notes.append(
+            f"watchers did not all route to {gateways[0].name} and go quiet within "
+            f"{budget.settle_s:.0f} s; measured anyway"
+        )
+    progress(f"settled: {result.settle_s}")
+    with trio.move_on_after(10):
+        result.snapshot_bytes = await _snapshot_size(gateways[-1])
+    meter = CpuMeter(server)
+    await trio.sleep(budget.steady_s)
+    result.steady = _rate(obs, meter.t0, time.monotonic(), len(gateways), meter.used())
+    progress("steady reports measured; flipping one endpoint's health")
+    meter = CpuMeter(server)
+    await _flip_and_wait(gateways[0], obs, result, budget.converge_s)
+    result.converge_cpu_pct = meter.percent()
+    result.converge_server_cpu_s = meter.used()[0]
+    progress(f"{result.converged}/{len(gateways)} watchers ACKed the change")
+
+
+async def _run_loops(
+    server: FederationProcess, gateways: list[SimGateway], result: SizeResult, budget: Budget
+) -> None:
+    obs = Observations(marker=f'"{gateways[0].name}":1'.encode(), expected=len(gateways))
+    rng = random.Random(4)
+    async with trio.open_nursery() as watchers:
+        for gw in gateways:
+            watchers.start_soon(watch_loop, gw, obs)
+        async with trio.open_nursery() as reporters:
+            for gw in gateways:
+                reporters.start_soon(report_loop, gw, obs, 1.0, rng.random())
+            await _steady_then_flip(server, gateways, obs, result, budget)
+            reporters.cancel_scope.cancel()
+        errors_before = obs.report_errors
+        meter = CpuMeter(server)
+        await saturate(gateways, obs, SATURATION_WORKERS, budget.saturate_s)
+        result.saturation = _rate(obs, meter.t0, time.monotonic(), 0.0, meter.used())
+        result.saturation.offered_per_s = result.saturation.achieved_per_s
+        result.saturation.errors = obs.report_errors - errors_before
+        result.saturation_workers = SATURATION_WORKERS
+        progress("saturation measured")
+        watchers.cancel_scope.cancel()
+    result.errors.update(report=obs.report_errors, watch=obs.watch_errors, ack=obs.ack_errors)
+    result.notes.extend(f"first errors: {sample}" for sample in obs.error_samples)
