@@ -89,7 +89,10 @@ async def run_maintenance(
     task_status.started()
     while True:
         deadline = trio.current_time() + interval
-        await check_once(engine)
+        try:
+            await check_once(engine)
+        except Exception:  # a bug in one probe round must not take the data plane down
+            log.exception("peer probe round failed; probing again in %.1f s", interval)
         publish_peer_health(engine, status, metrics)
         _connection_gauges(engine, pools, metrics)
         await trio.sleep_until(deadline)

@@ -128,6 +128,7 @@ def _gateway_yaml(
     clusters: Sequence[ClusterSpec],
     root: Path,
     drain_timeout_s: float | None,
+    probe_interval_s: float | None,
 ) -> str:
     doc: dict[str, Any] = {
         "cluster": cluster.name,
@@ -148,6 +149,8 @@ def _gateway_yaml(
     }
     if drain_timeout_s is not None:
         doc["limits"] = {"drain_timeout_s": drain_timeout_s}
+    if probe_interval_s is not None:
+        doc["probe_interval_s"] = doc["reload_poll_s"] = probe_interval_s
     return yaml.safe_dump(doc, sort_keys=False)
 
 
@@ -159,6 +162,7 @@ def write_local_federation(
     now: datetime,
     svid_ttl: timedelta = timedelta(hours=24),
     drain_timeout_s: float | None = None,
+    probe_interval_s: float | None = None,
 ) -> dict[str, Path]:
     """Create every cluster's CA, gateway SVID, config and routing file under ``root``.
 
@@ -178,7 +182,7 @@ def write_local_federation(
         config = directory / "gateway.yaml"
         write_file(
             config,
-            _gateway_yaml(cluster, clusters, root, drain_timeout_s).encode(),
+            _gateway_yaml(cluster, clusters, root, drain_timeout_s, probe_interval_s).encode(),
             mode=PUBLIC_MODE,
         )
         configs[cluster.name] = config

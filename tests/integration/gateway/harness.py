@@ -161,6 +161,7 @@ class Federation:
         scope.cancel()
 
 
+PROBE_S = 0.25
 CLOUDS = [("aws", "us-east-1"), ("gcp", "europe-west1"), ("azure", "westeurope")]
 
 
@@ -194,7 +195,10 @@ async def open_federation(
         specs.append(ClusterSpec(name, cloud, region, base[0], base[1], base[2]))
         app_ports[name] = (base[3], base[4])
     svc = list(services) if services is not None else default_services(names, app_ports, retry)
-    configs = write_local_federation(root, specs, svc, now=datetime.now(UTC))
+    # faster probes and file polls than the 1 s defaults: the same behaviour, sooner
+    configs = write_local_federation(
+        root, specs, svc, now=datetime.now(UTC), probe_interval_s=PROBE_S
+    )
     async with trio.open_nursery() as nursery:
         fed = Federation(
             root,
