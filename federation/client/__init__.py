@@ -3,11 +3,12 @@
 Typical use (inside the gateway's nursery)::
 
     state = ClientStateDir(state_dir / "federation")
-    jwt_key, kid = state.load_or_create_jwt_key()      # put its public key in your bundle
-    record = state.load_join() or await join_federation(token, trust_bundle=..., ...)
+    jwt_key, kid = state.load_or_create_jwt_key()
+    bundle = registration_bundle(ca.bundle(), jwt_key, kid)   # CA roots + the jwt-svid key
+    record = state.load_join() or await join_federation(token, trust_bundle=bundle, ...)
     state.save_join(record)
     async with FederationClient(record, jwt_key=jwt_key, kid=kid) as client:
-        link = FederationLink(client, state, own_bundle=..., apply=..., report_source=...,
+        link = FederationLink(client, state, own_bundle=bundle, apply=..., report_source=...,
                               rng=random.Random())
         await nursery.start(link.run)
 """
@@ -28,7 +29,13 @@ from federation.client.link import (
     SnapshotApplier,
     backoff_delay,
 )
-from federation.client.state import ClientStateDir, JoinRecord, PersistedSnapshot, key_id
+from federation.client.state import (
+    ClientStateDir,
+    JoinRecord,
+    PersistedSnapshot,
+    key_id,
+    registration_bundle,
+)
 
 __all__ = [
     "BundleDecision",
@@ -49,4 +56,5 @@ __all__ = [
     "join_federation",
     "key_id",
     "reconcile_bundles",
+    "registration_bundle",
 ]

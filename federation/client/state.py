@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 from federation.client.errors import ClientStateError
 from federation.model.api import Snapshot
 from federation.model.base import FrozenModel, describe_validation_error
-from federation.trust import BundleError, BundleSet, TrustDomain, parse_bundle
+from federation.trust import BundleError, BundleSet, TrustBundle, TrustDomain, parse_bundle
 from federation.trust.files import PRIVATE_MODE, key_from_pem, key_to_pem, write_file
 
 
@@ -63,6 +63,18 @@ def key_id(key: ec.EllipticCurvePrivateKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()[:16]
+
+
+def registration_bundle(
+    bundle: TrustBundle, jwt_key: ec.EllipticCurvePrivateKey, kid: str
+) -> TrustBundle:
+    """``bundle`` (the cluster's CA roots) plus the gateway's ``jwt-svid`` public key under
+    ``kid``: what a gateway registers at join, so the federation can verify its JWT-SVIDs."""
+    keys = dict(bundle.jwt_authorities)
+    keys[kid] = jwt_key.public_key()
+    return TrustBundle(
+        bundle.trust_domain, bundle.x509_authorities, keys, bundle.sequence, bundle.refresh_hint_s
+    )
 
 
 class ClientStateDir:

@@ -130,56 +130,67 @@ def parse_body(model: type[M], body: bytes) -> M:
         ) from err
 
 
-def build_app(
-    service: FederationService,
-    auth: CallerAuthenticator,
-    *,
-    ca_pem: bytes,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> Starlette:
-    """The ASGI app. ``ca_pem`` is the federation's TLS CA, served for fingerprint pinning."""
-    metrics = service.metrics
-    openapi = json.dumps(openapi_document()).encode()
+class _Handlers:
+    """One method per route; each borrows the service and the authenticator."""
 
-    async def join(request: Request) -> Response:
-        body = parse_body(JoinRequest, await read_body(request, max_body_bytes))
-        response = await service.join(body)
+    def __init__(
+        self,
+        service: FederationService,
+        auth: CallerAuthenticator,
+        *,
+        ca_pem: bytes,
+        max_body_bytes: int,
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.metrics = service.metrics
+        self.ca_pem = ca_pem
+        self.max_body_bytes = max_body_bytes
+        self.openapi = json.dumps(openapi_document()).encode()
+
+    async def _body(self, request: Request) -> bytes:
+        return await read_body(request, self.max_body_bytes)
+
+    async def _own(self, request: Request, what: str) -> str:
+        """The path's cluster, after checking the caller is that cluster's gateway."""
+        cluster = str(request.path_params["cluster"])
+        caller = await self.auth.cluster_of(request.headers.get("authorization"))
+        require_own(caller, cluster, what)
+        return cluster
+
+    async def join(self, request: Request) -> Response:
+        body = parse_body(JoinRequest, await self._body(request))
+        response = await self.service.join(body)
         return JSONResponse(response.model_dump(mode="json"), status_code=201)
 
-    async def ca(request: Request) -> Response:
-        return Response(ca_pem, media_type="application/x-pem-file")
+    async def ca(self, request: Request) -> Response:
+        return Response(self.ca_pem, media_type="application/x-pem-file")
 
-    async def get_bundle(request: Request) -> Response:
-        text = await service.bundle_json(request.path_params["trust_domain"])
+    async def get_bundle(self, request: Request) -> Response:
+        text = await self.service.bundle_json(request.path_params["trust_domain"])
         return Response(text, media_type="application/json")
 
-    async def put_bundle(request: Request) -> Response:
-        caller = await auth.cluster_of(request.headers.get("authorization"))
-        body = parse_body(BundleUpdateRequest, await read_body(request, max_body_bytes))
-        await service.update_bundle(caller, request.path_params["trust_domain"], body)
+    async def put_bundle(self, request: Request) -> Response:
+        caller = await self.auth.cluster_of(request.headers.get("authorization"))
+        body = parse_body(BundleUpdateRequest, await self._body(request))
+        await self.service.update_bundle(caller, request.path_params["trust_domain"], body)
         return Response(status_code=204)
 
-    async def report(request: Request) -> Response:
-        cluster = request.path_params["cluster"]
-        caller = await auth.cluster_of(request.headers.get("authorization"))
-        require_own(caller, cluster, "health reports")
-        raw = await read_body(request, max_body_bytes)
+    async def report(self, request: Request) -> Response:
+        cluster = await self._own(request, "health reports")
+        raw = await self._body(request)
         body = parse_body(HealthReport, raw)
-        await service.record_report(cluster, body, raw.decode())
+        await self.service.record_report(cluster, body, raw.decode())
         return Response(status_code=204)
 
-    async def ack(request: Request) -> Response:
-        cluster = request.path_params["cluster"]
-        caller = await auth.cluster_of(request.headers.get("authorization"))
-        require_own(caller, cluster, "snapshot ACKs")
-        body = parse_body(Ack, await read_body(request, max_body_bytes))
-        await service.record_ack(cluster, body)
+    async def ack(self, request: Request) -> Response:
+        cluster = await self._own(request, "snapshot ACKs")
+        body = parse_body(Ack, await self._body(request))
+        await self.service.record_ack(cluster, body)
         return Response(status_code=204)
 
-    async def snapshot(request: Request) -> Response:
-        cluster = request.path_params["cluster"]
-        caller = await auth.cluster_of(request.headers.get("authorization"))
-        require_own(caller, cluster, "the snapshot")
+    async def snapshot(self, request: Request) -> Response:
+        cluster = await self._own(request, "the snapshot")
         after_text = request.query_params.get("after", "-1")
         try:
             after = int(after_text)
@@ -188,37 +199,49 @@ def build_app(
                 f"after: {after_text!r} is not an integer version",
                 fields=(("after", "not an integer"),),
             ) from err
-        served = await service.publisher.wait_newer(cluster, after, service.settings.long_poll_s)
+        wait_s = self.service.settings.long_poll_s
+        served = await self.service.publisher.wait_newer(cluster, after, wait_s)
         if served is None:
             return Response(status_code=204)
-        metrics.pushed(cluster, served.version, service.clock())
+        self.metrics.pushed(cluster, served.version, self.service.clock())
         headers = {"x-snapshot-version": str(served.version)}
         return Response(served.body, media_type="application/json", headers=headers)
 
-    async def status(request: Request) -> Response:
-        auth.require_admin(request.headers.get("authorization"))
-        return JSONResponse((await service.status()).model_dump(mode="json"))
+    async def status(self, request: Request) -> Response:
+        self.auth.require_admin(request.headers.get("authorization"))
+        return JSONResponse((await self.service.status()).model_dump(mode="json"))
 
-    async def metrics_page(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
-    async def openapi_page(request: Request) -> Response:
-        return Response(openapi, media_type="application/json")
+    async def openapi_page(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
+
+
+def build_app(
+    service: FederationService,
+    auth: CallerAuthenticator,
+    *,
+    ca_pem: bytes,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """The ASGI app. ``ca_pem`` is the federation's TLS CA, served for fingerprint pinning."""
+    h = _Handlers(service, auth, ca_pem=ca_pem, max_body_bytes=max_body_bytes)
 
     def route(path: str, handler: Handler, method: str) -> Route:
-        return Route(path, _guarded(metrics.reject, handler), methods=[method])
+        return Route(path, _guarded(h.metrics.reject, handler), methods=[method])
 
     return Starlette(
         routes=[
-            route("/v1/join", join, "POST"),
-            route("/v1/federation/ca.pem", ca, "GET"),
-            route("/v1/bundles/{trust_domain}", get_bundle, "GET"),
-            route("/v1/bundles/{trust_domain}", put_bundle, "PUT"),
-            route("/v1/clusters/{cluster}/reports", report, "POST"),
-            route("/v1/clusters/{cluster}/snapshot", snapshot, "GET"),
-            route("/v1/clusters/{cluster}/acks", ack, "POST"),
-            route("/v1/status", status, "GET"),
-            route("/metrics", metrics_page, "GET"),
-            route("/openapi.json", openapi_page, "GET"),
+            route("/v1/join", h.join, "POST"),
+            route("/v1/federation/ca.pem", h.ca, "GET"),
+            route("/v1/bundles/{trust_domain}", h.get_bundle, "GET"),
+            route("/v1/bundles/{trust_domain}", h.put_bundle, "PUT"),
+            route("/v1/clusters/{cluster}/reports", h.report, "POST"),
+            route("/v1/clusters/{cluster}/snapshot", h.snapshot, "GET"),
+            route("/v1/clusters/{cluster}/acks", h.ack, "POST"),
+            route("/v1/status", h.status, "GET"),
+            route("/metrics", h.metrics_page, "GET"),
+            route("/openapi.json", h.openapi_page, "GET"),
         ]
     )

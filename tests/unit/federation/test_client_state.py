@@ -62,3 +62,17 @@ def test_corrupt_files_are_named(tmp_path: Path) -> None:
     state.join_path.write_text('{"cluster": "x"}')
     with pytest.raises(ClientStateError, match="federation.json"):
         state.load_join()
+
+
+def test_registration_bundle_adds_the_gateway_jwt_key(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from federation.client import registration_bundle
+    from federation.trust import CertificateAuthority, TrustDomain
+
+    ca = CertificateAuthority.create(TrustDomain("aws.test"), now=datetime.now(UTC))
+    key, kid = ClientStateDir(tmp_path).load_or_create_jwt_key()
+    bundle = registration_bundle(ca.bundle(sequence=3), key, kid)
+    assert bundle.x509_authorities == (ca.root,)
+    assert bundle.jwt_authorities[kid] == key.public_key()
+    assert bundle.sequence == 3
