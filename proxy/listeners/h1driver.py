@@ -128,18 +128,17 @@ class H1Connection:
 
     async def _next_request(self, first: bool) -> RequestReceived | None:
         """Wait for a request head: ``idle_timeout_s`` for its first byte on a reused
-        connection, ``header_read_timeout_s`` for the whole head."""
+        connection (a drain ends that wait), ``header_read_timeout_s`` for the whole head
+        (then ``408``). One cancel scope whose deadline moves, not two."""
         if self._initial:
             self.events.extend(self.session.receive_data(self._initial))
             self._initial = b""
-        if not first and not self.events:
-            with trio.move_on_after(self.limits.idle_timeout_s) as self.idle_scope:
-                if not await self._pump():
-                    return None
-            self.idle_scope = None
-            if not self.events and not self._head_in_progress():
-                return None
-        with trio.move_on_after(self.limits.header_read_timeout_s):
+        reading_head = first or bool(self.events)
+        limits = self.limits
+        with trio.CancelScope() as scope:
+            timeout = limits.header_read_timeout_s if reading_head else limits.idle_timeout_s
+            scope.deadline = trio.current_time() + timeout
+            self.idle_scope = None if reading_head else scope
             while True:
                 while self.events:
                     ev = self.events.popleft()
@@ -149,13 +148,20 @@ class H1Connection:
                         if ev.status_hint is not None:
                             await self._reject(ev.status_hint, ev.reason.encode())
                         return None
+                if not reading_head and self._head_in_progress():
+                    reading_head = True
+                    self.idle_scope = None
+                    scope.deadline = trio.current_time() + limits.header_read_timeout_s
                 if not await self._pump():
                     return None
-        await self._reject(408, b"request head not received in time")
+        self.idle_scope = None
+        if reading_head:
+            await self._reject(408, b"request head not received in time")
         return None
 
     def _head_in_progress(self) -> bool:
-        return not self.session.awaiting_request
+        """Some bytes of the next request head arrived (h11 buffers a partial head)."""
+        return not self.session.awaiting_request or bool(self.session.buffered)
 
     async def _pump(self) -> bool:
         """Read once from the socket into events; ``False`` when the client closed."""

@@ -68,6 +68,11 @@ class H1ServerSession:
         return bytes(self._conn.trailing_data[0])
 
     @property
+    def buffered(self) -> int:
+        """Received bytes h11 holds but has not turned into events yet (a partial head)."""
+        return len(self._conn.trailing_data[0])
+
+    @property
     def awaiting_request(self) -> bool:
         """True while no request head is pending on this connection (idle keep-alive)."""
         return self._conn.their_state is h11.IDLE

@@ -202,3 +202,23 @@ async def test_a_tunnel_outlives_the_request_timeout() -> None:
                 with trio.fail_after(5):
                     assert await stream.receive_some(1024) == b"still there?"
         nursery.cancel_scope.cancel()
+
+
+async def test_slowloris_on_a_reused_connection_gets_408_too() -> None:
+    """After one good request, a trickled second head is bounded by the header-read timeout,
+    not by the (long) idle timeout."""
+
+    async def attack(gw: Gateway) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+        async with stream:
+            await stream.send_all(b"GET http://web.shop.global/ HTTP/1.1\r\nhost: web\r\n\r\n")
+            first = await stream.receive_some(65536)
+            assert first.startswith(b"HTTP/1.1 200")
+            start = trio.current_time()
+            await stream.send_all(b"GET http://web.shop.global/ HTTP/1.1\r\nho")
+            answer = await _read_all(stream)
+            elapsed = trio.current_time() - start
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert elapsed < LIMITS.idle_timeout_s
+
+    await _with_gateway_and_good_client(attack)
