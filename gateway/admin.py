@@ -1,5 +1,9 @@
 """The admin API (port 15000): ``/healthz``, ``/readyz``, ``/metrics``, ``/config``.
 
+``/config`` is the active routing table, the last reload error, peer health and (``live``)
+what the load balancer does right now: each service's per-level traffic share, panic flags
+and endpoint health.
+
 A plain ASGI app (no framework: four read-only endpoints) served by hypercorn's trio worker.
 It handles the ASGI lifespan protocol so hypercorn starts and stops it cleanly. Only ``GET`` and
 ``HEAD`` are answered; everything else is 405.
@@ -53,9 +57,15 @@ def table_to_json(table: RoutingTable) -> dict[str, Any]:
 class AdminApp:
     """ASGI app over a :class:`GatewayStatus` and a Prometheus registry (read-only)."""
 
-    def __init__(self, status: GatewayStatus, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        status: GatewayStatus,
+        registry: CollectorRegistry,
+        live: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self._status = status
         self._registry = registry
+        self._live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,6 +95,9 @@ class AdminApp:
             doc: dict[str, Any] = {"table": None if table is None else table_to_json(table)}
             doc["last_reload_error"] = self._status.last_reload_error
             doc["reloads"] = self._status.reloads
+            doc["peer_health"] = self._status.peer_health
+            if self._live is not None:
+                doc["live"] = self._live()
             body = json.dumps(doc, indent=2).encode() + b"\n"
             return 200, "application/json", body
         return 404, "text/plain; charset=utf-8", f"no admin endpoint {path}\n".encode()

@@ -74,6 +74,30 @@ def _connection_gauges(
         metrics.upstream_connections.labels(cluster, kind).set(count)
 
 
+def live_view(engine: ForwardingEngine, now: float) -> dict[str, object]:
+    """What the outbound side would do right now, per service and priority level: the share of
+    traffic each level gets, whether it is in panic, and each endpoint's health (``/config``)."""
+    services: dict[str, object] = {}
+    for name, route in sorted(engine.table.routes.items()):
+        loads, panic = engine.outbound_balancer.priority_loads(route, engine.state, now)
+        services[name] = [
+            {
+                "load_percent": round(load, 2),
+                "panic": in_panic,
+                "endpoints": [
+                    {
+                        "key": ep.key,
+                        "cluster": ep.locality.cluster,
+                        "healthy": engine.state.is_healthy(name, ep.key, now),
+                    }
+                    for ep in group.endpoints
+                ],
+            }
+            for group, load, in_panic in zip(route.priorities, loads, panic, strict=True)
+        ]
+    return {"services": services}
+
+
 async def run_maintenance(
     engine: ForwardingEngine,
     pools: UpstreamPools,

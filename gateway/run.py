@@ -34,7 +34,7 @@ from gateway.errors import PeerRejected
 from gateway.identity import GatewayIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.observe import GatewayObserver
-from gateway.probes import run_maintenance
+from gateway.probes import live_view, run_maintenance
 from gateway.reload import RoutingWatcher, check_model
 from gateway.status import GatewayStatus
 from gateway.translate import translate_model
@@ -247,9 +247,10 @@ async def _serve(
         stop = trio.Event()
         if signals:
             await services.start(_watch_signals, stop)
-        await services.start(
-            serve_admin, AdminApp(status, metrics.registry), admin_sock, admin_stop
+        admin = AdminApp(
+            status, metrics.registry, live=lambda: live_view(engine, trio.current_time())
         )
+        await services.start(serve_admin, admin, admin_sock, admin_stop)
         await services.start(partial(watcher.watch, on_tick=identity.reload_files))
         await services.start(run_maintenance, engine, pools, status, metrics, config)
         async with trio.open_nursery() as listeners:

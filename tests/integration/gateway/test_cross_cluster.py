@@ -110,6 +110,10 @@ async def test_metrics_config_and_access_log(
         assert 'isthmus_peer_healthy{peer_cluster="west"} 1.0' in east
         route = config["table"]["routes"]["catalog.shop"]
         assert route["priorities"][0]["endpoints"][0]["kind"] == "peer"
+        (level,) = config["live"]["services"]["catalog.shop"]
+        assert (level["load_percent"], level["panic"]) == (100.0, False)
+        assert level["endpoints"][0]["cluster"] == "west"
+        assert level["endpoints"][0]["healthy"] is True
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "isthmus.access"]
     outbound = [line for line in lines if line["listener"] == "outbound"]
     assert len(outbound) == 3
