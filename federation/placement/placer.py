@@ -154,7 +154,7 @@ def _board(
     base = (weights.cost * static.cost + weights.latency * static.latency) / wsum
     head_weight = weights.headroom / wsum
     head = (free - units) * state.inv_capacity  # == headroom_scores(), without its division
-    np.clip(head, 0.0, 1.0, out=head)
+    np.minimum(np.maximum(head, 0.0, out=head), 1.0, out=head)
     rank = base + head_weight * head
     for i, count in current.items():
         if count > 0 and mask[i]:

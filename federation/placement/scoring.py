@@ -72,11 +72,14 @@ def static_scores(
             cost += (svc.rates * per_replica) @ topo.egress[svc.sources]
     else:
         latency = np.ones(topo.size)
-    cheapest = float(np.min(cost, where=mask, initial=np.inf))
-    score = np.ones(topo.size)
-    if np.isfinite(cheapest):
-        np.divide(cheapest, cost, out=score, where=cost > 0)
+    allowed = cost[mask]
+    if not allowed.size:
+        score = np.ones(topo.size)
+    elif (cheapest := float(allowed.min())) > 0:
+        score = cheapest / np.maximum(cost, 1e-300)  # free clusters: inf, capped to 1 below
         np.minimum(score, 1.0, out=score)
+    else:
+        score = (cost <= 0).astype(np.float64)  # something is free: everything else scores 0
     return StaticScores(score, latency.astype(np.float64, copy=False))
 
 
