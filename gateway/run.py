@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import ssl
 import threading
@@ -38,6 +39,7 @@ from gateway.probes import live_view, run_maintenance
 from gateway.reload import RoutingWatcher, check_model
 from gateway.status import GatewayStatus
 from gateway.translate import translate_model
+from gateway.workers import stop_when_orphaned
 from proxy.engine import ForwardingEngine
 from proxy.listeners import DrainSignal, ListenerLimits, serve_listener
 from proxy.routes import Endpoint, RoutingTable
@@ -247,6 +249,8 @@ async def _serve(
         stop = trio.Event()
         if signals:
             await services.start(_watch_signals, stop)
+        if reuse_port:  # a supervised worker: drain if the supervisor disappears
+            services.start_soon(stop_when_orphaned, os.getppid(), stop.set)
         admin = AdminApp(
             status, metrics.registry, live=lambda: live_view(engine, trio.current_time())
         )

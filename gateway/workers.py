@@ -9,6 +9,7 @@ beyond that it stops every worker and raises :class:`WorkerCrashLoop`.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,11 +45,14 @@ async def _run_worker(
     index: int, command: Sequence[str], grace_s: float, restarts: list[float]
 ) -> None:
     while True:
+        # Own session: a terminal's Ctrl-C reaches only the parent, which forwards exactly one
+        # SIGTERM (a second signal would make the worker skip its drain).
         result = await trio.run_process(
             list(command),
             check=False,
             stdin=subprocess.DEVNULL,
             deliver_cancel=_deliver_cancel(grace_s),
+            start_new_session=True,
         )
         now = trio.current_time()
         restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
@@ -59,6 +63,17 @@ async def _run_worker(
             )
         log.error("gateway worker %s exited with code %s; restarting", index, result.returncode)
         await trio.sleep(RESTART_DELAY_S)
+
+
+async def stop_when_orphaned(
+    parent_pid: int, stop: Callable[[], None], *, poll_s: float = 1.0
+) -> None:
+    """For a worker: call ``stop`` (drain) once the supervising parent is gone (the worker was
+    re-parented), so a SIGKILLed supervisor does not leave workers behind. Returns after."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event exists for a parent exit
+        await trio.sleep(poll_s)
+    log.warning("supervisor (pid %s) is gone; draining", parent_pid)
+    stop()
 
 
 async def supervise_workers(

@@ -109,3 +109,23 @@ async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path
         assert resp.json()["cluster"] == "west"
         assert (tmp_path / "local" / "east" / "svid.key").stat().st_mode & 0o777 == 0o600
         assert await stop(up, signal.SIGINT, timeout_s=10) == 0
+
+
+async def test_workers_drain_and_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    ports = free_ports(3)
+    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], ports[2])
+    configs = write_local_federation(tmp_path, [solo], [], now=datetime.now(UTC))
+    async with process(["gateway", "run", "--config", str(configs["solo"]), "-w", "2"]) as sup:
+        await wait_ready(solo.admin_port)
+        await wait_ready(solo.admin_port + 1)
+        sup.kill()
+        await sup.wait()
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            with trio.fail_after(10):
+                for port in (solo.admin_port, solo.admin_port + 1):
+                    while True:
+                        try:
+                            await client.get(f"http://127.0.0.1:{port}/healthz")
+                        except httpx.ConnectError:
+                            break
+                        await trio.sleep(0.1)
