@@ -18,7 +18,7 @@ import trio
 from proxy.engine.context import Outcome
 from proxy.engine.observer import TunnelRecord, UpstreamEvent
 from proxy.engine.replies import reply
-from proxy.errors import UpstreamError
+from proxy.errors import TunnelRefused, UpstreamError
 from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import LoadBalancer
 from proxy.outlier.detector import Outcome as AttemptOutcome
@@ -54,42 +54,51 @@ async def _open(
 async def _connect(
     engine: ForwardingEngine, req: TunnelRequest, out: Outcome
 ) -> trio.abc.HalfCloseableStream | None:
+    """Open the upstream side, trying other endpoints after a connect failure (nothing was
+    sent yet). ``None`` means a local reply was sent instead."""
     route = req.route
     tried: set[str] = set()
-    for _ in range(max(1, route.retry.attempts)):
+    for attempt in range(max(1, route.retry.attempts)):
         now = trio.current_time()
         pick = req.balancer.pick(route, engine.state, now, engine.rng, exclude=frozenset(tried))
         ep = pick.endpoint
         if ep is None:
             break
         tried.add(ep.key)
-        out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
+        out.endpoint, out.destination_cluster, out.retries = ep.key, ep.locality.cluster, attempt
         try:
             with trio.fail_after(route.retry.per_try_timeout_s):
-                return await _open(engine, route, ep, req.target)
+                stream = await _open(engine, route, ep, req.target)
         except TunnelTargetMissing as err:
             await reply(req.exchange, out, local_reply(503, "no_tcp_target", str(err)))
             return None
+        except TunnelRefused as err:
+            if err.status != 503:  # the peer answered (e.g. 403): relay its verdict
+                msg = f"peer gateway refused the tunnel to {req.target} ({err.status})"
+                await reply(req.exchange, out, local_reply(err.status, "peer_refused", msg))
+                return None
+            _failed(engine, route, ep, str(err), now)
         except (UpstreamError, trio.TooSlowError) as err:
-            event = engine.state.record(route, ep, AttemptOutcome.CONNECT_FAILURE, now)
-            engine.observer.on_upstream_event(
-                UpstreamEvent("failure", route.service, ep.key, ep.locality.cluster, str(err))
-            )
-            if event is not None:
-                engine.observer.on_upstream_event(
-                    UpstreamEvent(
-                        "ejected",
-                        route.service,
-                        ep.key,
-                        ep.locality.cluster,
-                        event.reason,
-                        event.until,
-                    )
-                )
-            out.retries += 1
-    out.retries = max(0, out.retries - 1)
+            _failed(engine, route, ep, str(err) or "connect timeout", now)
+        else:
+            engine.state.record(route, ep, AttemptOutcome.SUCCESS, now)
+            return stream
     await reply(req.exchange, out, unavailable_response("tunnel_connect_failure", route.service))
     return None
+
+
+def _failed(engine: ForwardingEngine, route: Route, ep: Endpoint, why: str, now: float) -> None:
+    observer = engine.observer
+    observer.on_upstream_event(
+        UpstreamEvent("failure", route.service, ep.key, ep.locality.cluster, why)
+    )
+    event = engine.state.record(route, ep, AttemptOutcome.CONNECT_FAILURE, now)
+    if event is not None:
+        observer.on_upstream_event(
+            UpstreamEvent(
+                "ejected", route.service, ep.key, ep.locality.cluster, event.reason, event.until
+            )
+        )
 
 
 async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcome) -> None:
@@ -99,6 +108,7 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
     counts = PumpCounts()
     try:
         if upstream is not None:
+            engine.state.begin(out.endpoint)  # least-request counts open tunnels too
             try:
                 out.status = 200
                 client = await req.exchange.accept_tunnel()
@@ -106,6 +116,7 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
             except trio.BrokenResourceError:
                 out.reason = "tunnel_broken"
             finally:
+                engine.state.end(out.endpoint)
                 await trio.aclose_forcefully(upstream)
     finally:
         _report(

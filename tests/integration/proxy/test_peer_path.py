@@ -135,3 +135,27 @@ async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None
     assert [t.service for t in tunnels] == ["cache.shop", "db.shop"]
     assert all(t.bytes_up == t.bytes_down == len(payload) for t in tunnels)
     assert pair.b.observer.tunnels[0].source_cluster == "a"
+
+
+async def test_a_tunnel_the_peer_refuses_is_answered_with_the_peers_status(pki: PKI) -> None:
+    async with trio.open_nursery() as nursery:
+        echo_port = await nursery.start(serve_tcp_echo)
+        routes_b = table(
+            route(
+                "vault.shop",
+                (local_endpoint("v", 1, cluster="b"),),
+                tcp_targets=(("127.0.0.1", echo_port),),
+            ),  # no allowed_sources: default deny
+            cluster="b",
+        )
+        routes_a = [route("vault.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
+            async with stream:
+                await stream.send_all(b"CONNECT vault.shop.global:8200 HTTP/1.1\r\nhost: x\r\n\r\n")
+                with trio.fail_after(5):
+                    head = await stream.receive_some(4096)
+        nursery.cancel_scope.cancel()
+    assert head.startswith(b"HTTP/1.1 403"), head
+    assert b"x-isthmus-reason: peer_refused" in head.lower()
+    assert pair.b.observer.requests[0].status == 403
