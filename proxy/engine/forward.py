@@ -70,6 +70,8 @@ async def forward(
             local_cluster=engine.table.local_cluster,
             rng=engine.rng,
         )
+    # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
+    headers = [h for h in headers if h[0] != b"host"]
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()

@@ -24,6 +24,7 @@ class EchoBackend:
         self.status = 200
         self.paths: Counter[str] = Counter()
         self.seen_headers: list[dict[str, str]] = []
+        self.raw_headers: list[list[bytes]] = []
 
     async def handle(self, exchange: Exchange) -> None:
         self.hits += 1
@@ -31,6 +32,7 @@ class EchoBackend:
         self.paths[path] += 1
         head = {n.decode(): v.decode() for n, v in exchange.headers}
         self.seen_headers.append(head)
+        self.raw_headers.append([n for n, _ in exchange.headers])
         info = json.dumps(
             {"method": exchange.method.decode(), "path": path, "backend": self.name}
         ).encode()

@@ -257,3 +257,27 @@ async def test_small_bodies_are_replayed_on_retry_large_ones_are_not() -> None:
     assert not_replayed.status_code == 502
     assert not_replayed.headers["x-isthmus-reason"] == "upstream_reset"
     assert resetting.hits == 2
+
+
+async def test_the_authority_reaches_the_backend_exactly_once() -> None:
+    """HTTP/1.1 backends get one Host; h2c backends get :authority and no stray Host."""
+    h1_backend, h2_backend = EchoBackend("h1"), EchoBackend("h2c")
+    async with trio.open_nursery() as nursery:
+        h1_port = await serve_backend(nursery, h1_backend)
+        h2_port = await serve_backend(nursery, h2_backend)
+        routing = table(
+            route("web.shop", (local_endpoint("web-1", h1_port),)),
+            route("api.shop", (local_endpoint("api-1", h2_port, "h2c"),)),
+        )
+        async with running_gateway(routing) as gw:
+            for service in (b"web.shop.global", b"api.shop.global"):
+                stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+                async with stream:
+                    await stream.send_all(
+                        b"GET http://%s/ HTTP/1.1\r\nhost: %s\r\n\r\n" % (service, service)
+                    )
+                    with trio.fail_after(5):
+                        assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 200")
+        nursery.cancel_scope.cancel()
+    assert h1_backend.raw_headers[0].count(b"host") == 1
+    assert h2_backend.raw_headers[0].count(b"host") == 0
