@@ -154,6 +154,11 @@ class GatewayIdentity:
         """Swap the set of known peers (cluster -> expected SPIFFE ID) on a routing reload."""
         self._peers = {peer.cluster: peer.spiffe_id for peer in model.peers}
 
+    def peer_spiffe_id(self, cluster: str) -> str | None:
+        """The SPIFFE ID a known peer cluster's gateway presents (what
+        :meth:`verify_inbound_peer` checked), or ``None`` for an unknown cluster."""
+        return self._peers.get(cluster)
+
     def update(self, *, svid: X509Svid | None = None, bundles: BundleSet | None = None) -> None:
         """Swap in a rotated SVID and/or new bundles (new handshakes only)."""
         self._credentials.update(svid=svid, bundles=bundles)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.metrics import GatewayMetrics
@@ -23,14 +24,16 @@ def _iso(epoch: float) -> str:
     )
 
 
-def access_line(record: RequestRecord) -> str:
-    """One access-log line (JSON object, no newline); fields documented in docs/gateway.md."""
+def access_line(record: RequestRecord, source_identity: str | None = None) -> str:
+    """One access-log line (JSON object, no newline); fields documented in docs/gateway.md.
+    ``source_identity`` overrides the record's (the engine knows the peer's cluster; the
+    gateway knows the SPIFFE ID that cluster proved)."""
     return json.dumps(
         {
             "time": _iso(record.time),
             "listener": record.listener,
             "source": record.remote,
-            "source_identity": record.source_identity,
+            "source_identity": source_identity or record.source_identity,
             "source_cluster": record.source_cluster,
             "method": record.method,
             "authority": record.authority,
@@ -49,13 +52,13 @@ def access_line(record: RequestRecord) -> str:
     )
 
 
-def tunnel_line(record: TunnelRecord) -> str:
+def tunnel_line(record: TunnelRecord, source_identity: str | None = None) -> str:
     """One access-log line for a finished CONNECT tunnel."""
     return json.dumps(
         {
             "time": _iso(record.time),
             "listener": record.listener,
-            "source_identity": record.source_identity,
+            "source_identity": source_identity or record.source_identity,
             "source_cluster": record.source_cluster,
             "method": "CONNECT",
             "service": record.service or None,
@@ -82,11 +85,16 @@ class GatewayObserver:
         access_log: bool,
         logger: logging.Logger | None = None,
         probe_authority: str = "isthmus-gateway",
+        identity_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self._metrics = metrics
+        self._identity_of = identity_of or (lambda cluster: None)
         self._probe_authority = probe_authority
         self._access = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
         self._enabled = access_log
+
+    def _spiffe_id(self, peer_cluster: str | None) -> str | None:
+        return None if peer_cluster is None else self._identity_of(peer_cluster)
 
     def on_request_done(self, record: RequestRecord) -> None:
         if record.listener == "inbound" and record.authority == self._probe_authority:
@@ -100,7 +108,7 @@ class GatewayObserver:
                 duration_s=record.duration_s,
             )
             if self._enabled and self._access.isEnabledFor(logging.INFO):
-                self._access.info(access_line(record))
+                self._access.info(access_line(record, self._spiffe_id(record.source_identity)))
         except Exception:  # never fail a request because of telemetry
             log.exception("observer failed for a request record")
 
@@ -117,7 +125,7 @@ class GatewayObserver:
                 duration_s=record.duration_s,
             )
             if self._enabled and self._access.isEnabledFor(logging.INFO):
-                self._access.info(tunnel_line(record))
+                self._access.info(tunnel_line(record, self._spiffe_id(record.source_identity)))
         except Exception:
             log.exception("observer failed for a tunnel record")
 

@@ -201,6 +201,7 @@ async def serve_gateway(
                 metrics,
                 access_log=config.access_log,
                 probe_authority=settings.probe_authority.decode(),
+                identity_of=identity.peer_spiffe_id,
             ),
             probe_authority=settings.probe_authority,
         )

@@ -121,4 +121,5 @@ async def test_metrics_config_and_access_log(
     assert (first["service"], first["cluster"], first["status"]) == ("catalog.shop", "west", 200)
     assert first["retries"] == 0 and first["duration_ms"] > 0
     inbound = [line for line in lines if line["listener"] == "inbound"]
-    assert inbound and inbound[0]["source_identity"] == "east"
+    assert inbound and inbound[0]["source_cluster"] == "east"
+    assert inbound[0]["source_identity"] == "spiffe://east.isthmus.local/isthmus/gateway/east"
