@@ -222,3 +222,30 @@ async def test_slowloris_on_a_reused_connection_gets_408_too() -> None:
         assert elapsed < LIMITS.idle_timeout_s
 
     await _with_gateway_and_good_client(attack)
+
+
+async def test_idle_h2c_and_http1_connections_are_closed_after_the_idle_timeout() -> None:
+    async def attack(gw: Gateway) -> None:
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "web.shop.global")]
+        client.send_headers(1, [*headers, (":path", "/")], end_stream=True)
+        start = trio.current_time()
+        h2_stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+        async with h2_stream:
+            await h2_stream.send_all(client.data_to_send())
+            events = client.receive_data(await _read_all(h2_stream))
+        h2_elapsed = trio.current_time() - start
+        assert any(isinstance(e, h2.events.ResponseReceived) for e in events), events
+        goaway = next(e for e in events if isinstance(e, h2.events.ConnectionTerminated))
+        assert goaway.error_code == 0
+        stream = await trio.open_tcp_stream("127.0.0.1", gw.port)
+        async with stream:
+            start = trio.current_time()
+            await stream.send_all(b"GET http://web.shop.global/ HTTP/1.1\r\nhost: w\r\n\r\n")
+            answer = await _read_all(stream)
+            h1_elapsed = trio.current_time() - start
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert 0.3 <= h2_elapsed < 2.5 and 0.3 <= h1_elapsed < 2.5
+
+    await _with_gateway_and_good_client(attack, replace(LIMITS, idle_timeout_s=0.3))
