@@ -190,7 +190,7 @@ class FederationService:
         whether snapshots change. ``cluster`` must be an authenticated, joined cluster."""
         now = self.clock()
         await self.store.record_report(cluster, raw, now)
-        self.publisher.note_report(cluster, now)
+        self.publisher.note_report(cluster, now, report)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
         """Record an ACK or NACK of a version this cluster was actually served."""

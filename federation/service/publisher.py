@@ -84,7 +84,8 @@ class SnapshotPublisher:
         self._debounce_s = debounce_s
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
-        self._changed = trio.Event()
+        self._events: dict[str, trio.Event] = {}
+        self._local: dict[str, tuple[float, HealthReport]] = {}
         self._dirty = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
         self._report_times: dict[str, float] = {}
@@ -99,9 +100,14 @@ class SnapshotPublisher:
         """Something the snapshots depend on changed: rebuild soon."""
         self._dirty.set()
 
-    def note_report(self, cluster: str, received_at: float) -> None:
-        """A report was stored here (the change feed also tells the leader of any replica)."""
+    def note_report(
+        self, cluster: str, received_at: float, report: HealthReport | None = None
+    ) -> None:
+        """A report was stored here (the change feed also tells the leader of any replica).
+        Passing the parsed ``report`` spares the leader a store read to classify it."""
         self._report_times[cluster] = received_at
+        if report is not None:
+            self._local[cluster] = (received_at, report)
         self._pending_reports.add(cluster)
         self.mark_dirty()
 
@@ -113,11 +119,10 @@ class SnapshotPublisher:
         after a store reset), or ``None`` after ``timeout_s``. Cancellation just stops waiting."""
         with trio.move_on_after(timeout_s):
             while True:
-                changed = self._changed
                 served = self._served.get(cluster)
                 if served is not None and served.version != after:
                     return served
-                await changed.wait()
+                await self._events.setdefault(cluster, trio.Event()).wait()
         return None
 
     async def load(self) -> None:
@@ -174,6 +179,7 @@ class SnapshotPublisher:
 
         Cheap when nothing that matters changed (steady reports only renew leases): the plan is
         skipped if members, lease states, links and bundles equal those of the last build."""
+        self._local.clear()  # the store is read whole below; cached reports could be stale later
         members, leases, bundles = await self._read_world()
         now = self._clock()
         self._report_times = {
@@ -207,14 +213,14 @@ class SnapshotPublisher:
             content = planned.snapshot
             version = await self._store.put_snapshot(name, content.model_dump_json(), now)
             self._served[name] = self._stamp(content, version, now, planned.digest)
+            self._wake(name)  # each watcher as soon as its own snapshot is stored
         self._last_world = world
-        if changed:
-            self._wake()
         return len(changed)
 
-    def _wake(self) -> None:
-        woken, self._changed = self._changed, trio.Event()
-        woken.set()
+    def _wake(self, cluster: str) -> None:
+        event = self._events.pop(cluster, None)
+        if event is not None:
+            event.set()
 
     async def _refresh(self, cluster: str) -> None:
         """Another replica (or we) stored a snapshot of ``cluster``: serve it here too."""
@@ -224,7 +230,7 @@ class SnapshotPublisher:
             return
         content = Snapshot.model_validate_json(stored.document)
         self._served[cluster] = self._stamp(content, stored.version, stored.created_at)
-        self._wake()
+        self._wake(cluster)
 
     def _seconds_to_next_expiry(self) -> float:
         now = self._clock()
@@ -259,16 +265,25 @@ class SnapshotPublisher:
     async def _only_renewals(self, clusters: set[str]) -> bool:
         """Whether the new reports of ``clusters`` only renew live leases (nothing a snapshot
         shows changed): then no rebuild is needed. The steady state of 1 report/s per gateway."""
-        try:
-            for cluster in sorted(clusters):
-                record = await self._store.get_report(cluster)
-                if record is None or not self.reachability.is_up(cluster):
-                    return False
-                if self._content.get(cluster) != report_key(self._parse(record)):
-                    return False
-                self._report_times[cluster] = record.received_at
-        except StoreError:
+        if any(not self.reachability.is_up(cluster) for cluster in clusters):
             return False
+        latest: dict[str, tuple[float, HealthReport]] = {}
+        remote = [cluster for cluster in clusters if cluster not in self._local]
+        if remote:  # received by another replica: read them, in one store call
+            try:
+                records = {r.cluster: r for r in await self._store.list_reports()}
+            except StoreError:
+                return False
+            for cluster in remote:
+                record = records.get(cluster)
+                if record is None:
+                    return False
+                latest[cluster] = (record.received_at, self._parse(record))
+        for cluster in clusters:
+            received_at, report = latest.get(cluster) or self._local.pop(cluster)
+            if self._content.get(cluster) != report_key(report):
+                return False
+            self._report_times[cluster] = max(received_at, self._report_times.get(cluster, 0.0))
         return True
 
     async def _rebuild_or_retry(self) -> None:
