@@ -213,7 +213,6 @@ async def serve_gateway(
             metrics=metrics,
             engine=engine,
             pools=pools,
-            settings=settings,
             watcher=watcher,
             worker_index=worker_index,
             reuse_port=reuse_port,
@@ -221,6 +220,48 @@ async def serve_gateway(
             freeze_gc=freeze_gc,
             task_status=task_status,
         )
+
+
+async def _start_listeners(
+    nursery: trio.Nursery,
+    config: GatewayConfig,
+    *,
+    engine: ForwardingEngine,
+    identity: GatewayIdentity,
+    drain: DrainSignal,
+    reuse_port: bool,
+) -> tuple[int, int]:
+    """Start the inbound (mTLS, h2, SPIFFE-checked) and outbound listeners; their bound ports."""
+    listen = config.listeners
+    limits = listener_limits(config)
+    inbound: int = await nursery.start(
+        partial(
+            serve_listener,
+            engine,
+            kind="inbound",
+            host=listen.bind,
+            port=listen.inbound_port,
+            ssl_context=identity.listener_server_context(),
+            verify_peer=_inbound_verifier(identity),
+            validate_inbound_headers=False,  # authenticated leg: skip h2's header validation
+            limits=limits,
+            drain=drain,
+            reuse_port=reuse_port,
+        )
+    )
+    outbound: int = await nursery.start(
+        partial(
+            serve_listener,
+            engine,
+            kind="outbound",
+            host=listen.outbound_bind or listen.bind,
+            port=listen.outbound_port,
+            limits=limits,
+            drain=drain,
+            reuse_port=reuse_port,
+        )
+    )
+    return inbound, outbound
 
 
 async def _serve(
@@ -231,7 +272,6 @@ async def _serve(
     metrics: GatewayMetrics,
     engine: ForwardingEngine,
     pools: UpstreamPools,
-    settings: PoolSettings,
     watcher: RoutingWatcher,
     worker_index: int,
     reuse_port: bool,
@@ -240,12 +280,11 @@ async def _serve(
     task_status: trio.TaskStatus[RunningGateway],
 ) -> None:
     listen = config.listeners
-    limits = listener_limits(config)
-    handler = engine
     drain = DrainSignal()
     admin_stop = trio.Event()
-    admin_port = listen.admin_port + worker_index if listen.admin_port else 0
-    admin_sock = bind_admin_socket(listen.bind, admin_port)
+    admin_sock = bind_admin_socket(
+        listen.bind, listen.admin_port + worker_index if listen.admin_port else 0
+    )
     async with trio.open_nursery() as services:
         stop = trio.Event()
         if signals:
@@ -259,56 +298,24 @@ async def _serve(
         await services.start(partial(watcher.watch, on_tick=identity.reload_files))
         await services.start(run_maintenance, engine, pools, status, metrics, config)
         async with trio.open_nursery() as listeners:
-            inbound_port = await listeners.start(
-                partial(
-                    serve_listener,
-                    handler,
-                    kind="inbound",
-                    host=listen.bind,
-                    port=listen.inbound_port,
-                    limits=limits,
-                    drain=drain,
-                    ssl_context=identity.listener_server_context(),
-                    verify_peer=_inbound_verifier(identity),
-                    validate_inbound_headers=False,
-                    reuse_port=reuse_port,
-                )
-            )
-            outbound_port = await listeners.start(
-                partial(
-                    serve_listener,
-                    handler,
-                    kind="outbound",
-                    host=listen.outbound_bind or listen.bind,
-                    port=listen.outbound_port,
-                    limits=limits,
-                    drain=drain,
-                    reuse_port=reuse_port,
-                )
+            ports = await _start_listeners(
+                listeners,
+                config,
+                engine=engine,
+                identity=identity,
+                drain=drain,
+                reuse_port=reuse_port,
             )
             status.listeners_up = True
             running = RunningGateway(
-                config,
-                status,
-                metrics,
-                identity,
-                engine,
-                watcher,
-                inbound_port,
-                outbound_port,
-                admin_sock.getsockname()[1],
-                stop,
-            )
+                config, status, metrics, identity, engine, watcher,
+                *ports, admin_sock.getsockname()[1], stop,
+            )  # fmt: skip
             log.info(
                 "gateway %s ready: inbound %s:%d, outbound %s:%d, admin %s:%d",
-                config.cluster,
-                listen.bind,
-                inbound_port,
-                listen.outbound_bind or listen.bind,
-                outbound_port,
-                listen.bind,
-                running.admin_port,
-            )
+                config.cluster, listen.bind, ports[0], listen.outbound_bind or listen.bind,
+                ports[1], listen.bind, running.admin_port,
+            )  # fmt: skip
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
