@@ -96,6 +96,12 @@ class H2ServerSession:
             self.closed = True
             code = int(getattr(err, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
             return [ConnectionTerminated(code, 0, f"HTTP/2 protocol error: {err}")]
+        if self._oversized_frame_pending():
+            self.closed = True
+            self.close(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+            return [
+                ConnectionTerminated(h2.errors.ErrorCodes.FRAME_SIZE_ERROR, 0, "frame too large")
+            ]
         events: list[Event] = []
         for ev in raw:
             translated = _translate(ev)
@@ -104,6 +110,14 @@ class H2ServerSession:
                 if isinstance(translated, ConnectionTerminated):
                     self.closed = True
         return events
+
+    def _oversized_frame_pending(self) -> bool:
+        """h2 buffers a frame whole before checking its declared length against our
+        SETTINGS_MAX_FRAME_SIZE, so a peer declaring 16 MiB could make us hold 16 MiB. What is
+        left unparsed after a receive is at most one incomplete frame: more than a maximal
+        frame means the declared length is illegal."""
+        pending = len(getattr(self._conn.incoming_buffer, "_data", b""))
+        return pending > self._conn.max_inbound_frame_size + 9
 
     def acknowledge_received_data(self, stream_id: int, flow_length: int) -> None:
         """Give the client credit back for bytes consumed downstream (backpressure)."""

@@ -249,3 +249,14 @@ async def test_idle_h2c_and_http1_connections_are_closed_after_the_idle_timeout(
         assert 0.3 <= h2_elapsed < 2.5 and 0.3 <= h1_elapsed < 2.5
 
     await _with_gateway_and_good_client(attack, replace(LIMITS, idle_timeout_s=0.3))
+
+
+async def test_a_frame_declared_larger_than_allowed_gets_goaway_before_it_is_buffered() -> None:
+    async def attack(gw: Gateway) -> None:
+        # A DATA frame header declaring 8 MiB, followed by 64 KiB of it: refused at once.
+        header = (8 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01"
+        events = await _h2_exchange(gw.port, header + b"\x00" * 65536)
+        goaways = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaways and goaways[0].error_code == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+
+    await _with_gateway_and_good_client(attack)
