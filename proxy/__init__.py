@@ -11,6 +11,8 @@ from proxy.engine import (
     RequestRecord,
     TunnelRecord,
     UpstreamEvent,
+    check_once,
+    run_health_checks,
 )
 from proxy.errors import ProxyError
 from proxy.listeners import (
@@ -19,6 +21,8 @@ from proxy.listeners import (
     DrainSignal,
     Exchange,
     ListenerLimits,
+    RequestHandler,
+    open_listening_socket,
     serve_listener,
 )
 from proxy.tls import TLSHandshakeError, TLSStream, open_tls_stream
@@ -33,11 +37,15 @@ __all__ = [
     "NullObserver",
     "Observer",
     "ProxyError",
+    "RequestHandler",
     "RequestRecord",
     "TLSHandshakeError",
     "TLSStream",
     "TunnelRecord",
     "UpstreamEvent",
+    "check_once",
+    "open_listening_socket",
     "open_tls_stream",
+    "run_health_checks",
     "serve_listener",
 ]

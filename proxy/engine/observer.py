@@ -2,7 +2,9 @@
 
 The gateway implements :class:`Observer` (Prometheus metrics, JSON access log); the proxy
 stays free of both. Observer methods are called inline on the request path: they must be
-quick and must not raise.
+quick and must not raise. A CONNECT produces a :class:`TunnelRecord` when the tunnel ends and
+also a :class:`RequestRecord` (method ``CONNECT``, ``bytes_*`` = tunnel bytes), so request
+counters that should exclude tunnels filter on the method.
 """
 
 from __future__ import annotations
