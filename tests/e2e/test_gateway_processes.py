@@ -129,3 +129,24 @@ async def test_workers_drain_and_exit_when_their_supervisor_is_killed(tmp_path: 
                         except httpx.ConnectError:
                             break
                         await trio.sleep(0.1)
+
+
+async def test_sighup_reloads_the_routing_file(tmp_path: Path) -> None:
+    ports = free_ports(3)
+    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], ports[2])
+    configs = write_local_federation(tmp_path, [solo], [], now=datetime.now(UTC))
+    with configs["solo"].open("a") as config:
+        config.write("reload_poll_s: 3600\n")  # only SIGHUP can trigger the reload
+    routing = tmp_path / "solo" / "routing.yaml"
+    async with process(["gateway", "run", "--config", str(configs["solo"])]) as gw:
+        await wait_ready(solo.admin_port)
+        routing.write_text(routing.read_text().replace("version: 1", "version: 7"))
+        gw.send_signal(signal.SIGHUP)
+        async with httpx.AsyncClient(timeout=1) as client:
+            with trio.fail_after(5):
+                while True:
+                    doc = (await client.get(f"http://127.0.0.1:{solo.admin_port}/config")).json()
+                    if doc["table"]["version"] == 7:
+                        break
+                    await trio.sleep(0.05)
+        assert await stop(gw) == 0
