@@ -118,15 +118,15 @@ class FederationService:
                     reason="trust-domain-taken",
                 )
         current = await self.store.get_bundle(td.name)
-        if (
-            current is not None
-            and current.sequence >= bundle.sequence
-            and parse_bundle(td, current.bundle) != bundle
-        ):
+        # Gateways accept a change to a known trust domain's bundle only as a signed update; an
+        # unsigned replacement relayed here would make every peer NACK every snapshot.
+        if current is not None and parse_bundle(td, current.bundle) != bundle:
             raise ConflictError(
-                f"trust_bundle: {td.name} already has sequence {current.sequence}; re-join "
-                "with a higher spiffe_sequence or publish a signed update",
-                reason="stale-bundle",
+                f"trust_bundle: {td.name} is already registered with a different bundle "
+                f"(sequence {current.sequence}); change it with a signed update "
+                f"(PUT /v1/bundles/{td.name}) signed by a key of the registered bundle, or, if "
+                "that key is lost, join under a new trust domain",
+                reason="bundle-differs",
             )
         return bundle
 
@@ -167,8 +167,7 @@ class FederationService:
             registered_at=now,
         )
         await self.store.upsert_cluster(record)
-        current = await self.store.get_bundle(record.trust_domain)
-        if current is None or current.sequence < bundle.sequence:
+        if await self.store.get_bundle(record.trust_domain) is None:
             await self.store.put_bundle(
                 record.trust_domain, bundle.sequence, bundle.to_json(), None, now
             )

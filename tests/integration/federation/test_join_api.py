@@ -84,3 +84,23 @@ async def test_bad_bundle_does_not_burn_the_token(
     assert bad.status_code == 422
     assert "trust_bundle" in bad.json()["error"]["message"]
     assert (await api.post("/v1/join", json=cluster.join_body(token))).status_code == 201
+
+
+async def test_rejoin_keeps_the_registered_bundle(
+    federation: RunningFederation, api: httpx.AsyncClient
+) -> None:
+    """Re-joining (new token) with the same bundle works; with a different one it is refused,
+    because peers accept bundle changes only as signed updates."""
+    cluster = FakeCluster("aws")
+    for _ in range(2):
+        token = await federation.service.create_join_token("aws")
+        assert (await api.post("/v1/join", json=cluster.join_body(token))).status_code == 201
+    replaced = FakeCluster("aws")  # same trust domain, new CA and key
+    token = await federation.service.create_join_token("aws")
+    body = replaced.join_body(token, trust_bundle=replaced.bundle(sequence=5).to_json())
+    refused = await api.post("/v1/join", json=body)
+    assert refused.status_code == 409
+    assert "signed update" in refused.json()["error"]["message"]
+    served = await api.get(f"/v1/bundles/{cluster.td}")
+    assert served.json()["spiffe_sequence"] == 1
+    assert served.json() == json.loads(cluster.bundle().to_json())
