@@ -37,6 +37,10 @@ class ListenerSettings(FrozenModel):
         default=None,
         description="bind address of the outbound listener for local apps; defaults to 'bind'",
     )
+    admin_bind: str | None = Field(
+        default=None,
+        description="bind address of the admin API; defaults to 'bind' (keep it private)",
+    )
 
 
 class IdentityPaths(FrozenModel):

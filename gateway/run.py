@@ -282,8 +282,9 @@ async def _serve(
     listen = config.listeners
     drain = DrainSignal()
     admin_stop = trio.Event()
+    admin_host = listen.admin_bind or listen.bind
     admin_sock = bind_admin_socket(
-        listen.bind, listen.admin_port + worker_index if listen.admin_port else 0
+        admin_host, listen.admin_port + worker_index if listen.admin_port else 0
     )
     async with trio.open_nursery() as services:
         stop = trio.Event()
@@ -314,7 +315,7 @@ async def _serve(
             log.info(
                 "gateway %s ready: inbound %s:%d, outbound %s:%d, admin %s:%d",
                 config.cluster, listen.bind, ports[0], listen.outbound_bind or listen.bind,
-                ports[1], listen.bind, running.admin_port,
+                ports[1], admin_host, running.admin_port,
             )  # fmt: skip
             if freeze_gc:
                 gc.collect()
