@@ -1,15 +1,21 @@
 """Who may talk to west's inbound port, checked on real sockets while east's apps keep calling
 through it: only known peer gateways of their own trust domain get an answer."""
 
+import json
+import logging
 import ssl
 from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
+import httpx
+import pytest
 import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from federation.model import RoutingModel, load_model_file
+from federation.model.api import Snapshot
 from federation.trust import CertificateAuthority, client_context
 from gateway.identity import ALPN
 from tests.helpers.pki import TestCa, issue_svid, make_ca
@@ -148,3 +154,36 @@ async def test_rotated_svid_files_are_served_to_new_connections_under_traffic(
             nursery.cancel_scope.cancel()
     assert served == fresh.leaf.public_bytes(Encoding.DER)
     assert traffic.failures == []
+
+
+async def test_a_dialled_peer_presenting_another_identity_is_never_sent_a_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """east's routing says west lives at north's address: north answers the handshake with
+    north's SVID, east refuses it before sending anything and fails over to the real north."""
+    async with open_federation(tmp_path, ("east", "west", "north")) as fed:
+        east = fed["east"].gateway
+        assert east is not None
+        model = load_model_file(RoutingModel, east.config.routing_file)
+        north_address = f"127.0.0.1:{fed['north'].spec.inbound_port}"
+        peers = tuple(
+            p.model_copy(update={"addresses": (north_address,)}) if p.cluster == "west" else p
+            for p in model.peers
+        )
+        east.apply_snapshot(
+            Snapshot(version=2, routing=model.model_copy(update={"version": 2, "peers": peers})),
+            east.identity.bundles,
+        )
+        caplog.set_level(logging.INFO, logger="isthmus.access")
+        north_before = fed["north"].stats.requests
+        async with httpx.AsyncClient(proxy=fed["east"].outbound, timeout=5) as client:
+            answers = [
+                (await client.get("http://catalog.shop.global/")).json()["cluster"]
+                for _ in range(10)
+            ]
+    assert answers == ["north"] * 10
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "isthmus.access"]
+    first = next(line for line in lines if line["listener"] == "outbound")
+    assert first["retries"] == 1  # the impostor was dialled, refused, and north was tried
+    assert fed["west"].stats.requests == 0
+    assert fed["north"].stats.requests - north_before == 10
