@@ -11,6 +11,7 @@ can run in one process (tests, ``isthmus up``). Names and labels (docs/gateway.m
 - ``isthmus_retry_budget_exhausted_total{destination_service}``
 - ``isthmus_tunnel_bytes_total{destination_service,direction}``
 - ``isthmus_peer_healthy{peer_cluster}`` (gauge, active /readyz probe result)
+- ``isthmus_svid_expiry_timestamp_seconds``
 - ``isthmus_routing_table_version`` and ``isthmus_config_reloads_total{result}``
 """
 
@@ -90,6 +91,11 @@ class GatewayMetrics:
             "isthmus_peer_healthy",
             "1 when the peer gateway's /readyz answered 200 at the last probe.",
             ["peer_cluster"],
+            registry=reg,
+        )
+        self.svid_expiry = Gauge(
+            "isthmus_svid_expiry_timestamp_seconds",
+            "When the gateway's current X.509-SVID expires (Unix time): alert well before it.",
             registry=reg,
         )
         self.table_version = Gauge(

@@ -16,6 +16,7 @@ from collections import defaultdict
 import trio
 
 from gateway.config import GatewayConfig
+from gateway.identity import GatewayIdentity
 from gateway.metrics import GatewayMetrics
 from gateway.status import GatewayStatus
 from proxy.engine import ForwardingEngine, check_once
@@ -99,12 +100,13 @@ def live_view(engine: ForwardingEngine, now: float) -> dict[str, object]:
 
 
 async def run_maintenance(
+    config: GatewayConfig,
+    *,
     engine: ForwardingEngine,
     pools: UpstreamPools,
     status: GatewayStatus,
     metrics: GatewayMetrics,
-    config: GatewayConfig,
-    *,
+    identity: GatewayIdentity,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Probe peers, expire ejections and refresh gauges every ``config.probe_interval_s``.
@@ -118,5 +120,6 @@ async def run_maintenance(
         except Exception:  # a bug in one probe round must not take the data plane down
             log.exception("peer probe round failed; probing again in %.1f s", interval)
         publish_peer_health(engine, status, metrics)
+        metrics.svid_expiry.set(identity.svid.not_after.timestamp())
         _connection_gauges(engine, pools, metrics)
         await trio.sleep_until(deadline)

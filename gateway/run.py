@@ -297,7 +297,17 @@ async def _serve(
         )
         await services.start(serve_admin, admin, admin_sock, admin_stop)
         await services.start(partial(watcher.watch, on_tick=identity.reload_files))
-        await services.start(run_maintenance, engine, pools, status, metrics, config)
+        await services.start(
+            partial(
+                run_maintenance,
+                config,
+                engine=engine,
+                pools=pools,
+                status=status,
+                metrics=metrics,
+                identity=identity,
+            )
+        )
         async with trio.open_nursery() as listeners:
             ports = await _start_listeners(
                 listeners,

@@ -108,6 +108,7 @@ async def test_metrics_config_and_access_log(
         assert 'source_cluster="east"} 3.0' in west  # west counts the inbound side
         assert "isthmus_request_duration_seconds_bucket" in east
         assert 'isthmus_peer_healthy{peer_cluster="west"} 1.0' in east
+        assert "isthmus_svid_expiry_timestamp_seconds 1." in east
         route = config["table"]["routes"]["catalog.shop"]
         assert route["priorities"][0]["endpoints"][0]["kind"] == "peer"
         (level,) = config["live"]["services"]["catalog.shop"]
