@@ -157,11 +157,10 @@ async def _serve_connection(
         stream = trio.SocketStream(sock)
         try:
             await admit.serve(stream)
-        except DownstreamGone:
-            pass
-        except Exception:
-            # A bug must cost one connection, never the listener.
-            log.exception("connection from %s failed", _remote(stream))
+        except Exception as err:
+            # The client leaving is normal; a bug must cost one connection, never the listener.
+            if not _client_gone(err):
+                log.exception("connection from %s failed", _remote(stream))
         finally:
             await trio.aclose_forcefully(stream)
     finally:
@@ -253,6 +252,16 @@ class _Admission:
             with trio.move_on_after(1) as close_scope:
                 close_scope.shield = True
                 await tls.aclose()
+
+
+_GONE = (DownstreamGone, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _client_gone(err: BaseException) -> bool:
+    """True if ``err`` (or every leaf of an exception group) says the client went away."""
+    if isinstance(err, BaseExceptionGroup):
+        return all(_client_gone(e) for e in err.exceptions)
+    return isinstance(err, _GONE)
 
 
 def _remote(stream: trio.SocketStream) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import trio
 
+from proxy.errors import ProxyError
 from proxy.tls.stream import TLSStream
 
 PUMP_BUFFER = 256 * 1024
@@ -33,25 +34,36 @@ async def _receive_into(stream: trio.abc.ReceiveStream, view: memoryview) -> int
     return len(data)
 
 
-async def _one_way(
-    source: trio.abc.HalfCloseableStream,
-    sink: trio.abc.HalfCloseableStream,
-    counts: PumpCounts,
-    upward: bool,
-    buffer_size: int,
-) -> None:
-    buffer = bytearray(buffer_size)
-    view = memoryview(buffer)
-    while True:
-        n = await _receive_into(source, view)
-        if n == 0:
-            break
-        await sink.send_all(view[:n])
-        if upward:
-            counts.up += n
-        else:
-            counts.down += n
-    await sink.send_eof()
+class _Pump:
+    """Both directions of one tunnel; a broken side ends both."""
+
+    def __init__(self, counts: PumpCounts, buffer_size: int, scope: trio.CancelScope) -> None:
+        self.counts = counts
+        self.buffer_size = buffer_size
+        self.scope = scope
+        self.failures: list[Exception] = []
+
+    async def direction(
+        self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
+    ) -> None:
+        try:
+            await self._copy(source, sink, up)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProxyError) as err:
+            self.failures.append(err)  # one plain error for the caller, not a group
+            self.scope.cancel()
+
+    async def _copy(
+        self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
+    ) -> None:
+        view = memoryview(bytearray(self.buffer_size))
+        counts = self.counts
+        while n := await _receive_into(source, view):
+            await sink.send_all(view[:n])
+            if up:
+                counts.up += n
+            else:
+                counts.down += n
+        await sink.send_eof()
 
 
 async def pump(
@@ -62,10 +74,13 @@ async def pump(
     buffer_size: int = PUMP_BUFFER,
 ) -> PumpCounts:
     """Copy bytes both ways until both sides finished sending (EOF is forwarded as
-    ``send_eof``). A broken side ends the whole tunnel (raises ``trio.BrokenResourceError``).
+    ``send_eof``). A broken side ends the whole tunnel: ``trio.BrokenResourceError``.
     Neither stream is closed here: their owners close them."""
     counts = counts if counts is not None else PumpCounts()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_one_way, client, upstream, counts, True, buffer_size)
-        nursery.start_soon(_one_way, upstream, client, counts, False, buffer_size)
+        job = _Pump(counts, buffer_size, nursery.cancel_scope)
+        nursery.start_soon(job.direction, client, upstream, True)
+        nursery.start_soon(job.direction, upstream, client, False)
+    if job.failures:
+        raise trio.BrokenResourceError(f"tunnel broken: {job.failures[0]}") from job.failures[0]
     return counts

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
+
 import httpx
 import trio
 
@@ -159,3 +163,39 @@ async def test_a_tunnel_the_peer_refuses_is_answered_with_the_peers_status(pki: 
     assert head.startswith(b"HTTP/1.1 403"), head
     assert b"x-isthmus-reason: peer_refused" in head.lower()
     assert pair.b.observer.requests[0].status == 403
+
+
+async def test_a_broken_tunnel_side_ends_the_tunnel_cleanly(pki: PKI) -> None:
+    """The TCP target resets mid-tunnel: the client sees its connection end, the gateway
+    records the tunnel as broken and keeps serving."""
+    got_first = trio.Event()
+
+    async def rude_target(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        got_first.set()
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.close()  # RST
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        target_port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, rude_target, listeners)
+        routes_a = [
+            route("db.shop", (local_endpoint("db", 1),), tcp_targets=(("127.0.0.1", target_port),))
+        ]
+        async with gateway_pair(pki, routes_a, table(cluster="b")) as pair:
+            stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
+            async with stream:
+                await stream.send_all(b"CONNECT db.shop.global:1 HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 200")
+                await stream.send_all(b"hello")
+                with trio.fail_after(5):
+                    await got_first.wait()
+                    rest = b""
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        while data := await stream.receive_some(1024):
+                            rest += data
+            await eventually(lambda: len(pair.a.observer.tunnels) == 1)
+        nursery.cancel_scope.cancel()
+    assert rest == b""
+    assert pair.a.observer.tunnels[0].reason == "tunnel_broken"
