@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ import trio
 from federation.trust import CertificateAuthority, X509Svid, issue_x509_svid, run_svid_rotation
 from gateway.config import GatewayConfig
 from gateway.run import RunningGateway, serve_gateway
+from isthmus.errors import IsthmusError
 from isthmus.runner.demo_backend import serve_demo_backend
 from isthmus.runner.topology import ClusterSpec, ServiceSpec, write_local_federation
 
@@ -53,6 +55,33 @@ def default_clusters(offset: int = 0) -> list[LocalCluster]:
         LocalCluster(spec("east", "aws", "us-east-1", 0), 18080 + offset, "checkout.shop"),
         LocalCluster(spec("west", "gcp", "europe-west1", 10000), 28080 + offset, "catalog.shop"),
     ]
+
+
+class PortInUse(IsthmusError):
+    """A port ``isthmus up`` needs is taken; the message names it and the way out."""
+
+
+def cluster_ports(clusters: list[LocalCluster]) -> list[int]:
+    """Every TCP port the local clusters listen on."""
+    return [
+        port
+        for c in clusters
+        for port in (c.spec.inbound_port, c.spec.outbound_port, c.spec.admin_port, c.backend_port)
+    ]
+
+
+def check_ports_free(ports: list[int]) -> None:
+    """Raise :class:`PortInUse` for the first port on 127.0.0.1 that cannot be bound."""
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as err:
+                raise PortInUse(
+                    f"port {port} on 127.0.0.1 is in use ({err.strerror}); stop what uses it "
+                    "or run 'isthmus up --port-offset N' to shift every port by N"
+                ) from err
 
 
 def write_example(home: Path, clusters: list[LocalCluster]) -> dict[str, Path]:
@@ -127,6 +156,7 @@ async def run_up(
     cancellation; on a signal, drain the gateways (cut after :data:`STOP_GRACE_S`), stop the
     backends and return."""
     clusters = default_clusters(offset)
+    check_ports_free(cluster_ports(clusters))
     configs = write_example(home, clusters)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as backends:

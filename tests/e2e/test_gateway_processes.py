@@ -4,6 +4,7 @@ real demo backends, real mTLS on 127.0.0.1; and ``isthmus up`` as a user runs it
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import trio
 
 from isthmus.runner import ClusterSpec, ServiceSpec, write_local_federation
 from isthmus.runner.demo_backend import serve_demo_backend
+from isthmus.runner.up import PortInUse, check_ports_free, cluster_ports, default_clusters
 from tests.integration.gateway.harness import free_ports
 
 ISTHMUS = [sys.executable, "-m", "isthmus"]
@@ -90,8 +92,20 @@ async def test_gateway_processes_cross_clusters_and_stop_cleanly(tmp_path: Path)
         nursery.cancel_scope.cancel()
 
 
+def free_offset() -> int:
+    """A --port-offset whose eight ports are all free right now."""
+    for _ in range(50):
+        offset = random.randrange(1000, 30000)
+        try:
+            check_ports_free(cluster_ports(default_clusters(offset)))
+        except PortInUse:
+            continue
+        return offset
+    raise AssertionError("no free port offset found")
+
+
 async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    offset = free_ports(1)[0] % 20000 + 1000
+    offset = free_offset()
     started = trio.current_time()
     async with process(["up", "--port-offset", str(offset)], ISTHMUS_HOME=str(tmp_path)) as up:
         banner = b""
@@ -150,3 +164,17 @@ async def test_sighup_reloads_the_routing_file(tmp_path: Path) -> None:
                         break
                     await trio.sleep(0.05)
         assert await stop(gw) == 0
+
+
+async def test_isthmus_up_names_a_busy_port_and_the_way_out(tmp_path: Path) -> None:
+    offset = free_offset()
+    busy = default_clusters(offset)[0].spec.outbound_port
+    listener = await trio.open_tcp_listeners(busy, host="127.0.0.1")
+    async with process(["up", "--port-offset", str(offset)], ISTHMUS_HOME=str(tmp_path)) as up:
+        with trio.fail_after(10):
+            code = await up.wait()
+        err = (await up.stderr.receive_some(65536)).decode()  # type: ignore[union-attr]
+    await listener[0].aclose()
+    assert code == 1
+    assert f"port {busy}" in err and "--port-offset" in err
+    assert "Traceback" not in err
