@@ -12,6 +12,7 @@ from proxy.routes.table import FaultSettings, RetrySettings
 from tests.integration.proxy.backends import EchoBackend
 from tests.integration.proxy.harness import (
     FAST_RETRY,
+    eventually,
     local_endpoint,
     route,
     running_gateway,
@@ -281,3 +282,32 @@ async def test_the_authority_reaches_the_backend_exactly_once() -> None:
         nursery.cancel_scope.cancel()
     assert h1_backend.raw_headers[0].count(b"host") == 1
     assert h2_backend.raw_headers[0].count(b"host") == 0
+
+
+async def test_swapping_the_table_under_traffic_fails_no_request() -> None:
+    old, new = EchoBackend("old"), EchoBackend("new")
+    async with trio.open_nursery() as nursery:
+        old_port = await serve_backend(nursery, old)
+        new_port = await serve_backend(nursery, new)
+        before = table(route("web.shop", (local_endpoint("old", old_port),)))
+        after = table(route("web.shop", (local_endpoint("new", new_port),)))
+        statuses: list[int] = []
+        async with (
+            running_gateway(before) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+
+            async def load() -> None:
+                for _ in range(60):
+                    statuses.append((await client.get("http://web.shop.global/")).status_code)
+
+            async with trio.open_nursery() as clients:
+                for _ in range(3):
+                    clients.start_soon(load)
+                await eventually(lambda: len(statuses) >= 30)
+                gw.engine.swap_table(after)
+            last = await client.get("http://web.shop.global/")
+        nursery.cancel_scope.cancel()
+    assert statuses == [200] * 180
+    assert old.hits > 0 and new.hits > 0
+    assert last.headers["x-backend"] == "new"
