@@ -8,6 +8,7 @@ signed by the cluster's ``jwt-svid`` key. Errors: :class:`FederationUnavailable`
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,16 +17,27 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
-from federation.client.errors import FederationRefused, FederationUnavailable
+from federation.client.errors import FederationRefused, FederationUnavailable, SnapshotRejected
 from federation.client.state import JoinRecord
 from federation.model.api import Ack, HealthReport, Snapshot
+from federation.model.base import describe_validation_error
 from federation.service.tls import pinned_client_context
 from federation.trust import SpiffeId
 from federation.trust.jwt import mint_jwt_svid
 
 #: JWT-SVIDs are re-minted when less than this fraction of their life is left.
 _RENEW_FRACTION = 0.5
+
+
+def _loose_version(body: bytes) -> int | None:
+    """The ``version`` of a snapshot body that failed validation, if it has a usable one."""
+    try:
+        version = json.loads(body).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and version >= 0 else None
 
 
 def refusal(response: httpx.Response) -> FederationRefused:
@@ -132,7 +144,13 @@ class FederationClient:
         )
         if response.status_code == 204:
             return None
-        return Snapshot.model_validate_json(response.content)
+        try:
+            return Snapshot.model_validate_json(response.content)
+        except ValidationError as err:
+            problems = "; ".join(describe_validation_error(err)[:5])
+            raise SnapshotRejected(
+                f"snapshot is not valid: {problems}", version=_loose_version(response.content)
+            ) from err
 
     async def ack(self, version: int, ok: bool, error: str = "") -> None:
         """ACK (``ok``) or NACK (with ``error``) a snapshot version."""

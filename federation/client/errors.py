@@ -23,7 +23,14 @@ class FederationRefused(FederationClientError):
 
 
 class SnapshotRejected(FederationClientError):
-    """A snapshot failed the gateway's checks and is NACKed; the last good one stays active."""
+    """A snapshot failed the gateway's checks and is NACKed; the last good one stays active.
+
+    ``version`` is the refused version when it could be read (``None`` for unreadable bodies).
+    """
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        self.version = version
+        super().__init__(message)
 
 
 class ClientStateError(FederationClientError):

@@ -161,18 +161,29 @@ class FederationLink:
         while True:
             try:
                 snapshot = await self.client.watch_once(self._last_seen)
+            except SnapshotRejected as err:
+                if err.version is None:  # unreadable: cannot NACK a version, so back off
+                    await self._back_off(attempt, err)
+                    attempt += 1
+                    continue
+                self._last_seen, self.last_error = err.version, str(err)
+                await self._answer(err.version, ok=False, error=str(err))
+                continue
             except FederationClientError as err:
-                self.failures += 1
-                self.last_error = str(err)
-                delay = backoff_delay(attempt, self._rng, base_s=self._base_s, cap_s=self._cap_s)
+                await self._back_off(attempt, err)
                 attempt += 1
-                _log.info("federation watch failed (%s); retrying in %.2fs", err, delay)
-                await trio.sleep(delay)
                 continue
             attempt = 0
             if snapshot is not None and snapshot.version != self._last_seen:
                 self._last_seen = snapshot.version
                 await self.consider(snapshot)
+
+    async def _back_off(self, attempt: int, err: Exception) -> None:
+        self.failures += 1
+        self.last_error = str(err)
+        delay = backoff_delay(attempt, self._rng, base_s=self._base_s, cap_s=self._cap_s)
+        _log.info("federation watch failed (%s); retrying in %.2fs", err, delay)
+        await trio.sleep(delay)
 
     async def report_forever(self, interval_s: float) -> None:
         """Send one report per ``interval_s``; failures are logged and retried next tick."""

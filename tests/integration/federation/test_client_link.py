@@ -216,3 +216,38 @@ async def test_gateway_keeps_its_snapshot_and_restarts_from_disk_while_federatio
         assert TrustDomain("gcp.isthmus.test") in restarted.applied[0][1]
         await wait_until(lambda: link.failures >= 2)
         nursery.cancel_scope.cancel()
+
+
+async def test_malformed_snapshot_is_nacked_and_the_last_good_one_kept(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    from federation.service.publisher import ServedSnapshot
+
+    aws = Gateway("aws", tmp_path)
+    await aws.join(await federation.service.create_join_token("aws"))
+    async with aws.client() as client, trio.open_nursery() as nursery:
+        link = aws.link(client)
+        await nursery.start(link.run)
+        publisher = federation.service.publisher
+        # Settle first (lease healthy, snapshot applied), so no rebuild races the injection.
+        await wait_until(lambda: publisher.reachability.is_up("aws"))
+        await wait_until(
+            lambda: (
+                bool(aws.applied) and aws.applied[-1][0].version == publisher.current("aws").version
+            )  # type: ignore[union-attr]
+        )
+        good = aws.applied[-1][0].version
+        # The federation (or something between) serves garbage for a new version.
+        body = b'{"version": 999, "routing": {"cluster": "aws", "peers": "nope"}}'
+        publisher._served["aws"] = ServedSnapshot(999, "bogus", body, time.time())
+        publisher._wake("aws")
+        await wait_until(lambda: "not valid" in link.last_error)
+        assert link.active is not None and link.active.version == good
+        with trio.fail_after(5):
+            while True:
+                row = next(r for r in (await federation.service.status()).clusters)
+                if row.nacked_version == 999:
+                    break
+                await trio.sleep(0.02)
+        assert "routing" in row.nack_error
+        nursery.cancel_scope.cancel()
