@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from isthmus.errors import IsthmusError
 
 ACCESS_LOGGER = "isthmus.access"
 
@@ -42,6 +45,18 @@ def _worker_command(config: Path, index: int) -> list[str]:
     ]
 
 
+def _bind_error(err: BaseException) -> OSError | None:
+    """The socket error behind a failed start-up (possibly inside exception groups)."""
+    if isinstance(err, OSError) and err.errno in (errno.EADDRINUSE, errno.EACCES):
+        return err
+    if isinstance(err, BaseExceptionGroup):
+        for inner in err.exceptions:
+            found = _bind_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="gateway.yaml")],
     workers: Annotated[
@@ -71,7 +86,18 @@ def run(
         )
         return
     supervised = worker_index is not None
-    trio.run(lambda: serve_gateway(cfg, worker_index=worker_index or 0, reuse_port=supervised))
+    try:
+        trio.run(lambda: serve_gateway(cfg, worker_index=worker_index or 0, reuse_port=supervised))
+    except (OSError, BaseExceptionGroup) as err:
+        bind = _bind_error(err)
+        if bind is None:
+            raise
+        ports = cfg.listeners
+        raise IsthmusError(
+            f"{config}: cannot listen ({bind.strerror}) on one of inbound_port "
+            f"{ports.inbound_port}, outbound_port {ports.outbound_port}, admin_port "
+            f"{ports.admin_port}; stop what uses it or change listeners.* in the config"
+        ) from err
 
 
 def register(app: typer.Typer) -> None:

@@ -168,6 +168,7 @@ def write_local_federation(
 
     Returns ``cluster name -> gateway.yaml path``. Overwrites what a previous run wrote.
     """
+    root = root.resolve()  # bundle paths in gateway.yaml are absolute
     configs: dict[str, Path] = {}
     for cluster in clusters:
         ca = CertificateAuthority.create(TrustDomain(cluster.domain), now=now)
