@@ -72,8 +72,10 @@ class FederationClient:
         )
         self._ttl_s = min(record.max_token_ttl_s, 300)
         self._token: tuple[str, float] | None = None
+        self._urls = record.urls
+        self._url_index = 0
         self._http = http or httpx.AsyncClient(
-            base_url=record.federation_url,
+            base_url=self._urls[0],
             verify=pinned_client_context(record.ca_pem.encode(), record.ca_fingerprint),
             http2=True,
             timeout=httpx.Timeout(10.0, read=long_poll_s + 15.0),
@@ -109,19 +111,29 @@ class FederationClient:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**self._authorization(), **kwargs.pop("headers", {})}
+        url = self.url
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as err:
-            raise FederationUnavailable(
-                f"federation {self.record.federation_url} unreachable: {err!r}"
-            ) from err
+            self._fail_over()
+            raise FederationUnavailable(f"federation {url} unreachable: {err!r}") from err
         if response.status_code >= 500:
-            raise FederationUnavailable(
-                f"federation {self.record.federation_url} answered {response.status_code}"
-            )
+            self._fail_over()
+            raise FederationUnavailable(f"federation {url} answered {response.status_code}")
         if response.status_code >= 400:
             raise refusal(response)
         return response
+
+    @property
+    def url(self) -> str:
+        """The replica requests go to now."""
+        return self._urls[self._url_index]
+
+    def _fail_over(self) -> None:
+        """Send the next requests to the next replica (round robin; same pinned CA)."""
+        if len(self._urls) > 1:
+            self._url_index = (self._url_index + 1) % len(self._urls)
+            self._http.base_url = httpx.URL(self.url)
 
     @property
     def _cluster_path(self) -> str:

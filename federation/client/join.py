@@ -97,4 +97,5 @@ async def join_federation(
         max_token_ttl_s=joined.max_token_ttl_s,
         report_interval_s=joined.report_interval_s,
         bundles=joined.bundles,
+        federation_urls=joined.federation_urls,
     )

@@ -35,6 +35,15 @@ class JoinRecord(FrozenModel):
     max_token_ttl_s: int = Field(ge=1)
     report_interval_s: float = Field(gt=0)
     bundles: dict[str, str] = Field(default_factory=dict, description="bundles at join time")
+    federation_urls: tuple[str, ...] = Field(
+        default=(), description="other replicas to fail over to (same pinned CA)"
+    )
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The join URL first, then every other replica, without duplicates."""
+        ordered = (self.federation_url, *self.federation_urls)
+        return tuple(dict.fromkeys(url.rstrip("/") for url in ordered))
 
 
 class PersistedSnapshot(FrozenModel):

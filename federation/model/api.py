@@ -88,6 +88,9 @@ class JoinResponse(FrozenModel):
     bundles: dict[str, str] = Field(
         default_factory=dict, description="trust domain -> SPIFFE bundle JSON of every member"
     )
+    federation_urls: tuple[str, ...] = Field(
+        default=(), max_length=MAX_ADDRESSES, description="every replica's URL, for failover"
+    )
 
 
 class EndpointHealth(FrozenModel):

@@ -61,6 +61,7 @@ class ServiceSettings:
     missed_intervals: int = DEFAULT_MISSED_INTERVALS
     max_token_ttl_s: int = 300
     long_poll_s: float = 30.0
+    replica_urls: tuple[str, ...] = ()
 
 
 class FederationService:
@@ -150,6 +151,7 @@ class FederationService:
             max_token_ttl_s=self.settings.max_token_ttl_s,
             report_interval_s=self.settings.report_interval_s,
             bundles=bundles,
+            federation_urls=self.settings.replica_urls,
         )
 
     async def _register(

@@ -54,6 +54,9 @@ class FederationConfig(FrozenModel):
         default=None, description="URL put in join tokens; default https://<host>:<port>"
     )
     tls_hosts: tuple[str, ...] = Field(default=DEFAULT_HOSTS, min_length=1)
+    replica_urls: tuple[str, ...] = Field(
+        default=(), max_length=16, description="every replica's URL, given to gateways"
+    )
     state_dir: Path | None = Field(default=None, description="default $ISTHMUS_HOME/federation")
     store_url: str | None = Field(default=None, description="default sqlite in the state dir")
     report_interval_s: float = Field(default=1.0, gt=0, le=3600)
@@ -168,6 +171,7 @@ async def _serve(
         missed_intervals=config.missed_intervals,
         max_token_ttl_s=config.max_token_ttl_s,
         long_poll_s=config.long_poll_s,
+        replica_urls=config.replica_urls,
     )
     service = FederationService(store, publisher, settings, clock=clock, metrics=metrics)
     auth = CallerAuthenticator(

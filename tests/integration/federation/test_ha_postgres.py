@@ -98,3 +98,61 @@ async def test_leader_failover_keeps_serving_and_loses_no_write(
             assert stored is not None and '"sequence":2' in stored.report.replace(" ", "")
             assert {c.name for c in await b.service.store.list_clusters()} == {"aws", "gcp"}
         outer.cancel_scope.cancel()
+
+
+async def test_gateway_fails_over_to_the_surviving_replica(
+    postgres_dsn: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.integration.federation.test_client_link import Gateway
+
+    config = fed_config(tmp_path, store_url=postgres_dsn, report_interval_s=5.0)
+    async with trio.open_nursery() as outer:
+        a_scope = trio.CancelScope()
+        started: list[RunningFederation] = []
+
+        async def run_a(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with a_scope:
+                async with trio.open_nursery() as nursery:
+                    started.append(await start_federation(nursery, config))
+                    task_status.started()
+                    await trio.sleep_forever()
+
+        await outer.start(run_a)
+        a = started[0]
+        b = await start_federation(outer, config)
+        aws, gcp = Gateway("aws", tmp_path), FakeCluster("gcp", port=15002)
+        await aws.join(await a.service.create_join_token("aws"))
+        record = aws.state.load_join()
+        assert record is not None
+        aws.state.save_join(record.model_copy(update={"federation_urls": (b.url,)}))
+        async with client_for(b) as api_b, aws.client() as client, trio.open_nursery() as gw:
+            token = await b.service.create_join_token("gcp")
+            assert (await api_b.post("/v1/join", json=gcp.join_body(token))).status_code == 201
+            link = aws.link(client)
+            await gw.start(link.run)
+            r = await api_b.post("/v1/clusters/gcp/reports", json=report(1), headers=gcp.auth())
+            assert r.status_code == 204
+
+            def routes(want: list[dict[str, int]]) -> bool:
+                if not aws.applied:
+                    return False
+                services = aws.applied[-1][0].routing.services
+                got = [p.weights for p in services[0].priorities] if services else []
+                return got == want
+
+            with trio.fail_after(10):
+                while not routes([{"gcp": 1}]):
+                    await trio.sleep(0.02)
+            assert client.url == a.url
+            a_scope.cancel()  # replica A (the leader, and aws's replica) dies
+            r = await api_b.post(
+                "/v1/clusters/gcp/reports", json=report(2, healthy=False), headers=gcp.auth()
+            )
+            assert r.status_code == 204
+            with trio.fail_after(15):
+                while not routes([]):
+                    await trio.sleep(0.02)
+            assert client.url == b.url
+            gw.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
