@@ -115,10 +115,10 @@ class FederationClient:
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as err:
-            self._fail_over()
+            self._fail_over(url)
             raise FederationUnavailable(f"federation {url} unreachable: {err!r}") from err
         if response.status_code >= 500:
-            self._fail_over()
+            self._fail_over(url)
             raise FederationUnavailable(f"federation {url} answered {response.status_code}")
         if response.status_code >= 400:
             raise refusal(response)
@@ -129,9 +129,10 @@ class FederationClient:
         """The replica requests go to now."""
         return self._urls[self._url_index]
 
-    def _fail_over(self) -> None:
-        """Send the next requests to the next replica (round robin; same pinned CA)."""
-        if len(self._urls) > 1:
+    def _fail_over(self, failed: str) -> None:
+        """Send the next requests to the next replica (round robin; same pinned CA). Only a
+        failure at the current replica moves on, so concurrent failures move once."""
+        if len(self._urls) > 1 and failed == self.url:
             self._url_index = (self._url_index + 1) % len(self._urls)
             self._http.base_url = httpx.URL(self.url)
 
