@@ -74,6 +74,7 @@ class Observations:
     expected: int
     last_new_version_at: float = 0.0
     flip_at: float | None = None
+    want_routed: bool = True
     received: dict[str, float] = field(default_factory=dict)
     acked: dict[str, float] = field(default_factory=dict)
     routed: dict[str, bool] = field(default_factory=dict)
@@ -92,14 +93,20 @@ class Observations:
             when = "" if self.flip_at is None else f" ({now - self.flip_at:+.1f} s from the change)"
             self.error_samples.append(f"{kind}{when}: {what!r}"[:240])
 
+    def start_flip(self, at: float, want_routed: bool) -> None:
+        """From ``at`` on, time every watcher until it has received and ACKed a snapshot that
+        does (``want_routed``) or does not route to the flipped cluster."""
+        self.flip_at, self.want_routed = at, want_routed
+        self.received, self.acked, self.all_acked = {}, {}, trio.Event()
+
     def on_receive(self, name: str, routed: bool, at: float) -> None:
         self.last_new_version_at = at
         self.routed[name] = routed
-        if self.flip_at is not None and not routed:
+        if self.flip_at is not None and routed == self.want_routed:
             self.received.setdefault(name, at)
 
     def on_ack(self, name: str, routed: bool, at: float) -> None:
-        if self.flip_at is not None and not routed and name not in self.acked:
+        if self.flip_at is not None and routed == self.want_routed and name not in self.acked:
             self.acked[name] = at
             if len(self.acked) >= self.expected:
                 self.all_acked.set()
@@ -153,8 +160,8 @@ def shared_clients(
     ]
 
 
-def connections_for(gateways: int) -> int:
-    return max(1, math.ceil(gateways / GATEWAYS_PER_CONNECTION))
+def connections_for(gateways: int, per_connection: int = GATEWAYS_PER_CONNECTION) -> int:
+    return max(1, math.ceil(gateways / per_connection))
 
 
 async def join_one(
@@ -213,15 +220,20 @@ async def send_report(gw: SimGateway, obs: Observations) -> bool:
 
 
 async def report_loop(
-    gw: SimGateway, obs: Observations, interval_s: float, offset_s: float
+    gw: SimGateway, obs: Observations, interval_s: float, offset_s: float, stop: trio.Event
 ) -> None:
-    """Report every ``interval_s`` (first after ``offset_s``); never bursts to catch up."""
-    await trio.sleep(offset_s)
+    """Report every ``interval_s`` (first after ``offset_s``) until ``stop`` is set; never
+    bursts to catch up. Stopping waits for the report in flight instead of cancelling it: a
+    cancelled request resets its HTTP/2 stream, and the server may then close the connection
+    that other simulated gateways share."""
+    with trio.move_on_after(offset_s):
+        await stop.wait()
     next_at = trio.current_time()
-    while True:
+    while not stop.is_set():
         await send_report(gw, obs)
         next_at = max(next_at + interval_s, trio.current_time())
-        await trio.sleep_until(next_at)
+        with trio.move_on_at(next_at):
+            await stop.wait()
 
 
 async def watch_loop(gw: SimGateway, obs: Observations) -> None:
@@ -256,19 +268,20 @@ async def watch_loop(gw: SimGateway, obs: Observations) -> None:
 async def saturate(
     gateways: list[SimGateway], obs: Observations, workers: int, duration_s: float
 ) -> int:
-    """``workers`` back-to-back reporters over all gateways for ``duration_s``; successes."""
+    """``workers`` back-to-back reporters over all gateways for ``duration_s`` (then each
+    finishes its request in flight); returns how many reports succeeded."""
     done = 0
+    deadline = trio.current_time() + duration_s
 
     async def worker(start: int) -> None:
         nonlocal done
         index = start
-        while True:
+        while trio.current_time() < deadline:
             if await send_report(gateways[index % len(gateways)], obs):
                 done += 1
             index += workers
 
-    with trio.move_on_after(duration_s):
-        async with trio.open_nursery() as nursery:
-            for start in range(workers):
-                nursery.start_soon(worker, start)
+    async with trio.open_nursery() as nursery:
+        for start in range(workers):
+            nursery.start_soon(worker, start)
     return done

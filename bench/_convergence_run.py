@@ -5,6 +5,7 @@ new version, then saturate the report path. Every phase is bounded by its own ti
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -29,7 +30,7 @@ from bench._convergence_gateways import (
 )
 from bench._convergence_probe import measure_build
 from bench._convergence_server import FederationProcess, create_tokens
-from bench._convergence_stats import RateResult, SizeResult, Spread
+from bench._convergence_stats import Flip, RateResult, SizeResult, Spread
 from federation.client import fetch_pinned_ca
 from federation.service import pinned_client_context
 
@@ -75,6 +76,13 @@ class Budget:
     converge_s: float
     steady_s: float
     saturate_s: float
+    per_connection: int = GATEWAYS_PER_CONNECTION
+    flips: int = 3
+    deadline: float = math.inf  # time.monotonic() by which this size must be done
+
+    def clip(self, seconds: float) -> float:
+        """``seconds``, shortened so the phase ends by the deadline."""
+        return max(0.0, min(seconds, self.deadline - time.monotonic()))
 
 
 def _rate(
@@ -124,6 +132,13 @@ async def _join_all(
     result.join_s = time.monotonic() - started
 
 
+async def _quiet(obs: Observations, budget_s: float) -> None:
+    """Until no watcher got a new version for QUIET_S (bounded)."""
+    with trio.move_on_after(budget_s):
+        while time.monotonic() - obs.last_new_version_at < QUIET_S:  # noqa: ASYNC110 - a timestamp
+            await trio.sleep(0.05)
+
+
 async def _settle(obs: Observations, gateways: list[SimGateway], budget_s: float) -> float | None:
     """Seconds until every watcher routes to the target and no version changed for QUIET_S."""
     started = time.monotonic()
@@ -139,17 +154,26 @@ async def _settle(obs: Observations, gateways: list[SimGateway], budget_s: float
 
 
 async def _flip_and_wait(
-    target: SimGateway, obs: Observations, result: SizeResult, budget_s: float
-) -> None:
-    obs.flip_at = time.monotonic()
-    target.healthy = False
+    server: FederationProcess, target: SimGateway, obs: Observations, budget_s: float
+) -> Flip:
+    """Flip the target's endpoint health; wait (bounded) until every watcher ACKed."""
+    target.healthy = not target.healthy
+    meter = CpuMeter(server)
+    obs.start_flip(time.monotonic(), want_routed=target.healthy)
     await send_report(target, obs)
     with trio.move_on_after(budget_s):
         await obs.all_acked.wait()
-    flip = obs.flip_at
-    result.converged = len(obs.acked)
-    result.acked = Spread.of([at - flip for at in obs.acked.values()])
-    result.received = Spread.of([at - flip for at in obs.received.values()])
+    server_pct, bench_pct = meter.percent()
+    flip_at = obs.flip_at or 0.0
+    return Flip(
+        to_healthy=target.healthy,
+        converged=len(obs.acked),
+        received=Spread.of([at - flip_at for at in obs.received.values()]),
+        acked=Spread.of([at - flip_at for at in obs.acked.values()]),
+        server_cpu_pct=server_pct,
+        bench_cpu_pct=bench_pct,
+        server_cpu_s=meter.used()[0],
+    )
 
 
 async def _snapshot_size(gw: SimGateway) -> int:
@@ -158,7 +182,7 @@ async def _snapshot_size(gw: SimGateway) -> int:
 
 
 async def _prepare(
-    server: FederationProcess, watchers: int, result: SizeResult
+    server: FederationProcess, watchers: int, result: SizeResult, budget: Budget
 ) -> tuple[list[SimGateway], dict[str, str], str]:
     started = time.monotonic()
     identities = [make_identity(i) for i in range(watchers)]
@@ -166,10 +190,10 @@ async def _prepare(
     with trio.fail_after(30):
         ca_pem = (await fetch_pinned_ca(server.url, server.fingerprint)).decode()
     verify = pinned_client_context(ca_pem.encode(), server.fingerprint)
-    clients = shared_clients(server.url, verify, connections_for(watchers), 30.0)
+    count = connections_for(watchers, budget.per_connection)
+    clients = shared_clients(server.url, verify, count, 30.0)
     gateways = [
-        SimGateway(ident, clients[i // GATEWAYS_PER_CONNECTION])
-        for i, ident in enumerate(identities)
+        SimGateway(ident, clients[i // budget.per_connection]) for i, ident in enumerate(identities)
     ]
     result.build = measure_build([gw.ident for gw in gateways])
     progress(
@@ -184,9 +208,9 @@ async def measure(
 ) -> SizeResult:
     """Run every phase against ``server`` (already started, empty) and return what was seen."""
     result = SizeResult(watchers=watchers, store=store_name)
-    gateways, tokens, ca_pem = await _prepare(server, watchers, result)
+    gateways, tokens, ca_pem = await _prepare(server, watchers, result, budget)
     try:
-        await _join_all(gateways, tokens, ca_pem, server, result, budget.join_s)
+        await _join_all(gateways, tokens, ca_pem, server, result, budget.clip(budget.join_s))
         progress(f"{result.joined}/{watchers} joined in {result.join_s:.1f} s")
         if result.joined < watchers:
             result.notes.append(
@@ -209,7 +233,7 @@ async def _steady_then_flip(
     result: SizeResult,
     budget: Budget,
 ) -> None:
-    result.settle_s = await _settle(obs, gateways, budget.settle_s)
+    result.settle_s = await _settle(obs, gateways, budget.clip(budget.settle_s))
     if result.settle_s is None:
         result.notes.append(
             f"watchers did not all route to {gateways[0].name} and go quiet within "
@@ -219,14 +243,19 @@ async def _steady_then_flip(
     with trio.move_on_after(10):
         result.snapshot_bytes = await _snapshot_size(gateways[-1])
     meter = CpuMeter(server)
-    await trio.sleep(budget.steady_s)
+    await trio.sleep(budget.clip(budget.steady_s))
     result.steady = _rate(obs, meter.t0, time.monotonic(), len(gateways), meter.used())
     progress("steady reports measured; flipping one endpoint's health")
-    meter = CpuMeter(server)
-    await _flip_and_wait(gateways[0], obs, result, budget.converge_s)
-    result.converge_cpu_pct = meter.percent()
-    result.converge_server_cpu_s = meter.used()[0]
-    progress(f"{result.converged}/{len(gateways)} watchers ACKed the change")
+    for index in range(budget.flips):
+        if index:
+            await _quiet(obs, budget.clip(budget.settle_s))
+        if budget.clip(budget.converge_s) < budget.converge_s / 2 and index:
+            break  # not enough time left for another flip
+        flip = await _flip_and_wait(server, gateways[0], obs, budget.clip(budget.converge_s))
+        result.flips.append(flip)
+        progress(f"flip {index + 1}: {flip.converged}/{len(gateways)} watchers ACKed")
+        if flip.converged < len(gateways):
+            break  # the service is behind: another flip would measure the backlog
 
 
 async def _run_loops(
@@ -237,14 +266,16 @@ async def _run_loops(
     async with trio.open_nursery() as watchers:
         for gw in gateways:
             watchers.start_soon(watch_loop, gw, obs)
+        stop = trio.Event()
         async with trio.open_nursery() as reporters:
             for gw in gateways:
-                reporters.start_soon(report_loop, gw, obs, 1.0, rng.random())
+                reporters.start_soon(report_loop, gw, obs, 1.0, rng.random(), stop)
             await _steady_then_flip(server, gateways, obs, result, budget)
-            reporters.cancel_scope.cancel()
+            stop.set()
+            reporters.cancel_scope.deadline = trio.current_time() + 30  # bounded drain
         errors_before = obs.report_errors
         meter = CpuMeter(server)
-        await saturate(gateways, obs, SATURATION_WORKERS, budget.saturate_s)
+        await saturate(gateways, obs, SATURATION_WORKERS, max(1.0, budget.clip(budget.saturate_s)))
         result.saturation = _rate(obs, meter.t0, time.monotonic(), 0.0, meter.used())
         result.saturation.offered_per_s = result.saturation.achieved_per_s
         result.saturation.errors = obs.report_errors - errors_before

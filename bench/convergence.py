@@ -18,23 +18,26 @@ starts is stopped when it ends. Exit 0 when it measured (whatever the verdicts),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
+from bench._convergence_gateways import GATEWAYS_PER_CONNECTION
 from bench._convergence_run import Budget, measure
 from bench._convergence_server import BenchError, FederationProcess, ServerSettings
 from bench._convergence_stats import SizeResult, render
 
 
-def budget_for(watchers: int, quick: bool, patience: float) -> Budget:
+def budget_for(watchers: int, quick: bool, patience: float, per_connection: int) -> Budget:
     """Per-phase time bounds: enough for a healthy service, short enough for one default run
     (100 then 1,000 watchers) < 3 min. ``patience`` multiplies the waiting phases."""
     if quick:
@@ -45,6 +48,8 @@ def budget_for(watchers: int, quick: bool, patience: float) -> Budget:
         base = Budget(join_s=60, settle_s=20, converge_s=20, steady_s=5, saturate_s=10)
     return replace(
         base,
+        per_connection=per_connection,
+        flips=1 if quick else base.flips,
         join_s=base.join_s * patience,
         settle_s=base.settle_s * patience,
         converge_s=base.converge_s * patience,
@@ -69,12 +74,31 @@ def machine_line() -> str:
     )
 
 
-def run_size(watchers: int, args: argparse.Namespace, workdir: Path) -> SizeResult:
+@contextlib.contextmanager
+def store_urls(args: argparse.Namespace) -> Iterator[Callable[[], str | None]]:
+    """A fresh store per size: SQLite in the state dir (``None``), the given URL, or a new
+    database on a throwaway PostgreSQL cluster (``tests/helpers/postgres.py``; fsync off)."""
+    if args.store != "postgres" or args.store_url:
+        yield lambda: args.store_url
+        return
+    from tests.helpers.postgres import PostgresServer, find_postgres_bindir
+
+    bindir = find_postgres_bindir()
+    if bindir is None:
+        raise BenchError("--store postgres: no initdb/pg_ctl found (apt-get install postgresql)")
+    with PostgresServer.start(bindir) as server:
+        yield server.create_database
+
+
+def run_size(
+    watchers: int, args: argparse.Namespace, workdir: Path, store_url: str | None, deadline: float
+) -> SizeResult:
     profile = None if args.profile is None else args.profile.with_suffix(f".n{watchers}.prof")
-    settings = ServerSettings(store_url=args.store_url, profile_path=profile)
-    store_name = "postgres" if args.store_url else "sqlite"
+    settings = ServerSettings(store_url=store_url, profile_path=profile)
+    store_name = "sqlite" if store_url is None else "postgres"
     with FederationProcess(workdir / f"n{watchers}", settings) as server:
-        budget = budget_for(watchers, args.quick, args.patience)
+        budget = budget_for(watchers, args.quick, args.patience, args.per_connection)
+        budget = replace(budget, deadline=deadline)
         result = trio.run(measure, server, watchers, budget, store_name)
         if not server.alive():
             result.notes.append(f"federation died during the run: {server.tail()}")
@@ -86,12 +110,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short phases, 100 watchers")
     parser.add_argument("--watchers", type=parse_sizes, default=None, help="e.g. 100,1000")
     parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="bound on the whole run, shared among sizes (default 170 s times --patience)",
+    )
+    parser.add_argument(
         "--patience",
         type=float,
         default=1.0,
         help="multiply the join/settle/converge time bounds (e.g. 10 to see 1,000 through)",
     )
-    parser.add_argument("--store-url", default=None, help="postgresql://... instead of SQLite")
+    parser.add_argument(
+        "--per-connection",
+        type=int,
+        default=GATEWAYS_PER_CONNECTION,
+        help="simulated gateways sharing one HTTP/2 connection (1 = one connection each)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: start a throwaway PostgreSQL cluster (needs initdb/pg_ctl)",
+    )
+    parser.add_argument("--store-url", default=None, help="an existing postgresql://... database")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
     parser.add_argument(
         "--profile",
@@ -106,11 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SizeResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-convergence-"))
     started = time.monotonic()
+    max_seconds = args.max_seconds or 170.0 * args.patience
     try:
-        for watchers in sizes:
-            result = run_size(watchers, args, workdir)
-            results.append(result)
-            print("\n".join(render(result)), flush=True)
+        with store_urls(args) as new_store:
+            for index, watchers in enumerate(sizes):
+                left = started + max_seconds - time.monotonic()
+                deadline = time.monotonic() + left / (len(sizes) - index)
+                result = run_size(watchers, args, workdir, new_store(), deadline)
+                results.append(result)
+                print("\n".join(render(result)), flush=True)
     except BenchError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1
