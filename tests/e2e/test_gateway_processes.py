@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -62,10 +63,23 @@ async def stop(proc: trio.Process, sig: int = signal.SIGTERM, timeout_s: float =
         return await proc.wait()
 
 
+def free_pair() -> int:
+    """A port p with p and p + 1 both free (worker k serves admin on admin_port + k)."""
+    for _ in range(50):
+        first = free_ports(1)[0]
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", first + 1))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no free pair of adjacent ports")
+
+
 async def test_gateway_processes_cross_clusters_and_stop_cleanly(tmp_path: Path) -> None:
     ports = free_ports(8)
     east = ClusterSpec("east", "aws", "us-east-1", ports[0], ports[1], ports[2])
-    west = ClusterSpec("west", "gcp", "europe-west1", ports[3], ports[4], ports[5])
+    west = ClusterSpec("west", "gcp", "europe-west1", ports[3], ports[4], free_pair())
     services = [ServiceSpec("catalog.shop", {"west": (f"127.0.0.1:{ports[6]}",)})]
     configs = write_local_federation(tmp_path, [east, west], services, now=datetime.now(UTC))
     async with trio.open_nursery() as nursery:
@@ -127,7 +141,7 @@ async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path
 
 async def test_workers_drain_and_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     ports = free_ports(3)
-    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], ports[2])
+    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], free_pair())
     configs = write_local_federation(tmp_path, [solo], [], now=datetime.now(UTC))
     async with process(["gateway", "run", "--config", str(configs["solo"]), "-w", "2"]) as sup:
         await wait_ready(solo.admin_port)
