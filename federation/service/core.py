@@ -206,6 +206,9 @@ class FederationService:
         now = self.clock()
         await self.store.record_ack(cluster, ack.version, ack.ok, ack.error or None, now)
         self.metrics.answered(cluster, ack.version, now)
+        if not ack.ok:
+            detail = {"version": ack.version, "error": ack.error}
+            await self.store.append_event("snapshot-nacked", cluster, detail, now)
 
     async def update_bundle(
         self, caller: str, trust_domain: str, request: BundleUpdateRequest

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, ServiceHealth, Snapshot
+from federation.model.api import HealthReport, LeaseState, ServiceHealth, Snapshot
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -187,10 +187,12 @@ class SnapshotPublisher:
             for name, lease in leases.items()
             if lease.last_report_at is not None
         }
+        before = self.reachability.states
         self.reachability = assess_reachability(
             leases, now=now, interval_s=self._interval_s, missed_intervals=self._missed
         )
         self._metrics.set_cluster_states(self.reachability.states)
+        await self._record_lease_changes(before, now)
         world = (
             tuple(
                 (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
@@ -216,6 +218,14 @@ class SnapshotPublisher:
             self._wake(name)  # each watcher as soon as its own snapshot is stored
         self._last_world = world
         return len(changed)
+
+    async def _record_lease_changes(self, before: Mapping[str, LeaseState], now: float) -> None:
+        """Timeline events for lease transitions (``lease``: cluster, from, to)."""
+        for cluster, state in sorted(self.reachability.states.items()):
+            previous = before.get(cluster)
+            if previous is not None and previous != state:
+                detail = {"from": previous, "to": state}
+                await self._store.append_event("lease", cluster, detail, now)
 
     def _wake(self, cluster: str) -> None:
         event = self._events.pop(cluster, None)

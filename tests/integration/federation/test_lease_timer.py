@@ -67,4 +67,7 @@ async def test_silent_cluster_expires_exactly_after_three_intervals(
             assert expired is not None and remote(expired.body) == []
             silent_for = trio.current_time() - reported_at
             assert 3.0 < silent_for < 3.2
+            events = [(e.kind, e.subject, json.loads(e.detail)) for e in await store.list_events()]
+            assert ("lease", "gcp", {"from": "pending", "to": "healthy"}) in events
+            assert ("lease", "gcp", {"from": "healthy", "to": "unreachable"}) in events
             nursery.cancel_scope.cancel()

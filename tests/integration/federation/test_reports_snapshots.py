@@ -190,6 +190,8 @@ async def test_ack_and_nack_show_in_status_and_metrics(
     assert rows["aws"]["acked_version"] == version
     assert rows["gcp"]["nacked_version"] == gcp_version
     assert rows["gcp"]["nack_error"] == "peer address unroutable"
+    events = await federation.service.store.list_events()
+    assert any(e.kind == "snapshot-nacked" and e.subject == "gcp" for e in events)
     metrics = (await api.get("/metrics")).text
     assert "isthmus_federation_push_to_ack_seconds_count 2.0" in metrics
     assert "isthmus_federation_snapshot_pushes_total 2.0" in metrics
