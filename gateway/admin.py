@@ -128,8 +128,11 @@ def bind_admin_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
 async def serve_admin(
-    app: AdminApp,
+    app: AsgiApp,
     sock: socket.socket,
     shutdown: trio.Event,
     *,

@@ -160,7 +160,7 @@ async def _watch_signals(stop: trio.Event, task_status: trio.TaskStatus[None]) -
 async def serve_gateway(
     config: GatewayConfig,
     *,
-    worker_index: int = 0,
+    admin_port_offset: int = 0,
     reuse_port: bool = False,
     handle_signals: bool | None = None,
     freeze_gc: bool = True,
@@ -168,7 +168,7 @@ async def serve_gateway(
 ) -> None:
     """Run one gateway until stopped (see the module docstring).
 
-    ``worker_index`` offsets the admin port (worker *k* serves admin on ``admin_port + k``);
+    ``admin_port_offset`` is added to the admin port (a supervised worker *k* uses 1 + k);
     ``reuse_port`` sets ``SO_REUSEPORT`` on the inbound and outbound sockets (N workers);
     ``handle_signals`` (default: when on the main thread) drains on SIGTERM/SIGINT and reloads
     on SIGHUP. Raises :class:`~gateway.errors.GatewayError` subclasses for bad identity or
@@ -214,7 +214,7 @@ async def serve_gateway(
             engine=engine,
             pools=pools,
             watcher=watcher,
-            worker_index=worker_index,
+            admin_port_offset=admin_port_offset,
             reuse_port=reuse_port,
             signals=signals,
             freeze_gc=freeze_gc,
@@ -273,7 +273,7 @@ async def _serve(
     engine: ForwardingEngine,
     pools: UpstreamPools,
     watcher: RoutingWatcher,
-    worker_index: int,
+    admin_port_offset: int,
     reuse_port: bool,
     signals: bool,
     freeze_gc: bool,
@@ -284,7 +284,7 @@ async def _serve(
     admin_stop = trio.Event()
     admin_host = listen.admin_bind or listen.bind
     admin_sock = bind_admin_socket(
-        admin_host, listen.admin_port + worker_index if listen.admin_port else 0
+        admin_host, listen.admin_port + admin_port_offset if listen.admin_port else 0
     )
     async with trio.open_nursery() as services:
         stop = trio.Event()

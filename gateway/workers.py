@@ -65,6 +65,20 @@ async def _run_worker(
         await trio.sleep(RESTART_DELAY_S)
 
 
+async def _serve_merged_admin(
+    admin: tuple[str, int],
+    workers: int,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from gateway.admin import bind_admin_socket, serve_admin
+    from gateway.aggregate import WorkersAdminApp
+
+    host, port = admin
+    app = WorkersAdminApp(host, [port + 1 + k for k in range(workers)])
+    await serve_admin(app, bind_admin_socket(host, port), trio.Event(), task_status=task_status)
+
+
 async def stop_when_orphaned(
     parent_pid: int, stop: Callable[[], None], *, poll_s: float = 1.0
 ) -> None:
@@ -81,13 +95,19 @@ async def supervise_workers(
     workers: int,
     *,
     grace_s: float,
+    admin: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run ``workers`` processes (``command_for(i)``) until SIGTERM/SIGINT, then stop them
-    (SIGTERM, SIGKILL after ``grace_s``) and return. Must run on the main thread."""
+    (SIGTERM, SIGKILL after ``grace_s``) and return. Must run on the main thread.
+
+    ``admin=(host, port)``: serve the merged admin API there (:mod:`gateway.aggregate`); worker
+    *k* must serve its own on ``port + 1 + k``."""
     restarts: list[float] = []
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            if admin is not None:
+                await nursery.start(_serve_merged_admin, admin, workers)
             for index in range(workers):
                 nursery.start_soon(_run_worker, index, command_for(index), grace_s, restarts)
             task_status.started()

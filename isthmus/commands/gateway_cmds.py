@@ -79,15 +79,20 @@ def run(
     if count > 1:
         path = config.resolve()
         grace = cfg.limits.drain_timeout_s + 5.0
+        listen = cfg.listeners
+        admin = (listen.admin_bind or listen.bind, listen.admin_port) if listen.admin_port else None
         trio.run(
             lambda: supervise_workers(
-                lambda index: _worker_command(path, index), count, grace_s=grace
+                lambda index: _worker_command(path, index), count, grace_s=grace, admin=admin
             )
         )
         return
     supervised = worker_index is not None
     try:
-        trio.run(lambda: serve_gateway(cfg, worker_index=worker_index or 0, reuse_port=supervised))
+        # a supervised worker k serves its admin API on admin_port + 1 + k; the supervisor
+        # serves the merged one on admin_port
+        offset = 0 if worker_index is None else worker_index + 1
+        trio.run(lambda: serve_gateway(cfg, admin_port_offset=offset, reuse_port=supervised))
     except (OSError, BaseExceptionGroup) as err:
         bind = _bind_error(err)
         if bind is None:

@@ -63,23 +63,25 @@ async def stop(proc: trio.Process, sig: int = signal.SIGTERM, timeout_s: float =
         return await proc.wait()
 
 
-def free_pair() -> int:
-    """A port p with p and p + 1 both free (worker k serves admin on admin_port + k)."""
+def free_run(count: int = 3) -> int:
+    """A port p with p .. p + count - 1 all free (the supervisor serves the merged admin API
+    on admin_port, worker k its own on admin_port + 1 + k)."""
     for _ in range(50):
         first = free_ports(1)[0]
         try:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", first + 1))
+            for port in range(first + 1, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
         except OSError:
             continue
         return first
-    raise AssertionError("no free pair of adjacent ports")
+    raise AssertionError("no free run of adjacent ports")
 
 
 async def test_gateway_processes_cross_clusters_and_stop_cleanly(tmp_path: Path) -> None:
     ports = free_ports(8)
     east = ClusterSpec("east", "aws", "us-east-1", ports[0], ports[1], ports[2])
-    west = ClusterSpec("west", "gcp", "europe-west1", ports[3], ports[4], free_pair())
+    west = ClusterSpec("west", "gcp", "europe-west1", ports[3], ports[4], free_run())
     services = [ServiceSpec("catalog.shop", {"west": (f"127.0.0.1:{ports[6]}",)})]
     configs = write_local_federation(tmp_path, [east, west], services, now=datetime.now(UTC))
     async with trio.open_nursery() as nursery:
@@ -89,14 +91,22 @@ async def test_gateway_processes_cross_clusters_and_stop_cleanly(tmp_path: Path)
             process(["gateway", "run", "--config", str(configs["east"])]) as gw_e,
         ):
             await wait_ready(east.admin_port)
-            await wait_ready(west.admin_port)  # worker 0
-            await wait_ready(west.admin_port + 1)  # worker 1
+            await wait_ready(west.admin_port)  # the supervisor: every worker is ready
             async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{east.outbound_port}") as client:
                 answers = [
                     (await client.get(f"http://catalog.shop.global/{i}")).json()["cluster"]
                     for i in range(20)
                 ]
             assert answers == ["west"] * 20
+            async with httpx.AsyncClient(timeout=5) as admin:
+                merged = (await admin.get(f"http://127.0.0.1:{west.admin_port}/metrics")).text
+                per_worker = [
+                    (await admin.get(f"http://127.0.0.1:{west.admin_port + k}/metrics")).text
+                    for k in (1, 2)
+                ]
+            inbound = 'destination_service="catalog.shop",response_code="200",source_cluster="east"'
+            assert f"{inbound}}} 20.0" in merged  # summed over both workers
+            assert all("isthmus_requests_total" in text for text in per_worker)
             assert await stop(gw_e) == 0
             assert await stop(gw_w) == 0
             err = (await gw_e.stderr.receive_some(65536)).decode()  # type: ignore[union-attr]
@@ -141,16 +151,15 @@ async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path
 
 async def test_workers_drain_and_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     ports = free_ports(3)
-    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], free_pair())
+    solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], free_run())
     configs = write_local_federation(tmp_path, [solo], [], now=datetime.now(UTC))
     async with process(["gateway", "run", "--config", str(configs["solo"]), "-w", "2"]) as sup:
         await wait_ready(solo.admin_port)
-        await wait_ready(solo.admin_port + 1)
         sup.kill()
         await sup.wait()
         async with httpx.AsyncClient(timeout=0.5) as client:
             with trio.fail_after(10):
-                for port in (solo.admin_port, solo.admin_port + 1):
+                for port in (solo.admin_port + 1, solo.admin_port + 2):
                     while True:
                         try:
                             await client.get(f"http://127.0.0.1:{port}/healthz")
