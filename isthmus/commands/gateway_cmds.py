@@ -93,6 +93,8 @@ def run(
         # serves the merged one on admin_port
         offset = 0 if worker_index is None else worker_index + 1
         trio.run(lambda: serve_gateway(cfg, admin_port_offset=offset, reuse_port=supervised))
+    except KeyboardInterrupt:  # a second SIGINT/SIGTERM while draining: stop now
+        raise typer.Exit(130) from None
     except (OSError, BaseExceptionGroup) as err:
         bind = _bind_error(err)
         if bind is None:
