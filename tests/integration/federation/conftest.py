@@ -78,7 +78,7 @@ def fed_config(tmp_path: Path, **overrides: Any) -> FederationConfig:
     values: dict[str, Any] = {
         "listen_port": 0,
         "state_dir": tmp_path / "federation",
-        "report_interval_s": 0.2,
+        "report_interval_s": 0.5,
         "long_poll_s": 2.0,
         "debounce_s": 0.0,
     }
