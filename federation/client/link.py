@@ -106,6 +106,18 @@ class FederationLink:
         self.ready.set()
         return True
 
+    def describe(self) -> dict[str, object]:
+        """The link's state for a gateway's admin/status page (JSON-serialisable)."""
+        return {
+            "federation_url": self.client.url,
+            "cluster": self.client.record.cluster,
+            "active_version": None if self.active is None else self.active.version,
+            "last_seen_version": self._last_seen,
+            "trust_domains": sorted(td.name for td in self.bundles),
+            "watch_failures": self.failures,
+            "last_error": self.last_error,
+        }
+
     def check(self, snapshot: Snapshot) -> BundleSet:
         """The bundles to use with ``snapshot``, or :class:`SnapshotRejected` saying why."""
         cluster = self.client.record.cluster

@@ -243,6 +243,9 @@ async def test_malformed_snapshot_is_nacked_and_the_last_good_one_kept(
         publisher._wake("aws")
         await wait_until(lambda: "not valid" in link.last_error)
         assert link.active is not None and link.active.version == good
+        described = link.describe()
+        assert described["active_version"] == good and described["last_seen_version"] == 999
+        assert "not valid" in str(described["last_error"])
         with trio.fail_after(5):
             while True:
                 row = next(r for r in (await federation.service.status()).clusters)
