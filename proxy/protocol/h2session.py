@@ -30,6 +30,7 @@ from proxy.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
+from proxy.protocol.hpack_fast import FastEncoder
 
 _PSEUDO = b":"
 _H2_SEND_ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
@@ -65,6 +66,7 @@ class H2ServerSession:
             normalize_outbound_headers=False,
         )
         self._conn = h2.connection.H2Connection(config=config)
+        self._conn.encoder = FastEncoder()  # type: ignore[assignment]
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
