@@ -281,7 +281,8 @@ async def saturate(
                 done += 1
             index += workers
 
-    async with trio.open_nursery() as nursery:
-        for start in range(workers):
-            nursery.start_soon(worker, start)
+    with trio.move_on_after(duration_s + 10):  # last resort: cancel what is still in flight
+        async with trio.open_nursery() as nursery:
+            for start in range(workers):
+                nursery.start_soon(worker, start)
     return done

@@ -1,12 +1,12 @@
-"""CPU cost of the federation's snapshot build at N clusters, from a sample.
+"""CPU cost of the federation's snapshot build at N clusters, measured in this process.
 
-The publisher's rebuild builds one snapshot per cluster (``plan_snapshots``: ``build_snapshot``
-plus ``snapshot_digest`` for each), then serialises each changed one to store it and again to
-serve it (``_stamp``: ``with_version``, JSON, digest). This probe runs exactly those functions of
-:mod:`federation.service.snapshots` in this process for ``sample`` of the N clusters, on the same
-shape of data the simulated fleet produces (own trust domain and CA root, one exported service
-with one endpoint, every cluster healthy), and scales by N. It measures the pure core only: no
-store, no HTTP, no event loop.
+The publisher's rebuild calls ``plan_snapshots`` (every cluster's snapshot and digest), then for
+each changed cluster serialises the snapshot once to store it and once more, stamped with its
+version, to serve it. This probe runs exactly those functions of
+:mod:`federation.service.snapshots` on the shape of data the simulated fleet produces (own trust
+domain and CA root, one exported service with one endpoint, every cluster healthy): the whole
+plan, and the encoding for a sample of clusters scaled to N. Pure core only: no store, no HTTP,
+no event loop.
 """
 
 from __future__ import annotations
@@ -18,12 +18,7 @@ from bench._convergence_gateways import SERVICE, Identity
 from federation.model.api import EndpointHealth, ServiceHealth
 from federation.model.routing import Locality
 from federation.service.leases import Reachability
-from federation.service.snapshots import (
-    MemberView,
-    build_snapshot,
-    snapshot_digest,
-    with_version,
-)
+from federation.service.snapshots import MemberView, plan_snapshots, with_version
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class BuildCost:
 
     def line(self) -> str:
         return (
-            f"  snapshot build core (sampled {self.sample} of {self.clusters}, this process): "
+            f"  snapshot build core (this process; encoding sampled on {self.sample}): "
             f"plan {self.plan_ms_per_cluster:.1f} ms + store/serve encoding "
             f"{self.stamp_ms_per_cluster:.1f} ms per cluster -> {self.full_rebuild_s:.1f} s of "
             f"CPU per rebuild when every snapshot changes ({self.snapshot_bytes / 1024:.0f} KiB "
@@ -66,24 +61,21 @@ def _members(identities: list[Identity]) -> list[MemberView]:
     return members
 
 
-def measure_build(identities: list[Identity], sample: int = 10) -> BuildCost:
-    """Time the publisher's per-cluster work for ``sample`` clusters out of ``identities``."""
+def measure_build(identities: list[Identity], sample: int = 20) -> BuildCost:
+    """Time ``plan_snapshots`` for all clusters and the encoding for ``sample`` of them."""
     members = _members(identities)
     reach = Reachability({m.name: "healthy" for m in members})
     bundles = {ident.trust_domain: ident.bundle.to_json() for ident in identities}
-    picked = members[:: max(1, len(members) // sample)][:sample]
-    plan = stamp = 0.0
+    started = time.perf_counter()
+    planned = plan_snapshots(members, reach, bundles, {}, {})
+    plan = time.perf_counter() - started
+    picked = list(planned.values())[:: max(1, len(planned) // sample)][:sample]
     size = 0
-    for me in picked:
-        started = time.perf_counter()
-        content = build_snapshot(me, members, reach, bundles, {})
-        snapshot_digest(content)
-        planned = time.perf_counter()
-        stored = content.model_dump_json()  # what rebuild() stores
-        served = with_version(content, 1).model_dump_json().encode()  # what _stamp() serves
-        snapshot_digest(content)  # _stamp() digests again
-        plan += planned - started
-        stamp += time.perf_counter() - planned
-        size = max(len(stored), len(served))
-    count = len(picked)
-    return BuildCost(len(members), count, 1000 * plan / count, 1000 * stamp / count, size)
+    started = time.perf_counter()
+    for item in picked:
+        stored = item.snapshot.model_dump_json()  # what rebuild() stores
+        served = with_version(item.snapshot, 1).model_dump_json().encode()  # what it serves
+        size = max(size, len(stored), len(served))
+    encode = time.perf_counter() - started
+    count = len(members)
+    return BuildCost(count, len(picked), 1000 * plan / count, 1000 * encode / len(picked), size)

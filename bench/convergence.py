@@ -37,7 +37,9 @@ from bench._convergence_server import BenchError, FederationProcess, ServerSetti
 from bench._convergence_stats import SizeResult, render
 
 
-def budget_for(watchers: int, quick: bool, patience: float, per_connection: int) -> Budget:
+def budget_for(
+    watchers: int, quick: bool, patience: float, per_connection: int, flips: int | None = None
+) -> Budget:
     """Per-phase time bounds: enough for a healthy service, short enough for one default run
     (100 then 1,000 watchers) < 3 min. ``patience`` multiplies the waiting phases."""
     if quick:
@@ -49,7 +51,7 @@ def budget_for(watchers: int, quick: bool, patience: float, per_connection: int)
     return replace(
         base,
         per_connection=per_connection,
-        flips=1 if quick else base.flips,
+        flips=flips or (1 if quick else base.flips),
         join_s=base.join_s * patience,
         settle_s=base.settle_s * patience,
         converge_s=base.converge_s * patience,
@@ -97,7 +99,7 @@ def run_size(
     settings = ServerSettings(store_url=store_url, profile_path=profile)
     store_name = "sqlite" if store_url is None else "postgres"
     with FederationProcess(workdir / f"n{watchers}", settings) as server:
-        budget = budget_for(watchers, args.quick, args.patience, args.per_connection)
+        budget = budget_for(watchers, args.quick, args.patience, args.per_connection, args.flips)
         budget = replace(budget, deadline=deadline)
         result = trio.run(measure, server, watchers, budget, store_name)
         if not server.alive():
@@ -113,13 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         "--max-seconds",
         type=float,
         default=None,
-        help="bound on the whole run, shared among sizes (default 170 s times --patience)",
+        help="bound on the measuring, shared among sizes (default 150 s times --patience); "
+        "starting and stopping servers adds a few seconds per size",
     )
     parser.add_argument(
         "--patience",
         type=float,
         default=1.0,
         help="multiply the join/settle/converge time bounds (e.g. 10 to see 1,000 through)",
+    )
+    parser.add_argument(
+        "--flips", type=int, default=None, help="health changes per size (default 3, quick 1)"
     )
     parser.add_argument(
         "--per-connection",
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SizeResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-convergence-"))
     started = time.monotonic()
-    max_seconds = args.max_seconds or 170.0 * args.patience
+    max_seconds = args.max_seconds or 150.0 * args.patience
     try:
         with store_urls(args) as new_store:
             for index, watchers in enumerate(sizes):
