@@ -30,6 +30,7 @@ from proxy.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
+from proxy.protocol.h2fast import FastH2Connection, install
 from proxy.protocol.hpack_fast import FastEncoder
 
 _PSEUDO = b":"
@@ -51,6 +52,9 @@ class H2SessionSettings:
     max_frame_size: int = 1 << 14
 
 
+install()
+
+
 class H2ServerSession:
     """Server side of one HTTP/2 connection. Never does I/O; never raises on peer input."""
 
@@ -65,7 +69,7 @@ class H2ServerSession:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self._conn = h2.connection.H2Connection(config=config)
+        self._conn = FastH2Connection(config=config)
         self._conn.encoder = FastEncoder()  # type: ignore[assignment]
         self._conn.local_settings = h2.settings.Settings(
             client=False,

@@ -26,6 +26,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStreamBroken,
 )
+from proxy.protocol.h2fast import FastH2Connection, install
 from proxy.protocol.hpack_fast import FastEncoder
 from proxy.upstream.h2stream import H2Stream, set_headers
 from proxy.upstream.models import UpstreamRequest
@@ -39,6 +40,7 @@ _DRAINABLE_TRANSITIONS = dict(h2.connection.H2ConnectionStateMachine._transition
 for _state in (h2.connection.ConnectionState.IDLE, h2.connection.ConnectionState.CLIENT_OPEN):
     _DRAINABLE_TRANSITIONS[(_state, h2.connection.ConnectionInputs.RECV_GOAWAY)] = (None, _state)
 
+install()
 _SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
 
@@ -75,7 +77,7 @@ class H2ClientConnection:
             validate_inbound_headers=validate_inbound,
             normalize_inbound_headers=validate_inbound,
         )
-        self._h2 = h2.connection.H2Connection(config)
+        self._h2 = FastH2Connection(config)
         self._h2.encoder = FastEncoder()  # type: ignore[assignment]
         self._h2.state_machine._transitions = _DRAINABLE_TRANSITIONS
         self._h2.clear_outbound_data_buffer = _keep_outbound_data  # type: ignore[method-assign]
