@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -223,34 +224,37 @@ async def test_malformed_snapshot_is_nacked_and_the_last_good_one_kept(
 ) -> None:
     from federation.service.publisher import ServedSnapshot
 
-    aws = Gateway("aws", tmp_path)
+    aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path)
     await aws.join(await federation.service.create_join_token("aws"))
-    async with aws.client() as client, trio.open_nursery() as nursery:
+    async with aws.client() as client, trio.open_nursery() as gateway:
         link = aws.link(client)
-        await nursery.start(link.run)
-        publisher = federation.service.publisher
-        # Settle first (lease healthy, snapshot applied), so no rebuild races the injection.
-        await wait_until(lambda: publisher.reachability.is_up("aws"))
-        await wait_until(
-            lambda: (
-                bool(aws.applied) and aws.applied[-1][0].version == publisher.current("aws").version
-            )  # type: ignore[union-attr]
-        )
+        await gateway.start(link.run)
+        await wait_until(lambda: bool(aws.applied))
         good = aws.applied[-1][0].version
-        # The federation (or something between) serves garbage for a new version.
-        body = b'{"version": 999, "routing": {"cluster": "aws", "peers": "nope"}}'
-        publisher._served["aws"] = ServedSnapshot(999, "bogus", body, time.time())
-        publisher._wake("aws")
+        # From now on the federation serves garbage bodies (for real, newer versions).
+        publisher = federation.service.publisher
+        stamp = publisher._stamp
+
+        def corrupt(*args: Any, **kwargs: Any) -> ServedSnapshot:
+            served = stamp(*args, **kwargs)
+            body = b'{"version": %d, "routing": {"cluster": "aws", "peers": "nope"}}'
+            return ServedSnapshot(served.version, served.digest, body % served.version, 0.0)
+
+        publisher._stamp = corrupt  # type: ignore[method-assign]
+        await gcp.join(await federation.service.create_join_token("gcp"))  # aws gains a peer
         await wait_until(lambda: "not valid" in link.last_error)
         assert link.active is not None and link.active.version == good
+        assert aws.applied[-1][0].version == good
         described = link.describe()
-        assert described["active_version"] == good and described["last_seen_version"] == 999
-        assert "not valid" in str(described["last_error"])
+        assert described["active_version"] == good
+        refused = described["last_seen_version"]
+        assert isinstance(refused, int) and refused > good
         with trio.fail_after(5):
             while True:
-                row = next(r for r in (await federation.service.status()).clusters)
-                if row.nacked_version == 999:
+                rows = (await federation.service.status()).clusters
+                row = next(r for r in rows if r.cluster == "aws")
+                if row.nacked_version == refused:
                     break
                 await trio.sleep(0.02)
         assert "routing" in row.nack_error
-        nursery.cancel_scope.cancel()
+        gateway.cancel_scope.cancel()
