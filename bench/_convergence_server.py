@@ -41,11 +41,21 @@ class ServerSettings:
     long_poll_s: float = 30.0
     store_url: str | None = None
     profile_path: Path | None = None
+    switch_interval_s: float | None = None  # experiment: sys.setswitchinterval in the server
 
 
-def isthmus_argv(profile_path: Path | None = None) -> list[str]:
+def isthmus_argv(
+    profile_path: Path | None = None, switch_interval_s: float | None = None
+) -> list[str]:
     """``python -m isthmus`` with this interpreter, optionally under ``cProfile`` (which sees
-    the main thread only: the event loop, not the store's worker threads)."""
+    the main thread only: the event loop, not the store's worker threads) or with a shorter
+    GIL switch interval (an experiment: how much the store thread waits for the GIL)."""
+    if switch_interval_s is not None:
+        code = (
+            f"import sys; sys.setswitchinterval({switch_interval_s!r}); sys.argv[0] = 'isthmus'; "
+            "from isthmus.cli import main; main()"
+        )
+        return [sys.executable, "-c", code]
     if profile_path is None:
         return [sys.executable, "-m", "isthmus"]
     return [sys.executable, "-m", "cProfile", "-o", str(profile_path), "-m", "isthmus"]
@@ -100,7 +110,7 @@ class FederationProcess:
         self._write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         argv = [
-            *isthmus_argv(self.settings.profile_path),
+            *isthmus_argv(self.settings.profile_path, self.settings.switch_interval_s),
             *("federation", "serve", "--config", str(self.config_path)),
         ]
         with self.log_path.open("wb") as log:

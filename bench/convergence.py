@@ -96,7 +96,9 @@ def run_size(
     watchers: int, args: argparse.Namespace, workdir: Path, store_url: str | None, deadline: float
 ) -> SizeResult:
     profile = None if args.profile is None else args.profile.with_suffix(f".n{watchers}.prof")
-    settings = ServerSettings(store_url=store_url, profile_path=profile)
+    settings = ServerSettings(
+        store_url=store_url, profile_path=profile, switch_interval_s=args.switch_interval
+    )
     store_name = "sqlite" if store_url is None else "postgres"
     with FederationProcess(workdir / f"n{watchers}", settings) as server:
         budget = budget_for(watchers, args.quick, args.patience, args.per_connection, args.flips)
@@ -146,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="run the server under cProfile, write PATH.nN.prof",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="experiment: run the server with sys.setswitchinterval(S) (Python's default 0.005)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
