@@ -96,6 +96,8 @@ class AdminApp:
             doc["last_reload_error"] = self._status.last_reload_error
             doc["reloads"] = self._status.reloads
             doc["peer_health"] = self._status.peer_health
+            if self._status.federation is not None:
+                doc["federation"] = self._status.federation()
             if self._live is not None:
                 doc["live"] = self._live()
             body = json.dumps(doc, indent=2).encode() + b"\n"

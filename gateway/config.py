@@ -16,8 +16,9 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 
 from federation.model import FrozenModel, Locality
+from federation.model.api import Cost
 from federation.model.base import describe_validation_error
-from federation.model.routing import check_cluster_name
+from federation.model.routing import check_address, check_cluster_name
 from gateway.errors import GatewayConfigError
 
 DEFAULT_INBOUND_PORT = 15443
@@ -66,6 +67,40 @@ class LimitSettings(FrozenModel):
     drain_timeout_s: float = Field(default=15.0, ge=0)
 
 
+class FederationSettings(FrozenModel):
+    """How the gateway joins and follows its federation (``federation:`` in gateway.yaml).
+
+    Present (or a join token given) = federated mode: the routing file then declares only what
+    this cluster exports (its local services and endpoints); peers and remote routes come from
+    the federation's snapshots. See docs/gateway.md, "Joining a federation".
+    """
+
+    state_dir: Path | None = Field(
+        default=None,
+        description="credentials and the last good snapshot; default "
+        "$ISTHMUS_HOME/gateways/<cluster> (else ~/.isthmus/gateways/<cluster>)",
+    )
+    advertise_addresses: tuple[str, ...] = Field(
+        default=(),
+        max_length=16,
+        description="host:port peers dial to reach the inbound listener; default bind:port",
+    )
+    capacity: int = Field(default=0, ge=0, le=10**9, description="requests/s this cluster takes")
+    cost: Cost = Cost()
+    labels: dict[str, str] = Field(default_factory=dict)
+    report_interval_s: float | None = Field(
+        default=None, gt=0, le=3600, description="default: what the federation says at join"
+    )
+    long_poll_s: float = Field(default=30.0, gt=0, le=300)
+    backoff_base_s: float = Field(default=0.5, gt=0, le=60)
+    backoff_cap_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("advertise_addresses")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_address(item) for item in value)
+
+
 class GatewayConfig(FrozenModel):
     """Everything ``isthmus gateway run`` needs; see docs/gateway.md for the reference."""
 
@@ -83,6 +118,10 @@ class GatewayConfig(FrozenModel):
     reload_poll_s: float = Field(default=1.0, gt=0, description="routing-file mtime poll period")
     probe_interval_s: float = Field(default=1.0, gt=0, description="peer /readyz probe period")
     access_log: bool = True
+    join_token: str | None = Field(
+        default=None, description="single-use join token (or pass --join); ignored once joined"
+    )
+    federation: FederationSettings | None = None
 
     _cluster = field_validator("cluster")(check_cluster_name)
 
@@ -102,9 +141,14 @@ class GatewayConfig(FrozenModel):
             key=fix(self.identity.key),
             bundles={td: fix(p) for td, p in self.identity.bundles.items()},
         )
-        return self.model_copy(
-            update={"identity": identity, "routing_file": fix(self.routing_file)}
-        )
+        update: dict[str, object] = {
+            "identity": identity,
+            "routing_file": fix(self.routing_file),
+        }
+        fed = self.federation
+        if fed is not None and fed.state_dir is not None:
+            update["federation"] = fed.model_copy(update={"state_dir": fix(fed.state_dir)})
+        return self.model_copy(update=update)
 
     @classmethod
     def from_file(cls, path: Path) -> GatewayConfig:

@@ -23,6 +23,11 @@ class IdentityError(GatewayError):
     """The gateway's own SVID, key or bundles cannot be loaded or do not match its config."""
 
 
+class FederationJoinError(GatewayError):
+    """The gateway could not join its federation: the token was refused (reused, expired,
+    tampered), there is no token and no earlier join, or the state belongs to another cluster."""
+
+
 class PeerRejected(GatewayError):
     """A peer gateway's certificate was rejected; ``reason`` is a short machine-usable code."""
 

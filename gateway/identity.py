@@ -110,6 +110,8 @@ class GatewayIdentity:
     ) -> None:
         self._config = config
         self._credentials = TlsCredentials(svid, bundles, alpn=ALPN)
+        self._file_bundles = bundles
+        self._federated = BundleSet()
         self._clock = clock
         self._peers: dict[str, str] = {}
         self._stamp = _file_stamp(self._watched())
@@ -159,9 +161,36 @@ class GatewayIdentity:
         :meth:`verify_inbound_peer` checked), or ``None`` for an unknown cluster."""
         return self._peers.get(cluster)
 
+    @property
+    def file_bundles(self) -> BundleSet:
+        """The bundles of the identity files (the own trust domain's is always from here)."""
+        return self._file_bundles
+
+    def _merged(self) -> BundleSet:
+        """File bundles, with each federated peer bundle replacing a file one of its trust
+        domain (it came through verified signed updates, so it is the newer); the gateway's own
+        trust domain always comes from its files."""
+        merged = self._file_bundles
+        for td, bundle in self._federated.items():
+            if td.name != self._config.trust_domain:
+                merged = merged.with_bundle(bundle)
+        return merged
+
     def update(self, *, svid: X509Svid | None = None, bundles: BundleSet | None = None) -> None:
-        """Swap in a rotated SVID and/or new bundles (new handshakes only)."""
-        self._credentials.update(svid=svid, bundles=bundles)
+        """Swap in a rotated SVID and/or new file bundles (new handshakes only)."""
+        if bundles is not None:
+            self._file_bundles = bundles
+        self._credentials.update(svid=svid, bundles=self._merged() if bundles else None)
+
+    @property
+    def federated_bundles(self) -> BundleSet:
+        """The peer bundles last accepted from the federation."""
+        return self._federated
+
+    def set_federated_bundles(self, bundles: BundleSet) -> None:
+        """Swap in the peer bundles accepted from the federation (see :meth:`_merged`)."""
+        self._federated = bundles
+        self._credentials.update(bundles=self._merged())
 
     def reload_files(self) -> bool:
         """Re-read the identity files if any changed on disk; True if material was swapped.

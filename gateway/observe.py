@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gateway.load import ServiceLoadTracker
 from gateway.metrics import GatewayMetrics
 from proxy.engine.observer import RequestRecord, TunnelRecord, UpstreamEvent
 
@@ -86,8 +87,12 @@ class GatewayObserver:
         logger: logging.Logger | None = None,
         probe_authority: str = "isthmus-gateway",
         identity_of: Callable[[str], str | None] | None = None,
+        load: ServiceLoadTracker | None = None,
+        own_cluster: str = "",
     ) -> None:
         self._metrics = metrics
+        self.load = load if load is not None else ServiceLoadTracker()
+        self._own_cluster = own_cluster
         self._identity_of = identity_of or (lambda cluster: None)
         self._probe_authority = probe_authority
         self._access = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
@@ -107,6 +112,8 @@ class GatewayObserver:
                 status=record.status,
                 duration_s=record.duration_s,
             )
+            if record.service and record.destination_cluster == self._own_cluster:
+                self.load.record(record.service, record.status, record.duration_s)
             if self._enabled and self._access.isEnabledFor(logging.INFO):
                 self._access.info(access_line(record, self._spiffe_id(record.source_identity)))
         except Exception:  # never fail a request because of telemetry

@@ -86,6 +86,9 @@ class RoutingWatcher:
         self._apply = apply
         self.model: RoutingModel | None = None
         self.last_error: str | None = None
+        #: Federated mode: the file declares exports only; routes come from snapshots.
+        self.federated = False
+        self._federation_version: int | None = None
         self._stamp: Stamp = None
 
     def load_initial(self) -> RoutingModel:
@@ -100,6 +103,9 @@ class RoutingWatcher:
         """Re-read now; True if a new model was applied. Errors are logged and kept in
         :attr:`last_error`, the active model stays."""
         self._stamp = file_stamp(self._config.routing_file)
+        if self.federated:
+            log.info("federated: %s declares exports only", self._config.routing_file)
+            return False
         try:
             model = load_routing_model(self._config, self.model)
         except GatewayConfigError as err:
@@ -117,10 +123,23 @@ class RoutingWatcher:
 
     def adopt(self, model: RoutingModel) -> None:
         """Apply a model that came from elsewhere (the federation's snapshot): same checks as a
-        file reload, but errors are raised (the caller NACKs) instead of kept."""
-        check_model(self._config, model, self.model)
-        self.model = model
+        file reload, but errors are raised (the caller NACKs) instead of kept. In federated mode
+        the version is compared with the last adopted snapshot only (the file's version is of
+        another series)."""
+        if self.federated:
+            check_model(self._config, model, None)
+            last = self._federation_version
+            if last is not None and model.version < last:
+                raise GatewayConfigError(
+                    "federation snapshot",
+                    [f"version: {model.version} is older than the active version {last}"],
+                )
+        else:
+            check_model(self._config, model, self.model)
         self._apply(model)
+        self.model = model
+        if self.federated:
+            self._federation_version = model.version
         self.last_error = None
 
     def _version(self) -> int | None:

@@ -26,13 +26,21 @@ from functools import partial
 
 import trio
 
+from federation.client import FederationLink
 from federation.model import RoutingModel
 from federation.model.api import Snapshot
 from federation.trust import BundleSet
 from gateway.admin import AdminApp, bind_admin_socket, serve_admin
 from gateway.config import GatewayConfig
 from gateway.errors import PeerRejected
+from gateway.federated import (
+    FederationSession,
+    federation_wanted,
+    prepare_federation,
+    run_federation_link,
+)
 from gateway.identity import GatewayIdentity
+from gateway.load import ServiceLoadTracker
 from gateway.metrics import GatewayMetrics
 from gateway.observe import GatewayObserver
 from gateway.probes import live_view, run_maintenance
@@ -62,6 +70,10 @@ class RunningGateway:
     outbound_port: int
     admin_port: int
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+    #: Load of the services served by this cluster's own backends (federation reports).
+    load: ServiceLoadTracker = field(default_factory=ServiceLoadTracker)
+    #: The federation link of a federated gateway (``None`` in file mode).
+    federation: FederationLink | None = None
 
     def stop(self) -> None:
         """Begin a graceful drain; :func:`serve_gateway` returns when it is done."""
@@ -72,9 +84,14 @@ class RunningGateway:
         model (checked like a file reload: this cluster, this trust domain, version not lower)
         and the verified bundles (new handshakes only). Raises
         :class:`~gateway.errors.GatewayConfigError` to refuse it; nothing changes then."""
-        check_model(self.config, snapshot.routing, self.watcher.model)
-        self.identity.update(bundles=bundles)
-        self.watcher.adopt(snapshot.routing)
+        check_model(self.config, snapshot.routing, None)
+        before = self.identity.federated_bundles
+        self.identity.set_federated_bundles(bundles)
+        try:
+            self.watcher.adopt(snapshot.routing)
+        except Exception:
+            self.identity.set_federated_bundles(before)
+            raise
 
 
 def listener_limits(config: GatewayConfig) -> ListenerLimits:
@@ -164,6 +181,7 @@ async def serve_gateway(
     reuse_port: bool = False,
     handle_signals: bool | None = None,
     freeze_gc: bool = True,
+    join_token: str | None = None,
     task_status: trio.TaskStatus[RunningGateway] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one gateway until stopped (see the module docstring).
@@ -173,6 +191,12 @@ async def serve_gateway(
     ``handle_signals`` (default: when on the main thread) drains on SIGTERM/SIGINT and reloads
     on SIGHUP. Raises :class:`~gateway.errors.GatewayError` subclasses for bad identity or
     routing files at start-up.
+
+    Federated mode (``join_token``, ``config.join_token``, a ``federation:`` section, or an
+    earlier join in the state directory; :mod:`gateway.federated`): the join (or loading the
+    stored credentials) happens before any listener starts — a refused token raises
+    :class:`~gateway.errors.FederationJoinError` — and the federation link runs in the
+    gateway's nursery; ``started`` comes after the persisted snapshot (if any) is applied.
     """
     on_main = threading.current_thread() is threading.main_thread()
     signals = on_main if handle_signals is None else handle_signals
@@ -187,6 +211,11 @@ async def serve_gateway(
         on_rejected=partial(_rejected, status, metrics),
     )
     watcher.load_initial()
+    session: FederationSession | None = None
+    if federation_wanted(config, join_token):
+        watcher.federated = True
+        session = await prepare_federation(config, identity, join_token)
+    load = ServiceLoadTracker()
     settings = PoolSettings(peer_connections=config.peer_connections)
     async with open_upstream_pools(
         client_context_for=identity.client_context_for,
@@ -202,6 +231,8 @@ async def serve_gateway(
                 access_log=config.access_log,
                 probe_authority=settings.probe_authority.decode(),
                 identity_of=identity.peer_spiffe_id,
+                load=load,
+                own_cluster=config.cluster,
             ),
             probe_authority=settings.probe_authority,
         )
@@ -218,6 +249,8 @@ async def serve_gateway(
             reuse_port=reuse_port,
             signals=signals,
             freeze_gc=freeze_gc,
+            load=load,
+            session=session,
             task_status=task_status,
         )
 
@@ -277,6 +310,8 @@ async def _serve(
     reuse_port: bool,
     signals: bool,
     freeze_gc: bool,
+    load: ServiceLoadTracker,
+    session: FederationSession | None,
     task_status: trio.TaskStatus[RunningGateway],
 ) -> None:
     listen = config.listeners
@@ -320,8 +355,10 @@ async def _serve(
             status.listeners_up = True
             running = RunningGateway(
                 config, status, metrics, identity, engine, watcher,
-                *ports, admin_sock.getsockname()[1], stop,
+                *ports, admin_sock.getsockname()[1], stop, load,
             )  # fmt: skip
+            if session is not None:
+                running.federation = await services.start(run_federation_link, session, running)
             log.info(
                 "gateway %s ready: inbound %s:%d, outbound %s:%d, admin %s:%d",
                 config.cluster, listen.bind, ports[0], listen.outbound_bind or listen.bind,

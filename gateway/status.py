@@ -7,6 +7,7 @@ because the table is swapped as one reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,6 +27,8 @@ class GatewayStatus:
     peer_health: dict[str, bool] = field(default_factory=dict)
     probe_rounds: int = 0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: The federation link's state for ``/config`` (federated gateways only).
+    federation: Callable[[], dict[str, object]] | None = None
 
     def readiness(self) -> tuple[bool, str]:
         """``(ready, reason)``: ready when listeners are up, a table is loaded and the gateway is

@@ -64,6 +64,14 @@ def run(
         typer.Option("--workers", "-w", min=1, help="worker processes sharing the ports"),
     ] = None,
     worker_index: Annotated[int | None, typer.Option("--worker-index", hidden=True)] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join",
+            help="single-use join token from 'isthmus federation token create' (first start "
+            "only; the credentials are kept in the state directory)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Run the east-west gateway: inbound mTLS, outbound for local apps, admin API."""
@@ -76,6 +84,11 @@ def run(
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     cfg = GatewayConfig.from_file(config)
     count = workers if workers is not None else cfg.workers
+    if count > 1 and (join or cfg.join_token or cfg.federation is not None):
+        raise IsthmusError(
+            f"{config}: a federated gateway runs one worker for now (drop --workers or the "
+            "federation settings)"
+        )
     if count > 1:
         path = config.resolve()
         grace = cfg.limits.drain_timeout_s + 5.0
@@ -92,7 +105,11 @@ def run(
         # a supervised worker k serves its admin API on admin_port + 1 + k; the supervisor
         # serves the merged one on admin_port
         offset = 0 if worker_index is None else worker_index + 1
-        trio.run(lambda: serve_gateway(cfg, admin_port_offset=offset, reuse_port=supervised))
+        trio.run(
+            lambda: serve_gateway(
+                cfg, admin_port_offset=offset, reuse_port=supervised, join_token=join
+            )
+        )
     except KeyboardInterrupt:  # a second SIGINT/SIGTERM while draining: stop now
         raise typer.Exit(130) from None
     except (OSError, BaseExceptionGroup) as err:
