@@ -1,0 +1,204 @@
+"""Federated gateways end to end, with real processes: ``isthmus federation serve``, ``isthmus
+gateway run --join TOKEN`` per cluster, demo backends, real mTLS between gateways and real TLS
+to the federation, all on 127.0.0.1. Reports every 0.25 s, so a lease is 0.75 s.
+
+East has no backend of its own; west and north export ``hello.demo``. What a user would see:
+east's local clients reach the other clusters' backends as soon as the gateways joined, a
+silent cluster drops out of everyone's routes within a few intervals, a peer that one gateway
+cannot reach is not declared dead for everyone, and traffic never fails because the federation
+died — not even across a gateway restart while it is down.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from federation.client import ClientStateDir, FederationClient
+from federation.model.api import EndpointHealth, HealthReport, PeerProbe, ServiceHealth
+from tests.e2e.gateway.harness import INTERVAL, SERVICE, Gateway, Traffic, World, wait_for
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with trio.open_nursery() as nursery:
+        built = World(tmp_path, nursery)
+        try:
+            yield built
+        finally:
+            with trio.CancelScope(shield=True):
+                await built.close()
+            nursery.cancel_scope.cancel()
+
+
+def tampered(token: str) -> str:
+    """The same token with its secret changed (the digest the federation stored no longer
+    matches)."""
+    prefix, body = token.split(".", 1)
+    doc = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    doc["secret"] = doc["secret"][::-1]
+    raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return f"{prefix}." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def refused_join(world: World, gw: Gateway, token: str, name: str) -> str:
+    """Run a fresh gateway (own state dir) with ``token``; it must exit 1 with one line."""
+    config = gw.config.with_name(f"{name}.yaml")
+    state = Path(f"{gw.state_dir}-{name}")
+    config.write_text(gw.config.read_text().replace(str(gw.state_dir), str(state)))
+    # The same gateway key (so the same bundle) but no join record: only the token decides.
+    (state / "federation").mkdir(parents=True)
+    key = (gw.state_dir / "federation" / "jwt.key").read_bytes()
+    (state / "federation" / "jwt.key").write_bytes(key)
+    (state / "federation" / "jwt.key").chmod(0o600)
+    with trio.fail_after(30):
+        done = await world.cli("gateway", "run", "--config", str(config), "--join", token)
+    assert done.returncode == 1, done.stderr.decode()[-2000:]
+    errors = [line for line in done.stderr.decode().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr.decode(), done.stderr.decode()
+    return errors[0]
+
+
+async def join_all(
+    world: World, names: dict[str, bool]
+) -> tuple[dict[str, Gateway], dict[str, str]]:
+    """Start the federation and one joining gateway per cluster; the tokens they used."""
+    await world.start_federation()
+    gateways = {name: await world.add_gateway(name, exports=ex) for name, ex in names.items()}
+    tokens = {name: await world.token(name) for name in gateways}
+    for gw in gateways.values():
+        await world.start_gateway(gw, tokens[gw.name])
+    for gw in gateways.values():
+        await world.wait_ready(gw)
+    return gateways, tokens
+
+
+async def test_join_cross_lease_expiry_link_down_and_static_stability(world: World) -> None:
+    gws, tokens = await join_all(world, {"east": False, "west": True, "north": True})
+    east, west, north = gws["east"], gws["west"], gws["north"]
+    expired = await world.token("east", ttl="1s")
+    # (a) joined: east's snapshot routes hello.demo to both other clusters; requests cross.
+    await world.wait_levels(east, [{"west", "north"}], 20)
+    traffic = Traffic(east.spec.outbound_port)
+    crossed = await traffic.burst(30)
+    assert not traffic.failures and set(crossed) == {"west", "north"}
+    fed_view = (await world.config_doc(east))["federation"]
+    assert fed_view["active_version"] is not None and fed_view["cluster"] == "east"
+    rows = await world.status()
+    assert {rows[n]["lease"] for n in gws} == {"healthy"}
+    assert rows["east"]["acked_version"] == fed_view["active_version"]
+    assert rows["west"]["locality"]["region"] == "region-west"
+    # Reused, expired and tampered tokens: one clear line, exit 1, nothing joined.
+    async with trio.open_nursery() as nursery:
+        lines: dict[str, str] = {}
+
+        async def refuse(kind: str, token: str) -> None:
+            lines[kind] = await refused_join(world, east, token, kind)
+
+        nursery.start_soon(refuse, "reused", tokens["east"])
+        nursery.start_soon(refuse, "expired", expired)
+        nursery.start_soon(refuse, "tampered", tampered(await world.token("east")))
+    assert "already used" in lines["reused"], lines
+    assert "expired" in lines["expired"], lines
+    assert "altered" in lines["tampered"], lines
+    # (c) north falls silent (SIGSTOP: no reports, no answers): within a few intervals its
+    # lease expires and it leaves east's routes; it comes back when it speaks again.
+    stopped_at = trio.current_time()
+    assert north.proc is not None
+    north.proc.send_signal(signal.SIGSTOP)
+    await world.wait_levels(east, [{"west"}], 10)
+    moved_s = trio.current_time() - stopped_at
+    assert moved_s < 12 * INTERVAL, f"traffic moved away only after {moved_s:.2f}s"
+
+    async def north_unreachable() -> bool:
+        return (await world.status_now())["north"]["lease"] == "unreachable"
+
+    await wait_for("north's lease to expire", north_unreachable, 10)
+    north.proc.send_signal(signal.SIGCONT)
+    await world.wait_levels(east, [{"west", "north"}], 20)
+    # (d) the federation dies mid-traffic: not one request fails, and a gateway restarted while
+    # it is down serves from its persisted snapshot.
+    async with trio.open_nursery() as nursery:
+        await nursery.start(traffic.run)
+        await wait_for("traffic", _more(traffic, 20), 10)
+        await world.stop(world.federation)
+        await wait_for("traffic without a federation", _more(traffic, 60), 20)
+        nursery.cancel_scope.cancel()
+    assert not traffic.failures, traffic.failures[:5]
+    await world.stop(east.proc)
+    await world.start_gateway(east)  # no token: the state directory has the credentials
+    await world.wait_ready(east)
+    assert await world.route_levels(east) == [{"west", "north"}]
+    after_restart = await traffic.burst(30)
+    assert not traffic.failures and set(after_restart) == {"west", "north"}
+    assert "serving the persisted snapshot" in world.log("east")
+    # (c) link down: west reports it cannot reach north. North stays up for everyone else
+    # (east still routes to it); only west's own snapshot avoids north.
+    await world.start_federation()
+    await wait_for("every gateway back", _all_healthy(world, gws), 20)
+    assert west.proc is not None
+    west.proc.send_signal(signal.SIGSTOP)  # from now on the test speaks for west
+    state = ClientStateDir(west.state_dir / "federation")
+    record, (key, kid) = state.load_join(), state.load_or_create_jwt_key()
+    assert record is not None
+    client = FederationClient(record, jwt_key=key, kid=kid, long_poll_s=1)
+    async with client, trio.open_nursery() as nursery:
+        nursery.start_soon(_report_link_down, client, west)
+
+        async def link_down_seen() -> bool:
+            north_row = (await world.status_now())["north"]
+            return north_row["lease"] == "healthy" and north_row["unreachable_from"] == ["west"]
+
+        await wait_for("north marked unreachable from west only", link_down_seen, 10)
+        assert {"north"} <= set().union(*await world.route_levels(east))
+        own = await client.watch_once(0)
+        assert own is not None
+        levels = next(s for s in own.routing.services if s.name == SERVICE).priorities
+        assert [set(level.weights) for level in levels] == [{"west"}]
+        nursery.cancel_scope.cancel()
+    west.proc.send_signal(signal.SIGCONT)
+
+
+def _more(traffic: Traffic, count: int) -> Callable[[], Awaitable[bool]]:
+    target = traffic.total + count
+
+    async def check() -> bool:
+        return traffic.total >= target or bool(traffic.failures)
+
+    return check
+
+
+def _all_healthy(world: World, gws: dict[str, Gateway]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            rows = await world.status_now()
+        except httpx.HTTPError:
+            return False
+        return all(
+            rows[name]["lease"] == "healthy"
+            and rows[name]["acked_version"] == rows[name]["snapshot_version"]
+            for name in gws
+        )
+
+    return check
+
+
+async def _report_link_down(client: FederationClient, west: Gateway) -> None:
+    """Report as west, every interval: its backend is healthy, north cannot be reached."""
+    endpoint = EndpointHealth(address=f"127.0.0.1:{west.backend_port}")
+    service = ServiceHealth(name=SERVICE, endpoints=(endpoint,), allowed_sources=("*",))
+    peers = (PeerProbe(cluster="east", ok=True), PeerProbe(cluster="north", ok=False))
+    for sequence in range(10**6, 2 * 10**6):
+        report = HealthReport(
+            sequence=sequence, sent_at=time.time(), services=(service,), peers=peers
+        )
+        await client.report(report)
+        await trio.sleep(INTERVAL)
