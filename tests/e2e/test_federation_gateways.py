@@ -119,7 +119,7 @@ async def test_join_cross_lease_expiry_link_down_and_static_stability(world: Wor
     assert moved_s < 12 * INTERVAL, f"traffic moved away only after {moved_s:.2f}s"
 
     async def north_unreachable() -> bool:
-        return (await world.status_now())["north"]["lease"] == "unreachable"
+        return bool((await world.status_now())["north"]["lease"] == "unreachable")
 
     await wait_for("north's lease to expire", north_unreachable, 10)
     north.proc.send_signal(signal.SIGCONT)
@@ -155,7 +155,9 @@ async def test_join_cross_lease_expiry_link_down_and_static_stability(world: Wor
 
         async def link_down_seen() -> bool:
             north_row = (await world.status_now())["north"]
-            return north_row["lease"] == "healthy" and north_row["unreachable_from"] == ["west"]
+            return bool(
+                north_row["lease"] == "healthy" and north_row["unreachable_from"] == ["west"]
+            )
 
         await wait_for("north marked unreachable from west only", link_down_seen, 10)
         assert {"north"} <= set().union(*await world.route_levels(east))

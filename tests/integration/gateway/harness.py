@@ -170,8 +170,10 @@ def default_services(
 ) -> list[ServiceSpec]:
     """``catalog.shop``: backends in every cluster but the first, which must cross; order =
     the listed clusters. ``echo.tcp``: CONNECT target in the second cluster."""
-    backends = {name: (f"127.0.0.1:{ports[name][0]}",) for name in names[1:]}
-    tcp = {names[1]: (f"127.0.0.1:{ports[names[1]][1]}",)}
+    backends: dict[str, tuple[str, ...]] = {
+        name: (f"127.0.0.1:{ports[name][0]}",) for name in names[1:]
+    }
+    tcp: dict[str, tuple[str, ...]] = {names[1]: (f"127.0.0.1:{ports[names[1]][1]}",)}
     return [
         ServiceSpec("catalog.shop", backends, order=tuple(names[1:]), retry=retry or RetryPolicy()),
         ServiceSpec("echo.tcp", {}, order=(names[1],), tcp=tcp),
