@@ -17,6 +17,8 @@ from federation.model.api import (
     PeerProbe,
     ServiceHealth,
     Snapshot,
+    Timeline,
+    TimelineEvent,
 )
 from federation.model.base import FrozenModel, ModelLoadError, load_model_file
 from federation.model.placement import (
@@ -77,5 +79,7 @@ __all__ = [
     "ServiceRoute",
     "Snapshot",
     "SpreadPolicy",
+    "Timeline",
+    "TimelineEvent",
     "load_model_file",
 ]

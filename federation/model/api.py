@@ -218,3 +218,19 @@ class FederationStatus(FrozenModel):
     """``GET /v1/status``: every cluster, for operators."""
 
     clusters: tuple[ClusterStatus, ...] = ()
+
+
+class TimelineEvent(FrozenModel):
+    """One entry of the federation's timeline (joins, lease changes, bundle updates, NACKs)."""
+
+    id: int
+    kind: str
+    subject: str
+    detail: dict[str, object] = Field(default_factory=dict)
+    at: float
+
+
+class Timeline(FrozenModel):
+    """``GET /v1/events``: events after a given id, oldest first."""
+
+    events: tuple[TimelineEvent, ...] = ()

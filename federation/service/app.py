@@ -211,6 +211,17 @@ class _Handlers:
         self.auth.require_admin(request.headers.get("authorization"))
         return JSONResponse((await self.service.status()).model_dump(mode="json"))
 
+    async def events(self, request: Request) -> Response:
+        self.auth.require_admin(request.headers.get("authorization"))
+        query = request.query_params
+        try:
+            after, limit = int(query.get("after", "0")), int(query.get("limit", "100"))
+        except ValueError as err:
+            raise BadRequestError(
+                "after and limit must be integers", fields=(("after/limit", "not an integer"),)
+            ) from err
+        return JSONResponse((await self.service.timeline(after, limit)).model_dump(mode="json"))
+
     async def metrics_page(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
@@ -241,6 +252,7 @@ def build_app(
             route("/v1/clusters/{cluster}/snapshot", h.snapshot, "GET"),
             route("/v1/clusters/{cluster}/acks", h.ack, "POST"),
             route("/v1/status", h.status, "GET"),
+            route("/v1/events", h.events, "GET"),
             route("/metrics", h.metrics_page, "GET"),
             route("/openapi.json", h.openapi_page, "GET"),
         ]

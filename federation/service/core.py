@@ -7,6 +7,7 @@ Errors are :class:`~federation.service.errors.ServiceError` subclasses carrying 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from federation.model.api import (
     HealthReport,
     JoinRequest,
     JoinResponse,
+    Timeline,
+    TimelineEvent,
 )
 from federation.service.errors import (
     ConflictError,
@@ -247,6 +250,18 @@ class FederationService:
                 f"no bundle for trust domain {trust_domain!r}", reason="unknown-trust-domain"
             )
         return record.bundle
+
+    async def timeline(self, after_id: int, limit: int) -> Timeline:
+        """Timeline events with ``id > after_id``, oldest first, at most ``limit`` (1..1000)."""
+        records = await self.store.list_events(after_id, max(1, min(limit, 1000)))
+        return Timeline(
+            events=tuple(
+                TimelineEvent(
+                    id=r.id, kind=r.kind, subject=r.subject, detail=json.loads(r.detail), at=r.at
+                )
+                for r in records
+            )
+        )
 
     async def status(self) -> FederationStatus:
         """Every cluster with its lease, bundle and snapshot state (for ``isthmus status``)."""

@@ -15,6 +15,7 @@ from federation.model.api import (
     JoinRequest,
     JoinResponse,
     Snapshot,
+    Timeline,
 )
 
 _MODELS: tuple[type[BaseModel], ...] = (
@@ -25,6 +26,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Ack,
     BundleUpdateRequest,
     FederationStatus,
+    Timeline,
 )
 _REF = "#/components/schemas/"
 _ERROR = {
@@ -107,6 +109,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v1/status": {"get": _op("Every cluster's state", ok="FederationStatus", auth="admin")},
+        "/v1/events": {"get": _op("Timeline events after ?after=ID", ok="Timeline", auth="admin")},
         "/metrics": {"get": _op("Prometheus metrics", auth=None)},
     }
 

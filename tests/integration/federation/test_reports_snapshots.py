@@ -206,8 +206,14 @@ async def test_ack_and_nack_show_in_status_and_metrics(
     assert rows["aws"]["acked_version"] == version
     assert rows["gcp"]["nacked_version"] == gcp_version
     assert rows["gcp"]["nack_error"] == "peer address unroutable"
-    events = await federation.service.store.list_events()
-    assert any(e.kind == "snapshot-nacked" and e.subject == "gcp" for e in events)
+    timeline = (await api.get("/v1/events", headers=admin)).json()["events"]
+    seen = [(e["kind"], e["subject"]) for e in timeline]
+    assert ("cluster-joined", "aws") in seen and ("cluster-joined", "gcp") in seen
+    nacked = next(e for e in timeline if e["kind"] == "snapshot-nacked")
+    assert nacked["detail"] == {"version": gcp_version, "error": "peer address unroutable"}
+    later = await api.get("/v1/events", params={"after": nacked["id"]}, headers=admin)
+    assert all(e["id"] > nacked["id"] for e in later.json()["events"])
+    assert (await api.get("/v1/events", headers=c["aws"].auth())).status_code == 401
     metrics = (await api.get("/metrics")).text
     assert "isthmus_federation_push_to_ack_seconds_count 2.0" in metrics
     assert "isthmus_federation_snapshot_pushes_total 2.0" in metrics
