@@ -4,7 +4,8 @@
 
 ``hop``: h2load ─h2c─▶ proxy (outbound listener, header validation on) ─h2c─▶ HAProxy 200.
 ``h1``: the same with an HTTP/1.1 client (h2load --h1) and an HTTP/1.1 backend.
-``pair``: h2load ─h2c─▶ A ══mTLS h2 (validation off)══▶ B (inbound) ─h2c─▶ HAProxy 200.
+``pair``: h2load ─h2c─▶ A ══mTLS h2 (validation off)══▶ B (inbound) ─▶ HAProxy 200
+(``--backend http1``, the default as in ``bench/dataplane.py``, or ``h2c``).
 
 Each proxy is a child process pinned (taskset) to CPU 0, load (h2load, HAProxy) to CPU 1.
 The figure that matters is CPU µs per request of each proxy (utime+stime from
@@ -113,6 +114,8 @@ def serve(args: argparse.Namespace) -> None:
                     )
                 gc.collect()
                 gc.freeze()
+                if os.environ.get("MICRO_GC0"):
+                    gc.set_threshold(int(os.environ["MICRO_GC0"]), 20, 100)
                 if args.profile:
                     from pyinstrument import Profiler  # pip install pyinstrument (dev only)
 
@@ -246,11 +249,27 @@ def topology(args: argparse.Namespace) -> Iterator[list[tuple[int, list[tuple[st
                 if args.mode == "pair":
                     inbound = _free_port()
                     b = children.start(
-                        _proxy_argv("inbound", inbound, "h2c", h2c, root, []), args.proxy_cpu, cwd
+                        _proxy_argv(
+                            "inbound",
+                            inbound,
+                            args.backend,
+                            h1 if args.backend == "http1" else h2c,
+                            root,
+                            extra if args.profile_b else [],
+                        ),
+                        args.proxy_cpu,
+                        cwd,
                     )
                     _wait_port(inbound)
                     a = children.start(
-                        _proxy_argv("outbound", front, "peer", inbound, root, extra),
+                        _proxy_argv(
+                            "outbound",
+                            front,
+                            "peer",
+                            inbound,
+                            root,
+                            [] if args.profile_b else extra,
+                        ),
                         args.proxy_cpu,
                         cwd,
                     )
@@ -292,6 +311,9 @@ def drive(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=("hop", "pair", "h1"), default="hop")
+    p.add_argument(
+        "--backend", choices=("http1", "h2c"), default="http1", help="B's backend (pair)"
+    )
     p.add_argument("--seconds", type=int, default=6)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--clients", type=int, default=8)
@@ -302,6 +324,7 @@ def main() -> None:
         "--compare", default="", help="also run the proxy from this source tree, alternating"
     )
     p.add_argument("--profile", type=float, default=0.0, help="cProfile the front proxy for N s")
+    p.add_argument("--profile-b", action="store_true", help="profile B instead of A (pair)")
     p.add_argument("--profile-out", default="/tmp/isthmus-micro.txt")
     # child mode
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

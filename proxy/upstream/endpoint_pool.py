@@ -36,9 +36,10 @@ class Slot:
     """One connection of the pool, from the decision to open it until it is closed.
 
     ``reserved``: requests that picked this connection but have not started a stream yet.
+    ``parked``: an idle HTTP/1.1 connection waiting in the pool's idle stack.
     """
 
-    __slots__ = ("conn", "conn_id", "error", "idle_since", "ready", "reserved", "state")
+    __slots__ = ("conn", "conn_id", "error", "idle_since", "parked", "ready", "reserved", "state")
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -48,6 +49,7 @@ class Slot:
         self.ready = trio.Event()
         self.error: UpstreamError | None = None
         self.conn: H2ClientConnection | H1Connection | None = None
+        self.parked = False
 
 
 class EndpointPool:
@@ -74,6 +76,7 @@ class EndpointPool:
         self.retiring = False
         self._notifying = False
         self._waiters = 0
+        self._idle: list[Slot] = []  # parked HTTP/1.1 connections, most recently idle last
         self.limits = _limits_for(endpoint, settings)
 
     @property
@@ -133,6 +136,7 @@ class EndpointPool:
                 self._close_slot(slot)
 
     def _close_slot(self, slot: Slot) -> None:
+        self._unpark(slot)
         self._slots.pop(slot.conn_id, None)
         slot.state = ConnState.CLOSED
         conn = slot.conn
@@ -146,10 +150,18 @@ class EndpointPool:
     async def acquire(self) -> Slot:
         """A ready connection with one stream reserved for the caller (release it with
         :meth:`unreserve` or by starting a stream). Raises :class:`ConnectFailure`."""
+        if not self.retiring:
+            slot = self._least_loaded_h2() if self.multiplexed else self._pop_idle()
+            if slot is not None:
+                # The common case: no waiting, no cancel scope, no checkpoint (the caller's
+                # next step is I/O on the connection).
+                slot.reserved += 1
+                slot.idle_since = None
+                return slot
         slot = self._reserve()
         if slot is not None and slot.state is ConnState.READY and self._usable(slot):
             await trio.lowlevel.checkpoint()
-            return slot  # the common case: no waiting, no cancel scope
+            return slot
         if slot is not None:
             self.unreserve(slot)
         with trio.move_on_after(self._settings.acquire_timeout_s):
@@ -182,6 +194,43 @@ class EndpointPool:
         )
         raise ConnectFailure(msg, endpoint=self.endpoint.key)
 
+    def _least_loaded_h2(self) -> Slot | None:
+        """What :func:`choose_connection` picks when a ready connection has room (the least
+        loaded, then the lowest id), without building views; ``None`` otherwise."""
+        best: Slot | None = None
+        best_used = 0
+        for slot in self._slots.values():
+            conn = slot.conn
+            if (
+                slot.state is not ConnState.READY
+                or not isinstance(conn, H2ClientConnection)
+                or conn.closed
+                or conn.draining
+            ):
+                continue
+            used = slot.reserved + conn.active_streams
+            if used < conn.max_streams and (
+                best is None
+                or used < best_used
+                or (used == best_used and slot.conn_id < best.conn_id)
+            ):
+                best, best_used = slot, used
+        return best
+
+    def _pop_idle(self) -> Slot | None:
+        """The most recently parked HTTP/1.1 connection (LIFO, as :func:`choose_connection`)."""
+        while self._idle:
+            slot = self._idle.pop()
+            slot.parked = False
+            if slot.state is ConnState.READY and slot.reserved == 0:
+                return slot
+        return None
+
+    def _unpark(self, slot: Slot) -> None:
+        if slot.parked:
+            slot.parked = False
+            self._idle.remove(slot)
+
     @staticmethod
     def _usable(slot: Slot) -> bool:
         conn = slot.conn
@@ -198,6 +247,7 @@ class EndpointPool:
             slot = self._new_slot()
         else:
             return None
+        self._unpark(slot)
         slot.reserved += 1
         slot.idle_since = None
         return slot
@@ -288,14 +338,26 @@ class EndpointPool:
         unread body, retired pool)."""
         slot.reserved = 0
         if keep_after_response(reusable=reusable, draining=self.retiring):
-            slot.idle_since = trio.current_time()
-            self.changed()
+            self._park(slot)
             return
         self._slots.pop(slot.conn_id, None)
         slot.state = ConnState.CLOSED
         self.changed()
         if isinstance(slot.conn, H1Connection):
             await slot.conn.aclose()
+
+    def _park(self, slot: Slot) -> None:
+        """Idle stack push; beyond ``max_idle`` the longest-idle connection closes (what
+        :func:`connections_to_close` decides, in O(1)); idle timeouts are left to
+        :meth:`reap`, which the pools run periodically."""
+        slot.idle_since = trio.current_time()
+        slot.parked = True
+        self._idle.append(slot)
+        while len(self._idle) > self.limits.max_idle:
+            self._close_slot(self._idle[0])
+        if self._waiters:
+            changed, self._changed = self._changed, trio.Event()
+            changed.set()
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -57,18 +57,19 @@ class PoolSettings:
     ``peer_connections``: long-lived multiplexed mTLS connections per peer gateway (a second
     one opens only when the first is saturated or draining). ``h2c_connections``: the same
     for h2c backends. ``http1_max_total`` / ``http1_max_idle``: HTTP/1.1 keep-alive pool per
-    backend. Idle connections close after ``idle_timeout_s`` (peers after
-    ``peer_idle_timeout_s``, ``None`` = keep them: probes use them every second).
-    ``stream_window`` / ``connection_window``: what we let an upstream send before our
-    consumer reads (bounds memory per stream and per connection). HTTP/2 connections PING
-    every ``ping_interval_s`` (``None``: never) and are replaced when no ACK arrives within
-    ``ping_timeout_s`` (a peer that vanished without closing TCP).
+    backend (``http1_max_idle`` at least the usual concurrency, else every burst closes
+    connections the next burst must reopen). Idle connections close after
+    ``idle_timeout_s`` (peers after ``peer_idle_timeout_s``, ``None`` = keep them: probes use
+    them every second). ``stream_window`` / ``connection_window``: what we let an upstream
+    send before our consumer reads (bounds memory per stream and per connection). HTTP/2
+    connections PING every ``ping_interval_s`` (``None``: never) and are replaced when no ACK
+    arrives within ``ping_timeout_s`` (a peer that vanished without closing TCP).
     """
 
     peer_connections: int = 2
     h2c_connections: int = 2
     http1_max_total: int = 256
-    http1_max_idle: int = 32
+    http1_max_idle: int = 128
     idle_timeout_s: float = 60.0
     peer_idle_timeout_s: float | None = None
     connect_timeout_s: float = 5.0

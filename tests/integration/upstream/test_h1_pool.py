@@ -139,3 +139,21 @@ async def test_at_max_total_requests_wait_for_a_release_then_reuse_it(
             assert b"".join([c async for c in held.body]) == b"hello"  # releases it
         assert results == [(200, b"hello")]
         assert h1_server.connections == 1
+
+
+async def test_idle_connections_beyond_max_idle_close_and_the_rest_are_reused(
+    pki: Pki, h1_server: H1Server
+) -> None:
+    settings = PoolSettings(http1_max_idle=2)
+    async with open_upstream_pools(
+        client_context_for=lambda _: pki.client_context,
+        verify_peer=pki.verify_peer,
+        settings=settings,
+    ) as pools:
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(fetch, pools, h1_server.port)
+        assert pools.connection_count(local(h1_server.port)) == 2
+        for _ in range(4):
+            assert await fetch(pools, h1_server.port) == (200, b"hello")
+        assert (h1_server.connections, h1_server.requests) == (5, 9)
