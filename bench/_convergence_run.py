@@ -198,7 +198,7 @@ async def _prepare(
     result.build = measure_build([gw.ident for gw in gateways])
     progress(
         f"{watchers} identities (CA + jwt-svid key) and join tokens in "
-        f"{time.monotonic() - started:.1f} s; {len(clients)} shared HTTP/2 connections"
+        f"{time.monotonic() - started:.1f} s; {len(clients)} HTTP/2 connections"
     )
     return gateways, tokens, ca_pem
 

@@ -47,7 +47,7 @@ def budget_for(
     elif watchers <= 200:
         base = Budget(join_s=30, settle_s=20, converge_s=20, steady_s=5, saturate_s=10)
     else:
-        base = Budget(join_s=60, settle_s=20, converge_s=20, steady_s=5, saturate_s=10)
+        base = Budget(join_s=75, settle_s=20, converge_s=20, steady_s=5, saturate_s=10)
     return replace(
         base,
         per_connection=per_connection,
