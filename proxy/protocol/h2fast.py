@@ -1,8 +1,9 @@
 """Cheaper ``h2`` internals for the proxy's connections, with h2's behaviour unchanged.
 
 :class:`FastH2Connection` is ``h2.connection.H2Connection`` minus per-frame work whose result
-nobody uses: it does not build ``repr(frame)`` for a trace log that is discarded, and it
-serializes outgoing frames without a generator and a debug assertion.
+nobody uses: it does not build ``repr(frame)`` for a trace log that is discarded, it
+serializes outgoing frames without a generator and a debug assertion, and it scans its
+streams to count the open ones only when the count could reach the concurrency limit.
 
 :func:`install` (idempotent, called by the proxy's session classes) makes two process-wide
 changes to h2/hpack that keep their observable behaviour:
@@ -122,6 +123,18 @@ def install() -> None:
 
 class FastH2Connection(h2.connection.H2Connection):
     """``h2.connection.H2Connection`` without the discarded per-frame work (see module doc)."""
+
+    def _open_streams(self, remainder: int) -> int:
+        """h2 counts open streams (scanning every stream, and forgetting closed ones) only to
+        compare the count with SETTINGS_MAX_CONCURRENT_STREAMS before opening one. While
+        the streams it still tracks are fewer than that limit, their number answers the same
+        (the true count is no larger); at the limit, h2's exact scan runs."""
+        outbound = remainder == int(self.config.client_side)
+        settings = self.remote_settings if outbound else self.local_settings
+        tracked = len(self.streams)
+        if tracked < settings.max_concurrent_streams:
+            return tracked
+        return super()._open_streams(remainder)
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
         if len(frames) == 1:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
+import h2.config
 import h2.exceptions
+import h2.settings
 import h2.utilities
 import pytest
 
-from proxy.protocol.h2fast import validate_headers
+from proxy.protocol.h2fast import FastH2Connection, validate_headers
 
 REQUEST = h2.utilities.HeaderValidationFlags(False, False, False, False)
 RESPONSE = h2.utilities.HeaderValidationFlags(True, False, True, False)
@@ -64,3 +66,35 @@ def test_random_blocks_get_the_same_verdict_and_message_as_h2(flags: object) -> 
 
 def test_a_valid_request_passes_unchanged() -> None:
     assert list(validate_headers(list(_BASE), REQUEST)) == _BASE
+
+
+def _pair(max_streams: int) -> tuple[FastH2Connection, FastH2Connection]:
+    client = FastH2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    server = FastH2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    server.local_settings = h2.settings.Settings(
+        client=False,
+        initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams},
+    )
+    client.initiate_connection()
+    server.initiate_connection()
+    for _ in range(2):
+        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+    return client, server
+
+
+def test_the_peers_concurrent_stream_limit_still_holds_and_frees_up_as_streams_close() -> None:
+    client, server = _pair(max_streams=2)
+    for stream_id in (1, 3):
+        client.send_headers(stream_id, _BASE, end_stream=True)
+    with pytest.raises(h2.exceptions.TooManyStreamsError):
+        client.send_headers(5, _BASE, end_stream=True)
+    server.receive_data(client.data_to_send())
+    for stream_id in (1, 3):
+        server.send_headers(stream_id, [(b":status", b"200")], end_stream=True)
+    client.receive_data(server.data_to_send())
+    for stream_id in (5, 7):
+        client.send_headers(stream_id, _BASE, end_stream=True)
+    assert [type(e).__name__ for e in server.receive_data(client.data_to_send())].count(
+        "RequestReceived"
+    ) == 2
