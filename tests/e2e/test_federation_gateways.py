@@ -13,24 +13,43 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.client import ClientStateDir, FederationClient
 from federation.model.api import EndpointHealth, HealthReport, PeerProbe, ServiceHealth
+from federation.trust import (
+    CertificateAuthority,
+    TrustBundle,
+    TrustDomain,
+    gateway_id,
+    issue_x509_svid,
+    load_bundle_file,
+    parse_bundle,
+    sign_bundle_update,
+)
 from tests.e2e.gateway.harness import INTERVAL, SERVICE, Gateway, Traffic, World, wait_for
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    missed = getattr(request, "param", 3)
     async with trio.open_nursery() as nursery:
-        built = World(tmp_path, nursery)
+        built = World(tmp_path, nursery, missed_intervals=missed)
         try:
             yield built
         finally:
@@ -204,3 +223,131 @@ async def _report_link_down(client: FederationClient, west: Gateway) -> None:
         )
         await client.report(report)
         await trio.sleep(INTERVAL)
+
+
+# A 5 s lease: this test restarts the federation three times, and a restarted federation
+# expires every lease older than one lease at start-up (before anyone could report again),
+# which would pull every remote route for a moment (reported to the federation's owner).
+@pytest.mark.parametrize("world", [20], indirect=True)
+async def test_forged_bundles_are_nacked_and_ca_rotation_fails_no_request(world: World) -> None:
+    gws, _ = await join_all(world, {"east": False, "west": True})
+    east, west = gws["east"], gws["west"]
+    td = TrustDomain(west.trust_domain)
+    await world.wait_levels(east, [{"west"}], 20)
+    traffic = Traffic(east.spec.outbound_port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(traffic.run)
+        await wait_for("traffic", _more(traffic, 10), 10)
+        # (b) a compromised federation serves west's bundle replaced by an attacker's, signed
+        # by the attacker's key with a higher sequence: east refuses it and keeps routing.
+        genuine = world.bundle_row(td.name)
+        attacker = ec.generate_private_key(ec.SECP256R1())
+        rogue_ca = CertificateAuthority.create(td, now=datetime.now(UTC))
+        # West's own jwt-svid key stays in (west can still talk to the federation); the rogue
+        # root and the rogue signing key are added.
+        keys = {**parse_bundle(td, genuine[1]).jwt_authorities, "rogue": attacker.public_key()}
+        forged = TrustBundle(
+            td, rogue_ca.bundle().x509_authorities, keys, genuine[0] + 1, 300
+        )  # fmt: skip
+        update = sign_bundle_update(forged, attacker, "rogue").decode()
+        await _serve_tampered(world, td.name, (forged.sequence, forged.to_json(), update))
+        nack = await _wait_nack(world, "east")
+        assert "not in the currently accepted bundle" in nack["nack_error"], nack
+        assert _accepted(east, td).sequence == genuine[0]
+        shown = (await world.cli("status", "--config", str(world.fed_config))).stdout.decode()
+        assert re.search(r"v\d+: snapshot v\d+ refused", shown), shown  # the table shows it too
+        await _serve_tampered(world, td.name, genuine)
+        await wait_for("east to ACK again", _acked_beyond(world, "east", 0), 20)
+        # (e) CA rotation under traffic: publish the new root alongside the old (signed
+        # update, sequence up), switch west's SVID to it, then retire the old root.
+        old = load_bundle_file(west.bundle_file, td)
+        new_ca = CertificateAuthority.create(td, now=datetime.now(UTC))
+        new_root = new_ca.bundle().x509_authorities
+        for roots in ((*old.x509_authorities, *new_root), new_root):
+            sequence = _accepted(east, td).sequence + 1
+            seen = (await world.status_now())["east"]["snapshot_version"]
+            TrustBundle(td, roots, {}, sequence, 300).save(west.bundle_file)
+            await wait_for(f"east to accept west's bundle {sequence}",
+                           _acked_beyond(world, "east", seen), 20)  # fmt: skip
+            assert _accepted(east, td).x509_authorities == roots
+            if len(roots) == 2:
+                both = world.bundle_row(td.name)
+                svid = issue_x509_svid(
+                    new_ca, gateway_id(td, "west"), now=datetime.now(UTC), ttl=timedelta(hours=1)
+                )
+                svid.save(west.directory)
+                await wait_for("west to present its new SVID", _presents(east, west, new_ca), 10)
+        await wait_for("traffic after the rotation", _more(traffic, 20), 10)
+        # (b) a replay: the federation serves west's previous bundle (lower sequence) with its
+        # genuine, once valid update: east refuses to go back.
+        await _serve_tampered(world, td.name, both)
+        nack = await _wait_nack(world, "east")
+        assert "no valid signed update vouches" in nack["nack_error"], nack
+        assert _accepted(east, td).x509_authorities == new_root
+        await wait_for("traffic after the replay", _more(traffic, 20), 10)
+        nursery.cancel_scope.cancel()
+    assert not traffic.failures, traffic.failures[:5]
+    assert traffic.answers["west"] == traffic.total > 50
+
+
+async def _serve_tampered(world: World, td: str, row: tuple[int, str, str | None]) -> None:
+    """Simulate a compromised federation: write ``row`` into its store, bypassing the API's
+    checks, and restart it so it serves it."""
+    await world.stop(world.federation)
+    world.write_bundle_row(td, row)
+    await world.start_federation()
+
+
+async def _wait_nack(world: World, cluster: str) -> dict[str, Any]:
+    async def nacked() -> bool:
+        return (await world.status_now())[cluster]["nacked_version"] is not None
+
+    await wait_for(f"{cluster} to NACK", nacked, 20)
+    row: dict[str, Any] = (await world.status())[cluster]  # what `isthmus status` shows
+    return row
+
+
+def _acked_beyond(world: World, cluster: str, version: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            row = (await world.status_now())[cluster]
+        except httpx.HTTPError:
+            return False
+        served = row["snapshot_version"]
+        return bool(served and served > version and row["acked_version"] == served)
+
+    return check
+
+
+def _accepted(gw: Gateway, td: TrustDomain) -> TrustBundle:
+    """The bundle of ``td`` that ``gw`` accepted with its last good (persisted) snapshot."""
+    persisted = ClientStateDir(gw.state_dir / "federation").load_snapshot()
+    assert persisted is not None
+    return parse_bundle(td, persisted.bundles[td.name])
+
+
+def _presents(
+    client: Gateway, server: Gateway, ca: CertificateAuthority
+) -> Callable[[], Awaitable[bool]]:
+    """Whether a fresh mTLS handshake from ``client``'s identity to ``server``'s inbound port,
+    trusting what ``client`` accepted for ``server``'s trust domain, sees an SVID of ``ca``."""
+    roots = _accepted(client, TrustDomain(server.trust_domain)).x509_authorities
+    cadata = "".join(cert.public_bytes(serialization.Encoding.PEM).decode() for cert in roots)
+
+    def handshake() -> bool:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False
+        ctx.load_verify_locations(cadata=cadata)
+        ctx.load_cert_chain(client.directory / "svid.pem", client.directory / "svid.key")
+        ctx.set_alpn_protocols(["h2"])
+        address = ("127.0.0.1", server.spec.inbound_port)
+        with socket.create_connection(address, timeout=5) as sock, ctx.wrap_socket(sock) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).issuer == ca.issuer.subject
+
+    async def check() -> bool:
+        return await trio.to_thread.run_sync(handshake)
+
+    return check

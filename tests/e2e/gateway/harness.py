@@ -110,7 +110,7 @@ class Traffic:
 class World:
     """A federation and gateways in ``root``; use inside a nursery (backends run there)."""
 
-    def __init__(self, root: Path, nursery: trio.Nursery) -> None:
+    def __init__(self, root: Path, nursery: trio.Nursery, *, missed_intervals: int = 3) -> None:
         self.root = root
         self.nursery = nursery
         self.env = {**os.environ, "ISTHMUS_HOME": str(root / "home")}
@@ -119,7 +119,7 @@ class World:
         self.fed_config = root / "federation.yaml"
         self.fed_config.write_text(
             f"listen_port: {self.fed_port}\nstate_dir: {self.fed_state}\n"
-            f"report_interval_s: {INTERVAL}\nlong_poll_s: 5\n"
+            f"report_interval_s: {INTERVAL}\nlong_poll_s: 5\nmissed_intervals: {missed_intervals}\n"
         )
         self.federation: trio.Process | None = None
         self.fed_starts = 0
