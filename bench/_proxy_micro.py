@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import random
 import shutil
@@ -73,6 +72,7 @@ def _tls(pki: Path, server: bool) -> ssl.SSLContext:
 def serve(args: argparse.Namespace) -> None:
     import trio
 
+    from proxy import tune_gc
     from proxy.engine import ForwardingEngine
     from proxy.listeners import serve_listener
     from proxy.routes import Endpoint, Locality, PriorityGroup, Route, RoutingTable
@@ -112,10 +112,7 @@ def serve(args: argparse.Namespace) -> None:
                             task_status=task_status,
                         )
                     )
-                gc.collect()
-                gc.freeze()
-                if os.environ.get("MICRO_GC0"):
-                    gc.set_threshold(int(os.environ["MICRO_GC0"]), 20, 100)
+                tune_gc()  # what the gateway should do after start-up
                 if args.profile:
                     from pyinstrument import Profiler  # pip install pyinstrument (dev only)
 

@@ -25,6 +25,7 @@ from proxy.listeners import (
     open_listening_socket,
     serve_listener,
 )
+from proxy.runtime import tune_gc
 from proxy.tls import TLSHandshakeError, TLSStream, open_tls_stream
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "open_tls_stream",
     "run_health_checks",
     "serve_listener",
+    "tune_gc",
 ]
