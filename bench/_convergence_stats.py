@@ -13,6 +13,8 @@ TARGETS_S = {100: 0.100, 1000: 1.0}
 #: References: Istio's push debounce (PILOT_DEBOUNCE_AFTER) and Karmada's distribution SLO.
 ISTIO_DEBOUNCE_S = 0.100
 KARMADA_SLO_S = 2.0
+#: Issue 4: "1,000 gateways at 1 report/s must fit one federation replica".
+REPORTS_TARGET_PER_S = 1000.0
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -169,6 +171,19 @@ def rate_line(label: str, rate: RateResult | None) -> str:
         f"{_ms(rate.latency.p99)}; errors {rate.errors}; server CPU {rate.server_cpu_pct:.0f}% "
         f"of one core (benchmark {rate.bench_cpu_pct:.0f}%) -> {cpu_text} reports per server "
         "CPU-second"
+    )
+
+
+def reports_verdict(result: SizeResult) -> str:
+    rate = result.saturation
+    if rate is None:
+        return "  reports target (1,000/s on one replica): not measured"
+    per_cpu = rate.per_server_cpu_s
+    verdict = "PASS" if rate.achieved_per_s >= REPORTS_TARGET_PER_S else "MISS"
+    cpu_text = "" if per_cpu is None else f"; {per_cpu / REPORTS_TARGET_PER_S:.2f}x per CPU-second"
+    return (
+        f"  reports target (1,000/s on one replica): {verdict} "
+        f"({rate.achieved_per_s / REPORTS_TARGET_PER_S:.2f}x achieved{cpu_text})"
     )
 
 

@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
     sizes = args.watchers or ([100] if args.quick else [100, 1000])
-    print(f"federation convergence benchmark - {machine_line()}", flush=True)
+    machine = machine_line()
+    print(f"federation convergence benchmark - {machine}", flush=True)
     results: list[SizeResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-convergence-"))
     started = time.monotonic()
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"total {time.monotonic() - started:.0f} s")
     if args.json:
-        doc = {"machine": machine_line(), "results": [r.to_json() for r in results]}
+        doc = {"machine": machine, "results": [r.to_json() for r in results]}
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
