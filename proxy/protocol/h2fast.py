@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import h2.config
 import h2.connection
 import h2.errors
 import h2.exceptions
@@ -29,6 +30,8 @@ import h2.stream
 import h2.utilities
 import hpack.hpack
 from hyperframe.frame import Frame, RstStreamFrame
+
+from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
 
 _ORIGINAL_VALIDATE = h2.utilities.validate_headers
 _BAD_NAME = re.compile(rb"[^\x21-\x40\x5b-\x7e]")  # RFC 9113 §8.2.1 (no uppercase, no CTL/SP)
@@ -122,7 +125,16 @@ def install() -> None:
 
 
 class FastH2Connection(h2.connection.H2Connection):
-    """``h2.connection.H2Connection`` without the discarded per-frame work (see module doc)."""
+    """``h2.connection.H2Connection`` without the discarded per-frame work (see module doc),
+    with the fast HPACK encoder and decoder of :mod:`proxy.protocol.hpack_fast`."""
+
+    def __init__(self, config: h2.config.H2Configuration | None = None) -> None:
+        super().__init__(config=config)
+        self.encoder = FastEncoder()  # type: ignore[assignment]
+        decoder = FastDecoder()
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
+        self.decoder = decoder
 
     def _open_streams(self, remainder: int) -> int:
         """h2 counts open streams (scanning every stream, and forgetting closed ones) only to

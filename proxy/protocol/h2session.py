@@ -31,7 +31,6 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2fast import FastH2Connection, install
-from proxy.protocol.hpack_fast import FastEncoder
 
 _PSEUDO = b":"
 _H2_SEND_ERRORS = (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError)
@@ -70,7 +69,6 @@ class H2ServerSession:
             normalize_outbound_headers=False,
         )
         self._conn = FastH2Connection(config=config)
-        self._conn.encoder = FastEncoder()  # type: ignore[assignment]
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={

@@ -1,4 +1,5 @@
-"""A fast HPACK encoder (RFC 7541) that h2 connections use instead of ``hpack.Encoder``.
+"""A fast HPACK encoder (RFC 7541) that h2 connections use instead of ``hpack.Encoder``, and
+a decoder with a fast path for static-table references (:class:`FastDecoder`).
 
 ``hpack.Encoder`` searches its dynamic table linearly, Huffman-codes every string and logs every
 header: about a third of a proxied request's CPU. This encoder trades a few bytes on the wire
@@ -20,6 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
+from hpack.exceptions import HPACKDecodingError, OversizedHeaderListError
+from hpack.hpack import _unicode_if_needed
 from hpack.table import HeaderTable
 
 _STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
@@ -114,6 +118,9 @@ class FastEncoder:
             self._pending = b""
         for header in headers:
             name, value = header[0], header[1]
+            if type(header) is NeverIndexedHeaderTuple:  # RFC 7541 §7.1.3: keep it so
+                parts.append(self._literal(name, _STATIC_NAME.get(name, 0), value, 0x10))
+                continue
             key = (name, value)
             encoded = cache.get(key)
             if encoded is None:
@@ -161,3 +168,53 @@ class FastEncoder:
         total = len(dynamic)
         for position, entry in enumerate(dynamic):
             self._cache[entry] = encode_integer(61 + total - position, 7, 0x80)
+
+
+_STATIC_TUPLES: tuple[HeaderTuple, ...] = tuple(HeaderTuple(n, v) for n, v in _STATIC)
+_STATIC_COUNT = len(_STATIC)
+
+
+class FastDecoder(Decoder):
+    """``hpack.Decoder`` whose ``decode(raw=True)`` (how h2 calls it) answers one-byte
+    static-table references from prebuilt tuples; every other representation, every check
+    and every error is the parent's, in the same order."""
+
+    def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        if not raw:
+            return super().decode(data, raw)
+        mem = memoryview(data)
+        headers: list[HeaderTuple] = []
+        limit = self.max_header_list_size
+        inflated = 0
+        i, end = 0, len(data)
+        while i < end:
+            first = data[i]
+            header: HeaderTuple | None
+            if first & 0x80:
+                index = first & 0x7F
+                if 0 < index <= _STATIC_COUNT:
+                    header, consumed = _STATIC_TUPLES[index - 1], 1
+                else:
+                    found, consumed = self._decode_indexed(mem[i:])
+                    header = _unicode_if_needed(found, True)
+            elif first & 0x40:
+                found, consumed = self._decode_literal_index(mem[i:])
+                header = _unicode_if_needed(found, True)
+            elif first & 0x20:
+                if headers:
+                    msg = "Table size update not at the start of the block"
+                    raise HPACKDecodingError(msg)
+                consumed = self._update_encoding_context(mem[i:])
+                header = None
+            else:
+                found, consumed = self._decode_literal_no_index(mem[i:])
+                header = _unicode_if_needed(found, True)
+            if header:
+                headers.append(header)
+                inflated += len(header[0]) + len(header[1]) + _ENTRY_OVERHEAD
+                if inflated > limit:
+                    msg = f"A header list larger than {limit} has been received"
+                    raise OversizedHeaderListError(msg)
+            i += consumed
+        self._assert_valid_table_size()
+        return headers

@@ -27,7 +27,6 @@ from proxy.errors import (
     UpstreamStreamBroken,
 )
 from proxy.protocol.h2fast import FastH2Connection, install
-from proxy.protocol.hpack_fast import FastEncoder
 from proxy.upstream.h2stream import H2Stream, set_headers
 from proxy.upstream.models import UpstreamRequest
 
@@ -78,7 +77,6 @@ class H2ClientConnection:
             normalize_inbound_headers=validate_inbound,
         )
         self._h2 = FastH2Connection(config)
-        self._h2.encoder = FastEncoder()  # type: ignore[assignment]
         self._h2.state_machine._transitions = _DRAINABLE_TRANSITIONS
         self._h2.clear_outbound_data_buffer = _keep_outbound_data  # type: ignore[method-assign]
         self._stream = stream

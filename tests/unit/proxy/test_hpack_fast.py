@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
-from hpack import Decoder
+import pytest
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
+from hpack.exceptions import OversizedHeaderListError
 
-from proxy.protocol.hpack_fast import FastEncoder
+from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
 
 
 def _headers(i: int, rng: random.Random) -> list[tuple[bytes, bytes]]:
@@ -42,3 +44,31 @@ def test_repeated_headers_shrink_to_index_references_and_secrets_are_never_index
     secret = encoder.encode([(b"authorization", b"Bearer secret")])
     assert secret[0] & 0xF0 == 0x10  # RFC 7541 §6.2.3: literal never indexed
     assert b"Bearer secret" in encoder.encode([(b"authorization", b"Bearer secret")])
+
+
+def test_a_never_indexed_field_is_re_encoded_never_indexed() -> None:
+    block = FastEncoder().encode([NeverIndexedHeaderTuple(b"x-secret", b"s3cret")])
+    assert block[0] == 0x10
+    decoded = Decoder().decode(block, raw=True)
+    assert isinstance(decoded[0], NeverIndexedHeaderTuple)
+
+
+def test_fast_decoder_reads_what_hpack_reads_from_a_huffman_encoder_with_a_dynamic_table() -> None:
+    encoder, reference, fast, rng = Encoder(), Decoder(), FastDecoder(), random.Random(5)
+    for i in range(1500):
+        block = encoder.encode(_headers(i, rng))
+        expected = reference.decode(block, raw=True)
+        got = fast.decode(block, raw=True)
+        assert got == expected
+        assert [type(h) for h in got] == [type(h) for h in expected]
+
+
+def test_fast_decoder_refuses_an_oversized_header_list_like_hpack() -> None:
+    block = Encoder().encode([(b":method", b"GET")] * 10)
+    fast, reference = FastDecoder(), Decoder()
+    fast.max_header_list_size = reference.max_header_list_size = 100
+    with pytest.raises(OversizedHeaderListError) as fast_err:
+        fast.decode(block, raw=True)
+    with pytest.raises(OversizedHeaderListError) as reference_err:
+        reference.decode(block, raw=True)
+    assert str(fast_err.value) == str(reference_err.value)
