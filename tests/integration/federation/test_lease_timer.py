@@ -1,7 +1,7 @@
 """The lease timer under a mock clock: a silent cluster is marked unreachable right after
 3 report intervals — not before, not much later — and its traffic leaves the others' snapshots.
 
-Uses a real SQLite store; the clock autojumps only after 50 ms of real idleness, so time never
+Uses a real SQLite store; the clock autojumps only after 0.3 s of real idleness, so time never
 jumps while a database call is still running in its thread.
 """
 
@@ -27,7 +27,7 @@ CHECKOUT = {
 
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock(autojump_threshold=0.3)
 
 
 async def join(store: Store, name: str) -> None:
