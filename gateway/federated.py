@@ -199,6 +199,7 @@ class _Reporter:
         self._stamp = file_stamp(running.config.routing_file)
         self._exports = load_routing_model(running.config)
         self._peers: dict[str, tuple[bool, float]] = {}
+        self._last = HealthReport(sequence=0, sent_at=time.time())
 
     def _refresh_exports(self) -> None:
         """The routing file declares the exports; re-read it when it changed."""
@@ -226,8 +227,18 @@ class _Reporter:
         return {cluster: ok for cluster, (ok, _) in self._peers.items()}
 
     def __call__(self) -> HealthReport:
-        self._refresh_exports()
+        """This interval's report. Never raises (the link would stop): on a bug, the previous
+        report's content is sent again with the next sequence number."""
         self._sequence += 1
+        try:
+            self._last = self._build()
+        except Exception:
+            log.exception("health report could not be built; repeating the previous one")
+            return self._last.model_copy(update={"sequence": self._sequence})
+        return self._last
+
+    def _build(self) -> HealthReport:
+        self._refresh_exports()
         engine = self._running.engine
         now = trio.current_time()
         names = exported_services(self._exports)
@@ -252,20 +263,20 @@ async def _publish_own_bundle(
     td = TrustDomain.parse(running.config.trust_domain)
     published = 0
     while True:
-        wanted = registration_bundle(
-            own_file_bundle(running.config, running.identity), session.jwt_key, session.kid
-        )
-        served = link.active.bundles if link.active is not None else session.record.bundles
-        current = parse_bundle(td, served[td.name]).sequence if td.name in served else 0
-        if wanted.sequence > max(current, published):
-            try:
+        try:
+            wanted = registration_bundle(
+                own_file_bundle(running.config, running.identity), session.jwt_key, session.kid
+            )
+            served = link.active.bundles if link.active is not None else session.record.bundles
+            current = parse_bundle(td, served[td.name]).sequence if td.name in served else 0
+            if wanted.sequence > max(current, published):
                 await link.client.publish_bundle_update(
                     sign_bundle_update(wanted, session.jwt_key, session.kid)
                 )
                 published = wanted.sequence
                 log.info("published bundle of %s, sequence %d", td, wanted.sequence)
-            except FederationError as err:
-                log.warning("bundle update of %s not published yet: %s", td, err)
+        except (FederationError, GatewayError) as err:
+            log.warning("bundle update of %s not published yet: %s", td, err)
         await trio.sleep(session.report_interval_s)
 
 

@@ -352,13 +352,13 @@ async def _serve(
                 drain=drain,
                 reuse_port=reuse_port,
             )
-            status.listeners_up = True
             running = RunningGateway(
                 config, status, metrics, identity, engine, watcher,
                 *ports, admin_sock.getsockname()[1], stop, load,
             )  # fmt: skip
-            if session is not None:
+            if session is not None:  # ready only once the persisted snapshot (if any) is active
                 running.federation = await services.start(run_federation_link, session, running)
+            status.listeners_up = True
             log.info(
                 "gateway %s ready: inbound %s:%d, outbound %s:%d, admin %s:%d",
                 config.cluster, listen.bind, ports[0], listen.outbound_bind or listen.bind,
