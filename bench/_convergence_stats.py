@@ -202,6 +202,7 @@ def render(result: SizeResult) -> list[str]:
         rate_line(
             f"reports, saturation ({result.saturation_workers} in flight)", result.saturation
         ),
+        reports_verdict(result),
     ]
     errors = {k: v for k, v in result.errors.items() if v}
     if errors:
