@@ -6,7 +6,10 @@ East has no backend of its own; west and north export ``hello.demo``. What a use
 east's local clients reach the other clusters' backends as soon as the gateways joined, a
 silent cluster drops out of everyone's routes within a few intervals, a peer that one gateway
 cannot reach is not declared dead for everyone, and traffic never fails because the federation
-died — not even across a gateway restart while it is down.
+died — not even across a gateway restart while it is down. A federation whose store was tampered
+with cannot make a gateway accept a bundle (forged key, replayed lower sequence, another trust
+domain's update): the gateway NACKs, keeps routing, and ``isthmus status`` shows the NACK. A CA
+rotation through signed updates fails no request.
 """
 
 from __future__ import annotations
@@ -142,7 +145,8 @@ async def test_join_cross_lease_expiry_link_down_and_static_stability(world: Wor
 
     await wait_for("north's lease to expire", north_unreachable, 10)
     north.proc.send_signal(signal.SIGCONT)
-    await world.wait_levels(east, [{"west", "north"}], 20)
+    back_s = await world.wait_levels(east, [{"west", "north"}], 20)
+    print(f"north left east's routes {moved_s:.2f}s after it fell silent, back {back_s:.2f}s after")
     # (d) the federation dies mid-traffic: not one request fails, and a gateway restarted while
     # it is down serves from its persisted snapshot.
     async with trio.open_nursery() as nursery:
@@ -284,6 +288,17 @@ async def test_forged_bundles_are_nacked_and_ca_rotation_fails_no_request(world:
         nack = await _wait_nack(world, "east")
         assert "no valid signed update vouches" in nack["nack_error"], nack
         assert _accepted(east, td).x509_authorities == new_root
+        # (b) another cluster's update in west's slot: east's own key signed it, for east's
+        # trust domain; it vouches for nothing of west's.
+        key, kid = ClientStateDir(east.state_dir / "federation").load_or_create_jwt_key()
+        theirs = TrustBundle(TrustDomain(east.trust_domain), (), {kid: key.public_key()}, 9)
+        keys = dict(parse_bundle(td, both[1]).jwt_authorities)
+        rogue = TrustBundle(td, rogue_ca.bundle().x509_authorities, keys, both[0] + 5)
+        signed = sign_bundle_update(theirs, key, kid).decode()
+        await _serve_tampered(world, td.name, (rogue.sequence, rogue.to_json(), signed))
+        nack = await _wait_nack(world, "east", beyond=nack["nacked_version"])
+        assert "is for trust domain" in nack["nack_error"], nack
+        assert _accepted(east, td).x509_authorities == new_root
         await wait_for("traffic after the replay", _more(traffic, 20), 10)
         nursery.cancel_scope.cancel()
     assert not traffic.failures, traffic.failures[:5]
@@ -298,9 +313,13 @@ async def _serve_tampered(world: World, td: str, row: tuple[int, str, str | None
     await world.start_federation()
 
 
-async def _wait_nack(world: World, cluster: str) -> dict[str, Any]:
+async def _wait_nack(world: World, cluster: str, beyond: int = 0) -> dict[str, Any]:
     async def nacked() -> bool:
-        return (await world.status_now())[cluster]["nacked_version"] is not None
+        try:
+            version = (await world.status_now())[cluster]["nacked_version"]
+        except httpx.HTTPError:
+            return False
+        return version is not None and version > beyond
 
     await wait_for(f"{cluster} to NACK", nacked, 20)
     row: dict[str, Any] = (await world.status())[cluster]  # what `isthmus status` shows
