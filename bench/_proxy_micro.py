@@ -113,7 +113,17 @@ def serve(args: argparse.Namespace) -> None:
                         )
                     )
                 tune_gc()  # what the gateway should do after start-up
-                if args.profile:
+                if args.profile and os.environ.get("MICRO_CPROFILE"):
+                    import cProfile
+
+                    prof2 = cProfile.Profile()
+                    await trio.sleep(1.5)
+                    prof2.enable()
+                    await trio.sleep(args.profile)
+                    prof2.disable()
+                    prof2.dump_stats(args.profile_out + ".prof")
+                    nursery.cancel_scope.cancel()
+                elif args.profile:
                     from pyinstrument import Profiler  # pip install pyinstrument (dev only)
 
                     prof = Profiler(interval=0.0005, async_mode="disabled")

@@ -5,13 +5,14 @@ nobody uses: it does not build ``repr(frame)`` for a trace log that is discarded
 serializes outgoing frames without a generator and a debug assertion, and it scans its
 streams to count the open ones only when the count could reach the concurrency limit.
 
-:func:`install` (idempotent, called by the proxy's session classes) makes two process-wide
-changes to h2/hpack that keep their observable behaviour:
+:func:`install` (idempotent, called by the proxy's session classes) makes process-wide
+changes to h2/hpack/hyperframe that keep their observable behaviour:
 
 - h2's inbound header validation first runs one single-pass check (compiled regular
   expressions instead of a Python loop over every byte); a block it cannot prove valid goes
   through h2's own validator, which raises exactly the error it always raised. So a valid
   block is accepted and an invalid one is rejected with the same message as before.
+- hyperframe computes each frame class's set of valid flag names once, not once per frame.
 - hpack's per-header ``log.debug`` calls (two per decoded header, never enabled in a gateway)
   become no-ops.
 """
@@ -29,6 +30,7 @@ import h2.exceptions
 import h2.stream
 import h2.utilities
 import hpack.hpack
+import hyperframe.flags
 from hyperframe.frame import Frame, RstStreamFrame
 
 from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
@@ -111,6 +113,23 @@ class _QuietLog:
         return False
 
 
+_FLAG_NAMES: dict[int, tuple[object, set[str]]] = {}
+_FLAG_CACHE_LIMIT = 64
+
+
+def _flags_init(self: hyperframe.flags.Flags, defined_flags: Iterable[Any]) -> None:
+    """hyperframe's ``Flags.__init__`` built the set of valid names for every frame; frames
+    pass their class's ``defined_flags`` list, so the set is computed once per list (the cache
+    holds the list itself, so its ``id`` cannot be reused; it is bounded)."""
+    entry = _FLAG_NAMES.get(id(defined_flags))
+    if entry is None or entry[0] is not defined_flags:
+        entry = (defined_flags, {flag.name for flag in defined_flags})
+        if len(_FLAG_NAMES) < _FLAG_CACHE_LIMIT:
+            _FLAG_NAMES[id(defined_flags)] = entry
+    self._valid_flags = entry[1]
+    self._flags = set()
+
+
 _installed = False
 
 
@@ -121,6 +140,7 @@ def install() -> None:
         return
     _installed = True
     h2.stream.validate_headers = validate_headers  # type: ignore[attr-defined,assignment]
+    hyperframe.flags.Flags.__init__ = _flags_init  # type: ignore[method-assign]
     hpack.hpack.log = _QuietLog()  # type: ignore[assignment]
 
 

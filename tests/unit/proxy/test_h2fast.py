@@ -10,7 +10,7 @@ import h2.settings
 import h2.utilities
 import pytest
 
-from proxy.protocol.h2fast import FastH2Connection, validate_headers
+from proxy.protocol.h2fast import FastH2Connection, install, validate_headers
 
 REQUEST = h2.utilities.HeaderValidationFlags(False, False, False, False)
 RESPONSE = h2.utilities.HeaderValidationFlags(True, False, True, False)
@@ -98,3 +98,13 @@ def test_the_peers_concurrent_stream_limit_still_holds_and_frees_up_as_streams_c
     assert [type(e).__name__ for e in server.receive_data(client.data_to_send())].count(
         "RequestReceived"
     ) == 2
+
+
+def test_frames_still_accept_only_their_own_flags() -> None:
+    from hyperframe.frame import DataFrame, HeadersFrame
+
+    install()
+    headers = HeadersFrame(1, flags=["END_HEADERS"])
+    assert "END_HEADERS" in headers.flags and "END_STREAM" not in headers.flags
+    with pytest.raises(ValueError, match="Unexpected flag"):
+        DataFrame(1).flags.add("END_HEADERS")
