@@ -138,7 +138,7 @@ async def test_join_cross_lease_expiry_link_down_and_static_stability(world: Wor
     north.proc.send_signal(signal.SIGSTOP)
     await world.wait_levels(east, [{"west"}], 10)
     moved_s = trio.current_time() - stopped_at
-    assert moved_s < 12 * INTERVAL, f"traffic moved away only after {moved_s:.2f}s"
+    assert moved_s < 20 * INTERVAL, f"traffic moved away only after {moved_s:.2f}s"
 
     async def north_unreachable() -> bool:
         return bool((await world.status_now())["north"]["lease"] == "unreachable")
