@@ -150,14 +150,9 @@ class EndpointPool:
     async def acquire(self) -> Slot:
         """A ready connection with one stream reserved for the caller (release it with
         :meth:`unreserve` or by starting a stream). Raises :class:`ConnectFailure`."""
-        if not self.retiring:
-            slot = self._least_loaded_h2() if self.multiplexed else self._pop_idle()
-            if slot is not None:
-                # The common case: no waiting, no cancel scope, no checkpoint (the caller's
-                # next step is I/O on the connection).
-                slot.reserved += 1
-                slot.idle_since = None
-                return slot
+        slot = self.try_acquire()
+        if slot is not None:
+            return slot  # no waiting, no cancel scope, no checkpoint: I/O comes next
         slot = self._reserve()
         if slot is not None and slot.state is ConnState.READY and self._usable(slot):
             await trio.lowlevel.checkpoint()
@@ -193,6 +188,18 @@ class EndpointPool:
             f"{self._settings.acquire_timeout_s} s (all {self.limits.max_connections} busy)"
         )
         raise ConnectFailure(msg, endpoint=self.endpoint.key)
+
+    def try_acquire(self) -> Slot | None:
+        """The common case of :meth:`acquire`, synchronously: a ready connection with room
+        (one stream reserved for the caller), or ``None`` if :meth:`acquire` would wait,
+        dial or raise."""
+        if self.retiring:
+            return None
+        slot = self._least_loaded_h2() if self.multiplexed else self._pop_idle()
+        if slot is not None:
+            slot.reserved += 1
+            slot.idle_since = None
+        return slot
 
     def _least_loaded_h2(self) -> Slot | None:
         """What :func:`choose_connection` picks when a ready connection has room (the least

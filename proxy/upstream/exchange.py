@@ -8,7 +8,7 @@ from functools import partial
 import h2.exceptions
 
 from proxy.errors import ResetBeforeHeaders
-from proxy.upstream.endpoint_pool import EndpointPool
+from proxy.upstream.endpoint_pool import EndpointPool, Slot
 from proxy.upstream.h1conn import H1Body, H1Connection
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.h2stream import H2Stream
@@ -50,9 +50,18 @@ class H2Body:
             self._conn.release(self._stream)
 
 
-async def h2_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamResponse:
-    """Open a stream on the least-loaded connection and wait for response headers."""
-    slot = await pool.acquire()
+async def h2_exchange(
+    pool: EndpointPool,
+    req: UpstreamRequest,
+    *,
+    slot: Slot | None = None,
+    deadline: float | None = None,
+) -> UpstreamResponse | None:
+    """Open a stream on the least-loaded connection (or on ``slot``, already reserved) and
+    wait for response headers. With ``deadline``, the connection's timer bounds the wait:
+    ``None`` is returned (the stream reset and released) if no headers came by then."""
+    if slot is None:
+        slot = await pool.acquire()
     conn = slot.conn
     assert isinstance(conn, H2ClientConnection)
     try:
@@ -66,11 +75,16 @@ async def h2_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamRespo
         pool.unreserve(slot)
         raise
     slot.reserved -= 1  # the reservation became a stream: capacity unchanged
+    if deadline is not None:
+        conn.expect_headers_by(stream, deadline)
     try:
         await conn.wait_headers(stream)
     except BaseException:
         conn.release(stream)
         raise
+    if stream.timed_out and not stream.status:
+        conn.release(stream)
+        return None
     body = H2Body(conn, stream)
     response = UpstreamResponse(stream.status, stream.headers, body, closer=body.aclose)
     body.response = response

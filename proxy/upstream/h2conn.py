@@ -8,7 +8,9 @@ connection's nursery. Flow control both ways: DATA is sent only within the peer'
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 
 import h2.config
@@ -100,6 +102,10 @@ class H2ClientConnection:
         self._ping_timeout_s = ping_timeout_s
         self._ping_acked = trio.Event()
         self._broken = False
+        # (deadline, stream id, stream) of streams awaiting response headers by a deadline:
+        # one timer task per connection instead of a cancel scope per request.
+        self._deadlines: list[tuple[float, int, H2Stream]] = []
+        self._timer_wake = trio.Event()
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -126,6 +132,7 @@ class H2ClientConnection:
                 self._nursery = nursery
                 self._start_session()
                 nursery.start_soon(self._write_loop)
+                nursery.start_soon(self._header_timer)
                 if self._ping_interval_s is not None:
                     nursery.start_soon(self._keepalive_loop, self._ping_interval_s)
                 self._kick()
@@ -428,6 +435,32 @@ class H2ClientConnection:
             s.readable = trio.Event()
             await s.readable.wait()
 
+    def expect_headers_by(self, s: H2Stream, deadline: float) -> None:
+        """Mark ``s`` ``timed_out`` (and wake its :meth:`wait_headers`) if no response headers
+        arrived by ``deadline`` (``trio.current_time()`` clock)."""
+        heap = self._deadlines
+        if not heap or deadline < heap[0][0]:
+            self._timer_wake.set()
+        heapq.heappush(heap, (deadline, s.stream_id, s))
+
+    def _drop_answered(self) -> None:
+        heap = self._deadlines
+        while heap and (heap[0][2].headers_ready.is_set() or heap[0][2].released):
+            heapq.heappop(heap)
+
+    async def _header_timer(self) -> None:
+        heap = self._deadlines
+        while True:
+            self._drop_answered()
+            if heap and heap[0][0] <= trio.current_time():
+                s = heapq.heappop(heap)[2]
+                s.timed_out = True
+                s.headers_ready.set()
+                continue
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(heap[0][0] if heap else math.inf):
+                await self._timer_wake.wait()
+
     async def wait_headers(self, s: H2Stream) -> None:
         """Wait for response headers; raises the stream's error."""
         await s.headers_ready.wait()
@@ -456,6 +489,7 @@ class H2ClientConnection:
         self._forget(s)
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
+        self._drop_answered()
         self._on_change()
 
 

@@ -25,6 +25,7 @@ class H2Stream:
         "released",
         "status",
         "stream_id",
+        "timed_out",
         "trailers",
         "window",
     )
@@ -43,6 +44,7 @@ class H2Stream:
         self.error: UpstreamError | None = None
         self.released = False
         self.pump_scope: trio.CancelScope | None = None
+        self.timed_out = False  # no response headers by the deadline given to the connection
 
     def wake(self) -> None:
         self.readable.set()

@@ -98,14 +98,29 @@ class UpstreamPools:
         the returned response and must consume its body or ``aclose()`` it.
         """
         pool = self._pool(endpoint)
-        exchange = h2_exchange if pool.multiplexed else h1_exchange
         if timeout_s is None:
-            return await exchange(pool, req)
-        with trio.move_on_after(timeout_s) as scope:
-            return await exchange(pool, req)
-        msg = f"{describe(endpoint)} sent no response headers within {timeout_s} s"
-        assert scope.cancelled_caught
-        raise UpstreamTimeout(msg, endpoint=endpoint.key)
+            return await self._exchange(pool, req)
+        slot = pool.try_acquire() if pool.multiplexed else None
+        if slot is not None:
+            # The common case: the connection's timer bounds the wait for headers.
+            deadline = trio.current_time() + timeout_s
+            response = await h2_exchange(pool, req, slot=slot, deadline=deadline)
+        else:
+            response = None
+            with trio.move_on_after(timeout_s):
+                response = await self._exchange(pool, req)
+        if response is None:
+            msg = f"{describe(endpoint)} sent no response headers within {timeout_s} s"
+            raise UpstreamTimeout(msg, endpoint=endpoint.key)
+        return response
+
+    @staticmethod
+    async def _exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamResponse:
+        if not pool.multiplexed:
+            return await h1_exchange(pool, req)
+        response = await h2_exchange(pool, req)
+        assert response is not None  # no deadline given
+        return response
 
     async def open_tunnel(self, endpoint: Endpoint, authority: str) -> trio.abc.HalfCloseableStream:
         """A byte stream to ``authority`` (``host:port``).

@@ -255,6 +255,20 @@ async def test_no_headers_within_timeout(pools: UpstreamPools, peer_server: H2Se
     assert info.value.failure is FailureKind.PER_TRY_TIMEOUT
 
 
+async def test_header_timeout_on_an_established_connection_fails_only_that_request(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    endpoint = peer(peer_server.port)
+    response = await pools.request(endpoint, get(b"/hello"), timeout_s=2)
+    assert (response.status, await read_all(response)) == (200, b"hello")
+    with trio.fail_after(2), pytest.raises(UpstreamTimeout) as info:
+        await pools.request(endpoint, get(b"/hang"), timeout_s=0.2)
+    assert info.value.failure is FailureKind.PER_TRY_TIMEOUT
+    response = await pools.request(endpoint, get(b"/hello"), timeout_s=2)
+    assert (response.status, await read_all(response)) == (200, b"hello")
+    assert peer_server.connections == 1
+
+
 async def test_h2c_backend_and_retain_closes_vanished_pools(
     pools: UpstreamPools, h2c_server: H2Server
 ) -> None:
