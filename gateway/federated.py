@@ -277,7 +277,18 @@ async def _publish_own_bundle(
                 log.info("published bundle of %s, sequence %d", td, wanted.sequence)
         except (FederationError, GatewayError) as err:
             log.warning("bundle update of %s not published yet: %s", td, err)
+        _export_link_metrics(link, running)
         await trio.sleep(session.report_interval_s)
+
+
+def _export_link_metrics(link: FederationLink, running: RunningGateway) -> None:
+    view = link.describe()
+    metrics = running.metrics
+    active, seen = view["active_version"], view["last_seen_version"]
+    if isinstance(active, int):
+        metrics.federation_version.set(active)
+    metrics.federation_refused.set(1 if seen != active and view["last_error"] else 0)
+    metrics.federation_failures.set(link.failures)
 
 
 async def run_federation_link(

@@ -13,6 +13,8 @@ can run in one process (tests, ``isthmus up``). Names and labels (docs/gateway.m
 - ``isthmus_peer_healthy{peer_cluster}`` (gauge, active /readyz probe result)
 - ``isthmus_svid_expiry_timestamp_seconds``
 - ``isthmus_routing_table_version`` and ``isthmus_config_reloads_total{result}``
+- ``isthmus_federation_snapshot_version`` (active snapshot), ``isthmus_federation_snapshot_refused``
+  (1 while the latest version seen was NACKed), ``isthmus_federation_watch_failures``
 """
 
 from __future__ import annotations
@@ -100,6 +102,21 @@ class GatewayMetrics:
         )
         self.table_version = Gauge(
             "isthmus_routing_table_version", "Version of the active routing table.", registry=reg
+        )
+        self.federation_version = Gauge(
+            "isthmus_federation_snapshot_version",
+            "Version of the federation snapshot in use (federated gateways).",
+            registry=reg,
+        )
+        self.federation_refused = Gauge(
+            "isthmus_federation_snapshot_refused",
+            "1 while the newest snapshot version seen was refused (NACKed), else 0.",
+            registry=reg,
+        )
+        self.federation_failures = Gauge(
+            "isthmus_federation_watch_failures",
+            "Snapshot watch attempts that failed (federation unreachable or refusing).",
+            registry=reg,
         )
         self.reloads = Counter(
             "isthmus_config_reloads", "Routing-file reloads, by result.", ["result"], registry=reg

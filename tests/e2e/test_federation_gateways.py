@@ -258,10 +258,12 @@ async def test_forged_bundles_are_nacked_and_ca_rotation_fails_no_request(world:
         nack = await _wait_nack(world, "east")
         assert "not in the currently accepted bundle" in nack["nack_error"], nack
         assert _accepted(east, td).sequence == genuine[0]
+        await wait_for("east's refused-snapshot gauge", _refused_gauge(world, east, 1), 5)
         shown = (await world.cli("status", "--config", str(world.fed_config))).stdout.decode()
         assert re.search(r"v\d+: snapshot v\d+ refused", shown), shown  # the table shows it too
         await _serve_tampered(world, td.name, genuine)
         await wait_for("east to ACK again", _acked_beyond(world, "east", 0), 20)
+        await wait_for("east's refused-snapshot gauge", _refused_gauge(world, east, 0), 5)
         # (e) CA rotation under traffic: publish the new root alongside the old (signed
         # update, sequence up), switch west's SVID to it, then retire the old root.
         old = load_bundle_file(west.bundle_file, td)
@@ -334,6 +336,14 @@ def _acked_beyond(world: World, cluster: str, version: int) -> Callable[[], Awai
             return False
         served = row["snapshot_version"]
         return bool(served and served > version and row["acked_version"] == served)
+
+    return check
+
+
+def _refused_gauge(world: World, gw: Gateway, value: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        text = (await world.admin(gw, "/metrics")).text
+        return f"isthmus_federation_snapshot_refused {value}.0" in text
 
     return check
 
