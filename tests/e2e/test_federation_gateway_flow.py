@@ -114,7 +114,7 @@ def routes_gcp(line: str) -> bool:
 def test_join_route_ack_then_survive_the_federation(tmp_path: Path, procs: list[Proc]) -> None:
     config = tmp_path / "federation.yaml"
     config.write_text(
-        f"listen_port: {free_port()}\nstate_dir: {tmp_path / 'state'}\nreport_interval_s: 0.5\n"
+        f"listen_port: {free_port()}\nstate_dir: {tmp_path / 'state'}\nreport_interval_s: 1.0\n"
         "long_poll_s: 5\n"
     )
     env = {**os.environ, "ISTHMUS_HOME": str(tmp_path / "home")}
