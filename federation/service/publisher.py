@@ -4,6 +4,11 @@
 :mod:`federation.service.leases` and :mod:`federation.service.snapshots`: when something changed
 (:meth:`mark_dirty`) or a lease is about to expire, it reads the store, plans new snapshots,
 stores those whose content changed (the store assigns their versions) and wakes watchers.
+
+With several replicas on one database, only the elected leader builds (and so expires leases);
+every replica follows the store's change feed and serves the snapshots it learns of. Steady
+reports that only renew live leases cost no rebuild. A store error during a build is logged and
+retried; it never takes the service down.
 """
 
 from __future__ import annotations
