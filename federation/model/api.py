@@ -134,6 +134,19 @@ class PeerProbe(FrozenModel):
     _cluster = field_validator("cluster")(check_cluster_name)
 
 
+class LinkStats(FrozenModel):
+    """Traffic this gateway sent towards one destination cluster (optionally one service) over
+    the last report interval: what the dashboard draws on the link between the two clusters."""
+
+    destination: str
+    service: str = Field(default="", max_length=127, description="'' = all services")
+    request_rate: float = Field(default=0.0, ge=0, le=1e9, description="requests/s")
+    error_rate: float = Field(default=0.0, ge=0, le=1, description="share of 5xx/failed")
+    latency_ms: float = Field(default=0.0, ge=0, le=1e7, description="p99 (or EWMA) latency")
+
+    _destination = field_validator("destination")(check_cluster_name)
+
+
 class HealthReport(FrozenModel):
     """Sent by a gateway every report interval; renews its cluster's lease."""
 
@@ -141,6 +154,9 @@ class HealthReport(FrozenModel):
     sent_at: float = Field(ge=0, description="sender's clock, seconds since the epoch")
     services: tuple[ServiceHealth, ...] = Field(default=(), max_length=MAX_SERVICES)
     peers: tuple[PeerProbe, ...] = Field(default=(), max_length=MAX_PEERS)
+    links: tuple[LinkStats, ...] = Field(
+        default=(), max_length=MAX_PEERS, description="optional: outbound traffic per peer"
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> HealthReport:
