@@ -175,9 +175,9 @@ _STATIC_COUNT = len(_STATIC)
 
 
 class FastDecoder(Decoder):
-    """``hpack.Decoder`` whose ``decode(raw=True)`` (how h2 calls it) answers one-byte
-    static-table references from prebuilt tuples; every other representation, every check
-    and every error is the parent's, in the same order."""
+    """``hpack.Decoder`` whose ``decode(raw=True)`` (how h2 calls it) answers one-byte table
+    references directly (static ones from prebuilt tuples); every other representation,
+    every check and every error is the parent's, in the same order."""
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         if not raw:
@@ -185,6 +185,7 @@ class FastDecoder(Decoder):
         mem = memoryview(data)
         headers: list[HeaderTuple] = []
         limit = self.max_header_list_size
+        dynamic = self.header_table.dynamic_entries
         inflated = 0
         i, end = 0, len(data)
         while i < end:
@@ -194,6 +195,9 @@ class FastDecoder(Decoder):
                 index = first & 0x7F
                 if 0 < index <= _STATIC_COUNT:
                     header, consumed = _STATIC_TUPLES[index - 1], 1
+                elif _STATIC_COUNT < index < 0x7F and index - 62 < len(dynamic):
+                    entry = dynamic[index - 62]
+                    header, consumed = HeaderTuple(entry[0], entry[1]), 1
                 else:
                     found, consumed = self._decode_indexed(mem[i:])
                     header = _unicode_if_needed(found, True)
