@@ -130,6 +130,12 @@ class ServiceRoute(FrozenModel):
     timeout_s: float = Field(default=15.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
     fault: FaultPolicy | None = None
+    cluster_health: dict[str, float] = Field(
+        default_factory=dict,
+        description="peer cluster -> share (0..1) of its backends of this service that are "
+        "healthy, as the federation saw it (absent = 1.0); the gateway spills to the next "
+        "priority level as this drops, the way the placement engine planned",
+    )
 
     @field_validator("name")
     @classmethod
@@ -142,6 +148,15 @@ class ServiceRoute(FrozenModel):
     @classmethod
     def _tcp(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_address(item) for item in value)
+
+    @field_validator("cluster_health")
+    @classmethod
+    def _health(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, fraction in value.items():
+            check_cluster_name(name)
+            if not 0.0 <= fraction <= 1.0:
+                raise ValueError(f"health of {name!r} must be within 0..1, got {fraction}")
+        return value
 
 
 class RoutingModel(FrozenModel):

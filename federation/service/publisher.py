@@ -30,6 +30,7 @@ from federation.service.leases import (
     next_lease_expiry,
 )
 from federation.service.metrics import FederationMetrics
+from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
 from federation.service.snapshots import (
     MemberView,
     plan_snapshots,
@@ -81,6 +82,7 @@ class SnapshotPublisher:
         missed_intervals: int = DEFAULT_MISSED_INTERVALS,
         debounce_s: float = 0.005,
         metrics: FederationMetrics | None = None,
+        placement_debounce_s: float = DEFAULT_PLACEMENT_DEBOUNCE_S,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -100,9 +102,21 @@ class SnapshotPublisher:
         self.reachability = Reachability({})
         self.leading = False
         self._last_world: object = None
+        #: the placement engine's loop (leader only); its traffic replaces the simple rule
+        self.placement = PlacementLoop(
+            store,
+            clock=clock,
+            request_rebuild=self.request_rebuild,
+            debounce_s=placement_debounce_s,
+        )
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
+        self._dirty.set()
+
+    def request_rebuild(self) -> None:
+        """Rebuild every snapshot soon (a new placement plan was stored)."""
+        self._full = True
         self._dirty.set()
 
     def note_report(
@@ -197,6 +211,7 @@ class SnapshotPublisher:
             leases, now=now, interval_s=self._interval_s, missed_intervals=self._missed
         )
         self._metrics.set_cluster_states(self.reachability.states)
+        self.placement.note_states(self.reachability.states, now)
         await self._record_lease_changes(before, now)
         world = (
             tuple(
@@ -206,6 +221,7 @@ class SnapshotPublisher:
             tuple(sorted(self.reachability.states.items())),
             self.reachability.links_down,
             tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),
+            self.placement.traffic.generation,
         )
         if world == self._last_world:
             return 0
@@ -215,6 +231,7 @@ class SnapshotPublisher:
             {b.trust_domain: b.bundle for b in bundles},
             {b.trust_domain: b.signed_update for b in bundles if b.signed_update},
             {name: served.digest for name, served in self._served.items()},
+            planned=self.placement.traffic,
         )
         for name, planned in changed.items():
             content = planned.snapshot
@@ -311,6 +328,12 @@ class SnapshotPublisher:
             self._dirty.set()
 
     async def _lead(self) -> None:
+        """The leader's work: the placement loop beside the snapshot loop, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.placement.lead)
+            await self._lead_snapshots()
+
+    async def _lead_snapshots(self) -> None:
         """The leader's loop: rebuild on every change or lease deadline, until cancelled."""
         self.leading = True
         try:

@@ -28,6 +28,7 @@ from federation.model.routing import (
     ServiceRoute,
 )
 from federation.service.leases import Reachability
+from federation.service.placement_routes import PlannedTraffic
 
 EQUAL_WEIGHT = 1
 
@@ -78,7 +79,9 @@ class _World:
         reach: Reachability,
         bundles: Mapping[str, str],
         bundle_updates: Mapping[str, str],
+        planned: PlannedTraffic | None = None,
     ) -> None:
+        self.planned = planned or PlannedTraffic()
         self.members = sorted(members, key=lambda m: m.name)
         self.reach = reach
         self.bundles = {td: bundles[td] for td in sorted(bundles)}
@@ -103,8 +106,28 @@ class _World:
     def trust_digest(self) -> str:
         return _sha256_json([self.bundles, self.updates])
 
+    def _usable(self, me: MemberView, name: str, cluster: str) -> bool:
+        if cluster == me.name:
+            return _serves(me, name)
+        other = self.by_name.get(cluster)
+        return (
+            other is not None
+            and cluster in self.peers
+            and self.reach.can_reach(me.name, cluster)
+            and _serves(other, name)
+            and _allows(other, name, me.name)
+        )
+
+    @cached_property
+    def by_name(self) -> dict[str, MemberView]:
+        return {m.name: m for m in self.members}
+
     def route(self, me: MemberView, name: str) -> ServiceRoute | None:
         own = me.service(name)
+        # a declared service: the placement engine's levels, filtered by what is usable now
+        planned = self.planned.levels(me.name, name, lambda c: self._usable(me, name, c))
+        if planned is not None:
+            return self._route(me, own, name, planned[0], planned[1])
         levels: list[PriorityLevel] = []
         if own is not None and own.healthy_endpoints:
             levels.append(PriorityLevel(weights={me.name: EQUAL_WEIGHT}))
@@ -121,6 +144,16 @@ class _World:
             levels.append(PriorityLevel(weights=remote))
         if own is None and not remote:
             return None
+        return self._route(me, own, name, tuple(levels), {})
+
+    def _route(
+        self,
+        me: MemberView,
+        own: ServiceHealth | None,
+        name: str,
+        levels: tuple[PriorityLevel, ...],
+        health: dict[str, float],
+    ) -> ServiceRoute:
         local = tuple(
             LocalEndpoint(address=ep.address, protocol=ep.protocol, weight=ep.weight, zone=ep.zone)
             for ep in sorted(own.healthy_endpoints if own else (), key=lambda ep: ep.address)
@@ -128,8 +161,9 @@ class _World:
         return ServiceRoute(
             name=name,
             local_endpoints=local,
-            priorities=tuple(levels),
+            priorities=levels,
             allowed_sources=tuple(sorted(own.allowed_sources)) if own else (),
+            cluster_health=health,
         )
 
     def routing(self, me: MemberView, version: int) -> RoutingModel:
@@ -202,10 +236,13 @@ def plan_snapshots(
     bundles: Mapping[str, str],
     bundle_updates: Mapping[str, str],
     current_digests: Mapping[str, str],
+    *,
+    planned: PlannedTraffic | None = None,
 ) -> dict[str, PlannedSnapshot]:
     """Snapshots of exactly the clusters whose content differs from ``current_digests``
-    (cluster -> digest of what they are served now)."""
-    world = _World(members, reach, bundles, bundle_updates)
+    (cluster -> digest of what they are served now). ``planned`` traffic (the placement
+    engine's) routes the services it declares; the rest follow the simple rule."""
+    world = _World(members, reach, bundles, bundle_updates, planned)
     changed: dict[str, PlannedSnapshot] = {}
     for me in world.members:
         snapshot = world.snapshot(me)

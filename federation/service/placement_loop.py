@@ -1,0 +1,307 @@
+"""The placement loop: the leader runs the engine on every relevant change and feeds snapshots.
+
+:class:`PlacementLoop` is the trio edge around :mod:`federation.placement` (pure) and
+:mod:`federation.service.placement_scenario` (pure). It runs only inside the leader's work
+(:meth:`lead`, started by :class:`~federation.service.publisher.SnapshotPublisher` next to lease
+expiry) and:
+
+1. wakes on a declared-service, cluster or report change (store change feed, any replica), on a
+   lease state change (:meth:`note_states`, from the publisher) and when a failback window
+   ends; waits ``debounce_s`` so a burst of changes makes one plan;
+2. rebuilds the :class:`Scenario` from the store and re-plans incrementally
+   (:func:`~federation.placement.replan_to`: only services the change affects), or skips when
+   the scenario equals the last one;
+3. stores every service's decision with its explanations (``put_decisions``), appends timeline
+   events (``placement-moved``, ``failover``, ``failback``), publishes a new
+   :class:`PlannedTraffic` and asks the publisher for a rebuild.
+
+With no declared service the loop plans nothing and snapshots keep the simple rule.
+Recoveries (for ``failback_after``) are remembered in memory: a new leader starts without
+them, so a cluster that recovered just before a leader change gets traffic back at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+from pydantic import ValidationError
+
+from federation.model.api import HealthReport, LeaseState
+from federation.model.placement import ServicePolicy
+from federation.placement import (
+    PlacementError,
+    PlacementPlan,
+    explanations_json,
+    plan,
+    replan_to,
+    traffic_json,
+)
+from federation.service.placement_routes import PlannedRoute, PlannedTraffic
+from federation.service.placement_scenario import (
+    build_scenario,
+    service_health,
+    unresolved_services,
+)
+from federation.store import Store, StoreError
+
+DEFAULT_PLACEMENT_DEBOUNCE_S = 0.05
+_RETRY_S = 0.5
+_WAKE_TOPICS = frozenset({"service", "cluster", "report"})
+_log = logging.getLogger(__name__)
+
+
+class PlacementLoop:
+    """Owner of the live plan. ``request_rebuild`` is called after each new plan is stored."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        request_rebuild: Callable[[], None],
+        debounce_s: float = DEFAULT_PLACEMENT_DEBOUNCE_S,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._request_rebuild = request_rebuild
+        self.debounce_s = debounce_s
+        self.traffic = PlannedTraffic()
+        self.plan: PlacementPlan | None = None
+        #: plans computed (full or incremental) and the CPU seconds of the last one
+        self.plans = 0
+        self.last_cpu_s = 0.0
+        self._dirty = trio.Event()
+        self._states: dict[str, LeaseState] = {}
+        self._recovered: dict[str, float] = {}
+        self._scenario_key: object = None
+        self._failed_over: dict[str, set[str]] = {}
+
+    def mark_dirty(self) -> None:
+        """Something the plan depends on changed: plan again after the debounce window."""
+        self._dirty.set()
+
+    def note_states(self, states: Mapping[str, LeaseState], now: float) -> None:
+        """The publisher's latest lease verdicts; an ``unreachable -> healthy`` transition
+        starts the cluster's failback window. Marks dirty when any state changed."""
+        changed = False
+        for cluster, state in states.items():
+            before = self._states.get(cluster)
+            if before != state:
+                changed = True
+                if before == "unreachable" and state == "healthy":
+                    self._recovered[cluster] = now
+        self._states = dict(states)
+        if changed:
+            self.mark_dirty()
+
+    async def lead(self) -> None:
+        """Plan on every change until cancelled (leader only). Store errors are logged and
+        retried after a short pause; never returns."""
+        self._scenario_key = None
+        self.plan = None
+        async with self._store.changes() as feed, trio.open_nursery() as nursery:
+
+            async def follow() -> None:
+                async for change in feed:
+                    if change.kind in _WAKE_TOPICS:
+                        self.mark_dirty()
+
+            nursery.start_soon(follow)
+            self.mark_dirty()
+            while True:
+                with trio.move_on_after(self._seconds_to_failback()):
+                    await self._dirty.wait()
+                    await trio.sleep(self.debounce_s)
+                self._dirty = trio.Event()
+                try:
+                    await self.run_once()
+                except StoreError as err:
+                    _log.warning("placement failed, retrying in %.1fs: %s", _RETRY_S, err)
+                    await trio.sleep(_RETRY_S)
+                    self.mark_dirty()
+
+    def _seconds_to_failback(self) -> float:
+        """Until the earliest failback window of a placed service ends (inf if none)."""
+        result = self.plan
+        if result is None:
+            return math.inf
+        now = self._clock()
+        deadlines = [
+            at + policy.failover.failback_after
+            for name, at in self._recovered.items()
+            if name in result.inputs.topology.index
+            for policy in (
+                result.inputs.services[s].policy
+                for s in result.services_on(result.inputs.topology.index[name])
+            )
+            if at + policy.failover.failback_after > now
+        ]
+        return max(0.0, min(deadlines) - now) + 0.001 if deadlines else math.inf
+
+    async def _read(self) -> tuple[Any, ...]:
+        clusters = await self._store.list_clusters()
+        reports: dict[str, HealthReport] = {}
+        for record in await self._store.list_reports():
+            try:
+                reports[record.cluster] = HealthReport.model_validate_json(record.report)
+            except ValidationError:
+                continue
+        policies: list[ServicePolicy] = []
+        for declared in await self._store.list_services():
+            try:
+                policies.append(ServicePolicy.model_validate_json(declared.policy))
+            except ValidationError as err:
+                _log.warning("declared service %s is invalid, ignored: %s", declared.name, err)
+        decisions = {r.service: json.loads(r.decision) for r in await self._store.list_decisions()}
+        return clusters, reports, policies, decisions
+
+    async def run_once(self) -> bool:
+        """Read the store, plan if the scenario changed, store the outcome. True if it planned."""
+        clusters, reports, policies, decisions = await self._read()
+        now = self._clock()
+        if not policies or not clusters:
+            if self.traffic.services or decisions:
+                self.traffic = PlannedTraffic(self.traffic.generation + 1)
+                self.plan = None
+                await self._store.put_decisions({}, now)
+                self._request_rebuild()
+            return False
+        names = {c.name for c in clusters}
+        invalid = unresolved_services(policies, names)
+        policies = [p for p in policies if p.name not in invalid]
+        current = {s: d.get("placement", {}) for s, d in decisions.items()}
+        scenario = build_scenario(
+            clusters,
+            {c.name: self._states.get(c.name, "pending") for c in clusters},
+            reports,
+            policies,
+            recovered_at=self._recovered,
+            current=current if self.plan is None else {},
+            now=now,
+        )
+        key = (scenario.model_copy(update={"now": 0.0}), self._failback_phase(now), invalid)
+        if key == self._scenario_key and self.plan is not None:
+            return False
+        started = time.process_time()
+        try:
+            result = plan(scenario) if self.plan is None else replan_to(self.plan, scenario)
+        except PlacementError as err:
+            _log.warning("placement refused the live scenario: %s", err)
+            return False
+        self.last_cpu_s = time.process_time() - started
+        self.plans += 1
+        self.plan, self._scenario_key = result, key
+        await self._store_outcome(result, decisions, invalid, reports, now)
+        return True
+
+    def _failback_phase(self, now: float) -> tuple[str, ...]:
+        """Clusters whose failback window is still open for some placed service (the traffic
+        changes when one closes, though the scenario does not)."""
+        result = self.plan
+        if result is None:
+            return ()
+        longest = max(
+            (svc.policy.failover.failback_after for svc in result.inputs.services.values()),
+            default=0.0,
+        )
+        return tuple(sorted(c for c, at in self._recovered.items() if now < at + longest))
+
+    async def _store_outcome(
+        self,
+        result: PlacementPlan,
+        decisions: Mapping[str, Any],
+        invalid: Mapping[str, str],
+        reports: Mapping[str, HealthReport],
+        now: float,
+    ) -> None:
+        documents: dict[str, dict[str, Any]] = {}
+        routes: dict[str, dict[str, PlannedRoute]] = {}
+        for name in result.services:
+            doc = _decision(result, name, now)
+            old = decisions.get(name)
+            if old is not None and name not in result.replanned and "explanations" in old:
+                doc["explanations"] = old["explanations"]
+            else:
+                doc["explanations"] = explanations_json(result, name)
+            documents[name] = doc
+            health = {
+                cluster: fraction
+                for cluster in doc["placement"]
+                if (fraction := service_health(reports.get(cluster), name)) is not None
+            }
+            for source in result.clusters:
+                levels = tuple(dict(level.weights) for level in result.traffic(name, source))
+                if levels:
+                    routes.setdefault(source, {})[name] = PlannedRoute(levels, health)
+            await self._events(name, doc, decisions.get(name), now)
+        for name, why in sorted(invalid.items()):
+            documents[name] = {
+                "service": name,
+                "placement": {},
+                "traffic": {},
+                "unschedulable": {"constraint": "reference", "message": why},
+                "explanations": {},
+                "decided_at": now,
+            }
+        await self._store.put_decisions(documents, now)
+        self.traffic = PlannedTraffic(
+            self.traffic.generation + 1, routes, frozenset(result.services)
+        )
+        self._request_rebuild()
+
+    async def _events(
+        self, service: str, doc: Mapping[str, Any], old: Mapping[str, Any] | None, now: float
+    ) -> None:
+        """``placement-moved``, ``failover`` (traffic left clusters) and ``failback``."""
+        before_placement = (old or {}).get("placement", {})
+        if old is not None and before_placement != doc["placement"]:
+            detail = {"before": before_placement, "after": doc["placement"]}
+            await self._store.append_event("placement-moved", service, detail, now)
+        receiving = set(doc["receiving"])
+        if old is None:
+            return
+        lost = sorted(set(old.get("receiving", ())) - receiving)
+        if lost:
+            self._failed_over.setdefault(service, set()).update(lost)
+            detail = {"from": lost, "to": sorted(receiving)}
+            await self._store.append_event("failover", service, detail, now)
+        back = sorted(self._failed_over.get(service, set()) & receiving)
+        if back:
+            self._failed_over[service] -= set(back)
+            await self._store.append_event("failback", service, {"to": back}, now)
+
+
+def _decision(result: PlacementPlan, service: str, now: float) -> dict[str, Any]:
+    traffic = traffic_json(result, service)
+    receiving = sorted(
+        {
+            cluster
+            for levels in traffic.values()
+            for level in levels  # type: ignore[attr-defined]
+            for cluster, weight in level["weights"].items()
+            if weight > 0 and level["load"] > 0
+        }
+    )
+    problem = result.unschedulable.get(service)
+    return {
+        "service": service,
+        "placement": result.placement(service),
+        "traffic": traffic,
+        "receiving": receiving,
+        "unschedulable": None
+        if problem is None
+        else {
+            "constraint": problem.constraint,
+            "missing": problem.missing,
+            "desired": problem.desired,
+            "message": problem.message,
+        },
+        "replanned": service in result.replanned,
+        "decided_at": now,
+    }
