@@ -242,6 +242,7 @@ class _Reporter:
         engine = self._running.engine
         now = trio.current_time()
         names = exported_services(self._exports)
+        links = self._running.links
         return build_health_report(
             self._exports,
             sequence=self._sequence,
@@ -251,6 +252,7 @@ class _Reporter:
             load=self._running.load.sample(names, now),
             peers=self._peer_view(now),
             capacity=self._session.settings.capacity,
+            links=links.sample(links.seen(), now),
         )
 
 

@@ -51,6 +51,10 @@ class ServiceLoadTracker:
             ms if previous is None else previous + self._alpha * (ms - previous)
         )
 
+    def seen(self) -> list[str]:
+        """Every key recorded since start (sorted)."""
+        return sorted(self._latency)
+
     def sample(self, services: list[str], now: float) -> dict[str, LoadSample]:
         """Load of each of ``services`` since the previous call (rates 0 on the first call),
         then start a new period."""

@@ -88,10 +88,13 @@ class GatewayObserver:
         probe_authority: str = "isthmus-gateway",
         identity_of: Callable[[str], str | None] | None = None,
         load: ServiceLoadTracker | None = None,
+        links: ServiceLoadTracker | None = None,
         own_cluster: str = "",
     ) -> None:
         self._metrics = metrics
         self.load = load if load is not None else ServiceLoadTracker()
+        #: Outbound traffic by ``"<destination cluster>/<service>"`` (report ``links``).
+        self.links = links if links is not None else ServiceLoadTracker()
         self._own_cluster = own_cluster
         self._identity_of = identity_of or (lambda cluster: None)
         self._probe_authority = probe_authority
@@ -114,6 +117,9 @@ class GatewayObserver:
             )
             if record.service and record.destination_cluster == self._own_cluster:
                 self.load.record(record.service, record.status, record.duration_s)
+            elif record.listener == "outbound" and record.service and record.destination_cluster:
+                link = f"{record.destination_cluster}/{record.service}"
+                self.links.record(link, record.status, record.duration_s)
             if self._enabled and self._access.isEnabledFor(logging.INFO):
                 self._access.info(access_line(record, self._spiffe_id(record.source_identity)))
         except Exception:  # never fail a request because of telemetry

@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from federation.model import RoutingModel
-from federation.model.api import EndpointHealth, HealthReport, PeerProbe, ServiceHealth
+from federation.model.api import (
+    EndpointHealth,
+    HealthReport,
+    LinkStats,
+    PeerProbe,
+    ServiceHealth,
+)
 from gateway.load import LoadSample
 from gateway.translate import local_endpoint_key
 
@@ -72,9 +78,11 @@ def build_health_report(
     load: Mapping[str, LoadSample],
     peers: Mapping[str, bool],
     capacity: int = 0,
+    links: Mapping[str, LoadSample] | None = None,
 ) -> HealthReport:
     """The report for this interval. ``peers`` maps peer cluster -> probe verdict; clusters
-    this gateway has not probed yet are left out (no news is not "down")."""
+    this gateway has not probed yet are left out (no news is not "down"). ``links`` maps
+    ``"<destination cluster>/<service>"`` to the outbound traffic sent there this interval."""
     services = tuple(
         _service(
             exports,
@@ -91,4 +99,22 @@ def build_health_report(
         for cluster, ok in sorted(peers.items())
         if cluster != exports.cluster
     )
-    return HealthReport(sequence=sequence, sent_at=sent_at, services=services, peers=probes)
+    return HealthReport(
+        sequence=sequence,
+        sent_at=sent_at,
+        services=services,
+        peers=probes,
+        links=tuple(_link(key, sample) for key, sample in sorted((links or {}).items())),
+    )
+
+
+def _link(key: str, sample: LoadSample) -> LinkStats:
+    """``"<destination>/<service>"`` and its load as one :class:`LinkStats`."""
+    destination, _, service = key.partition("/")
+    return LinkStats(
+        destination=destination,
+        service=service,
+        request_rate=min(sample.request_rate, 1e9),
+        error_rate=min(max(sample.error_rate, 0.0), 1.0),
+        latency_ms=min(sample.latency_ewma_ms, 1e7),
+    )

@@ -4,7 +4,7 @@ It owns, in one nursery tree: the upstream pools (D2), the forwarding engine (D)
 mTLS listener and the outbound listener (D), the admin API (hypercorn), the peer prober and
 maintenance ticker, and the routing/identity file watcher. Start-up order: identity and the
 first routing table are loaded (errors abort start-up, naming the file), then the pools,
-engine, listeners and admin start, then ``gc.freeze()``, then ``task_status.started`` with a
+engine, listeners and admin start, then ``proxy.tune_gc()``, then ``task_status.started`` with a
 :class:`RunningGateway` handle.
 
 Shutdown: :meth:`RunningGateway.stop` (or SIGTERM/SIGINT when ``handle_signals``) drains —
@@ -15,7 +15,6 @@ cancelled and :func:`serve_gateway` returns. Cancelling the caller's scope stops
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from federation.model.api import Snapshot
 from federation.trust import BundleSet
 from gateway.admin import AdminApp, bind_admin_socket, serve_admin
 from gateway.config import GatewayConfig
+from gateway.drills import DelayedInbound, GatewayDrills
 from gateway.errors import PeerRejected
 from gateway.federated import (
     FederationSession,
@@ -48,6 +48,7 @@ from gateway.reload import RoutingWatcher, check_model
 from gateway.status import GatewayStatus
 from gateway.translate import translate_model
 from gateway.workers import stop_when_orphaned
+from proxy import tune_gc
 from proxy.engine import ForwardingEngine
 from proxy.listeners import DrainSignal, ListenerLimits, serve_listener
 from proxy.routes import Endpoint, RoutingTable
@@ -72,8 +73,12 @@ class RunningGateway:
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
     #: Load of the services served by this cluster's own backends (federation reports).
     load: ServiceLoadTracker = field(default_factory=ServiceLoadTracker)
+    #: Outbound traffic by ``"<destination cluster>/<service>"`` (federation reports).
+    links: ServiceLoadTracker = field(default_factory=ServiceLoadTracker)
     #: The federation link of a federated gateway (``None`` in file mode).
     federation: FederationLink | None = None
+    #: Chaos drills in force (``isthmus drill``): partitions and an inbound delay.
+    drills: GatewayDrills = field(default_factory=GatewayDrills)
 
     def stop(self) -> None:
         """Begin a graceful drain; :func:`serve_gateway` returns when it is done."""
@@ -152,13 +157,17 @@ def _rejected(status: GatewayStatus, metrics: GatewayMetrics, err: Exception) ->
     metrics.reloads.labels("rejected").inc()
 
 
-def _inbound_verifier(identity: GatewayIdentity) -> partial[str]:
-    return partial(_verify_inbound, identity)
+def _inbound_verifier(identity: GatewayIdentity, drills: GatewayDrills) -> partial[str]:
+    return partial(_verify_inbound, identity, drills)
 
 
-def _verify_inbound(identity: GatewayIdentity, ssl_object: ssl.SSLObject) -> str:
+def _verify_inbound(
+    identity: GatewayIdentity, drills: GatewayDrills, ssl_object: ssl.SSLObject
+) -> str:
     try:
-        return identity.verify_inbound_peer(ssl_object)
+        cluster = identity.verify_inbound_peer(ssl_object)
+        drills.check_inbound(cluster)
+        return cluster
     except PeerRejected as err:
         log.warning("inbound peer rejected (%s): %s", err.reason, err)
         raise
@@ -215,11 +224,12 @@ async def serve_gateway(
     if federation_wanted(config, join_token):
         watcher.federated = True
         session = await prepare_federation(config, identity, join_token)
-    load = ServiceLoadTracker()
+    load, links = ServiceLoadTracker(), ServiceLoadTracker()
     settings = PoolSettings(peer_connections=config.peer_connections)
+    drills = GatewayDrills()
     async with open_upstream_pools(
         client_context_for=identity.client_context_for,
-        verify_peer=identity.verify_outbound_peer,
+        verify_peer=drills.outbound_verifier(identity.verify_outbound_peer),
         settings=settings,
     ) as pools:
         assert status.table is not None
@@ -232,11 +242,15 @@ async def serve_gateway(
                 probe_authority=settings.probe_authority.decode(),
                 identity_of=identity.peer_spiffe_id,
                 load=load,
+                links=links,
                 own_cluster=config.cluster,
             ),
             probe_authority=settings.probe_authority,
         )
         applier.engine, applier.pools = engine, pools
+        drills.on_change = lambda: pools.retain(
+            [ep for ep in table_endpoints(engine.table) if drills.reachable(ep)]
+        )
         await _serve(
             config,
             identity=identity,
@@ -249,8 +263,9 @@ async def serve_gateway(
             reuse_port=reuse_port,
             signals=signals,
             freeze_gc=freeze_gc,
-            load=load,
+            load=(load, links),
             session=session,
+            drills=drills,
             task_status=task_status,
         )
 
@@ -263,6 +278,7 @@ async def _start_listeners(
     identity: GatewayIdentity,
     drain: DrainSignal,
     reuse_port: bool,
+    drills: GatewayDrills,
 ) -> tuple[int, int]:
     """Start the inbound (mTLS, h2, SPIFFE-checked) and outbound listeners; their bound ports."""
     listen = config.listeners
@@ -270,12 +286,12 @@ async def _start_listeners(
     inbound: int = await nursery.start(
         partial(
             serve_listener,
-            engine,
+            DelayedInbound(engine, drills),
             kind="inbound",
             host=listen.bind,
             port=listen.inbound_port,
             ssl_context=identity.listener_server_context(),
-            verify_peer=_inbound_verifier(identity),
+            verify_peer=_inbound_verifier(identity, drills),
             validate_inbound_headers=False,  # authenticated leg: skip h2's header validation
             limits=limits,
             drain=drain,
@@ -310,8 +326,9 @@ async def _serve(
     reuse_port: bool,
     signals: bool,
     freeze_gc: bool,
-    load: ServiceLoadTracker,
+    load: tuple[ServiceLoadTracker, ServiceLoadTracker],
     session: FederationSession | None,
+    drills: GatewayDrills,
     task_status: trio.TaskStatus[RunningGateway],
 ) -> None:
     listen = config.listeners
@@ -351,11 +368,13 @@ async def _serve(
                 identity=identity,
                 drain=drain,
                 reuse_port=reuse_port,
+                drills=drills,
             )
             running = RunningGateway(
                 config, status, metrics, identity, engine, watcher,
-                *ports, admin_sock.getsockname()[1], stop, load,
+                *ports, admin_sock.getsockname()[1], stop, *load,
             )  # fmt: skip
+            running.drills = drills
             if session is not None:  # ready only once the persisted snapshot (if any) is active
                 running.federation = await services.start(run_federation_link, session, running)
             status.listeners_up = True
@@ -365,8 +384,7 @@ async def _serve(
                 ports[1], admin_host, running.admin_port,
             )  # fmt: skip
             if freeze_gc:
-                gc.collect()
-                gc.freeze()
+                tune_gc()
             task_status.started(running)
             await stop.wait()
             status.draining = True

@@ -98,6 +98,9 @@ def test_report_carries_endpoint_health_load_and_peer_probes() -> None:
         load={"hello.demo": LoadSample(request_rate=50.0, error_rate=0.1, latency_ewma_ms=4.0)},
         peers={"west": True, "north": False, "east": True},
         capacity=100,
+        links={
+            "west/hello.demo": LoadSample(request_rate=5.0, error_rate=0.0, latency_ewma_ms=9.0)
+        },
     )
     (svc,) = report.services
     assert [(ep.address, ep.healthy, ep.weight) for ep in svc.endpoints] == [
@@ -113,6 +116,13 @@ def test_report_carries_endpoint_health_load_and_peer_probes() -> None:
     assert svc.capacity == 100 and svc.allowed_sources == ("*",)
     assert [(p.cluster, p.ok) for p in report.peers] == [("north", False), ("west", True)]
     assert report.sequence == 7
+    (link,) = report.links
+    assert (link.destination, link.service, link.request_rate, link.latency_ms) == (
+        "west",
+        "hello.demo",
+        5.0,
+        9.0,
+    )
 
 
 def test_federated_peer_bundles_survive_an_identity_file_reload(tmp_path: Path) -> None:

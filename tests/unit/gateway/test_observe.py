@@ -98,3 +98,15 @@ def test_access_log_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="isthmus.access")
     GatewayObserver(GatewayMetrics(), access_log=False).on_request_done(record())
     assert [r for r in caplog.records if r.name == "isthmus.access"] == []
+
+
+def test_observer_splits_own_backends_load_from_outbound_links() -> None:
+    observer = GatewayObserver(GatewayMetrics(), access_log=False, own_cluster="east")
+    observer.on_request_done(record())  # a local client -> west: an outbound link
+    served = record(listener="inbound", destination_cluster="east", endpoint="local:1.2.3.4:80")
+    observer.on_request_done(served)  # a peer's request served by east's own backend
+    observer.on_request_done(record(status=404, service="", destination_cluster=""))
+    load = observer.load.sample(["catalog.shop"], now=0.0)["catalog.shop"]
+    assert load.latency_ewma_ms == pytest.approx(12.5)  # the inbound request west served
+    links = observer.links.sample(observer.links.seen(), now=0.0)
+    assert list(links) == ["west/catalog.shop"]
