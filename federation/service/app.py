@@ -31,7 +31,9 @@ from federation.service.errors import (
     ServiceError,
 )
 from federation.service.openapi import openapi_document
+from federation.service.placement_api import PlacementHandlers, placement_routes
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
+from federation.ui import ui_routes
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: How much of a refused body we read and discard so HTTP/2 clients see the answer.
@@ -242,6 +244,8 @@ def build_app(
     def route(path: str, handler: Handler, method: str) -> Route:
         return Route(path, _guarded(h.metrics.reject, handler), methods=[method])
 
+    placement = PlacementHandlers(service, auth, h._body)
+
     return Starlette(
         routes=[
             route("/v1/join", h.join, "POST"),
@@ -255,5 +259,7 @@ def build_app(
             route("/v1/events", h.events, "GET"),
             route("/metrics", h.metrics_page, "GET"),
             route("/openapi.json", h.openapi_page, "GET"),
+            *ui_routes(service, auth),  # /ui dashboard, /v1/ui/*, POST /v1/events
+            *placement_routes(placement, lambda handler: _guarded(h.metrics.reject, handler)),
         ]
     )

@@ -21,6 +21,7 @@ from hypercorn.config import Config as HypercornConfig
 from pydantic import Field
 
 from federation.model.base import FrozenModel, load_model_file
+from federation.model.placement import ServicePolicy
 from federation.service.app import DEFAULT_MAX_BODY_BYTES, build_app
 from federation.service.auth import (
     CallerAuthenticator,
@@ -66,6 +67,12 @@ class FederationConfig(FrozenModel):
     max_token_ttl_s: int = Field(default=300, ge=10, le=86400)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
     debounce_s: float = Field(default=0.005, ge=0, le=10)
+    placement_debounce_s: float = Field(
+        default=0.05, ge=0, le=10, description="window that coalesces changes into one plan"
+    )
+    services: tuple[ServicePolicy, ...] = Field(
+        default=(), description="services declared (upserted) at start; see docs/placement.md"
+    )
 
     @classmethod
     def from_file(cls, path: Path) -> FederationConfig:
@@ -162,7 +169,10 @@ async def _serve(
         missed_intervals=config.missed_intervals,
         debounce_s=config.debounce_s,
         metrics=metrics,
+        placement_debounce_s=config.placement_debounce_s,
     )
+    for policy in config.services:  # declared in federation.yaml: (re)declare at every start
+        await store.put_service(policy.name, policy.model_dump_json(), clock())
     settings = ServiceSettings(
         federation_url=config.url_for_port(config.listen_port),
         ca_fingerprint=tls.fingerprint,
