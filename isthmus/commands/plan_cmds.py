@@ -1,4 +1,8 @@
-"""``isthmus plan``: run the placement engine offline on a scenario file, with what-ifs.
+"""``isthmus plan``: run the placement engine offline on a scenario file, with what-ifs, or
+show a running federation's live decisions (``--federation``); ``isthmus explain SERVICE``.
+
+Live commands read the admin token and pin the TLS CA from the federation's state directory,
+as ``isthmus status`` does.
 
 Invalid scenarios and what-ifs raise :class:`federation.FederationError` subclasses whose
 message names the file and field; :func:`isthmus.cli.main` prints them as one ``error:`` line
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +30,7 @@ from federation.placement import (
     replan,
     what_if_changes,
 )
+from isthmus.errors import IsthmusError
 
 
 class OutputFormat(StrEnum):
@@ -36,14 +41,16 @@ class OutputFormat(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``isthmus plan`` to ``app``."""
+    """Attach ``isthmus plan`` and ``isthmus explain`` to ``app``."""
     app.command("plan")(plan_command)
+    app.command("explain")(explain_command)
 
 
-def plan_command(
+def plan_command(  # noqa: PLR0917  (typer: one parameter per option)
     input_path: Annotated[
-        Path, typer.Option("--input", "-i", help="Scenario YAML (schema: docs/placement.md).")
-    ],
+        Path | None,
+        typer.Option("--input", "-i", help="Scenario YAML (schema: docs/placement.md)."),
+    ] = None,
     what_if: Annotated[
         list[str] | None,
         typer.Option("--what-if", help=f"Change to try, repeatable: {WHAT_IF_SYNTAX}."),
@@ -57,8 +64,25 @@ def plan_command(
         list[str] | None,
         typer.Option("--source", help="Only show traffic from these clusters (repeatable)."),
     ] = None,
+    federation: Annotated[
+        str | None,
+        typer.Option("--federation", help="Show a running federation's live decisions (URL)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="federation.yaml (with --federation)")
+    ] = None,
 ) -> None:
     """Plan where services run and how their traffic fails over, and explain why."""
+    if (input_path is None) == (federation is None):
+        raise typer.BadParameter(
+            "give exactly one of --input or --federation", param_hint="--input"
+        )
+    if federation is not None:
+        if what_if:
+            raise typer.BadParameter("what-ifs need --input", param_hint="--what-if")
+        show_live_plan(federation, config, output.value, service or [], source or [])
+        return
+    assert input_path is not None
     what_if = what_if or []
     scenario = load_model_file(Scenario, input_path)
     baseline = plan(scenario)
@@ -138,3 +162,120 @@ def _print_tables(
         for name, clusters in moved.items():
             for cluster, change in clusters.items():
                 console.print(f"  {name} on {cluster}: {change['before']} -> {change['after']}")
+
+
+# --- live decisions from a running federation ------------------------------------------------
+
+
+def _admin_get(federation: str | None, config: Path | None, path: str) -> dict[str, Any]:
+    """GET an admin route of the federation, with the admin token and the pinned CA from its
+    state directory (the ``isthmus status`` way). Raises ``IsthmusError`` with what to do."""
+    import httpx
+
+    from federation.service import ensure_federation_tls, pinned_client_context
+    from federation.service.auth import ADMIN_TOKEN_FILE
+    from isthmus.commands.federation_cmds import _config
+
+    settings = _config(config)
+    state = settings.resolved_state_dir
+    try:
+        admin = (state / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise IsthmusError(
+            f"{state / ADMIN_TOKEN_FILE}: cannot read the admin token ({err.strerror}); "
+            "run this where the federation's state directory is, or pass --config"
+        ) from err
+    tls = ensure_federation_tls(state / "tls", hosts=settings.tls_hosts)
+    context = pinned_client_context(tls.ca_path.read_bytes(), tls.fingerprint)
+    base = federation or settings.url_for_port(settings.listen_port)
+    try:
+        with httpx.Client(base_url=base, verify=context, timeout=10) as client:
+            response = client.get(path, headers={"authorization": f"Bearer {admin}"})
+    except httpx.HTTPError as err:
+        raise IsthmusError(f"{base}: cannot reach the federation ({err})") from err
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        raise IsthmusError(f"{base}{path}: {response.status_code}: {message}")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def show_live_plan(
+    federation: str, config: Path | None, output: str, services: list[str], sources: list[str]
+) -> None:
+    """``isthmus plan --federation URL``: the leader's last decisions, offline JSON shape."""
+    data = _admin_get(federation, config, "/v1/placement?explanations=true")
+    wanted = set(services) or set(data["placements"])
+    unknown = sorted(wanted - set(data["placements"]))
+    if unknown:
+        raise typer.BadParameter(f"unknown service {unknown[0]!r}", param_hint="--service")
+    for key in ("placements", "traffic", "explanations", "unschedulable"):
+        data[key] = {k: v for k, v in data.get(key, {}).items() if k in wanted}
+    if sources:
+        data["traffic"] = {
+            k: {src: v for src, v in per.items() if src in sources}
+            for k, per in data["traffic"].items()
+        }
+    if output == OutputFormat.JSON:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    table = Table(title="Placements (live)")
+    for column in ("service", "replicas per cluster", "unschedulable"):
+        table.add_column(column)
+    for name, where in sorted(data["placements"].items()):
+        problem = data["unschedulable"].get(name)
+        text = ", ".join(f"{c}×{n}" for c, n in where.items()) or "-"
+        table.add_row(name, text, problem["message"] if problem else "")
+    console.print(table)
+    traffic = Table(title="Traffic (priority levels per source cluster; load % then weights)")
+    for column in ("service", "source", "levels"):
+        traffic.add_column(column)
+    for name, per in sorted(data["traffic"].items()):
+        for source, levels in sorted(per.items()):
+            text = "\n".join(
+                f"P{rank} {lv['load']}%: " + ", ".join(f"{c} {w}" for c, w in lv["weights"].items())
+                for rank, lv in enumerate(levels)
+            )
+            traffic.add_row(name, source, text or "-")
+    console.print(traffic)
+
+
+def explain_command(
+    service: Annotated[str, typer.Argument(help="'<service>.<namespace>'")],
+    federation: Annotated[
+        str | None, typer.Option("--federation", help="federation URL (default from config)")
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TABLE,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="federation.yaml")] = None,
+) -> None:
+    """Why the live plan put SERVICE where it is: per cluster, in words and score by objective."""
+    data = _admin_get(federation, config, f"/v1/placement/{service}")
+    if output == OutputFormat.JSON:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    where = ", ".join(f"{c}×{n}" for c, n in data.get("placement", {}).items()) or "nowhere"
+    console.print(f"[bold]{service}[/bold] runs on {where}.")
+    problem = data.get("unschedulable")
+    if problem:
+        console.print(f"[red]Unschedulable:[/red] {problem['message']}")
+    explanations: dict[str, Any] = data.get("explanations", {})
+    objectives = sorted({k for item in explanations.values() for k in item.get("score", {})})
+    table = Table(title="Why (score by objective; higher is better)")
+    for column in ("cluster", "chosen", "reason", *objectives):
+        table.add_column(column)
+    for cluster, item in sorted(explanations.items()):
+        chosen = f"yes ({item['replicas']})" if item["chosen"] else "no"
+        scores = [f"{item.get('score', {}).get(k, 0.0):.3f}" for k in objectives]
+        table.add_row(cluster, chosen, item["reason"], *scores)
+    console.print(table)
