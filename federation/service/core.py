@@ -99,7 +99,9 @@ class FederationService:
         )
         return token.encode()
 
-    async def _check_bundle(self, request: JoinRequest, cluster: str) -> TrustBundle:
+    @staticmethod
+    def _parse_join_bundle(request: JoinRequest) -> TrustBundle:
+        """Shape checks only (no store read): a typo here never burns the token."""
         try:
             td = TrustDomain.parse(request.trust_domain)
         except SpiffeIdError as err:
@@ -114,6 +116,12 @@ class FederationService:
                 "federation with JWT-SVIDs signed by one",
                 reason="invalid-bundle",
             )
+        return bundle
+
+    async def _check_bundle_conflicts(self, bundle: TrustBundle, cluster: str) -> None:
+        """Checks against what is registered: run only for an authentic, consumed token, so an
+        unknown token cannot probe which trust domains exist."""
+        td = bundle.trust_domain
         for other in await self.store.list_clusters():
             if other.trust_domain == td.name and other.name != cluster:
                 raise ConflictError(
@@ -132,19 +140,33 @@ class FederationService:
                 "that key is lost, join under a new trust domain",
                 reason="bundle-differs",
             )
-        return bundle
 
     async def join(self, request: JoinRequest) -> JoinResponse:
         """Register a cluster. Raises ``JoinTokenError`` (403), ``InvalidInputError`` (422) or
-        ``ConflictError`` (409); nothing is stored unless everything checks out."""
+        ``ConflictError`` (409); nothing is stored unless everything checks out.
+
+        Order: request shape (pure, 422, the token stays usable), then the token (403, consumed
+        atomically by the store), then conflicts with registered trust domains (409). The
+        conflict checks read the registry, so they run only after the token proved authentic:
+        an unknown, reused, expired or tampered token always gets the token's refusal and
+        learns nothing about which trust domains exist. A 409 after a valid token does use it
+        up (the store has no non-consuming check); the message says to create a new one."""
         token = JoinToken.decode(request.token)
-        bundle = await self._check_bundle(request, token.cluster)
+        bundle = self._parse_join_bundle(request)
         now = self.clock()
         try:
             await self.store.consume_join_token(token.token_id, token.digest(), now)
         except TokenError as err:
             self.metrics.reject(f"join-{STORE_REASONS.get(err.reason, err.reason)}")
             raise join_refusal(token, STORE_REASONS.get(err.reason, err.reason)) from err
+        try:
+            await self._check_bundle_conflicts(bundle, token.cluster)
+        except ConflictError as err:
+            raise ConflictError(
+                f"{err}; join token {token.token_id} is now used up: create a new one after "
+                "fixing this",
+                reason=err.reason,
+            ) from err
         await self._register(token.cluster, request, bundle, now)
         bundles = {b.trust_domain: b.bundle for b in await self.store.list_bundles()}
         return JoinResponse(
