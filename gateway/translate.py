@@ -10,6 +10,8 @@ Rules (docs/gateway.md, "Failover semantics"):
   the SPIFFE ID the peer must present (``expected_identity``), the weight split evenly;
 - a cluster named again in a later level is ignored there (it is already preferred);
 - a weight of 0 keeps a cluster out of that level (drained);
+- a peer's ``cluster_health`` (share of its backends up, as the federation saw it) becomes the
+  ``health`` of its endpoints, so the balancer spills to the next level as it drops;
 - a service without priorities but with local endpoints gets one level: its local endpoints;
 - a TCP-only service (``tcp_endpoints`` but no ``local_endpoints``) uses its TCP targets as its
   local endpoints, so CONNECT has a local destination to pick;
@@ -78,7 +80,7 @@ def _local(model: RoutingModel, ep: LocalEndpoint, weight: int) -> Endpoint:
     )
 
 
-def _peer(peer: PeerGateway, address: str, weight: int) -> Endpoint:
+def _peer(peer: PeerGateway, address: str, weight: int, health: float = 1.0) -> Endpoint:
     host, port = split_address(address)
     loc = peer.locality
     return Endpoint(
@@ -89,6 +91,7 @@ def _peer(peer: PeerGateway, address: str, weight: int) -> Endpoint:
         locality=Locality(peer.cluster, loc.cloud, loc.region, loc.zone),
         weight=weight,
         expected_identity=peer.spiffe_id,
+        health=health,
     )
 
 
@@ -122,7 +125,8 @@ def _group(
         if isinstance(target, LocalEndpoint):
             endpoints.append(_local(model, target, weight))
         else:
-            endpoints.append(_peer(target[0], target[1], weight))
+            health = svc.cluster_health.get(target[0].cluster, 1.0)
+            endpoints.append(_peer(target[0], target[1], weight, health))
     return PriorityGroup(tuple(endpoints))
 
 

@@ -142,8 +142,8 @@ class LoadBalancer:
         levels = []
         for group in route.priorities:
             usable = [ep for ep in group.endpoints if ep.weight > 0]
-            healthy = sum(1 for ep in usable if state.is_healthy(route.service, ep.key, now))
-            levels.append((healthy, len(usable)))
+            healthy = [ep for ep in usable if state.is_healthy(route.service, ep.key, now)]
+            levels.append(_level_health(healthy, usable))
         return priority_load(levels, self.overprovisioning, self.panic_threshold)
 
     def retain(self, services: frozenset[str] | set[str]) -> None:
@@ -169,7 +169,7 @@ class LoadBalancer:
                 healthy.append(ep)
             per_level.append((healthy, usable))
         loads, panic = priority_load(
-            [(len(h), len(u)) for h, u in per_level], self.overprovisioning, self.panic_threshold
+            [_level_health(h, u) for h, u in per_level], self.overprovisioning, self.panic_threshold
         )
         bound = 0.0
         for index, (healthy, usable) in enumerate(per_level):
@@ -188,6 +188,15 @@ class LoadBalancer:
             plan.empty = Pick(None, reason=NO_HEALTHY_UPSTREAM)
         self._plans[route.service] = plan
         return plan
+
+
+def _level_health(healthy: Sequence[Endpoint], usable: Sequence[Endpoint]) -> tuple[float, float]:
+    """``(healthy, total)`` for :func:`priority_load`: endpoint counts while every endpoint is
+    fully healthy (Envoy's host counts), else ``Σ weight × health`` of the live endpoints over
+    ``Σ weight`` — a peer gateway whose backends are 40 % up counts as 40 % of itself."""
+    if all(ep.health >= 1.0 for ep in usable):
+        return float(len(healthy)), float(len(usable))
+    return sum(ep.weight * ep.health for ep in healthy), float(sum(ep.weight for ep in usable))
 
 
 def _p2c(level: _Level, in_flight: dict[str, int], rng: random.Random) -> int:

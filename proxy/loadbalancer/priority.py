@@ -9,13 +9,14 @@ DEFAULT_PANIC_THRESHOLD = 50.0
 
 
 def priority_load(
-    levels: Sequence[tuple[int, int]],
+    levels: Sequence[tuple[float, float]],
     overprovisioning: float = DEFAULT_OVERPROVISIONING,
     panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
 ) -> tuple[list[float], list[bool]]:
     """Split 100 % of traffic across priority levels; say which levels are in panic.
 
-    ``levels`` are ``(healthy, total)`` endpoint counts, most preferred first. Returns
+    ``levels`` are ``(healthy, total)`` per level, most preferred first: endpoint counts, or
+    weights (``Σ weight × health`` of live endpoints over ``Σ weight``). Returns
     ``(loads, panic)``: ``loads[i]`` is level *i*'s percentage of requests (they sum to 100,
     or are all 0 when nothing can be routed); ``panic[i]`` says that level's requests must go
     to *all* its endpoints, ignoring health.

@@ -42,6 +42,10 @@ class Endpoint:
     locality: Locality
     weight: int = 1
     expected_identity: str | None = None
+    #: share (0..1) of what stands behind this endpoint that is healthy, as the control plane
+    #: last saw it (a peer gateway fronting 10 backends of which 4 are up: 0.4); scales the
+    #: endpoint's contribution to its level's health, so traffic spills to the next level
+    health: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
