@@ -81,6 +81,9 @@ class FederationLink:
         self.last_error = ""
         self.ready = trio.Event()
         self.failures = 0
+        self.persist_error = ""
+        self.persist_failures = 0
+        self.persisted_version: int | None = None
         self._last_seen = 0
 
     def _with_own(self, bundles: BundleSet) -> BundleSet:
@@ -116,6 +119,9 @@ class FederationLink:
             "trust_domains": sorted(td.name for td in self.bundles),
             "watch_failures": self.failures,
             "last_error": self.last_error,
+            "persisted_version": self.persisted_version,
+            "persist_failures": self.persist_failures,
+            "persist_error": self.persist_error,
         }
 
     def check(self, snapshot: Snapshot) -> BundleSet:
@@ -148,14 +154,28 @@ class FederationLink:
             await self._answer(snapshot.version, ok=False, error=str(err) or type(err).__name__)
             return False
         self.active, self.bundles, self.last_error = snapshot, bundles, ""
-        self.state.save_snapshot(
-            PersistedSnapshot(
-                snapshot=snapshot, bundles=bundles_to_json(bundles), saved_at=self._clock()
-            )
-        )
+        self._persist(snapshot, bundles)
         self.ready.set()
         await self._answer(snapshot.version, ok=True)
         return True
+
+    def _persist(self, snapshot: Snapshot, bundles: BundleSet) -> None:
+        """Save the applied snapshot for a restart while the federation is down. A failure (disk
+        full, read-only state dir) never stops serving: the snapshot is valid, so it stays
+        active and is ACKed; the failure is logged and shown in :meth:`describe`
+        (``persist_error``, ``persist_failures``), and the next snapshot is saved afresh."""
+        try:
+            self.state.save_snapshot(
+                PersistedSnapshot(
+                    snapshot=snapshot, bundles=bundles_to_json(bundles), saved_at=self._clock()
+                )
+            )
+        except (OSError, ClientStateError) as err:
+            self.persist_failures += 1
+            self.persist_error = f"could not persist snapshot v{snapshot.version}: {err}"
+            _log.error("%s; still serving it, retrying with the next snapshot", self.persist_error)
+            return
+        self.persisted_version, self.persist_error = snapshot.version, ""
 
     async def _answer(self, version: int, *, ok: bool, error: str = "") -> None:
         try:
