@@ -176,15 +176,19 @@ class PlacementLoop:
         invalid = unresolved_services(policies, names)
         policies = [p for p in policies if p.name not in invalid]
         current = {s: d.get("placement", {}) for s, d in decisions.items()}
-        scenario = build_scenario(
-            clusters,
-            {c.name: self._states.get(c.name, "pending") for c in clusters},
-            reports,
-            policies,
-            recovered_at=self._recovered,
-            current=current if self.plan is None else {},
-            now=now,
-        )
+        try:
+            scenario = build_scenario(
+                clusters,
+                {c.name: self._states.get(c.name, "pending") for c in clusters},
+                reports,
+                policies,
+                recovered_at=self._recovered,
+                current=current if self.plan is None else {},
+                now=now,
+            )
+        except ValidationError as err:  # a registration the engine cannot model: keep the last
+            _log.warning("cannot build the placement scenario, keeping the last plan: %s", err)
+            return False
         key = (scenario.model_copy(update={"now": 0.0}), self._failback_phase(now), invalid)
         if key == self._scenario_key and self.plan is not None:
             return False
