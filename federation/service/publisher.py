@@ -101,6 +101,9 @@ class SnapshotPublisher:
         self._full = True
         self.reachability = Reachability({})
         self.leading = False
+        #: when this replica last became leader: leases count from no earlier than this, so a
+        #: federation that was down (or leaderless) longer than a lease expires nobody at once
+        self._leading_since: float | None = None
         self._last_world: object = None
         #: the placement engine's loop (leader only); its traffic replaces the simple rule
         self.placement = PlacementLoop(
@@ -168,6 +171,13 @@ class SnapshotPublisher:
         self._reports[record.cluster] = (record.report, report)
         return report
 
+    def _lease_start(self, received_at: float) -> float:
+        """A stored report renews a lease from ``max(received_at, leadership start)``: reports
+        that arrived before this leader took over cannot be held against clusters that had
+        no federation to report to."""
+        since = self._leading_since
+        return received_at if since is None else max(received_at, since)
+
     async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
         clusters = await self._store.list_clusters()
         reports = {r.cluster: r for r in await self._store.list_reports()}
@@ -186,7 +196,7 @@ class SnapshotPublisher:
                 )
             )
             leases[cluster.name] = LeaseInput(
-                record.received_at if record is not None else None,
+                self._lease_start(record.received_at) if record is not None else None,
                 report.peers if report is not None else (),
             )
             if report is not None:
@@ -336,6 +346,7 @@ class SnapshotPublisher:
     async def _lead_snapshots(self) -> None:
         """The leader's loop: rebuild on every change or lease deadline, until cancelled."""
         self.leading = True
+        self._leading_since = self._clock()
         try:
             self._last_world = None
             await self._rebuild_or_retry()
