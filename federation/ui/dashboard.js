@@ -10,7 +10,7 @@
   const LABELS = {
     join: "joined", "lease-expired": "lease expired", recovered: "recovered",
     rotation: "bundle rotated", nack: "snapshot refused", drill: "drill",
-    failover: "failover", failback: "failback", lease: "lease",
+    failover: "failover", failback: "failback", lease: "lease", "placement-moved": "placement moved",
   };
   let selected = null;
   let lastState = null;
@@ -24,7 +24,7 @@
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   const cloudColour = (cloud) => CLOUD_COLOURS[cloud] || "#b08cff";
   const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2));
-  const fmtPct = (e) => (e * 100).toFixed(e >= 0.1 ? 0 : 1) + "%";
+  const fmtPct = (e) => (e === 0 ? "0" : (e * 100).toFixed(e >= 0.1 ? 0 : 1)) + "% err";
   const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1)) + " ms";
   const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
 
@@ -51,28 +51,42 @@
   }
 
   // ---------------------------------------------------------------- topology
+  // Clouds sit on a ring (triangle for three), each a box of its clusters stacked by region.
   function layout(clusters) {
     const clouds = [...new Set(clusters.map((c) => c.cloud))].sort();
-    const width = 960;
-    const colW = width / Math.max(clouds.length, 1);
-    const nodeW = Math.min(200, colW - 50);
-    const positions = {};
-    let height = 200;
-    const boxes = clouds.map((cloud, i) => {
+    const width = 960, nodeW = 210, boxW = 240;
+    const n = clouds.length;
+    const boxes = clouds.map((cloud) => {
       const members = clusters.filter((c) => c.cloud === cloud)
         .sort((a, b) => (a.region + a.name).localeCompare(b.region + b.name));
-      let y = 70;
-      const items = members.map((c) => {
-        const nodeH = 74 + 15 * Math.min(c.services.length, 4);
-        const box = { x: i * colW + (colW - nodeW) / 2, y: y, w: nodeW, h: nodeH };
-        positions[c.name] = box;
-        y += nodeH + 70;
-        return c;
-      });
-      height = Math.max(height, y);
-      return { cloud: cloud, x: i * colW + 12, w: colW - 24, members: items };
+      const heights = members.map((c) => 74 + 15 * Math.min(c.services.length, 4));
+      const h = 62 + heights.reduce((a, b) => a + b + 16, 0);
+      return { cloud: cloud, members: members, heights: heights, w: boxW, h: h };
     });
-    return { clouds: boxes, positions: positions, width: width, height: height };
+    const tallest = Math.max(...boxes.map((b) => b.h));
+    const rx = n <= 1 ? 0 : n === 2 ? 260 : 300;
+    const ry = n <= 2 ? 0 : tallest / 2 + 50;
+    const cy = 20 + ry + tallest / 2;
+    const positions = {};
+    let bottom = 0;
+    boxes.forEach((box, i) => {
+      const angle = n === 2 ? Math.PI * (i + 1) : -Math.PI / 2 + (2 * Math.PI * i) / Math.max(n, 1);
+      const cx = width / 2 + rx * Math.cos(angle);
+      const centreY = n <= 2 ? cy - ry : cy + ry * Math.sin(angle);
+      box.x = cx - box.w / 2;
+      box.y = centreY - box.h / 2;
+      let y = box.y + 62;
+      box.members.forEach((c, j) => {
+        positions[c.name] = { x: cx - nodeW / 2, y: y, w: nodeW, h: box.heights[j] };
+        y += box.heights[j] + 16;
+      });
+      bottom = Math.max(bottom, box.y + box.h);
+    });
+    const top = Math.min(...boxes.map((b) => b.y));
+    const shift = 16 - top;
+    boxes.forEach((b) => { b.y += shift; });
+    Object.values(positions).forEach((p) => { p.y += shift; });
+    return { clouds: boxes, positions: positions, width: width, height: bottom + shift + 16 };
   }
 
   function centre(box) { return { x: box.x + box.w / 2, y: box.y + box.h / 2 }; }
@@ -99,7 +113,7 @@
     const width = down ? 2 : 1.5 + Math.min(6, Math.log2(1 + link.request_rate));
     const label = down ? "✕ link down"
       : link.request_rate > 0
-        ? fmtRate(link.request_rate) + " rps · " + fmtPct(link.error_rate) + " err · " + fmtMs(link.latency_ms)
+        ? fmtRate(link.request_rate) + " rps · " + fmtPct(link.error_rate) + " · " + fmtMs(link.latency_ms)
         : "idle";
     const errors = link.error_rate >= 0.05 ? "high" : "low";
     return '<g class="link" data-testid="link" data-source="' + esc(link.source) +
@@ -156,9 +170,10 @@
       'orient="auto-start-reverse"><path class="arrow-down" d="M0,0 L10,5 L0,10 z"/></marker></defs>';
     l.clouds.forEach((cb) => {
       out += '<g data-testid="cloud" data-cloud="' + esc(cb.cloud) + '"><rect class="cloud-box" x="' +
-        cb.x + '" y="12" width="' + cb.w + '" height="' + (l.height - 24) + '" rx="12"/>' +
-        '<text class="cloud-title" x="' + (cb.x + 14) + '" y="36" fill="' + cloudColour(cb.cloud) + '">' +
-        esc(cb.cloud) + "</text>" + '<text class="region-title" x="' + (cb.x + 14) + '" y="54">' +
+        cb.x.toFixed(1) + '" y="' + cb.y.toFixed(1) + '" width="' + cb.w + '" height="' + cb.h + '" rx="12"/>' +
+        '<text class="cloud-title" x="' + (cb.x + 14).toFixed(1) + '" y="' + (cb.y + 24).toFixed(1) +
+        '" fill="' + cloudColour(cb.cloud) + '">' + esc(cb.cloud) + "</text>" +
+        '<text class="region-title" x="' + (cb.x + 14).toFixed(1) + '" y="' + (cb.y + 42).toFixed(1) + '">' +
         esc([...new Set(cb.members.map((c) => c.region))].join(" · ")) + "</text></g>";
     });
     state.links.forEach((link) => { out += linkSvg(link, l.positions); });
@@ -234,7 +249,7 @@
     if (v === null || v === undefined) return "";
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
     if (Array.isArray(v)) return v.map(fmtValue).join(", ");
-    if (typeof v === "object") return JSON.stringify(v);
+    if (typeof v === "object") return Object.keys(v).map((k) => k + " " + fmtValue(v[k])).join(" · ");
     return String(v);
   }
 
@@ -264,8 +279,12 @@
     const body = svc.explanation === null || svc.explanation === undefined
       ? '<p class="zero">No placement decision stored for this service yet: replicas shown are what its gateways report.</p>'
       : explanationHtml(svc.explanation);
+    const problem = svc.unschedulable
+      ? '<p class="down-cell" data-testid="unschedulable">unschedulable: ' +
+        esc(svc.unschedulable.message || svc.unschedulable.constraint || "") + "</p>"
+      : "";
     panel.innerHTML = "<h3>Why " + esc(svc.name) + " runs where it does <small class=\"zero\">" + esc(when) +
-      "</small></h3>" + body;
+      "</small></h3>" + problem + body;
   }
 
   // ---------------------------------------------------------------- trust, timeline, summary

@@ -164,6 +164,8 @@ def _apply_decision(item: dict[str, Any], record: DecisionRecord) -> None:
     explanation = _first(doc, "explanation", "explanations", "explain")
     item["explanation"] = explanation if explanation is not None else doc
     item["decided_at"] = record.decided_at
+    if doc.get("unschedulable"):
+        item["unschedulable"] = doc["unschedulable"]
     weights = _first(doc, "traffic", "weights")
     if isinstance(weights, dict):
         item["decided_traffic"] = weights
