@@ -243,9 +243,13 @@ async def _relay(
     try:
         out.status = resp.status
         await exchange.start_response(resp.status, clean_response(resp.headers))
-        async for chunk in resp.body:
-            await exchange.send_data(chunk)
+        body = resp.body
+        async for chunk in body:
+            last = bool(getattr(body, "at_end", False))  # HTTP/2 upstream: ends with the data
+            await exchange.send_data(chunk, end_stream=last)
             out.bytes_sent += len(chunk)
+            if last:
+                break
         complete = True
         await exchange.end_response(resp.trailers or None)
     except UpstreamError:

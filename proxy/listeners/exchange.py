@@ -60,8 +60,10 @@ class Exchange(Protocol):
     ) -> None:
         """Send the response head; ``end_stream`` for a response without a body."""
 
-    async def send_data(self, data: bytes) -> None:
-        """Send body bytes, waiting for flow-control credit; raises :class:`DownstreamGone`."""
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Send body bytes, waiting for flow-control credit; raises :class:`DownstreamGone`.
+        ``end_stream``: these are the last bytes (as :meth:`end_response` without trailers,
+        in the same HTTP/2 frame)."""
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         """Finish the response body (with trailers on HTTP/2)."""

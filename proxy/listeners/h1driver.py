@@ -250,11 +250,13 @@ class H1Exchange:
         else:
             await self._conn.queued()
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
         if self._conn.writer.broken:
             raise DownstreamGone(f"client {self.downstream.remote} went away")
         self._conn.session.send_data(data)
         await self._conn.queued(len(data))
+        if end_stream:
+            await self.end_response()
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         if self._ended:

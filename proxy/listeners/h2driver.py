@@ -312,7 +312,7 @@ class H2Exchange:
         self.ended = end_stream
         await self._conn.queued()
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
         view = memoryview(data)
         session = self._conn.session
         while view:
@@ -322,12 +322,17 @@ class H2Exchange:
                 await self._conn.wait_window()
                 continue
             chunk = view[:window]
+            view = view[window:]
+            last = end_stream and not view  # END_STREAM on the last DATA frame itself
             try:
-                session.send_data(self.stream_id, chunk, end_stream=False)
+                session.send_data(self.stream_id, chunk, end_stream=last)
             except StreamGone as err:
                 raise DownstreamGone(str(err)) from err
-            view = view[window:]
+            if last:
+                self.ended = True
             await self._conn.queued(len(chunk))
+        if end_stream and not self.ended:
+            await self.end_response()
 
     async def end_response(self, trailers: Headers | None = None) -> None:
         if self.ended:

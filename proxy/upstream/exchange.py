@@ -28,6 +28,13 @@ class H2Body:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
+    @property
+    def at_end(self) -> bool:
+        """The chunk just returned was the last: the stream ended, no data and no trailers
+        follow (the consumer may stop iterating; ``aclose`` then releases the stream)."""
+        s = self._stream
+        return s.ended and not s.inbox and not s.trailers and s.error is None and not self._done
+
     async def __anext__(self) -> bytes:
         if self._done:
             raise StopAsyncIteration
