@@ -38,26 +38,63 @@ def _config(path: Path | None) -> FederationConfig:
     return FederationConfig() if path is None else FederationConfig.from_file(path)
 
 
+class _SecondSignal(Exception):
+    """A second SIGINT/SIGTERM arrived while draining: stop now (exit 130)."""
+
+
 @federation_app.command("serve")
 def serve(config: ConfigOption = None) -> None:
-    """Run the federation API (HTTPS, HTTP/2) until interrupted."""
+    """Run the federation API (HTTPS, HTTP/2) until SIGINT/SIGTERM.
+
+    The first signal drains (cancels the server, closes connections and the store) and exits 0;
+    a second one during the drain exits 130 at once. Neither prints a traceback."""
+    import trio
+
+    settings = _config(config)
+    try:
+        trio.run(_serve_until_signalled, settings)
+    except (KeyboardInterrupt, _SecondSignal):  # a signal before the handler, or a second one
+        typer.echo("federation stopped without draining", err=True)
+        raise typer.Exit(130) from None
+    except BaseExceptionGroup as group:
+        if group.subgroup(_SecondSignal) is not None or group.subgroup(KeyboardInterrupt):
+            typer.echo("federation stopped without draining", err=True)
+            raise typer.Exit(130) from None
+        errors = group.exceptions
+        if len(errors) == 1 and isinstance(errors[0], Exception):
+            raise errors[0] from group  # e.g. the port is taken: the plain error, not a group
+        raise
+    typer.echo("federation stopped")
+
+
+async def _serve_until_signalled(settings: FederationConfig) -> None:
+    import signal
+
     import trio
 
     from federation.service.server import RunningFederation, serve_federation
 
-    settings = _config(config)
-
-    async def main() -> None:
+    server_scope = trio.CancelScope()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            running: RunningFederation = await nursery.start(serve_federation, settings)
-            typer.echo(f"federation listening on {running.url}")
-            typer.echo(f"TLS CA fingerprint {running.ca_fingerprint}")
-            typer.echo(f"state directory {running.state_dir}")
 
-    try:
-        trio.run(main)
-    except KeyboardInterrupt:
-        typer.echo("federation stopped")
+            async def server_then_stop() -> None:
+                with server_scope:  # cancelled by the first signal: the server drains
+                    async with trio.open_nursery() as inner:
+                        running: RunningFederation = await inner.start(serve_federation, settings)
+                        typer.echo(f"federation listening on {running.url}")
+                        typer.echo(f"TLS CA fingerprint {running.ca_fingerprint}")
+                        typer.echo(f"state directory {running.state_dir}")
+                nursery.cancel_scope.cancel()  # drained: stop listening for signals
+
+            nursery.start_soon(server_then_stop)
+            received = 0
+            async for signum in signals:
+                received += 1
+                if received > 1:
+                    raise _SecondSignal(signum)
+                typer.echo(f"received {signal.Signals(signum).name}: draining", err=True)
+                server_scope.cancel()
 
 
 @token_app.command("create")
