@@ -228,11 +228,8 @@ class PlacementLoop:
         routes: dict[str, dict[str, PlannedRoute]] = {}
         for name in result.services:
             doc = _decision(result, name, now)
-            old = decisions.get(name)
-            if old is not None and name not in result.replanned and "explanations" in old:
-                doc["explanations"] = old["explanations"]
-            else:
-                doc["explanations"] = explanations_json(result, name)
+            # every cluster's state shows in every explanation: recomputed for all services
+            doc["explanations"] = explanations_json(result, name)
             documents[name] = doc
             health = {
                 cluster: fraction

@@ -194,7 +194,12 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         ]
         await watch_until(api, c, lambda s: levels(s) == [{"a": 50, "b": 50}])
         await watch_until(api, a, lambda s: levels(s) == [{"a": 100}, {"b": 100}])
-        one = (await api.get("/v1/placement/checkout.shop", headers=admin(fed))).json()
+        with trio.fail_after(10):  # until c's first report has been planned with
+            while True:
+                one = (await api.get("/v1/placement/checkout.shop", headers=admin(fed))).json()
+                if "unreachable" not in one["explanations"]["c"]["reason"]:
+                    break
+                await trio.sleep(0.02)
         assert one["explanations"]["c"]["chosen"] is False
         assert "allow-list" in one["explanations"]["c"]["reason"]
 
@@ -202,8 +207,11 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         alive.discard("a")
         silent_at = time.time()
         await watch_until(api, c, lambda s: levels(s) == [{"b": 100}])
-        moved_s = time.time() - silent_at
+        seen_at = time.time()
+        moved_s = seen_at - silent_at
         assert moved_s < 0.9 + 3.0  # lease window (3 x 0.3 s) plus a bound
+        lease = [e for e in await events(fed, api, "lease") if e["detail"]["to"] == "unreachable"]
+        expiry_to_snapshot_ms = (seen_at - lease[-1]["at"]) * 1000
         failovers = await events(fed, api, "failover")
         assert failovers and failovers[-1]["subject"] == "checkout.shop"
         assert failovers[-1]["detail"]["from"] == ["a"]
@@ -227,8 +235,9 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         assert failbacks and failbacks[-1]["detail"]["to"] == ["a"]
         loop = fed.service.publisher.placement
         print(
-            f"\nlease expiry -> c's snapshot without a: {moved_s * 1000:.0f} ms after the "
-            f"last report (lease 900 ms); last replan CPU {loop.last_cpu_s * 1000:.2f} ms"
+            f"\nlease expiry -> c's watcher has a snapshot without a: "
+            f"{expiry_to_snapshot_ms:.0f} ms (silent {moved_s * 1000:.0f} ms, lease 900 ms); "
+            f"last replan CPU {loop.last_cpu_s * 1000:.2f} ms"
         )
         nursery.cancel_scope.cancel()
 
@@ -249,3 +258,56 @@ async def test_a_burst_of_declarations_makes_one_plan(
             assert response.status_code == 200
         await wait_placement(fed, api, lambda p: sorted(p["placements"]) == names)
         assert loop.plans == before + 1
+
+
+def endpoints_report(seq: int, up: int, down: int) -> dict[str, Any]:
+    body = service_report(seq)
+    body["services"][0]["endpoints"] = [
+        {"address": f"127.0.0.1:{9000 + i}", "healthy": i < up} for i in range(up + down)
+    ]
+    return body
+
+
+async def test_partial_health_reaches_peers_as_cluster_health_promptly(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """b's backends drop to 2 of 5: a's snapshot carries b's health 0.4 (its gateway spills
+    44 % to the next level) within a bound; the time is printed (health change -> snapshot)."""
+    fed = await start_federation(nursery, fed_config(tmp_path, report_interval_s=5.0))
+    async with client_for(fed) as api:
+        a = await join(fed, api, "a", "z1", capacity=100)
+        b = await join(fed, api, "b", "z2", capacity=100)
+
+        async def post(cluster: FakeCluster, body: dict[str, Any]) -> None:
+            response = await api.post(
+                f"/v1/clusters/{cluster.name}/reports", json=body, headers=cluster.auth()
+            )
+            assert response.status_code == 204
+
+        policy = {"replicas": 1, "clusters": ["b"]}
+        assert (
+            await api.put("/v1/services/checkout.shop", json=policy, headers=admin(fed))
+        ).status_code == 200
+        await post(a, {"sequence": 1, "sent_at": time.time()})
+        await post(b, endpoints_report(1, up=5, down=0))
+        first = await watch_until(api, a, lambda s: levels(s) == [{"b": 100}])
+        assert first["routing"]["services"][0]["cluster_health"] == {}
+        loop = fed.service.publisher.placement
+        timings = []
+        for seq, (up, down, expected) in enumerate(
+            [(2, 3, {"b": 0.4}), (5, 0, {}), (1, 4, {"b": 0.2}), (5, 0, {})], start=2
+        ):
+            started = time.perf_counter()
+            await post(b, endpoints_report(seq, up=up, down=down))
+            await watch_until(
+                api,
+                a,
+                lambda s, want=expected: s["routing"]["services"][0]["cluster_health"] == want,
+            )
+            timings.append((time.perf_counter() - started) * 1000)
+        assert max(timings) < 2000
+        print(
+            "\nreport with a health change -> peer snapshot: "
+            f"{', '.join(f'{t:.0f}' for t in timings)} ms (placement debounce "
+            f"{loop.debounce_s * 1000:.0f} ms); last replan CPU {loop.last_cpu_s * 1000:.2f} ms"
+        )
