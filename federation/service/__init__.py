@@ -10,6 +10,12 @@ from federation.service.errors import (
     PermissionDeniedError,
     ServiceError,
 )
+from federation.service.foreign import (
+    ForeignBundleError,
+    ForeignBundles,
+    ForeignTrustDomain,
+    fetch_foreign_bundle,
+)
 from federation.service.join import (
     DEFAULT_TOKEN_TTL_S,
     TOKEN_PREFIX,
@@ -32,6 +38,9 @@ __all__ = [
     "ConflictError",
     "FederationTls",
     "FederationTlsError",
+    "ForeignBundleError",
+    "ForeignBundles",
+    "ForeignTrustDomain",
     "InvalidInputError",
     "JoinToken",
     "JoinTokenError",
@@ -43,5 +52,6 @@ __all__ = [
     "check_join_token",
     "create_join_token",
     "ensure_federation_tls",
+    "fetch_foreign_bundle",
     "pinned_client_context",
 ]

@@ -31,6 +31,7 @@ from federation.service.errors import (
     PermissionDeniedError,
     ServiceError,
 )
+from federation.service.foreign import ForeignBundles
 from federation.service.join import (
     DEFAULT_TOKEN_TTL_S,
     STORE_REASONS,
@@ -84,6 +85,8 @@ class FederationService:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        #: foreign trust domains (SPIRE bundle endpoints), served but never relayed to gateways
+        self.foreign: ForeignBundles | None = None
 
     async def create_join_token(self, cluster: str, ttl_s: float = DEFAULT_TOKEN_TTL_S) -> str:
         """Store a single-use token for ``cluster`` and return its text (print it once)."""
@@ -122,6 +125,12 @@ class FederationService:
         """Checks against what is registered: run only for an authentic, consumed token, so an
         unknown token cannot probe which trust domains exist."""
         td = bundle.trust_domain
+        if self.foreign is not None and td.name in self.foreign.sources:
+            raise ConflictError(
+                f"trust_domain: {td.name} is configured as a foreign trust domain "
+                "(foreign_trust_domains in federation.yaml); join under another trust domain",
+                reason="trust-domain-foreign",
+            )
         for other in await self.store.list_clusters():
             if other.trust_domain == td.name and other.name != cluster:
                 raise ConflictError(
@@ -267,6 +276,8 @@ class FederationService:
 
     async def bundle_json(self, trust_domain: str) -> str:
         record = await self.store.get_bundle(trust_domain)
+        if record is None and self.foreign is not None and trust_domain in self.foreign.sources:
+            return self.foreign.bundle_json(trust_domain)
         if record is None:
             raise NotFoundError(
                 f"no bundle for trust domain {trust_domain!r}", reason="unknown-trust-domain"

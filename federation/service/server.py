@@ -30,6 +30,7 @@ from federation.service.auth import (
     verify_gateway_jwt,
 )
 from federation.service.core import FederationService, ServiceSettings
+from federation.service.foreign import ForeignBundles, ForeignTrustDomain
 from federation.service.hypercorn_compat import install_h2_closed_stream_fix
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.metrics import FederationMetrics
@@ -72,6 +73,12 @@ class FederationConfig(FrozenModel):
     )
     services: tuple[ServicePolicy, ...] = Field(
         default=(), description="services declared (upserted) at start; see docs/placement.md"
+    )
+    foreign_trust_domains: tuple[ForeignTrustDomain, ...] = Field(
+        default=(),
+        max_length=64,
+        description="SPIFFE bundle endpoints (SPIRE https_web) served as extra trust domains; "
+        "never relayed to gateways, see docs/federation.md",
     )
 
     @classmethod
@@ -184,6 +191,8 @@ async def _serve(
         replica_urls=config.replica_urls,
     )
     service = FederationService(store, publisher, settings, clock=clock, metrics=metrics)
+    foreign = ForeignBundles(config.foreign_trust_domains, clock=clock)
+    service.foreign = foreign
     auth = CallerAuthenticator(
         store,
         audience=config.audience,
@@ -197,6 +206,7 @@ async def _serve(
     hc = hypercorn_config(config, tls.cert_path, tls.key_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(publisher.run)
+        nursery.start_soon(foreign.run)
         serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]
         binds = await nursery.start(serve)
         url = config.url_for_port(_port_of(binds[0]))
