@@ -74,13 +74,18 @@ def reconcile_bundles(
     updates: Mapping[str, str],
     *,
     own_trust_domain: str,
+    self_fetched: frozenset[str] = frozenset(),
 ) -> BundleDecision:
-    """Decide the bundle set after a snapshot. Trust domains absent from ``served`` are kept."""
+    """Decide the bundle set after a snapshot. Trust domains absent from ``served`` are kept.
+
+    ``self_fetched`` names foreign trust domains (SPIRE bundle endpoints) the gateway fetches
+    itself over Web-PKI TLS: whatever the federation serves for them is ignored, so it can
+    neither add nor replace them (no signed-update chain exists for those)."""
     result = dict(current.items())
     changed: list[str] = []
     rejected: list[tuple[str, str]] = []
     for name in sorted(served):
-        if name == own_trust_domain:
+        if name == own_trust_domain or name in self_fetched:
             continue
         try:
             td = TrustDomain.parse(name)

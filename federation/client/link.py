@@ -67,8 +67,11 @@ class FederationLink:
         clock: Callable[[], float] = time.time,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
+        self_fetched_trust_domains: frozenset[str] = frozenset(),
     ) -> None:
         self.client = client
+        #: foreign trust domains this gateway fetches itself: never taken from snapshots
+        self.self_fetched = self_fetched_trust_domains
         self.state = state
         self._own = own_bundle
         self._apply = apply
@@ -137,6 +140,7 @@ class FederationLink:
             snapshot.bundles,
             snapshot.bundle_updates,
             own_trust_domain=self._own.trust_domain.name,
+            self_fetched=self.self_fetched,
         )
         if not decision.ok:
             reasons = "; ".join(f"{td}: {why}" for td, why in decision.rejected)
