@@ -1,4 +1,4 @@
-"""One HTTP/1.1 keep-alive client connection (``h11`` sans-IO) over a trio stream.
+"""One HTTP/1.1 keep-alive client connection (:mod:`proxy.upstream.h1wire`) over a trio stream.
 
 All I/O happens in the caller's task (one request at a time). The pool returns the connection
 after a response only when :attr:`H1Connection.reusable` says both sides finished cleanly and
@@ -9,33 +9,44 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import h11
 import trio
 
 from proxy.errors import ResetBeforeHeaders, UpstreamError, UpstreamStreamBroken
+from proxy.upstream import h1wire
 from proxy.upstream.models import Headers, UpstreamRequest
 
 _FRAMING = (b"content-length", b"transfer-encoding")
 DoneCallback = Callable[[bool], Awaitable[None]]
-_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, h11.ProtocolError)
+_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class H1Connection:
-    """An HTTP/1.1 client connection; owns ``stream`` and closes it in :meth:`aclose`."""
+    """An HTTP/1.1 client connection; owns ``stream`` and closes it in :meth:`aclose`.
+
+    The wire format is :mod:`proxy.upstream.h1wire` (h11's checks, without its per-event
+    machinery: this is on every request to an HTTP/1.1 backend)."""
 
     def __init__(self, stream: trio.abc.Stream, *, label: str, endpoint_key: str, read_size: int):
         self.stream = stream
-        self._h11 = h11.Connection(h11.CLIENT)
         self._label = label
         self._key = endpoint_key
         self._read_size = read_size
         self._headers_received = False
+        self._buffer = bytearray()
+        self._method = b""
+        self._sent_all = False  # our request is complete
+        self._received_all = False  # their response is complete
+        self._keep_alive = True
+        self._eof = False
+        self._remaining: int | bool | None = 0  # response body framing (see h1wire)
+        self._chunk_left = 0  # chunked: bytes left in the current chunk (-1: need its CRLF)
+        self._counted = False
         self.requests_done = 0
 
     @property
     def reusable(self) -> bool:
         """True when the exchange finished cleanly and keep-alive was not refused."""
-        return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
+        return self._sent_all and self._received_all and self._keep_alive
 
     def looks_stale(self) -> bool:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn) by
@@ -47,70 +58,194 @@ class H1Connection:
     async def send_request(self, req: UpstreamRequest) -> None:
         """Send the request head and stream its body (chunked unless the engine gave a
         length). Blocks as the TCP send buffer fills: backpressure from the backend."""
-        if self.requests_done:
-            self._h11.start_next_cycle()
-        self._headers_received = False
+        if self.requests_done and not self.reusable:
+            raise self._error("the previous exchange did not finish cleanly")
+        self._headers_received = self._sent_all = self._received_all = self._counted = False
         headers: Headers = list(req.headers)
         names = {name for name, _ in headers}
         if b"host" not in names:
             headers.insert(0, (b"host", req.authority))
         if req.body is not None and not names.intersection(_FRAMING):
             headers.append((b"transfer-encoding", b"chunked"))
-        await self._send(h11.Request(method=req.method, target=req.path, headers=headers))
-        if req.body is not None:
-            async for chunk in req.body:
-                if chunk:
-                    await self._send(h11.Data(data=chunk))
-        await self._send(h11.EndOfMessage())
+        try:
+            head, length = h1wire.request_head(req.method, req.path, headers)
+        except h1wire.WireError as err:
+            raise self._error(f"sending failed: {err}") from err
+        self._method = req.method
+        if h1wire.wants_close(headers):
+            self._keep_alive = False
+        if req.body is None:
+            if length:
+                raise self._error("sending failed: Too little data for declared Content-Length")
+            await self._write(head)
+        else:
+            await self._write(head)
+            await self._send_body(req.body, length)
+        self._sent_all = True
+
+    async def _send_body(self, body: AsyncIterator[bytes], length: int | None) -> None:
+        sent = 0
+        async for chunk in body:
+            if not chunk:
+                continue
+            sent += len(chunk)
+            if length is None:
+                await self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            elif sent > length:
+                raise self._error("sending failed: Too much data for declared Content-Length")
+            else:
+                await self._write(chunk)
+        if length is None:
+            await self._write(b"0\r\n\r\n")
+        elif sent < length:
+            raise self._error("sending failed: Too little data for declared Content-Length")
 
     async def receive_response(self) -> tuple[int, Headers]:
         """Wait for the final response head (1xx are skipped)."""
         while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Response):
-                self._headers_received = True
-                return event.status_code, [(n, v) for n, v in event.headers]
-            if not isinstance(event, h11.InformationalResponse):
-                raise self._error(f"unexpected {type(event).__name__} before the response")
+            try:
+                parsed = h1wire.parse_response_head(self._buffer)
+            except h1wire.WireError as err:
+                raise self._error(f"receiving failed: {err}") from err
+            if parsed is None:
+                if not await self._fill():
+                    raise self._error("the backend closed the connection")
+                continue
+            version, status, headers, consumed = parsed
+            del self._buffer[:consumed]
+            if status < 200:
+                if status == 101:
+                    raise self._error("unexpected protocol switch before the response")
+                continue
+            try:
+                self._remaining = h1wire.response_framing(self._method, status, headers)
+            except h1wire.WireError as err:
+                raise self._error(f"receiving failed: {err}") from err
+            if self._remaining is True or version < b"1.1" or h1wire.wants_close(headers):
+                self._keep_alive = False
+            self._chunk_left = 0
+            self._headers_received = True
+            return status, headers
 
     async def read_chunk(self) -> bytes | None:
         """Next body chunk; ``None`` at the end of the response."""
         while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Data):
-                if event.data:
-                    return bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self.requests_done += 1
+            remaining = self._remaining
+            if remaining is None:
+                data = await self._chunked_piece()
+            elif remaining is True:
+                data = bytes(self._buffer) if self._buffer else b""
+                self._buffer.clear()
+                if not data:
+                    if not await self._fill():
+                        self._finish()
+                        return None
+                    continue
+            elif remaining == 0:
+                self._finish()
                 return None
             else:
-                raise self._error(f"unexpected {type(event).__name__} in the response body")
+                if not self._buffer and not await self._fill():
+                    raise self._error("receiving failed: the backend closed mid-body")
+                data = bytes(self._buffer[:remaining])
+                del self._buffer[: len(data)]
+                self._remaining = remaining - len(data)
+            if data:
+                return data
+            if self._received_all:
+                self._finish()
+                return None
+
+    def _finish(self) -> None:
+        if not self._received_all:
+            self._received_all = True
+        self.requests_done += 1
+
+    async def _chunked_piece(self) -> bytes:
+        """Data of the current chunk as far as buffered; b"" after the last chunk."""
+        while True:
+            if self._chunk_left > 0:
+                if not self._buffer and not await self._fill():
+                    raise self._error("receiving failed: the backend closed mid-body")
+                data = bytes(self._buffer[: self._chunk_left])
+                del self._buffer[: len(data)]
+                self._chunk_left -= len(data)
+                if self._chunk_left == 0:
+                    self._chunk_left = -1  # its CRLF comes next
+                return data
+            if self._chunk_left < 0:  # the CRLF after a chunk's data
+                if not await self._expect_crlf():
+                    continue
+                self._chunk_left = 0
+            try:
+                parsed = h1wire.parse_chunk_size(self._buffer)
+            except h1wire.WireError as err:
+                raise self._error(f"receiving failed: {err}") from err
+            if parsed is None:
+                if not await self._fill():
+                    raise self._error("receiving failed: the backend closed mid-body")
+                continue
+            size, consumed = parsed
+            del self._buffer[:consumed]
+            if size:
+                self._chunk_left = size
+                continue
+            await self._skip_trailers()
+            self._received_all = True
+            return b""
+
+    async def _expect_crlf(self) -> bool:
+        while len(self._buffer) < 2 and not self._buffer.startswith(b"\n"):
+            if not await self._fill():
+                raise self._error("receiving failed: the backend closed mid-body")
+        if self._buffer.startswith(b"\r\n"):
+            del self._buffer[:2]
+        elif self._buffer.startswith(b"\n"):
+            del self._buffer[:1]
+        else:
+            raise self._error("receiving failed: missing CRLF after chunk data")
+        return True
+
+    async def _skip_trailers(self) -> None:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > h1wire.MAX_HEAD:
+                    raise self._error("receiving failed: trailers too long")
+                if not await self._fill():
+                    raise self._error("receiving failed: the backend closed mid-body")
+                continue
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            del self._buffer[: end + 1]
+            if not line:
+                return
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
 
-    async def _send(self, event: h11.Event) -> None:
+    async def _write(self, data: bytes) -> None:
         try:
-            data = self._h11.send(event)
-            if data:
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
         except _IO_ERRORS as err:
             raise self._error(f"sending failed: {err!r}") from err
 
-    async def _next_event(self) -> object:
-        while True:
-            try:
-                event = self._h11.next_event()
-                if event is not h11.NEED_DATA:
-                    if isinstance(event, h11.ConnectionClosed):
-                        raise self._error("the backend closed the connection")
-                    return event
-                data = await self.stream.receive_some(self._read_size)
-                self._h11.receive_data(bytes(data))
-            except _IO_ERRORS as err:
-                raise self._error(f"receiving failed: {err!r}") from err
+    async def _fill(self) -> bool:
+        """Read more into the buffer; False at EOF."""
+        if self._eof:
+            return False
+        try:
+            data = await self.stream.receive_some(self._read_size)
+        except _IO_ERRORS as err:
+            raise self._error(f"receiving failed: {err!r}") from err
+        if not data:
+            self._eof = True
+            self._keep_alive = False
+            return False
+        self._buffer += data
+        return True
 
     def _error(self, reason: str) -> UpstreamError:
+        self._keep_alive = False
         msg = f"{self._label}: {reason}"
         if self._headers_received:
             return UpstreamStreamBroken(msg + " after response headers", endpoint=self._key)

@@ -157,3 +157,40 @@ async def test_idle_connections_beyond_max_idle_close_and_the_rest_are_reused(
         for _ in range(4):
             assert await fetch(pools, h1_server.port) == (200, b"hello")
         assert (h1_server.connections, h1_server.requests) == (5, 9)
+
+
+RAW_ANSWERS = {
+    b"/chunked": b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\nx-trailer: 1\r\n\r\n",
+    b"/close": b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nhello",
+}
+
+
+async def _raw_backend(stream: trio.SocketStream) -> None:
+    """Answers each request head with RAW_ANSWERS[path]; closes after /close."""
+    buffer = b""
+    while True:
+        data = await stream.receive_some(4096)
+        if not data:
+            return
+        buffer += data
+        while b"\r\n\r\n" in buffer:
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            path = head.split(b" ")[1]
+            await stream.send_all(RAW_ANSWERS[path])
+            if path == b"/close":
+                await stream.aclose()
+                return
+
+
+async def test_chunked_informational_and_read_until_close_responses(
+    pools: UpstreamPools, nursery: trio.Nursery
+) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, _raw_backend, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    for _ in range(2):  # the chunked exchange leaves the connection reusable
+        assert await fetch(pools, port, b"/chunked") == (200, b"hello")
+    assert pools.connection_count(local(port)) == 1
+    assert await fetch(pools, port, b"/close") == (200, b"hello")
+    assert pools.connection_count(local(port)) == 0  # HTTP/1.0 answer: not kept
