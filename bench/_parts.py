@@ -140,7 +140,7 @@ def _rps_rows(
 ) -> None:
     iso_us = sum(iso_cpu) * 1e6 / max(1, iso.succeeded)
     hap_us = sum(hap_cpu) * 1e6 / max(1, hap.succeeded)
-    rep.add(Row("req/s at full load (A+B on one core)", iso.rps, hap.rps, "req/s"))
+    rep.add(Row("req/s at full load (2 hops)", iso.rps, hap.rps, "req/s"))
     rep.add(Row("proxy CPU per request (A+B)", iso_us, hap_us, "µs"))
     rep.add(
         Row(
