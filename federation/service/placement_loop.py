@@ -40,14 +40,10 @@ from federation.placement import (
     explanations_json,
     plan,
     replan_to,
-    traffic_json,
 )
-from federation.service.placement_routes import PlannedRoute, PlannedTraffic
-from federation.service.placement_scenario import (
-    build_scenario,
-    service_health,
-    unresolved_services,
-)
+from federation.service.placement_outcome import OutcomeCache
+from federation.service.placement_routes import PlannedTraffic
+from federation.service.placement_scenario import build_scenario, unresolved_services
 from federation.store import Store, StoreError
 
 DEFAULT_PLACEMENT_DEBOUNCE_S = 0.05
@@ -81,6 +77,9 @@ class PlacementLoop:
         self._recovered: dict[str, float] = {}
         self._scenario_key: object = None
         self._failed_over: dict[str, set[str]] = {}
+        self._outcome = OutcomeCache()
+        #: the decisions last stored (read from the store when leadership starts)
+        self._decisions: dict[str, Any] | None = None
 
     def mark_dirty(self) -> None:
         """Something the plan depends on changed: plan again after the debounce window."""
@@ -105,6 +104,8 @@ class PlacementLoop:
         retried after a short pause; never returns."""
         self._scenario_key = None
         self.plan = None
+        self._decisions = None
+        self._outcome = OutcomeCache()
         async with self._store.changes() as feed, trio.open_nursery() as nursery:
 
             async def follow() -> None:
@@ -158,7 +159,12 @@ class PlacementLoop:
                 policies.append(ServicePolicy.model_validate_json(declared.policy))
             except ValidationError as err:
                 _log.warning("declared service %s is invalid, ignored: %s", declared.name, err)
-        decisions = {r.service: json.loads(r.decision) for r in await self._store.list_decisions()}
+        decisions = self._decisions
+        if decisions is None:  # a new leader: what the last one decided
+            decisions = {
+                r.service: json.loads(r.decision) for r in await self._store.list_decisions()
+            }
+            self._decisions = decisions
         return clusters, reports, policies, decisions
 
     async def run_once(self) -> bool:
@@ -169,6 +175,8 @@ class PlacementLoop:
             if self.traffic.services or decisions:
                 self.traffic = PlannedTraffic(self.traffic.generation + 1)
                 self.plan = None
+                self._outcome = OutcomeCache()
+                self._decisions = {}
                 await self._store.put_decisions({}, now)
                 self._request_rebuild()
             return False
@@ -224,23 +232,20 @@ class PlacementLoop:
         reports: Mapping[str, HealthReport],
         now: float,
     ) -> None:
-        documents: dict[str, dict[str, Any]] = {}
-        routes: dict[str, dict[str, PlannedRoute]] = {}
-        for name in result.services:
-            doc = _decision(result, name, now)
-            # every cluster's state shows in every explanation: recomputed for all services
-            doc["explanations"] = explanations_json(result, name)
-            documents[name] = doc
-            health = {
-                cluster: fraction
-                for cluster in doc["placement"]
-                if (fraction := service_health(reports.get(cluster), name)) is not None
-            }
-            for source in result.clusters:
-                levels = tuple(dict(level.weights) for level in result.traffic(name, source))
-                if levels:
-                    routes.setdefault(source, {})[name] = PlannedRoute(levels, health)
-            await self._events(name, doc, decisions.get(name), now)
+        """Publish the new routes first (snapshots follow at once), then explain, record
+        events and store the decisions. Yields to other tasks while explaining."""
+        outcome = self._outcome.update(result, reports, now)
+        self.traffic = PlannedTraffic(
+            self.traffic.generation + 1, outcome.routes, frozenset(result.services)
+        )
+        self._request_rebuild()
+        for count, name in enumerate(outcome.explain):
+            outcome.documents[name]["explanations"] = explanations_json(result, name)
+            if count % 20 == 19:
+                await trio.lowlevel.checkpoint()  # the publisher builds snapshots meanwhile
+        for name in outcome.changed:
+            await self._events(name, outcome.documents[name], decisions.get(name), now)
+        documents = dict(outcome.documents)
         for name, why in sorted(invalid.items()):
             documents[name] = {
                 "service": name,
@@ -251,10 +256,7 @@ class PlacementLoop:
                 "decided_at": now,
             }
         await self._store.put_decisions(documents, now)
-        self.traffic = PlannedTraffic(
-            self.traffic.generation + 1, routes, frozenset(result.services)
-        )
-        self._request_rebuild()
+        self._decisions = documents
 
     async def _events(
         self, service: str, doc: Mapping[str, Any], old: Mapping[str, Any] | None, now: float
@@ -276,33 +278,3 @@ class PlacementLoop:
         if back:
             self._failed_over[service] -= set(back)
             await self._store.append_event("failback", service, {"to": back}, now)
-
-
-def _decision(result: PlacementPlan, service: str, now: float) -> dict[str, Any]:
-    traffic = traffic_json(result, service)
-    receiving = sorted(
-        {
-            cluster
-            for levels in traffic.values()
-            for level in levels  # type: ignore[attr-defined]
-            for cluster, weight in level["weights"].items()
-            if weight > 0 and level["load"] > 0
-        }
-    )
-    problem = result.unschedulable.get(service)
-    return {
-        "service": service,
-        "placement": result.placement(service),
-        "traffic": traffic,
-        "receiving": receiving,
-        "unschedulable": None
-        if problem is None
-        else {
-            "constraint": problem.constraint,
-            "missing": problem.missing,
-            "desired": problem.desired,
-            "message": problem.message,
-        },
-        "replanned": service in result.replanned,
-        "decided_at": now,
-    }

@@ -31,7 +31,7 @@ class PlannedRoute:
 
 @dataclass(frozen=True)
 class PlannedTraffic:
-    """Every source cluster's planned routes; ``generation`` rises with every stored plan."""
+    """Planned routes by service, then source cluster; ``generation`` rises with every plan."""
 
     generation: int = 0
     routes: Mapping[str, Mapping[str, PlannedRoute]] = field(default_factory=dict)
@@ -46,7 +46,7 @@ class PlannedTraffic:
     ) -> tuple[tuple[PriorityLevel, ...], dict[str, float]] | None:
         """Filtered levels and ``cluster_health`` for ``source`` -> ``service``; ``None`` when
         nothing planned is usable (the caller falls back to the simple rule)."""
-        planned = self.routes.get(source, {}).get(service)
+        planned = self.routes.get(service, {}).get(source)
         if planned is None:
             return None
         levels: list[PriorityLevel] = []

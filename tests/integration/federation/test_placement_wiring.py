@@ -182,7 +182,13 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
                         )
                 await trio.sleep(0.05)
 
-        nursery.start_soon(keep_reporting)
+        reporters = trio.CancelScope()
+
+        async def report_until_done() -> None:
+            with reporters:  # stopped before the federation shuts down at the end
+                await keep_reporting()
+
+        nursery.start_soon(report_until_done)
         put = await api.put("/v1/services/checkout.shop", json=POLICY, headers=admin(fed))
         assert put.status_code == 200
         body = await wait_placement(
@@ -239,7 +245,8 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
             f"{expiry_to_snapshot_ms:.0f} ms (silent {moved_s * 1000:.0f} ms, lease 900 ms); "
             f"last replan CPU {loop.last_cpu_s * 1000:.2f} ms"
         )
-        nursery.cancel_scope.cancel()
+        reporters.cancel()
+        await trio.sleep(0.1)  # let an in-flight report finish before the server stops
 
 
 async def test_a_burst_of_declarations_makes_one_plan(

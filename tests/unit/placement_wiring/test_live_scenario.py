@@ -84,7 +84,7 @@ def test_policies_naming_unknown_clusters_or_services_are_left_out_with_a_reason
 def test_planned_levels_drop_unusable_clusters_and_reweight_to_100() -> None:
     traffic = PlannedTraffic(
         1,
-        {"a": {"checkout.shop": PlannedRoute(({"b": 60, "c": 40}, {"d": 100}), {"b": 0.5})}},
+        {"checkout.shop": {"a": PlannedRoute(({"b": 60, "c": 40}, {"d": 100}), {"b": 0.5})}},
         frozenset({"checkout.shop"}),
     )
     levels, health = traffic.levels("a", "checkout.shop", lambda c: c != "c") or ((), {})
