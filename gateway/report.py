@@ -51,14 +51,19 @@ def _service(
             zone=ep.zone,
         )
         for ep in svc.local_endpoints
-    ) or tuple(
+    )
+    tcp = tuple(
         EndpointHealth(address=address, healthy=healthy(name, local_endpoint_key(address)))
         for address in svc.tcp_endpoints
     )
-    keys = {local_endpoint_key(ep.address) for ep in endpoints}
+    keys = {local_endpoint_key(ep.address) for ep in (*endpoints, *tcp)}
     return ServiceHealth(
         name=name,
         endpoints=endpoints,
+        tcp_endpoints=tcp,
+        timeout_s=svc.timeout_s,
+        retry=svc.retry,
+        fault=svc.fault,
         allowed_sources=svc.allowed_sources,
         capacity=capacity,
         in_flight=sum(in_flight.get(key, 0) for key in keys),

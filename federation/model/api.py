@@ -12,7 +12,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from federation.model.base import FrozenModel
-from federation.model.routing import Locality, RoutingModel, check_address, check_cluster_name
+from federation.model.routing import (
+    FaultPolicy,
+    Locality,
+    RetryPolicy,
+    RoutingModel,
+    check_address,
+    check_cluster_name,
+)
 
 #: Upper bounds on list and string sizes (also the API's documented limits).
 MAX_TOKEN_CHARS = 4096
@@ -118,10 +125,22 @@ class ServiceHealth(FrozenModel):
     request_rate: float = Field(default=0.0, ge=0, le=1e9)
     latency_ewma_ms: float = Field(default=0.0, ge=0, le=1e7)
     error_rate: float = Field(default=0.0, ge=0, le=1)
+    # Per-service settings the exporting gateway declares in its routing.yaml; the federation
+    # carries them into the ServiceRoute of every cluster that routes to the service. Optional:
+    # absent means the routing model's defaults.
+    tcp_endpoints: tuple[EndpointHealth, ...] = Field(
+        default=(),
+        max_length=MAX_ENDPOINTS,
+        description="CONNECT (TCP) targets in this cluster, with health; separate from HTTP "
+        "endpoints",
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retry: RetryPolicy | None = None
+    fault: FaultPolicy | None = None
 
     @property
     def healthy_endpoints(self) -> tuple[EndpointHealth, ...]:
-        return tuple(ep for ep in self.endpoints if ep.healthy)
+        return tuple(ep for ep in (*self.endpoints, *self.tcp_endpoints) if ep.healthy)
 
 
 class PeerProbe(FrozenModel):

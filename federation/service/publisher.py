@@ -62,7 +62,18 @@ class ServedSnapshot:
 def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:
     """The part of a cluster's services a snapshot depends on (not load metrics, which change
     with every report)."""
-    return tuple((svc.name, svc.endpoints, svc.allowed_sources) for svc in services)
+    return tuple(
+        (
+            svc.name,
+            svc.endpoints,
+            svc.allowed_sources,
+            svc.tcp_endpoints,
+            svc.timeout_s,
+            svc.retry,
+            svc.fault,
+        )
+        for svc in services
+    )
 
 
 def report_key(report: HealthReport) -> tuple[object, ...]:

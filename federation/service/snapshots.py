@@ -146,6 +146,21 @@ class _World:
             return None
         return self._route(me, own, name, tuple(levels), {})
 
+    def _settings_of(
+        self, own: ServiceHealth | None, name: str, levels: tuple[PriorityLevel, ...]
+    ) -> ServiceHealth | None:
+        """Whose declared retry/fault/timeout a route uses: this cluster's own declaration
+        when it exports the service, else the first exporter (by name) it routes to."""
+        if own is not None:
+            return own
+        routed = sorted({c for level in levels for c, w in level.weights.items() if w > 0})
+        for cluster in routed:
+            member = self.by_name.get(cluster)
+            svc = member.service(name) if member is not None else None
+            if svc is not None:
+                return svc
+        return None
+
     def _route(
         self,
         me: MemberView,
@@ -154,16 +169,31 @@ class _World:
         levels: tuple[PriorityLevel, ...],
         health: dict[str, float],
     ) -> ServiceRoute:
+        # Every reported endpoint, healthy or not: the set stays stable while health flaps, so
+        # the gateway keeps each endpoint's pool and outlier-ejection backoff (its own outlier
+        # detection and probes decide health; this cluster's level is dropped above when none
+        # is healthy, which is what moves traffic away).
         local = tuple(
             LocalEndpoint(address=ep.address, protocol=ep.protocol, weight=ep.weight, zone=ep.zone)
-            for ep in sorted(own.healthy_endpoints if own else (), key=lambda ep: ep.address)
+            for ep in sorted(own.endpoints if own else (), key=lambda ep: ep.address)
         )
+        tcp = tuple(sorted(ep.address for ep in own.tcp_endpoints)) if own else ()
+        settings = self._settings_of(own, name, levels)
+        extra: dict[str, object] = {}
+        if settings is not None:
+            if settings.timeout_s is not None:
+                extra["timeout_s"] = settings.timeout_s
+            if settings.retry is not None:
+                extra["retry"] = settings.retry
+            extra["fault"] = settings.fault
         return ServiceRoute(
             name=name,
             local_endpoints=local,
+            tcp_endpoints=tcp,
             priorities=levels,
             allowed_sources=tuple(sorted(own.allowed_sources)) if own else (),
             cluster_health=health,
+            **extra,  # type: ignore[arg-type]
         )
 
     def routing(self, me: MemberView, version: int) -> RoutingModel:

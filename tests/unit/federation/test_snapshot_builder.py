@@ -61,7 +61,9 @@ def test_cluster_without_healthy_local_endpoints_goes_remote() -> None:
     a, b = member("a", svc(healthy=False)), member("b", svc())
     route = build_snapshot(a, [a, b], all_up("a", "b"), {}, {}).routing.services[0]
     assert levels(route) == [{"b": 1}]
-    assert route.local_endpoints == ()
+    # the unhealthy endpoint stays listed (stable set: the gateway keeps its outlier state),
+    # but its cluster is in no priority level, so no traffic goes there
+    assert [ep.address for ep in route.local_endpoints] == ["127.0.0.1:8080"]
 
 
 def test_silent_cluster_leaves_everyone_elses_snapshot() -> None:
