@@ -12,6 +12,7 @@ changes to h2/hpack/hyperframe that keep their observable behaviour:
   expressions instead of a Python loop over every byte); a block it cannot prove valid goes
   through h2's own validator, which raises exactly the error it always raised. So a valid
   block is accepted and an invalid one is rejected with the same message as before.
+- h2 does not copy a header block it sends when it is already all bytes.
 - hyperframe computes each frame class's set of valid flag names once, not once per frame.
 - hpack's per-header ``log.debug`` calls (two per decoded header, never enabled in a gateway)
   become no-ops.
@@ -113,6 +114,19 @@ class _QuietLog:
         return False
 
 
+_ORIGINAL_UTF8_ENCODE = h2.utilities.utf8_encode_headers
+
+
+def utf8_encode_headers(headers: Iterable[Any]) -> list[Any]:
+    """h2 converts every header of every block it sends to bytes (new tuples); a block that
+    is already all bytes (ours always is) is returned as it is."""
+    block = headers if isinstance(headers, list) else list(headers)
+    for header in block:
+        if type(header[0]) is not bytes or type(header[1]) is not bytes:
+            return _ORIGINAL_UTF8_ENCODE(block)
+    return block
+
+
 _FLAG_NAMES: dict[int, tuple[object, set[str]]] = {}
 _FLAG_CACHE_LIMIT = 64
 
@@ -141,6 +155,7 @@ def install() -> None:
     _installed = True
     h2.stream.validate_headers = validate_headers  # type: ignore[attr-defined,assignment]
     hyperframe.flags.Flags.__init__ = _flags_init  # type: ignore[method-assign]
+    h2.stream.utf8_encode_headers = utf8_encode_headers  # type: ignore[attr-defined]
     hpack.hpack.log = _QuietLog()  # type: ignore[assignment]
 
 

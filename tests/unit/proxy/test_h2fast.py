@@ -108,3 +108,15 @@ def test_frames_still_accept_only_their_own_flags() -> None:
     assert "END_HEADERS" in headers.flags and "END_STREAM" not in headers.flags
     with pytest.raises(ValueError, match="Unexpected flag"):
         DataFrame(1).flags.add("END_HEADERS")
+
+
+def test_outgoing_blocks_are_bytes_either_way() -> None:
+    from hpack import NeverIndexedHeaderTuple
+
+    from proxy.protocol.h2fast import utf8_encode_headers
+
+    as_bytes = [(b":status", b"200"), NeverIndexedHeaderTuple(b"x-secret", b"s")]
+    mixed = [(":status", "200"), (b"x-a", "é")]
+    assert utf8_encode_headers(as_bytes) == h2.utilities.utf8_encode_headers(as_bytes)
+    assert isinstance(utf8_encode_headers(as_bytes)[1], NeverIndexedHeaderTuple)
+    assert utf8_encode_headers(mixed) == [(b":status", b"200"), (b"x-a", "é".encode())]
