@@ -183,6 +183,7 @@
 
   // ---------------------------------------------------------------- placement
   function weightBar(service, source, levels, clusters) {
+    const srcState = ((clusters.find((c) => c.name === source) || {}).state) || "pending";
     const level = (levels || []).find((lv) => Object.values(lv).some((w) => w > 0)) || {};
     const total = Object.values(level).reduce((a, b) => a + b, 0);
     const byName = Object.fromEntries(clusters.map((c) => [c.name, c]));
@@ -197,7 +198,10 @@
         pct.toFixed(0) + "%") + '">' + (pct >= 18 ? esc(dest + " " + pct.toFixed(0) + "%") : "") + "</span>";
     });
     const extra = (levels || []).length > 1 ? " +" + (levels.length - 1) + " fallback" : "";
-    return '<div class="weight-row"><span class="src">from ' + esc(source) + '</span><div class="bar">' +
+    const stale = srcState !== "healthy";
+    return '<div class="weight-row' + (stale ? " stale" : "") + '" data-source-state="' + esc(srcState) +
+      '"><span class="src">from ' + esc(source) + (stale ? " (" + esc(srcState) + ", last known)" : "") +
+      '</span><div class="bar">' +
       (segs || '<span class="zero">no route</span>') + "</div>" +
       '<span class="zero">' + esc(extra) + "</span></div>";
   }
@@ -249,7 +253,10 @@
     if (v === null || v === undefined) return "";
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
     if (Array.isArray(v)) return v.map(fmtValue).join(", ");
-    if (typeof v === "object") return Object.keys(v).map((k) => k + " " + fmtValue(v[k])).join(" · ");
+    if (typeof v === "object") {
+      const keys = Object.keys(v);
+      return keys.length ? keys.map((k) => k + " " + fmtValue(v[k])).join(" · ") : "none";
+    }
     return String(v);
   }
 
@@ -310,6 +317,10 @@
     const d = Object.assign({}, e.detail);
     delete d.external;
     if (e.kind === "lease") return (d.from || "?") + " → " + (d.to || "?");
+    const replicas = (m) => Object.keys(m || {}).map((k) => k + "×" + m[k]).join(", ") || "none";
+    if (e.kind === "placement-moved") return replicas(d.before) + " → " + replicas(d.after);
+    if (e.kind === "failover") return "traffic left " + fmtValue(d.from) + " → " + fmtValue(d.to);
+    if (e.kind === "failback") return "traffic back to " + fmtValue(d.to);
     return Object.keys(d).map((k) => k + "=" + fmtValue(d[k])).join(" · ");
   }
 
@@ -332,6 +343,7 @@
   function renderSummary(state) {
     const count = (s) => state.clusters.filter((c) => c.state === s).length;
     const rate = state.links.reduce((a, l) => a + (l.state === "up" ? l.request_rate : 0), 0);
+    const served = state.clusters.reduce((a, c) => a + c.services.reduce((b, s) => b + s.request_rate, 0), 0);
     const down = state.links.filter((l) => l.state === "down").length;
     $("summary").innerHTML =
       '<span data-testid="cluster-count" data-count="' + state.clusters.length + '"><b>' + state.clusters.length + "</b> clusters</span>" +
@@ -339,7 +351,8 @@
       '<span class="' + (count("unreachable") ? "bad" : "") + '" data-testid="unreachable-count" data-count="' +
       count("unreachable") + '"><b>' + count("unreachable") + "</b> unreachable</span>" +
       "<span><b>" + state.placement.length + "</b> services</span>" +
-      "<span><b>" + fmtRate(rate) + "</b> rps across clusters</span>" +
+      '<span data-testid="served-rate"><b>' + fmtRate(served) + "</b> rps served</span>" +
+      '<span data-testid="cross-rate"><b>' + fmtRate(rate) + "</b> rps cross-cluster</span>" +
       '<span class="' + (down ? "bad" : "") + '"><b>' + down + "</b> links down</span>";
   }
 

@@ -24,7 +24,7 @@ from federation.ui.gather import DashboardSource
 
 TICK_S = 2.0
 DEBOUNCE_S = 0.1
-MIN_INTERVAL_S = 0.25
+MIN_INTERVAL_S = 0.5
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
