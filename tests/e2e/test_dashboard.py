@@ -156,6 +156,8 @@ def test_dashboard_shows_a_killed_cluster_its_traffic_moving_and_its_return(
             expect(weights.first).to_be_attached(timeout=20_000)
             service, victim = _cross_cluster_target(page)
 
+            # live updates, no reload: a mark on this document must survive the whole drill
+            page.eval_on_selector("body", "body => { body.dataset.mark = 'same-page'; }")
             said = _drill(home, "kill-cluster", victim)
             assert victim in said
             node = page.locator(f'[data-testid="cluster"][data-cluster="{victim}"]')
@@ -178,6 +180,7 @@ def test_dashboard_shows_a_killed_cluster_its_traffic_moving_and_its_return(
             )
             expect(up_again.first).to_be_visible(timeout=15_000)
             expect(page.locator('[data-testid="cluster"][data-state="healthy"]')).to_have_count(3)
+            expect(page.locator("body")).to_have_attribute("data-mark", "same-page")
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
