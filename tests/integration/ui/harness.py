@@ -32,6 +32,7 @@ class SimulatedFederation:
     clusters: dict[str, FakeCluster]
     interval_s: float
     killed: set[str] = field(default_factory=set)
+    partitioned: set[frozenset[str]] = field(default_factory=set)
     sequence: int = 0
 
     def report_for(self, name: str) -> dict[str, Any]:
@@ -50,11 +51,11 @@ class SimulatedFederation:
                 }
                 for i, svc in enumerate(SERVICES)
             ],
-            "peers": [{"cluster": p, "ok": p not in self.killed} for p in peers],
+            "peers": [{"cluster": p, "ok": self.reachable(name, p)} for p in peers],
             "links": [
                 {"destination": p, "request_rate": 12.5, "error_rate": 0.0, "latency_ms": 41.0}
                 for p in peers
-                if p not in self.killed
+                if self.reachable(name, p)
             ],
         }
 
@@ -73,11 +74,20 @@ class SimulatedFederation:
             await self.report_once()
             await trio.sleep(self.interval_s)
 
+    def reachable(self, source: str, destination: str) -> bool:
+        return destination not in self.killed and frozenset((source, destination)) not in (
+            self.partitioned
+        )
+
+    def partition(self, a: str, b: str) -> None:
+        self.partitioned.add(frozenset((a, b)))
+
     def kill(self, name: str) -> None:
         self.killed.add(name)
 
     def heal(self) -> None:
         self.killed.clear()
+        self.partitioned.clear()
 
 
 async def join_three(fed: RunningFederation, api: httpx.AsyncClient) -> dict[str, FakeCluster]:

@@ -123,6 +123,23 @@ async def test_a_silent_cluster_turns_unreachable_and_its_links_go_down(
     )
 
 
+async def test_a_partition_shows_both_links_down_while_both_clusters_stay_healthy(
+    sim: SimulatedFederation, admin: dict[str, str]
+) -> None:
+    sim.partition("aws-use1", "gcp-euw1")
+    await sim.report_once()
+    state = (await sim.api.get("/v1/ui/state", headers=admin)).json()
+    links = {(link["source"], link["destination"]): link for link in state["links"]}
+    for pair in (("aws-use1", "gcp-euw1"), ("gcp-euw1", "aws-use1")):
+        assert links[pair]["state"] == "down" and links[pair]["probe_ok"] is False
+    assert links[("aws-use1", "azure-weu")]["state"] == "up"
+    assert {c["state"] for c in state["clusters"]} == {"healthy"}
+    sim.heal()
+    await sim.report_once()
+    state = (await sim.api.get("/v1/ui/state", headers=admin)).json()
+    assert all(link["state"] == "up" for link in state["links"])
+
+
 async def test_posted_drill_events_appear_on_the_timeline(
     sim: SimulatedFederation, admin: dict[str, str]
 ) -> None:
