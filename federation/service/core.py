@@ -42,7 +42,7 @@ from federation.service.join import (
 from federation.service.leases import DEFAULT_MISSED_INTERVALS, LeaseInput, assess_reachability
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
-from federation.store import ClusterRecord, ReportRecord, Store, TokenError
+from federation.store import ClusterRecord, EncodedJsonObject, ReportRecord, Store, TokenError
 from federation.trust import (
     BundleError,
     BundleUpdateError,
@@ -224,13 +224,15 @@ class FederationService:
         """Store the cluster's latest report (renewing its lease) and let the publisher decide
         whether snapshots change. ``cluster`` must be an authenticated, joined cluster."""
         now = self.clock()
-        await self.store.record_report(cluster, raw, now)
+        # ``raw`` parsed as a HealthReport, so it is a JSON object: the store need not re-parse.
+        await self.store.record_report(cluster, EncodedJsonObject(raw), now)
         self.publisher.note_report(cluster, now, report)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
         """Record an ACK or NACK of a version this cluster was actually served."""
-        await self._require_cluster(cluster)
         served = self.publisher.current(cluster)
+        if served is None:  # a served snapshot implies a joined cluster: no store read then
+            await self._require_cluster(cluster)
         if served is None or ack.version > served.version:
             raise ConflictError(
                 f"version: {ack.version} was never served to cluster {cluster!r} "

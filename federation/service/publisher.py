@@ -31,13 +31,14 @@ from federation.service.leases import (
 )
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
+from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder, gzip_body, stamp
 from federation.service.snapshots import (
     MemberView,
     plan_snapshots,
     snapshot_digest,
     with_version,
 )
-from federation.store import ReportRecord, Store, StoreError
+from federation.store import EncodedJsonObject, ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -51,12 +52,14 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServedSnapshot:
-    """A stored snapshot as served: its version, content digest and encoded body."""
+    """A stored snapshot as served: its version, content digest, encoded body and the same
+    body gzip-compressed (both encoded once per version, not per watcher)."""
 
     version: int
     digest: str
     body: bytes
     created_at: float
+    gzipped: bytes = b""
 
 
 def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:
@@ -123,6 +126,7 @@ class SnapshotPublisher:
             request_rebuild=self.request_rebuild,
             debounce_s=placement_debounce_s,
         )
+        self._encoder = SnapshotEncoder()
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
@@ -168,11 +172,23 @@ class SnapshotPublisher:
                 )
 
     def _stamp(
-        self, content: Snapshot, version: int, at: float, digest: str | None = None
+        self,
+        content: Snapshot | EncodedContent,
+        version: int,
+        at: float,
+        digest: str | None = None,
     ) -> ServedSnapshot:
-        snapshot = with_version(content, version)
-        body = snapshot.model_dump_json().encode()
-        return ServedSnapshot(version, digest or snapshot_digest(content), body, at)
+        """The served form of ``content`` at ``version``. Content encoded by this replica's
+        rebuild is stamped without re-encoding (``digest`` required); a snapshot read back from
+        the store is encoded here."""
+        if isinstance(content, EncodedContent):
+            if digest is None:
+                raise ValueError("an encoded snapshot is stamped with its planned digest")
+            encoded = stamp(content, version)
+            return ServedSnapshot(version, digest, encoded.body, at, encoded.gzipped)
+        body = with_version(content, version).model_dump_json().encode()
+        digest = digest or snapshot_digest(content)
+        return ServedSnapshot(version, digest, body, at, gzip_body(body))
 
     def _parse(self, record: ReportRecord) -> HealthReport:
         cached = self._reports.get(record.cluster)
@@ -254,11 +270,14 @@ class SnapshotPublisher:
             {name: served.digest for name, served in self._served.items()},
             planned=self.placement.traffic,
         )
-        for name, planned in changed.items():
-            content = planned.snapshot
-            version = await self._store.put_snapshot(name, content.model_dump_json(), now)
-            self._served[name] = self._stamp(content, version, now, planned.digest)
-            self._wake(name)  # each watcher as soon as its own snapshot is stored
+        # Encoded once (bundle section shared), stored in ONE transaction, stamped without
+        # re-encoding; then every watcher is woken at once, without the change feed.
+        encoded = {name: self._encoder.content(p.snapshot) for name, p in changed.items()}
+        documents = {name: EncodedJsonObject(e.text) for name, e in encoded.items()}
+        versions = await self._store.put_snapshots(documents, now)
+        for name, version in versions.items():
+            self._served[name] = self._stamp(encoded[name], version, now, changed[name].digest)
+            self._wake(name)
         self._last_world = world
         return len(changed)
 

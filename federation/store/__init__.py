@@ -9,6 +9,7 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
+from federation.store.documents import EncodedJsonObject
 from federation.store.errors import (
     DuplicateToken,
     InvalidDocument,
@@ -50,6 +51,7 @@ __all__ = [
     "ClusterRecord",
     "DecisionRecord",
     "DuplicateToken",
+    "EncodedJsonObject",
     "EventRecord",
     "InvalidDocument",
     "JsonDocument",

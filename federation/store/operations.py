@@ -178,6 +178,13 @@ def put_snapshot(tx: Transaction, *, cluster: str, document: str, now: float) ->
     return version
 
 
+def put_snapshots(tx: Transaction, *, documents: Mapping[str, str], now: float) -> dict[str, int]:
+    return {
+        cluster: put_snapshot(tx, cluster=cluster, document=document, now=now)
+        for cluster, document in sorted(documents.items())
+    }
+
+
 def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
     row = tx.one(
         "SELECT cluster, version, document, created_at FROM snapshots WHERE cluster = ?",

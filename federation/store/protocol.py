@@ -12,6 +12,8 @@ conformance suite (``tests/integration/store``). Rules that hold for every metho
 * JSON document arguments (``JsonDocument``) must be a JSON *object*: a ``str`` holding one
   (stored verbatim) or a ``Mapping`` (serialised compactly). Anything else raises
   :class:`~federation.store.errors.InvalidDocument` and nothing is stored.
+  An :class:`~federation.store.documents.EncodedJsonObject` (text a JSON encoder produced) is
+  stored without being parsed again.
 * Connection failures raise :class:`~federation.store.errors.StoreUnavailable`.
 * The store never reads the clock: callers pass ``now`` / ``at`` / ``received_at``.
 """
@@ -138,6 +140,19 @@ class Store(Protocol):
 
         Versions are assigned by the store: 1 for the first, then strictly increasing per
         cluster (across replicas). Topic ``snapshot:<cluster>``.
+        """
+        ...
+
+    async def put_snapshots(
+        self, documents: Mapping[str, JsonDocument], now: float
+    ) -> dict[str, int]:
+        """Store a new snapshot for every cluster in ``documents`` in ONE transaction (all or
+        none) and return each cluster's new version, numbered as by :meth:`put_snapshot`.
+
+        What a rebuild that changes many snapshots calls: one write (one commit, one thread
+        hop) instead of one per cluster. An empty mapping stores nothing and returns ``{}``.
+        Raises ``InvalidDocument`` (nothing stored) if any name or document is invalid.
+        Topic ``snapshot:<cluster>`` for each.
         """
         ...
 

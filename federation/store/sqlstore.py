@@ -162,6 +162,20 @@ class SqlStore(ABC):
         )
         return await self._write(body)
 
+    async def put_snapshots(
+        self, documents: Mapping[str, JsonDocument], now: float
+    ) -> dict[str, int]:
+        if not isinstance(documents, Mapping):
+            raise InvalidDocument("documents", "expected a mapping of cluster name to document")
+        texts = {
+            require_name(cluster, "documents key"): document_text(doc, f"documents[{cluster!r}]")
+            for cluster, doc in documents.items()
+        }
+        if not texts:
+            return {}
+        body = partial(ops.put_snapshots, documents=texts, now=require_time(now, "now"))
+        return await self._write(body)
+
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
         return await self._read(partial(ops.get_snapshot, cluster=cluster))
 

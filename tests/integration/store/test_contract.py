@@ -13,6 +13,7 @@ from federation.store import (
     Change,
     ClusterRecord,
     DuplicateToken,
+    EncodedJsonObject,
     InvalidDocument,
     SchemaVersionError,
     StaleBundleSequence,
@@ -122,6 +123,59 @@ async def test_snapshot_versions_rise_per_cluster(store: Store, store_url: str) 
     latest = await store.get_snapshot("c1")
     assert latest is not None
     assert (latest.version, latest.document, latest.created_at) == (4, '{"n":3}', 6.0)
+
+
+async def test_put_snapshots_stores_many_in_one_write(store: Store, store_url: str) -> None:
+    assert await store.put_snapshots({}, now=1.0) == {}
+    assert await store.put_snapshot("c1", {"n": 0}, now=1.0) == 1
+    seq = await store.current_change_seq()
+    versions = await store.put_snapshots({"c2": {"n": 1}, "c1": '{"n":1}'}, now=2.0)
+    assert versions == {"c1": 2, "c2": 1}
+    changes = await store.changes_since(seq)
+    assert sorted(c.topic for c in changes) == ["snapshot:c1", "snapshot:c2"]
+    async with open_store(store_url) as second:
+        assert await second.put_snapshots({"c1": {"n": 2}}, now=3.0) == {"c1": 3}
+    latest = await store.get_snapshot("c2")
+    assert latest is not None
+    assert (latest.version, latest.document, latest.created_at) == (1, '{"n":1}', 2.0)
+
+
+async def test_put_snapshots_refuses_the_whole_batch(store: Store) -> None:
+    with pytest.raises(InvalidDocument):
+        await store.put_snapshots({"c1": {"n": 1}, "c2": "[1]"}, now=1.0)
+    with pytest.raises(InvalidDocument):
+        await store.put_snapshots({"c1": {"n": 1}, "": {"n": 1}}, now=1.0)
+    assert await store.get_snapshot("c1") is None
+
+
+async def test_concurrent_writes_fail_alone(store: Store) -> None:
+    """Writes that run together (SQLite group-commits them) still succeed or fail each alone."""
+    await store.create_join_token("t-dup", "c0", "h", expires_at=100.0)
+    outcomes: dict[str, str] = {}
+
+    async def create(token_id: str) -> None:
+        try:
+            await store.create_join_token(token_id, "c1", "h", expires_at=100.0)
+            outcomes[token_id] = "stored"
+        except DuplicateToken:
+            outcomes[token_id] = "duplicate"
+
+    async with trio.open_nursery() as nursery:
+        for index in range(12):
+            nursery.start_soon(create, "t-dup" if index == 5 else f"t-{index}")
+    assert outcomes.pop("t-dup") == "duplicate"
+    assert set(outcomes.values()) == {"stored"} and len(outcomes) == 11
+    for token_id in outcomes:
+        assert await store.consume_join_token(token_id, "h", now=1.0) == "c1"
+    assert await store.consume_join_token("t-dup", "h", now=1.0) == "c0"
+
+
+async def test_encoded_json_object_is_stored_verbatim(store: Store) -> None:
+    await store.record_report("c1", EncodedJsonObject('{"services":[]}'), received_at=1.0)
+    report = await store.get_report("c1")
+    assert report is not None and report.report == '{"services":[]}'
+    with pytest.raises(InvalidDocument):
+        await store.record_report("c1", EncodedJsonObject("[1]"), received_at=2.0)
 
 
 async def test_ack_state(store: Store) -> None:

@@ -1,0 +1,87 @@
+"""Served snapshot bytes: encoded once, byte-identical to pydantic's JSON, valid gzip."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from federation.model import EndpointHealth, Locality, ServiceHealth, Snapshot
+from federation.service.leases import LeaseInput, assess_reachability
+from federation.service.snapshot_bytes import (
+    SnapshotEncoder,
+    accepts_gzip,
+    gzip_body,
+    stamp,
+)
+from federation.service.snapshots import MemberView, plan_snapshots, with_version
+
+
+def _snapshots(count: int, bundle_extra: str = "") -> list[Snapshot]:
+    service = ServiceHealth(
+        name="checkout.shop",
+        endpoints=(EndpointHealth(address="127.0.0.1:8080"),),
+        allowed_sources=("*",),
+    )
+    members = [
+        MemberView(
+            name=f"c{i}",
+            trust_domain=f"c{i}.isthmus.test",
+            locality=Locality(cloud="local", region=f"r{i}"),
+            gateway_addresses=(f"127.0.0.1:{15000 + i}",),
+            services=(service,),
+        )
+        for i in range(count)
+    ]
+    reach = assess_reachability(
+        {m.name: LeaseInput(10.0) for m in members}, now=10.0, interval_s=1.0
+    )
+    bundles = {
+        m.trust_domain: '{"keys":[],"ü":"\\"' + m.name + bundle_extra + '"}' for m in members
+    }
+    updates = {"c0.isthmus.test": "jws." + bundle_extra}
+    planned = plan_snapshots(members, reach, bundles, updates, {})
+    return [p.snapshot for p in planned.values()]
+
+
+@pytest.mark.parametrize("version", [1, 7, 123456789])
+def test_stamped_bytes_equal_pydantic_json_and_gunzip_to_them(version: int) -> None:
+    encoder = SnapshotEncoder()
+    for snapshot in _snapshots(4):
+        content = encoder.content(snapshot)
+        assert content.text == snapshot.model_dump_json()
+        served = stamp(content, version)
+        assert served.body == with_version(snapshot, version).model_dump_json().encode()
+        assert gzip.decompress(served.gzipped) == served.body
+        assert Snapshot.model_validate_json(served.body).version == version
+
+
+def test_encoder_follows_a_bundle_change() -> None:
+    encoder = SnapshotEncoder()
+    old, new = _snapshots(2)[0], _snapshots(2, bundle_extra="rotated")[0]
+    assert encoder.content(old).text == old.model_dump_json()
+    assert encoder.content(new).text == new.model_dump_json()
+    assert "rotated" in stamp(encoder.content(new), 3).body.decode()
+
+
+def test_gzip_body_round_trips() -> None:
+    body = _snapshots(3)[1].model_dump_json().encode()
+    assert gzip.decompress(gzip_body(body)) == body
+    assert len(gzip_body(body)) < len(body)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("identity", False),
+        ("gzip, deflate", True),
+        ("br;q=1.0, GZIP;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("*", True),
+    ],
+)
+def test_accepts_gzip(header: str | None, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
