@@ -212,17 +212,23 @@ class PlacementLoop:
         await self._store_outcome(result, decisions, invalid, reports, now)
         return True
 
-    def _failback_phase(self, now: float) -> tuple[str, ...]:
-        """Clusters whose failback window is still open for some placed service (the traffic
-        changes when one closes, though the scenario does not)."""
+    def _failback_phase(self, now: float) -> tuple[tuple[str, float], ...]:
+        """``(cluster, window)`` pairs still open: a recovered cluster and each distinct
+        ``failback_after`` of the services placed on it (the traffic changes when one closes,
+        though the scenario does not)."""
         result = self.plan
         if result is None:
             return ()
-        longest = max(
-            (svc.policy.failover.failback_after for svc in result.inputs.services.values()),
-            default=0.0,
-        )
-        return tuple(sorted(c for c, at in self._recovered.items() if now < at + longest))
+        index = result.inputs.topology.index
+        open_windows = set()
+        for cluster, at in self._recovered.items():
+            if cluster not in index:
+                continue
+            for service in result.services_on(index[cluster]):
+                window = result.inputs.services[service].policy.failover.failback_after
+                if now < at + window:
+                    open_windows.add((cluster, window))
+        return tuple(sorted(open_windows))
 
     async def _store_outcome(
         self,

@@ -191,9 +191,17 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         nursery.start_soon(report_until_done)
         put = await api.put("/v1/services/checkout.shop", json=POLICY, headers=admin(fed))
         assert put.status_code == 200
+        cart = {"replicas": 1, "clusters": ["c"]}
+        assert (await api.put("/v1/services/cart.shop", json=cart, headers=admin(fed))).is_success
         body = await wait_placement(
-            fed, api, lambda p: p["placements"].get("checkout.shop") == {"a": 1, "b": 1}
+            fed,
+            api,
+            lambda p: (
+                p["placements"].get("checkout.shop") == {"a": 1, "b": 1}
+                and p["placements"].get("cart.shop") == {"c": 1}
+            ),
         )
+        cart_decided = (await api.get("/v1/placement/cart.shop", headers=admin(fed))).json()
         # c runs nothing: its gateway splits between a and b; a prefers itself, then b.
         assert body["traffic"]["checkout.shop"]["c"] == [
             {"weights": {"a": 50, "b": 50}, "load": 100}
@@ -210,6 +218,8 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         assert "allow-list" in one["explanations"]["c"]["reason"]
 
         # a goes silent: its lease expires, traffic leaves it, the plan moves its replica.
+        seen = (await api.get("/v1/events", params={"limit": 1000}, headers=admin(fed))).json()
+        last_id = max((e["id"] for e in seen["events"]), default=0)
         alive.discard("a")
         silent_at = time.time()
         await watch_until(api, c, lambda s: levels(s) == [{"b": 100}])
@@ -225,6 +235,13 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
             fed, api, lambda p: p["placements"]["checkout.shop"] == {"b": 1}
         )
         assert decided["unschedulable"]["checkout.shop"]["missing"] == 1
+        # only the service on the failed cluster was re-planned; cart.shop's decision stands
+        loop = fed.service.publisher.placement
+        assert loop.plan is not None and "cart.shop" not in loop.plan.replanned
+        cart_now = (await api.get("/v1/placement/cart.shop", headers=admin(fed))).json()
+        assert cart_now["decided_at"] == cart_decided["decided_at"]
+        moved = await events(fed, api, "placement-moved")
+        assert {e["subject"] for e in moved if e["id"] > last_id} == {"checkout.shop"}
 
         # a comes back: re-placed at once, but it gets traffic only after failback_after.
         alive.add("a")
@@ -239,7 +256,6 @@ async def test_plan_drives_snapshots_fails_over_and_fails_back_after_the_window(
         assert time.time() - back_at >= FAILBACK_S - 0.1
         failbacks = await events(fed, api, "failback")
         assert failbacks and failbacks[-1]["detail"]["to"] == ["a"]
-        loop = fed.service.publisher.placement
         print(
             f"\nlease expiry -> c's watcher has a snapshot without a: "
             f"{expiry_to_snapshot_ms:.0f} ms (silent {moved_s * 1000:.0f} ms, lease 900 ms); "
