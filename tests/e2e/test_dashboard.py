@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,10 +42,38 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: Ports ``isthmus up`` listens on by default (federation; per cluster admin, outbound,
+#: inbound and replicas), before ``--port-offset``.
+_PORTS = (
+    8443,
+    *(base + d for base in (15000, 25000, 35000) for d in (0, 1, 443, *range(100, 110))),
+)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_offset() -> int:
+    """An offset whose ports are free now: on a busy machine, connections in TIME-WAIT hold
+    ports of the ephemeral range the default layout reaches into."""
+    for _ in range(200):
+        offset = random.randrange(1000, 24000)
+        if all(_bindable(port + offset) for port in _PORTS):
+            return offset
+    raise AssertionError("no free --port-offset for isthmus up")
+
+
 def _start_up(home: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``isthmus up --fast`` on a random port offset; retried if the ports were taken."""
-    for _ in range(3):
-        offset = random.randrange(1000, 30000)
+    """``isthmus up --fast`` on a free port offset; retried if the ports were taken meanwhile."""
+    for _ in range(4):
+        offset = _free_offset()
         args = [*ISTHMUS, "up", "--fast", "--home", str(home), "--port-offset", str(offset)]
         with log.open("ab") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
