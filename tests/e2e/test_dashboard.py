@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,28 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-#: Ports ``isthmus up`` listens on by default (federation; per cluster admin, outbound,
-#: inbound and replicas), before ``--port-offset``.
+#: The bundled example moved below the ephemeral port range (32768+): on a busy machine,
+#: connections in TIME-WAIT hold ports there and ``isthmus up`` would find them taken.
+_BASES = {"aws-use1": 12000, "gcp-euw1": 17000, "azure-weu": 22000}
+_FEDERATION_PORT = 8443
 _PORTS = (
-    8443,
-    *(base + d for base in (15000, 25000, 35000) for d in (0, 1, 443, *range(100, 110))),
+    _FEDERATION_PORT,
+    *(base + d for base in _BASES.values() for d in (0, 1, 443, *range(100, 110))),
 )
+
+
+def _topology(tmp_path: Path) -> Path:
+    """The bundled three-cloud example (``isthmus/runner/default.yaml``) with lower ports."""
+    import yaml
+
+    text = resources.files("isthmus.runner").joinpath("default.yaml").read_text()
+    config = yaml.safe_load(text)
+    config["federation_port"] = _FEDERATION_PORT
+    for cluster in config["clusters"]:
+        cluster["port_base"] = _BASES[cluster["name"]]
+    path = tmp_path / "up.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def _bindable(port: int) -> bool:
@@ -61,20 +78,20 @@ def _bindable(port: int) -> bool:
 
 
 def _free_offset() -> int:
-    """An offset whose ports are free now: on a busy machine, connections in TIME-WAIT hold
-    ports of the ephemeral range the default layout reaches into."""
+    """An offset (keeping every port below 32768) whose ports are all free right now."""
     for _ in range(200):
-        offset = random.randrange(1000, 24000)
+        offset = random.randrange(0, 10000)
         if all(_bindable(port + offset) for port in _PORTS):
             return offset
     raise AssertionError("no free --port-offset for isthmus up")
 
 
-def _start_up(home: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_up(home: Path, topology: Path, log: Path) -> subprocess.Popen[bytes]:
     """``isthmus up --fast`` on a free port offset; retried if the ports were taken meanwhile."""
     for _ in range(4):
         offset = _free_offset()
-        args = [*ISTHMUS, "up", "--fast", "--home", str(home), "--port-offset", str(offset)]
+        args = [*ISTHMUS, "up", "--fast", "--config", str(topology), "--home", str(home)]
+        args += ["--port-offset", str(offset)]
         with log.open("ab") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_S
@@ -120,7 +137,7 @@ def _drill(home: Path, *args: str) -> str:
 def running_up(tmp_path: Path) -> Iterator[Path]:
     home = tmp_path / "home"
     home.mkdir()
-    proc = _start_up(home, tmp_path / "up.log")
+    proc = _start_up(home, _topology(tmp_path), tmp_path / "up.log")
     try:
         yield home
     finally:
