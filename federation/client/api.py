@@ -4,6 +4,13 @@
 closes it in ``aclose``/``async with``. Every call authenticates with a short-lived JWT-SVID
 signed by the cluster's ``jwt-svid`` key. Errors: :class:`FederationUnavailable` (network,
 5xx: retry later) and :class:`FederationRefused` (4xx: the server's reason and message).
+
+Cancellation: a caller cancelled mid-request stops waiting at once, but the HTTP request itself
+runs to completion (bounded by the client's timeouts) in a detached task and its answer is
+dropped. httpx/httpcore are not cancel-safe on HTTP/2: a request cancelled while its HEADERS
+frame is being written leaves the client's HPACK encoder ahead of what the server decoded, and
+the server must then close the whole connection (``COMPRESSION_ERROR``/``PROTOCOL_ERROR``),
+failing every other stream on it — e.g. the long-poll beside a cancelled report.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import trio
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
@@ -109,11 +117,33 @@ class FederationClient:
             self._token = (token, now + self._ttl_s * _RENEW_FRACTION)
         return {"authorization": f"Bearer {self._token[0]}"}
 
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """``self._http.request`` that a caller's cancellation never interrupts mid-flight (see
+        the module docstring): the request runs in a trio system task; a cancelled caller just
+        stops waiting. Exceptions of the request are re-raised here."""
+        done = trio.Event()
+        result: list[httpx.Response] = []
+        failure: list[Exception] = []
+
+        async def detached() -> None:
+            try:
+                result.append(await self._http.request(method, path, **kwargs))
+            except Exception as err:  # handed to the waiting caller, or dropped if it left
+                failure.append(err)
+            finally:
+                done.set()
+
+        trio.lowlevel.spawn_system_task(detached, name=f"federation {method} {path}")
+        await done.wait()
+        if failure:
+            raise failure[0]
+        return result[0]
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**self._authorization(), **kwargs.pop("headers", {})}
         url = self.url
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            response = await self._request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as err:
             self._fail_over(url)
             raise FederationUnavailable(f"federation {url} unreachable: {err!r}") from err
