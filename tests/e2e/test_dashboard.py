@@ -4,7 +4,8 @@ A user's path: open the URL ``isthmus up`` published, see three clusters, run
 ``isthmus drill kill-cluster`` on a cluster that receives cross-cluster traffic, watch it turn
 unreachable while the traffic weights of every other cluster move away from it, run
 ``isthmus drill heal`` and watch it come back. Debian's ``/usr/bin/chromium`` driven by
-Playwright (never ``playwright install``); skipped only where that binary is absent.
+Playwright (never ``playwright install``); skipped only where that binary is absent. The
+topology is the bundled example with its ports moved below the ephemeral range.
 """
 
 from __future__ import annotations
