@@ -93,6 +93,9 @@ async def test_state_shows_three_clusters_by_cloud_with_links_placement_and_trus
     assert aws_gcp["latency_ms"] == 41.0
     placement = {svc["name"]: svc for svc in state["placement"]}
     assert placement["checkout.shop"]["replicas"] == {name: 1 for name in clusters}
+    weights = placement["checkout.shop"]["traffic"]  # each source's snapshot, as served
+    assert set(weights) == set(clusters)
+    assert all(levels and sum(levels[0].values()) > 0 for levels in weights.values())
     assert {t["trust_domain"] for t in state["trust"]} == {
         f"{name}.isthmus.test" for name in clusters
     }
