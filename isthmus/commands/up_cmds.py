@@ -1,4 +1,4 @@
-"""``isthmus up``: for now, two local clusters with a gateway and a demo backend each."""
+"""``isthmus up``: the whole federation on one machine (three clouds by default)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def isthmus_home() -> Path:
 
 
 def up(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="topology file (default: the bundled three clouds)"),
+    ] = None,
     home: Annotated[
         Path | None,
         typer.Option("--home", help="state directory (default: $ISTHMUS_HOME or ~/.isthmus)"),
@@ -26,24 +30,46 @@ def up(
             "--port-offset", min=0, max=30000, help="shift every port (to run beside another)"
         ),
     ] = 0,
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="0.25 s report and probe intervals (tests, quick drills)"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
-    """Run two local clusters (east, west): a CA, a gateway and a demo backend each."""
+    """Run a federation on this machine: a federation service, three clusters in three
+    clouds with their gateways and replicas, and traffic between them. Ctrl-C stops it."""
     import logging
+    import time
 
     import trio
+    from rich.console import Console
 
     from isthmus.commands.gateway_cmds import configure_logging
-    from isthmus.runner.up import run_up
+    from isthmus.runner.config import UpConfig
+    from isthmus.runner.up import default_config, run_up
 
     configure_logging(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("isthmus.access").setLevel(logging.WARNING)
+    console = Console(highlight=False)
+    began = time.perf_counter()
+    topology = UpConfig.from_file(config) if config is not None else default_config()
+    if fast:
+        topology = topology.with_intervals(0.25, 0.25)
     where = home if home is not None else isthmus_home()
-    trio.run(lambda: run_up(where, offset=port_offset, on_ready=_echo))
 
+    def progress(text: str) -> None:
+        console.print(f"[green]✓[/green] [dim]{time.perf_counter() - began:5.1f}s[/dim] {text}")
 
-def _echo(text: str) -> None:
-    typer.echo(text)
+    def ready(text: str) -> None:
+        console.print(text, markup=False)
+
+    console.print(f"[bold]isthmus up[/bold]: starting in {where / 'up'}")
+    trio.run(
+        lambda: run_up(
+            where, config=topology, offset=port_offset, progress=progress, on_ready=ready
+        )
+    )
+    console.print("isthmus up: stopped")
 
 
 def register(app: typer.Typer) -> None:

@@ -94,7 +94,8 @@ async def serve_demo_backend(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve forever on ``host:port`` (0 = any free port); ``task_status.started`` gets the
-    bound port. Cancel the caller's scope to stop: the listening socket closes at once."""
+    bound port. Cancel the caller's scope to stop: the listening socket closes at once (the
+    port is free again when this returns)."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     own = stats if stats is not None else BackendStats()
@@ -102,6 +103,10 @@ async def serve_demo_backend(
     async def handler(stream: trio.SocketStream) -> None:
         await _guarded(cluster, own, stream)
 
-    async with trio.open_nursery() as nursery:
-        task_status.started(bound)
-        await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started(bound)
+            await trio.serve_listeners(handler, listeners, handler_nursery=nursery)
+    finally:  # serve_listeners does not close them: release the port now, not at GC
+        for listener in listeners:
+            listener.socket.close()

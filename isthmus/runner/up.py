@@ -1,72 +1,86 @@
-"""The interim ``isthmus up``: two local clusters, each with its own CA, gateway and demo
-backend, all in this process, on loopback.
+"""``isthmus up``: the whole federation on one machine, in this process, on loopback.
 
-``east`` (pretending to run in AWS us-east-1) runs ``checkout.shop``; ``west`` (GCP
-europe-west1) runs ``catalog.shop``. Each cluster's apps reach the other's service through the
-two gateways over mTLS, so ``curl -x http://127.0.0.1:15001 http://catalog.shop.global/``
-crosses from east to west. Files (CAs, SVIDs, bundles, gateway and routing configs) are
-regenerated under ``<home>/local`` on every start. A later issue grows this into the full
-embedded federation.
+One trio nursery owns everything: the federation service (SQLite in ``<home>/up/federation``),
+one :class:`~isthmus.runner.cluster.LocalCluster` per configured cluster (its own CA and trust
+domain, a gateway that joins the federation with a real single-use token, replicas of the
+services placed there), the placement follower, the traffic generator and the local control
+endpoint ``isthmus drill`` talks to. Files under ``<home>/up`` are regenerated on every start.
+
+Ready means: every gateway is up and every (cluster, service) flow of the traffic generator
+got an answer. A second ``isthmus up`` on the same state directory stops at the lock file
+(:class:`~isthmus.runner.lock.UpAlreadyRunning`); a taken port stops it before anything starts
+(:class:`PortInUse`). SIGINT/SIGTERM (main thread only) drain the gateways and stop everything.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import shutil
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import trio
 
+from federation.service.server import FederationConfig, RunningFederation, serve_federation
 from federation.trust import CertificateAuthority, X509Svid, issue_x509_svid, run_svid_rotation
-from gateway.config import GatewayConfig
-from gateway.run import RunningGateway, serve_gateway
+from gateway.run import RunningGateway
 from isthmus.errors import IsthmusError
-from isthmus.runner.demo_backend import serve_demo_backend
-from isthmus.runner.topology import ClusterSpec, ServiceSpec, write_local_federation
+from isthmus.runner.cluster import DRAIN_S, LocalCluster
+from isthmus.runner.config import DEFAULT_CONFIG, UpConfig
+from isthmus.runner.control import new_control_token, serve_control
+from isthmus.runner.federation_admin import FederationAdmin
+from isthmus.runner.local import LocalFederation
+from isthmus.runner.lock import UpLock, hold_up_lock
+from isthmus.runner.topology import ClusterSpec
 
 log = logging.getLogger(__name__)
-STOP_GRACE_S = 5.0
 SVID_TTL = timedelta(hours=1)
-DRAIN_S = 1.0
-
-
-@dataclass(frozen=True)
-class LocalCluster:
-    spec: ClusterSpec
-    backend_port: int
-    service: str
-
-
-def default_clusters(offset: int = 0) -> list[LocalCluster]:
-    """East on the design's default ports, west 10000 above; ``offset`` shifts everything."""
-
-    def spec(name: str, cloud: str, region: str, base: int) -> ClusterSpec:
-        return ClusterSpec(
-            name, cloud, region, 15443 + base + offset, 15001 + base + offset, 15000 + base + offset
-        )
-
-    return [
-        LocalCluster(spec("east", "aws", "us-east-1", 0), 18080 + offset, "checkout.shop"),
-        LocalCluster(spec("west", "gcp", "europe-west1", 10000), 28080 + offset, "catalog.shop"),
-    ]
+READY_TIMEOUT_S = 45.0
 
 
 class PortInUse(IsthmusError):
     """A port ``isthmus up`` needs is taken; the message names it and the way out."""
 
 
-def cluster_ports(clusters: list[LocalCluster]) -> list[int]:
-    """Every TCP port the local clusters listen on."""
+class NotReady(IsthmusError):
+    """The federation did not become ready in time; the message says what was missing."""
+
+
+@dataclass(frozen=True)
+class ClusterPorts:
+    """A default cluster's listener ports (kept for callers that only need the ports)."""
+
+    spec: ClusterSpec
+    replica_ports: tuple[int, ...]
+
+
+def default_config() -> UpConfig:
+    return UpConfig.from_file(DEFAULT_CONFIG)
+
+
+def default_clusters(offset: int = 0) -> list[ClusterPorts]:
+    """The bundled example's clusters, every port shifted by ``offset``."""
+    config = default_config()
+    return [
+        ClusterPorts(
+            c.spec(offset), tuple(c.replica_port(i, offset) for i in range(len(config.services)))
+        )
+        for c in config.clusters
+    ]
+
+
+def cluster_ports(clusters: list[ClusterPorts]) -> list[int]:
+    """Every TCP port the clusters listen on."""
     return [
         port
         for c in clusters
-        for port in (c.spec.inbound_port, c.spec.outbound_port, c.spec.admin_port, c.backend_port)
+        for port in (c.spec.inbound_port, c.spec.outbound_port, c.spec.admin_port, *c.replica_ports)
     ]
 
 
@@ -84,48 +98,10 @@ def check_ports_free(ports: list[int]) -> None:
                 ) from err
 
 
-def write_example(home: Path, clusters: list[LocalCluster]) -> dict[str, Path]:
-    """Generate every file under ``home/local``; returns cluster -> gateway.yaml."""
-    services = [
-        ServiceSpec(c.service, {c.spec.name: (f"127.0.0.1:{c.backend_port}",)}) for c in clusters
-    ]
-    return write_local_federation(
-        home / "local",
-        [c.spec for c in clusters],
-        services,
-        now=datetime.now(UTC),
-        svid_ttl=SVID_TTL,
-        drain_timeout_s=DRAIN_S,
-    )
-
-
-def banner(home: Path, clusters: list[LocalCluster]) -> str:
-    """What ``isthmus up`` prints once everything is ready."""
-    lines = [f"isthmus up: {len(clusters)} local clusters running (files in {home / 'local'})", ""]
-    for c in clusters:
-        s = c.spec
-        lines.append(
-            f"  {s.name:<5} {s.cloud}/{s.region:<13} runs {c.service:<14} "
-            f"outbound 127.0.0.1:{s.outbound_port}  inbound 127.0.0.1:{s.inbound_port}  "
-            f"admin http://127.0.0.1:{s.admin_port}"
-        )
-    east, west = clusters[0], clusters[1]
-    lines += [
-        "",
-        "Try it (an app in one cluster calling a service that runs in the other):",
-        f"  curl -x http://127.0.0.1:{east.spec.outbound_port} http://{west.service}.global/",
-        f"  curl -x http://127.0.0.1:{west.spec.outbound_port} http://{east.service}.global/",
-        f"  curl http://127.0.0.1:{east.spec.admin_port}/metrics",
-        "",
-        "Ctrl-C stops everything.",
-    ]
-    return "\n".join(lines)
-
-
 async def rotate_svid(directory: Path, running: RunningGateway) -> None:
-    """Renew the gateway's SVID from its local CA at half-life (A's rotation task): the new
-    SVID is written to ``directory`` (so a restart uses it) and swapped into the running
-    gateway at once (new connections present it). Never returns."""
+    """Renew the gateway's SVID from its local CA at half-life: the new SVID is written to
+    ``directory`` (so a restart uses it) and swapped into the running gateway at once (new
+    connections present it). Never returns."""
     ca = CertificateAuthority.load(directory / "ca")
     spiffe_id = running.identity.svid.spiffe_id
 
@@ -145,42 +121,181 @@ async def rotate_svid(directory: Path, running: RunningGateway) -> None:
     )
 
 
+@dataclass
+class UpReady:
+    """What ``isthmus up`` hands its caller (and prints) once ready."""
+
+    local: LocalFederation
+    federation: RunningFederation
+    control_url: str
+    control_token: str
+    dashboard_url: str
+    started_in_s: float
+
+
+def _fresh(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, mode=0o700)
+
+
+async def _start_federation(
+    nursery: trio.Nursery, config: UpConfig, root: Path, offset: int
+) -> RunningFederation:
+    fed_config = FederationConfig(
+        listen_port=config.federation_port + offset,
+        state_dir=root / "federation",
+        report_interval_s=config.report_interval_s,
+        missed_intervals=config.missed_intervals,
+        long_poll_s=20,
+    )
+    running: RunningFederation = await nursery.start(serve_federation, fed_config)
+    return running
+
+
+async def _start_clusters(
+    nursery: trio.Nursery,
+    config: UpConfig,
+    clusters: dict[str, LocalCluster],
+    fed: RunningFederation,
+    progress: Callable[[str], None],
+) -> None:
+    now = datetime.now(UTC)
+    placement = {s.name: set(s.clusters) for s in config.services}
+    for cluster in clusters.values():
+        cluster.write_files(now)
+        cluster.wanted = {svc for svc, where in placement.items() if cluster.name in where}
+        token = await fed.service.create_join_token(cluster.name)
+        await nursery.start(cluster.serve, token)
+        spec = cluster.spec
+        progress(
+            f"cluster {cluster.name} ({cluster.decl.cloud}/{cluster.decl.region}) joined: gateway "
+            f"outbound :{spec.outbound_port} inbound :{spec.inbound_port} admin :{spec.admin_port}"
+            f", replicas {', '.join(sorted(cluster.wanted)) or 'none'}"
+        )
+
+
+async def _wait_traffic(local: LocalFederation, timeout_s: float) -> None:
+    """Until every flow has an answer; raise :class:`NotReady` naming the silent ones."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            flows = local.traffic.flows.values()
+            if flows and all(f.ok > 0 for f in flows):
+                return
+            await trio.sleep(0.05)
+    silent = [
+        f"{f.source}->{f.service} ({list(f.errors)[-1:]})"
+        for f in local.traffic.flows.values()
+        if not f.ok
+    ]
+    raise NotReady(f"no answer after {timeout_s:.0f}s for: {', '.join(silent)}")
+
+
+def banner(ready: UpReady) -> str:
+    """What ``isthmus up`` prints once everything is ready."""
+    local = ready.local
+    first = next(iter(local.clusters.values()))
+    remote = next(
+        (s.name for s in local.config.services if first.name not in s.clusters),
+        local.config.services[0].name if local.config.services else "",
+    )
+    flow = local.traffic.flows.get((first.name, remote))
+    answered = ", ".join(sorted(flow.answered_by)) if flow else "?"
+    lines = [
+        f"isthmus up: {len(local.clusters)} clusters ready in {ready.started_in_s:.1f}s",
+        f"  dashboard   {ready.dashboard_url}",
+        f"  federation  {ready.federation.url}",
+        f"  admin token {ready.federation.state_dir / 'admin.token'}",
+        "",
+        f"Cross clouds: an app in {first.name} ({first.decl.cloud}) calls {remote}, which runs "
+        f"only elsewhere (answered by {answered}):",
+        f"  curl -x http://127.0.0.1:{first.spec.outbound_port} http://{remote}.global/",
+        "",
+        "Break it on purpose (in another terminal):",
+        f"  isthmus drill kill-cluster {list(local.clusters)[-1]}",
+        "  isthmus drill heal",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+async def _wait_for_signal(handle_signals: bool) -> None:
+    if not handle_signals:
+        await trio.sleep_forever()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            return
+
+
 async def run_up(
     home: Path,
     *,
+    config: UpConfig | None = None,
     offset: int = 0,
+    progress: Callable[[str], None] = print,
     on_ready: Callable[[str], None] = print,
-    task_status: trio.TaskStatus[list[RunningGateway]] = trio.TASK_STATUS_IGNORED,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[UpReady] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Generate, start, print the banner, run until SIGINT/SIGTERM (main thread only) or
-    cancellation; on a signal, drain the gateways (cut after :data:`STOP_GRACE_S`), stop the
-    backends and return."""
-    clusters = default_clusters(offset)
-    check_ports_free(cluster_ports(clusters))
-    configs = write_example(home, clusters)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as backends:
-            for c in clusters:
-                await backends.start(
-                    partial(serve_demo_backend, c.spec.name, "127.0.0.1", c.backend_port)
-                )
-            async with trio.open_nursery() as gateway_nursery:
-                gateways: list[RunningGateway] = []
-                for c in clusters:
-                    config = GatewayConfig.from_file(configs[c.spec.name])
-                    gateways.append(
-                        await gateway_nursery.start(
-                            partial(serve_gateway, config, handle_signals=False)
-                        )
-                    )
-                for c, running in zip(clusters, gateways, strict=True):
-                    backends.start_soon(rotate_svid, home / "local" / c.spec.name, running)
-                on_ready(banner(home, clusters))
-                task_status.started(gateways)
-                async for signum in signals:
-                    log.info("%s: stopping", signal.Signals(signum).name)
-                    break
-                for running in gateways:
-                    running.stop()
-                gateway_nursery.cancel_scope.deadline = trio.current_time() + STOP_GRACE_S
-            backends.cancel_scope.cancel()
+    """Start everything (see the module docstring), print the banner, run until a signal (when
+    ``handle_signals``) or cancellation, then drain the gateways and stop. Raises
+    :class:`UpAlreadyRunning`, :class:`PortInUse` or :class:`NotReady`."""
+    config = config or default_config()
+    with hold_up_lock(home) as lock:
+        check_ports_free(config.ports(offset))
+        async with trio.open_nursery() as nursery:
+            ready = await _start(
+                nursery, home, config=config, offset=offset, lock=lock, progress=progress
+            )
+            on_ready(banner(ready))
+            task_status.started(ready)
+            await _wait_for_signal(handle_signals)
+            for cluster in ready.local.clusters.values():
+                if cluster.gateway is not None:
+                    cluster.gateway.stop()
+            nursery.cancel_scope.deadline = trio.current_time() + DRAIN_S + 0.5
+        with trio.CancelScope(shield=True):
+            await ready.local.admin.aclose()
+
+
+async def _start(
+    nursery: trio.Nursery,
+    home: Path,
+    *,
+    config: UpConfig,
+    offset: int,
+    lock: UpLock,
+    progress: Callable[[str], None],
+) -> UpReady:
+    started = time.perf_counter()
+    root = home / "up"
+    _fresh(root)
+    fed = await _start_federation(nursery, config, root, offset)
+    progress(f"federation service ready at {fed.url} (SQLite in {fed.state_dir})")
+    admin = FederationAdmin(fed.url, fed.ca_pem, fed.admin_token)
+    declared = [s.name for s in config.services if await admin.declare_service(s.name, s.policy)]
+    if declared:
+        progress(f"services declared to the placement engine: {', '.join(declared)}")
+    clusters = {c.name: LocalCluster(c, config, root, offset) for c in config.clusters}
+    await _start_clusters(nursery, config, clusters, fed, progress)
+    local = LocalFederation(config, clusters, admin, nursery)
+    token = new_control_token()
+    control_url = await nursery.start(serve_control, local, token)
+    dashboard = f"{fed.url}/ui/login?token={fed.admin_token}"
+    nursery.start_soon(local.follow_placement)
+    local.start_traffic()
+    progress(f"traffic generator: {config.traffic.rate_per_s:g} req/s per cluster per service")
+    await _wait_traffic(local, READY_TIMEOUT_S)
+    ready = UpReady(local, fed, control_url, token, dashboard, time.perf_counter() - started)
+    lock.publish(
+        {
+            "state": "ready",
+            "control_url": control_url,
+            "control_token": token,
+            "federation_url": fed.url,
+            "dashboard_url": dashboard,
+            "home": str(home),
+        }
+    )
+    return ready
