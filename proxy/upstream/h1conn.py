@@ -51,6 +51,8 @@ class H1Connection:
     def looks_stale(self) -> bool:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn) by
         the server: reusing it would fail."""
+        if self._buffer:  # bytes beyond the last response: the stream is out of step
+            return True
         if isinstance(self.stream, trio.SocketStream):
             return bool(self.stream.socket.is_readable())
         return False
@@ -58,7 +60,7 @@ class H1Connection:
     async def send_request(self, req: UpstreamRequest) -> None:
         """Send the request head and stream its body (chunked unless the engine gave a
         length). Blocks as the TCP send buffer fills: backpressure from the backend."""
-        if self.requests_done and not self.reusable:
+        if self.requests_done and (not self.reusable or self._buffer):
             raise self._error("the previous exchange did not finish cleanly")
         self._headers_received = self._sent_all = self._received_all = self._counted = False
         headers: Headers = list(req.headers)

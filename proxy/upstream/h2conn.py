@@ -439,6 +439,10 @@ class H2ClientConnection:
         """Mark ``s`` ``timed_out`` (and wake its :meth:`wait_headers`) if no response headers
         arrived by ``deadline`` (``trio.current_time()`` clock)."""
         heap = self._deadlines
+        if len(heap) > 2 * self.active_streams + 64:
+            # Answered entries stuck behind a slow one: drop them all (amortized O(1)).
+            heap[:] = [e for e in heap if not (e[2].headers_ready.is_set() or e[2].released)]
+            heapq.heapify(heap)
         if not heap or deadline < heap[0][0]:
             self._timer_wake.set()
         heapq.heappush(heap, (deadline, s.stream_id, s))
