@@ -43,12 +43,16 @@ from federation.placement import (
 )
 from federation.service.placement_outcome import OutcomeCache
 from federation.service.placement_routes import PlannedTraffic
-from federation.service.placement_scenario import build_scenario, unresolved_services
+from federation.service.placement_scenario import (
+    ReportCache,
+    build_scenario,
+    unresolved_services,
+)
 from federation.store import Store, StoreError
 
 DEFAULT_PLACEMENT_DEBOUNCE_S = 0.05
 _RETRY_S = 0.5
-_WAKE_TOPICS = frozenset({"service", "cluster", "report"})
+_WAKE_TOPICS = frozenset({"service", "cluster"})
 _log = logging.getLogger(__name__)
 
 
@@ -80,9 +84,21 @@ class PlacementLoop:
         self._outcome = OutcomeCache()
         #: the decisions last stored (read from the store when leadership starts)
         self._decisions: dict[str, Any] | None = None
+        self._reports = ReportCache()
+        self._reports_loaded = False
+        self._pending_reports: set[str] = set()
+        self._relevant = True
+        self._policies: dict[str, tuple[str, ServicePolicy | None]] = {}
 
     def mark_dirty(self) -> None:
         """Something the plan depends on changed: plan again after the debounce window."""
+        self._relevant = True
+        self._dirty.set()
+
+    def note_report(self, cluster: str) -> None:
+        """A new report of ``cluster`` was stored: after the debounce window, plan again if its
+        endpoint health or demand changed (steady renewals cost one batched store read)."""
+        self._pending_reports.add(cluster)
         self._dirty.set()
 
     def note_states(self, states: Mapping[str, LeaseState], now: float) -> None:
@@ -106,12 +122,16 @@ class PlacementLoop:
         self.plan = None
         self._decisions = None
         self._outcome = OutcomeCache()
+        self._reports_loaded = False
+        self._relevant = True
         async with self._store.changes() as feed, trio.open_nursery() as nursery:
 
             async def follow() -> None:
                 async for change in feed:
                     if change.kind in _WAKE_TOPICS:
                         self.mark_dirty()
+                    elif change.kind == "report":
+                        self.note_report(change.subject)
 
             nursery.start_soon(follow)
             self.mark_dirty()
@@ -125,6 +145,7 @@ class PlacementLoop:
                 except StoreError as err:
                     _log.warning("placement failed, retrying in %.1fs: %s", _RETRY_S, err)
                     await trio.sleep(_RETRY_S)
+                    self._reports_loaded = False  # re-read every report
                     self.mark_dirty()
 
     def _seconds_to_failback(self) -> float:
@@ -145,30 +166,54 @@ class PlacementLoop:
         ]
         return max(0.0, min(deadlines) - now) + 0.001 if deadlines else math.inf
 
+    async def _reports_changed(self) -> bool:
+        """Fold new reports into the cache (one store read); True if any matters to the plan."""
+        if self._reports_loaded and not self._pending_reports:
+            return False
+        only = None if not self._reports_loaded else self._pending_reports
+        self._pending_reports = set()
+        changed = self._reports.update(await self._store.list_reports(), only)
+        self._reports_loaded = True
+        return changed
+
+    async def _read_policies(self) -> list[ServicePolicy]:
+        """Declared policies, each parsed once per stored text."""
+        policies: list[ServicePolicy] = []
+        seen: dict[str, tuple[str, ServicePolicy | None]] = {}
+        for declared in await self._store.list_services():
+            cached = self._policies.get(declared.name)
+            if cached is None or cached[0] != declared.policy:
+                try:
+                    cached = (declared.policy, ServicePolicy.model_validate_json(declared.policy))
+                except ValidationError as err:
+                    _log.warning("declared service %s is invalid, ignored: %s", declared.name, err)
+                    cached = (declared.policy, None)
+            seen[declared.name] = cached
+            if cached[1] is not None:
+                policies.append(cached[1])
+        self._policies = seen
+        return policies
+
     async def _read(self) -> tuple[Any, ...]:
         clusters = await self._store.list_clusters()
-        reports: dict[str, HealthReport] = {}
-        for record in await self._store.list_reports():
-            try:
-                reports[record.cluster] = HealthReport.model_validate_json(record.report)
-            except ValidationError:
-                continue
-        policies: list[ServicePolicy] = []
-        for declared in await self._store.list_services():
-            try:
-                policies.append(ServicePolicy.model_validate_json(declared.policy))
-            except ValidationError as err:
-                _log.warning("declared service %s is invalid, ignored: %s", declared.name, err)
+        policies = await self._read_policies()
         decisions = self._decisions
         if decisions is None:  # a new leader: what the last one decided
             decisions = {
                 r.service: json.loads(r.decision) for r in await self._store.list_decisions()
             }
             self._decisions = decisions
-        return clusters, reports, policies, decisions
+        return clusters, self._reports.reports, policies, decisions
 
     async def run_once(self) -> bool:
-        """Read the store, plan if the scenario changed, store the outcome. True if it planned."""
+        """Read the store, plan if the scenario changed, store the outcome. True if it planned.
+
+        Cheap when only steady reports arrived: one batched report read, no plan."""
+        relevant, self._relevant = self._relevant, False
+        last_phase = self._scenario_key[1] if isinstance(self._scenario_key, tuple) else None
+        relevant = relevant or self._failback_phase(self._clock()) != last_phase
+        if not await self._reports_changed() and not relevant:
+            return False
         clusters, reports, policies, decisions = await self._read()
         now = self._clock()
         if not policies or not clusters:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pydantic import ValidationError
+
 from federation.model.api import HealthReport, LeaseState
 from federation.model.placement import (
     ClusterSpec,
@@ -28,7 +30,7 @@ from federation.model.placement import (
     Scenario,
     ServicePolicy,
 )
-from federation.store import ClusterRecord
+from federation.store import ClusterRecord, ReportRecord
 
 _LEASE_HEALTH: dict[str, HealthState] = {
     "healthy": HealthState.HEALTHY,
@@ -167,3 +169,49 @@ def build_scenario(
         demand=demand,
         current={service: per for service, per in kept.items() if per},
     )
+
+
+def placement_report_key(report: HealthReport) -> tuple[object, ...]:
+    """What of a report the plan reads: endpoint health and weights, and quantized demand."""
+    return tuple(
+        (
+            svc.name,
+            tuple((ep.address, ep.healthy, ep.weight) for ep in svc.endpoints),
+            quantize_rate(svc.request_rate),
+        )
+        for svc in report.services
+    )
+
+
+class ReportCache:
+    """The latest parsed report of each cluster, and whether a batch of new ones matters.
+
+    Steady reports (1/s per gateway) renew leases and move counters; only a change in what
+    :func:`placement_report_key` keeps makes the placement loop plan again.
+    """
+
+    def __init__(self) -> None:
+        self.reports: dict[str, HealthReport] = {}
+        self._raw: dict[str, str] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}
+
+    def update(self, records: Sequence[ReportRecord], only: set[str] | None = None) -> bool:
+        """Take ``records`` (of the clusters in ``only``, or all); True if any key changed.
+        Unparseable reports are skipped (the API validated them before storing)."""
+        changed = False
+        for record in records:
+            if only is not None and record.cluster not in only:
+                continue
+            if self._raw.get(record.cluster) == record.report:
+                continue
+            try:
+                report = HealthReport.model_validate_json(record.report)
+            except ValidationError:
+                continue
+            self._raw[record.cluster] = record.report
+            self.reports[record.cluster] = report
+            key = placement_report_key(report)
+            if self._keys.get(record.cluster) != key:
+                self._keys[record.cluster] = key
+                changed = True
+        return changed

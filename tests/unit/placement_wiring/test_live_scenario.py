@@ -8,11 +8,12 @@ from federation.model.placement import HealthState, ServicePolicy
 from federation.model.routing import Locality
 from federation.service.placement_routes import PlannedRoute, PlannedTraffic
 from federation.service.placement_scenario import (
+    ReportCache,
     build_scenario,
     quantize_rate,
     unresolved_services,
 )
-from federation.store import ClusterRecord
+from federation.store import ClusterRecord, ReportRecord
 
 
 def record(name: str, capacity: int = 10) -> ClusterRecord:
@@ -94,3 +95,17 @@ def test_planned_levels_drop_unusable_clusters_and_reweight_to_100() -> None:
     assert [level.weights for level in levels] == [{"d": 100}]
     assert traffic.levels("a", "checkout.shop", lambda c: False) is None
     assert traffic.levels("z", "checkout.shop", lambda c: True) is None
+
+
+def test_steady_reports_do_not_matter_to_the_plan_but_health_and_demand_do() -> None:
+    def stored(seq: int, rate: float, down: int) -> ReportRecord:
+        body = report(rate, healthy=3, down=down).model_copy(update={"sequence": seq})
+        return ReportRecord("a", float(seq), body.model_dump_json())
+
+    cache = ReportCache()
+    assert cache.update([stored(1, 100.0, 0)]) is True
+    assert cache.update([stored(2, 101.0, 0)]) is False  # a renewal, demand within rounding
+    assert cache.update([stored(3, 150.0, 0)]) is True  # demand moved
+    assert cache.update([stored(4, 150.0, 1)]) is True  # a backend went down
+    assert cache.update([stored(5, 150.0, 0)], only={"b"}) is False  # not a pending cluster
+    assert cache.reports["a"].sequence == 4
