@@ -5,15 +5,16 @@
 (:meth:`lead`, started by :class:`~federation.service.publisher.SnapshotPublisher` next to lease
 expiry) and:
 
-1. wakes on a declared-service, cluster or report change (store change feed, any replica), on a
-   lease state change (:meth:`note_states`, from the publisher) and when a failback window
-   ends; waits ``debounce_s`` so a burst of changes makes one plan;
+1. wakes on a declared-service or cluster change (store change feed, any replica), on a
+   report whose endpoint health or rounded demand changed (steady renewals are filtered with
+   one batched read), on a lease state change (:meth:`note_states`, from the publisher) and
+   when a failback window ends; waits ``debounce_s`` so a burst of changes makes one plan;
 2. rebuilds the :class:`Scenario` from the store and re-plans incrementally
    (:func:`~federation.placement.replan_to`: only services the change affects), or skips when
    the scenario equals the last one;
-3. stores every service's decision with its explanations (``put_decisions``), appends timeline
-   events (``placement-moved``, ``failover``, ``failback``), publishes a new
-   :class:`PlannedTraffic` and asks the publisher for a rebuild.
+3. publishes a new :class:`PlannedTraffic` and asks the publisher for a rebuild, then explains,
+   appends timeline events (``placement-moved``, ``failover``, ``failback``) and stores every
+   service's decision (``put_decisions``).
 
 With no declared service the loop plans nothing and snapshots keep the simple rule.
 Recoveries (for ``failback_after``) are remembered in memory: a new leader starts without
