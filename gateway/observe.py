@@ -48,6 +48,7 @@ def access_line(record: RequestRecord, source_identity: str | None = None) -> st
             "reason": record.reason or None,
             "bytes_received": record.bytes_received,
             "bytes_sent": record.bytes_sent,
+            "trace_id": record.trace_id or None,
         },
         separators=(",", ":"),
     )

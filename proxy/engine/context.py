@@ -56,3 +56,4 @@ class Outcome:
     retries: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    trace_id: str = ""

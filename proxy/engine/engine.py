@@ -168,5 +168,6 @@ class ForwardingEngine:
                 retries=out.retries,
                 bytes_received=out.bytes_received,
                 bytes_sent=out.bytes_sent,
+                trace_id=out.trace_id,
             )
         )

@@ -46,6 +46,14 @@ _FAILURE_STATUS = {
 }
 
 
+def trace_id_of(headers: Headers) -> str:
+    """The trace id of the (already validated) ``traceparent`` the hop sends upstream."""
+    for name, value in headers:
+        if name == b"traceparent":
+            return value[3:35].decode("ascii", "replace")
+    return ""
+
+
 def outcome_of(status: int) -> AttemptOutcome:
     if status < 500:
         return AttemptOutcome.SUCCESS
@@ -72,6 +80,7 @@ async def forward(
         )
     # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
     headers = [h for h in headers if h[0] != b"host"]
+    out.trace_id = trace_id_of(headers)
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()

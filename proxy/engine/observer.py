@@ -19,6 +19,8 @@ class RequestRecord:
     ``duration_s`` is monotonic. ``status`` is what the client got (0: the exchange was
     aborted before a response head). ``reason`` is our ``x-isthmus-reason`` for a local
     reply, ``""`` for a relayed one. ``retries`` counts attempts after the first.
+    ``trace_id`` is the W3C trace id the request carried upstream (``""`` for local replies
+    made before header processing).
     ``source_cluster`` is the local cluster for the outbound listener, the verified peer
     cluster for the inbound one."""
 
@@ -39,6 +41,7 @@ class RequestRecord:
     retries: int
     bytes_received: int
     bytes_sent: int
+    trace_id: str = ""
 
 
 @dataclass(slots=True)

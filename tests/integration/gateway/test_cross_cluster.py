@@ -124,3 +124,7 @@ async def test_metrics_config_and_access_log(
     inbound = [line for line in lines if line["listener"] == "inbound"]
     assert inbound and inbound[0]["source_cluster"] == "east"
     assert inbound[0]["source_identity"] == "spiffe://east.isthmus.local/isthmus/gateway/east"
+    # one request's line on east and on west share its W3C trace id
+    assert len({line["trace_id"] for line in outbound}) == 3
+    assert all(len(line["trace_id"]) == 32 for line in outbound)
+    assert {line["trace_id"] for line in inbound} == {line["trace_id"] for line in outbound}
