@@ -60,7 +60,7 @@ def _cluster(
     services = [
         {
             "name": svc.name,
-            "endpoints": len(svc.endpoints),
+            "endpoints": len(svc.endpoints) + len(svc.tcp_endpoints),
             "healthy_endpoints": len(svc.healthy_endpoints),
             "request_rate": svc.request_rate if fresh else 0.0,
             "error_rate": svc.error_rate if fresh else 0.0,
