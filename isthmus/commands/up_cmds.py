@@ -32,7 +32,7 @@ def up(
     ] = 0,
     fast: Annotated[
         bool,
-        typer.Option("--fast", help="0.25 s report and probe intervals (tests, quick drills)"),
+        typer.Option("--fast", help="0.5 s reports, 0.25 s probes (tests, quick drills)"),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
@@ -54,7 +54,7 @@ def up(
     began = time.perf_counter()
     topology = UpConfig.from_file(config) if config is not None else default_config()
     if fast:
-        topology = topology.with_intervals(0.25, 0.25)
+        topology = topology.with_intervals(0.5, 0.25)
     where = home if home is not None else isthmus_home()
 
     def progress(text: str) -> None:

@@ -48,6 +48,8 @@ class LocalFederation:
         self.traffic = TrafficGenerator()
         self.placement_source = "static"
         self.drill_log: list[dict[str, Any]] = []
+        #: Which clusters answered each flow before "ready" (the banner names them).
+        self.first_answers: dict[tuple[str, str], set[str]] = {}
         self._nursery = nursery
         self._lock = trio.Lock()
         self._partitions: set[frozenset[str]] = set()
@@ -61,10 +63,14 @@ class LocalFederation:
         """Make every cluster run exactly the replicas ``placement`` gives it (services we do
         not run are ignored)."""
         known = {s.name for s in self.config.services}
+        # A service placed nowhere (unschedulable) keeps the replicas it has: retiring the last
+        # ones would turn a placement problem into an outage.
+        current = {
+            svc: {c.name for c in self.clusters.values() if svc in c.wanted} for svc in known
+        }
+        placement = {svc: placement.get(svc) or current[svc] for svc in known}
         for cluster in self.clusters.values():
-            here = {
-                svc for svc, where in placement.items() if svc in known and cluster.name in where
-            }
+            here = {svc for svc, where in placement.items() if cluster.name in where}
             if await cluster.place(here):
                 log.info("placement: %s runs %s", cluster.name, sorted(here) or "nothing")
 
@@ -93,7 +99,8 @@ class LocalFederation:
                 self._nursery.start_soon(
                     partial(
                         run_flow,
-                        self.traffic.flow(cluster.name, service.name),
+                        self.traffic,
+                        (cluster.name, service.name),
                         cluster.spec.outbound_port,
                         rate_per_s=settings.rate_per_s,
                         timeout_s=settings.timeout_s,

@@ -83,7 +83,8 @@ async def _one(client: httpx.AsyncClient, stats: FlowStats, url: str) -> None:
 
 
 async def run_flow(
-    stats: FlowStats,
+    generator: TrafficGenerator,
+    key: tuple[str, str],
     outbound_port: int,
     *,
     rate_per_s: float,
@@ -95,15 +96,15 @@ async def run_flow(
     if rate_per_s <= 0:
         return
     period = 1.0 / rate_per_s
-    url = f"http://{stats.service}.global/"
+    url = f"http://{key[1]}.global/"
     proxy = f"http://127.0.0.1:{outbound_port}"
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
     async with httpx.AsyncClient(proxy=proxy, timeout=timeout_s, limits=limits) as client:
         next_at = trio.current_time()
         while True:
             next_at += period
-            if source_up():
-                await _one(client, stats, url)
+            if source_up():  # the stats object is looked up each time: reset() swaps it
+                await _one(client, generator.flow(*key), url)
             await trio.sleep_until(max(next_at, trio.current_time()))
 
 
@@ -118,6 +119,12 @@ class TrafficGenerator:
 
     def describe(self) -> list[dict[str, object]]:
         return [stats.describe() for _, stats in sorted(self.flows.items())]
+
+    def reset(self) -> None:
+        """Start counting afresh (``isthmus up`` does at "ready": the requests sent while the
+        first snapshots were on their way are start-up, not service)."""
+        for key, stats in self.flows.items():
+            self.flows[key] = FlowStats(stats.source, stats.service)
 
     def totals(self) -> tuple[int, int]:
         """(successes, failures) over every flow."""

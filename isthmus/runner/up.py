@@ -198,8 +198,7 @@ def banner(ready: UpReady) -> str:
         (s.name for s in local.config.services if first.name not in s.clusters),
         local.config.services[0].name if local.config.services else "",
     )
-    flow = local.traffic.flows.get((first.name, remote))
-    answered = ", ".join(sorted(flow.answered_by)) if flow else "?"
+    answered = ", ".join(sorted(local.first_answers.get((first.name, remote), ()))) or "?"
     lines = [
         f"isthmus up: {len(local.clusters)} clusters ready in {ready.started_in_s:.1f}s",
         f"  dashboard   {ready.dashboard_url}",
@@ -287,6 +286,9 @@ async def _start(
     local.start_traffic()
     progress(f"traffic generator: {config.traffic.rate_per_s:g} req/s per cluster per service")
     await _wait_traffic(local, READY_TIMEOUT_S)
+    answered = {key: set(flow.answered_by) for key, flow in local.traffic.flows.items()}
+    local.traffic.reset()
+    local.first_answers = answered
     ready = UpReady(local, fed, control_url, token, dashboard, time.perf_counter() - started)
     lock.publish(
         {
