@@ -50,7 +50,7 @@ def healthy_percent(report: HealthReport | None) -> float | None:
         return None
     total = healthy = 0
     for svc in report.services:
-        for ep in svc.endpoints:
+        for ep in (*svc.endpoints, *svc.tcp_endpoints):  # CONNECT-only services report TCP
             total += ep.weight
             healthy += ep.weight if ep.healthy else 0
     return None if total == 0 else 100.0 * healthy / total
@@ -62,10 +62,11 @@ def service_health(report: HealthReport | None, service: str) -> float | None:
         return None
     for svc in report.services:
         if svc.name == service:
-            total = sum(ep.weight for ep in svc.endpoints)
+            endpoints = (*svc.endpoints, *svc.tcp_endpoints)
+            total = sum(ep.weight for ep in endpoints)
             if total == 0:
                 return None
-            return sum(ep.weight for ep in svc.endpoints if ep.healthy) / total
+            return sum(ep.weight for ep in endpoints if ep.healthy) / total
     return None
 
 
@@ -176,7 +177,9 @@ def placement_report_key(report: HealthReport) -> tuple[object, ...]:
     return tuple(
         (
             svc.name,
-            tuple((ep.address, ep.healthy, ep.weight) for ep in svc.endpoints),
+            tuple(
+                (ep.address, ep.healthy, ep.weight) for ep in (*svc.endpoints, *svc.tcp_endpoints)
+            ),
             quantize_rate(svc.request_rate),
         )
         for svc in report.services
