@@ -17,6 +17,8 @@ from federation.model.api import (
     Snapshot,
     Timeline,
 )
+from federation.model.placement import ServicePolicy
+from federation.ui.events import ExternalEvent
 
 _MODELS: tuple[type[BaseModel], ...] = (
     JoinRequest,
@@ -27,6 +29,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     BundleUpdateRequest,
     FederationStatus,
     Timeline,
+    ServicePolicy,
+    ExternalEvent,
 )
 _REF = "#/components/schemas/"
 _ERROR = {
@@ -109,8 +113,59 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v1/status": {"get": _op("Every cluster's state", ok="FederationStatus", auth="admin")},
-        "/v1/events": {"get": _op("Timeline events after ?after=ID", ok="Timeline", auth="admin")},
+        "/v1/events": {
+            "get": _op("Timeline events after ?after=ID", ok="Timeline", auth="admin"),
+            "post": _op(
+                "Add an external event (drill, deploy) to the timeline",
+                body="ExternalEvent",
+                status="201",
+                auth="admin",
+            ),
+        },
         "/metrics": {"get": _op("Prometheus metrics", auth=None)},
+        "/openapi.json": {"get": _op("This document", auth=None)},
+        **_placement_paths(),
+        "/v1/ui/state": {
+            "get": _op("The dashboard document (admin token or dashboard session)", auth="admin")
+        },
+        "/v1/ui/stream": {"get": _op("The dashboard document as server-sent events", auth="admin")},
+    }
+
+
+def _placement_paths() -> dict[str, Any]:
+    return {
+        "/v1/services": {
+            "get": _op("Every declared service: {services: [ServicePolicy]}", auth="admin")
+        },
+        "/v1/services/{name}": {
+            "get": _op(
+                "One declared service (404 if never declared)",
+                ok="ServicePolicy",
+                auth="admin",
+                params=("name",),
+            ),
+            "put": _op(
+                "Declare or replace a service (name may be left out of the body)",
+                body="ServicePolicy",
+                ok="ServicePolicy",
+                auth="admin",
+                params=("name",),
+            ),
+            "delete": _op(
+                "Forget a declared service (404 if never declared)",
+                status="204",
+                auth="admin",
+                params=("name",),
+            ),
+        },
+        "/v1/placement": {
+            "get": _op("The leader's last placement decisions (?explanations=true)", auth="admin")
+        },
+        "/v1/placement/{service}": {
+            "get": _op(
+                "One service's decision with its explanations", auth="admin", params=("service",)
+            )
+        },
     }
 
 

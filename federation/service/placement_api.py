@@ -6,6 +6,7 @@
   stored. 200 with the stored policy.
 * ``DELETE /v1/services/{name}`` — 204, or 404 if it was never declared.
 * ``GET /v1/services`` — ``{"services": [policy, ...]}`` by name.
+* ``GET /v1/services/{name}`` — one declared policy; 404 if it was never declared.
 * ``GET /v1/placement`` — the leader's last decisions: ``placements``, ``traffic``,
   ``unschedulable`` (plus ``explanations`` with ``?explanations=true``), the JSON shape of
   ``isthmus plan --output json``.
@@ -82,6 +83,14 @@ class PlacementHandlers:
         records = await self.service.store.list_services()
         return JSONResponse({"services": [json.loads(r.policy) for r in records]})
 
+    async def get_service(self, request: Request) -> Response:
+        self._admin(request)
+        name = str(request.path_params["name"])
+        for record in await self.service.store.list_services():
+            if record.name == name:
+                return JSONResponse(json.loads(record.policy))
+        raise NotFoundError(f"service {name!r} is not declared", reason="unknown-service")
+
     async def _decisions(self) -> dict[str, dict[str, Any]]:
         return {
             r.service: json.loads(r.decision) for r in await self.service.store.list_decisions()
@@ -130,6 +139,7 @@ def placement_routes(
     """The routes above, each passed through ``wrap`` (the app's error mapping)."""
     return [
         Route("/v1/services", wrap(handlers.list_services), methods=["GET"]),
+        Route("/v1/services/{name}", wrap(handlers.get_service), methods=["GET"]),
         Route("/v1/services/{name}", wrap(handlers.put_service), methods=["PUT"]),
         Route("/v1/services/{name}", wrap(handlers.delete_service), methods=["DELETE"]),
         Route("/v1/placement", wrap(handlers.placement), methods=["GET"]),
