@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from isthmus.commands.trust_cmds import parse_duration
-from isthmus.errors import IsthmusError
 
 if TYPE_CHECKING:
     from federation.model import FederationStatus
@@ -131,33 +130,10 @@ def token_create(
 
 
 def _fetch_status(settings: FederationConfig, url: str | None) -> FederationStatus:
-    import httpx
-
     from federation.model import FederationStatus
-    from federation.service import ensure_federation_tls, pinned_client_context
-    from federation.service.auth import ADMIN_TOKEN_FILE
+    from isthmus.commands._federation_http import admin_get
 
-    state = settings.resolved_state_dir
-    try:
-        admin = (state / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise IsthmusError(
-            f"{state / ADMIN_TOKEN_FILE}: cannot read the admin token ({err.strerror}); "
-            "run this where the federation's state directory is, or pass --config"
-        ) from err
-    tls = ensure_federation_tls(state / "tls", hosts=settings.tls_hosts)
-    context = pinned_client_context(tls.ca_path.read_bytes(), tls.fingerprint)
-    base = url or settings.url_for_port(settings.listen_port)
-    try:
-        with httpx.Client(base_url=base, verify=context, timeout=10) as client:
-            response = client.get("/v1/status", headers={"authorization": f"Bearer {admin}"})
-    except httpx.HTTPError as err:
-        raise IsthmusError(f"{base}: cannot reach the federation ({err})") from err
-    if response.status_code != 200:
-        raise IsthmusError(
-            f"{base}: status request refused ({response.status_code}): {response.text}"
-        )
-    return FederationStatus.model_validate_json(response.content)
+    return FederationStatus.model_validate_json(admin_get(settings, "/v1/status", url))
 
 
 def _age(seconds: float | None) -> str:

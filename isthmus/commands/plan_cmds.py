@@ -30,7 +30,6 @@ from federation.placement import (
     replan,
     what_if_changes,
 )
-from isthmus.errors import IsthmusError
 
 
 class OutputFormat(StrEnum):
@@ -168,38 +167,11 @@ def _print_tables(
 
 
 def _admin_get(federation: str | None, config: Path | None, path: str) -> dict[str, Any]:
-    """GET an admin route of the federation, with the admin token and the pinned CA from its
-    state directory (the ``isthmus status`` way). Raises ``IsthmusError`` with what to do."""
-    import httpx
-
-    from federation.service import ensure_federation_tls, pinned_client_context
-    from federation.service.auth import ADMIN_TOKEN_FILE
+    """GET an admin route of the federation as JSON (see ``admin_get``)."""
+    from isthmus.commands._federation_http import admin_get
     from isthmus.commands.federation_cmds import _config
 
-    settings = _config(config)
-    state = settings.resolved_state_dir
-    try:
-        admin = (state / ADMIN_TOKEN_FILE).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise IsthmusError(
-            f"{state / ADMIN_TOKEN_FILE}: cannot read the admin token ({err.strerror}); "
-            "run this where the federation's state directory is, or pass --config"
-        ) from err
-    tls = ensure_federation_tls(state / "tls", hosts=settings.tls_hosts)
-    context = pinned_client_context(tls.ca_path.read_bytes(), tls.fingerprint)
-    base = federation or settings.url_for_port(settings.listen_port)
-    try:
-        with httpx.Client(base_url=base, verify=context, timeout=10) as client:
-            response = client.get(path, headers={"authorization": f"Bearer {admin}"})
-    except httpx.HTTPError as err:
-        raise IsthmusError(f"{base}: cannot reach the federation ({err})") from err
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        raise IsthmusError(f"{base}{path}: {response.status_code}: {message}")
-    data: dict[str, Any] = response.json()
+    data: dict[str, Any] = json.loads(admin_get(_config(config), path, federation))
     return data
 
 
