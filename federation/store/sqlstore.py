@@ -23,6 +23,7 @@ from federation.store.documents import (
     require_time,
 )
 from federation.store.errors import InvalidDocument
+from federation.store.event_log import log_event
 from federation.store.protocol import JsonDocument, LeaderWork
 from federation.store.records import (
     AckState,
@@ -229,14 +230,17 @@ class SqlStore(ABC):
     # -- events
 
     async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:
+        text = document_text(detail, "detail")
         body = partial(
             ops.append_event,
             kind=require_name(kind, "kind"),
             subject=require_text(subject, "subject"),
-            detail=document_text(detail, "detail"),
+            detail=text,
             at=require_time(at, "at"),
         )
-        return await self._write(body)
+        event_id = await self._write(body)
+        log_event(event_id, kind, subject, text, at)  # the one place every event passes
+        return event_id
 
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
         after_id = require_count(after_id, "after_id")

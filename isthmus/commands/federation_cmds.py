@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -41,6 +41,23 @@ class _SecondSignal(Exception):
     """A second SIGINT/SIGTERM arrived while draining: stop now (exit 130)."""
 
 
+def configure_event_log(stream: TextIO | None = None) -> None:
+    """Timeline events (``isthmus.events``, already JSON) go to stdout, one per line, at INFO
+    (docs/observability.md); ``stream`` replaces stdout. Idempotent."""
+    import logging
+    import sys
+
+    from federation.store.event_log import EVENTS_LOGGER
+
+    events = logging.getLogger(EVENTS_LOGGER)
+    if not events.handlers:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
+        events.propagate = False
+    events.setLevel(logging.INFO)
+
+
 @federation_app.command("serve")
 def serve(config: ConfigOption = None) -> None:
     """Run the federation API (HTTPS, HTTP/2) until SIGINT/SIGTERM.
@@ -50,6 +67,7 @@ def serve(config: ConfigOption = None) -> None:
     import trio
 
     settings = _config(config)
+    configure_event_log()
     try:
         trio.run(_serve_until_signalled, settings)
     except (KeyboardInterrupt, _SecondSignal):  # a signal before the handler, or a second one
