@@ -2,10 +2,6 @@
 
 Each store owns one connection used by one worker thread at a time (a ``CapacityLimiter(1)``),
 so calls are serialised per store; stores on the same file serialise through SQLite's own lock.
-Writes are group-committed: writes that arrive while one is running are run together next, in
-ONE transaction (one thread hop, one commit), each in its own savepoint, so each is still applied
-completely or not at all and fails alone (1,000 reports/s cost a few commits per tick, not
-1,000). A write returns only once its group has committed.
 Change notifications and leadership are shared in-process by every store open on the same file
 (the "replicas" of an embedded federation all live in one process).
 """
@@ -33,17 +29,6 @@ from federation.store.sqlstore import Body, SqlStore
 from federation.store.transaction import Transaction
 
 T = TypeVar("T")
-
-
-@dataclass(eq=False)
-class _PendingWrite:
-    """One caller's write body waiting for (or done by) a group commit."""
-
-    body: Body[object]
-    done: bool = False
-    result: object = None
-    error: BaseException | None = None
-    changes: list[Change] = field(default_factory=list)
 
 
 @dataclass
@@ -90,48 +75,6 @@ class SqliteStore(SqlStore):
         self._conn = conn
         self._shared = shared
         self._limiter = trio.CapacityLimiter(1)
-        self._pending: list[_PendingWrite] = []
-        self._group_lock = trio.Lock()
-
-    def _store_error(self, err: sqlite3.Error) -> StoreError:
-        mapped = (
-            StoreUnavailable(f"sqlite database {self.path}: {err}")
-            if isinstance(err, sqlite3.OperationalError)  # locked, I/O error, disk full
-            else StoreError(f"sqlite database {self.path}: {err}")
-        )
-        mapped.__cause__ = err
-        return mapped
-
-    def _group_sync(self, group: list[_PendingWrite]) -> None:
-        """Run every write of ``group`` in one transaction, each in a savepoint: a failing body
-        is rolled back alone and gets its error; the rest commit together."""
-        cursor = self._conn.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-            for item in group:
-                cursor.execute("SAVEPOINT write")
-                tx = Transaction(cursor)
-                try:
-                    item.result = item.body(tx)
-                    item.changes = tx.changes
-                except Exception as err:  # delivered to that write's caller
-                    cursor.execute("ROLLBACK TO write")
-                    item.error = self._store_error(err) if isinstance(err, sqlite3.Error) else err
-                cursor.execute("RELEASE write")
-            cursor.execute("COMMIT")
-        except sqlite3.Error as err:
-            if self._conn.in_transaction:
-                self._conn.rollback()
-            for item in group:
-                item.error, item.changes = item.error or self._store_error(err), []
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.rollback()
-            for item in group:
-                item.error = StoreError(f"sqlite database {self.path}: write interrupted")
-            raise
-        finally:
-            cursor.close()
 
     def _transaction_sync(self, body: Body[T], write: bool) -> tuple[T, list[Change]]:
         cursor = self._conn.cursor()
@@ -161,30 +104,12 @@ class SqliteStore(SqlStore):
         return result
 
     async def _write(self, body: Body[T]) -> T:
-        mine = _PendingWrite(body)
-        self._pending.append(mine)
-        try:
-            async with self._group_lock:  # FIFO: whoever gets it runs everything queued so far
-                if not mine.done:
-                    await self._run_group()
-        except BaseException:  # cancelled before any group took it: it never runs
-            self._pending = [item for item in self._pending if item is not mine]
-            raise
-        if not mine.done:  # pragma: no cover - the group that took it always marks it done
-            raise StoreError(f"sqlite database {self.path}: the write was not run")
-        if mine.error is not None:
-            raise mine.error
-        return mine.result  # type: ignore[return-value]
-
-    async def _run_group(self) -> None:
-        group, self._pending = self._pending, []
-        try:
-            await trio.to_thread.run_sync(self._group_sync, group, limiter=self._limiter)
-        finally:
-            for item in group:
-                item.done = True
-            # No checkpoint between commit and publish: a cancelled caller still announces.
-            self._shared.hub.publish([c for item in group for c in item.changes])
+        result, changes = await trio.to_thread.run_sync(
+            self._transaction_sync, body, True, limiter=self._limiter
+        )
+        # No checkpoint between commit and publish: a cancelled caller still announces.
+        self._shared.hub.publish(changes)
+        return result
 
     def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]:
         return self._shared.hub.subscribe()
