@@ -12,14 +12,16 @@ reuses the same identity and the stored federation join, so no token is needed t
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import trio
 import yaml
 
+from federation.trust import CertificateAuthority, X509Svid, issue_x509_svid, run_svid_rotation
 from federation.trust.files import PUBLIC_MODE, write_file
 from gateway.config import GatewayConfig
 from gateway.run import RunningGateway, serve_gateway
@@ -34,7 +36,7 @@ from isthmus.runner.topology import (
 )
 
 log = logging.getLogger(__name__)
-SVID_TTL = timedelta(hours=24)
+SVID_TTL = timedelta(hours=1)
 DRAIN_S = 1.0
 #: A replica leaves the routing file this long (in report intervals) before it stops, so
 #: peers stop sending to it first.
@@ -125,6 +127,7 @@ class LocalCluster:
                     partial(serve_gateway, config, join_token=join_token, handle_signals=False,
                             freeze_gc=False)
                 )  # fmt: skip
+                nursery.start_soon(rotate_svid, self.directory, self.gateway)
                 task_status.started()
         finally:
             self.gateway, self._nursery, self._scope = None, None, None
@@ -195,3 +198,26 @@ class LocalCluster:
             replica = self._retiring.pop(service, None)
             if replica is not None:
                 replica.scope.cancel()
+
+
+async def rotate_svid(directory: Path, running: RunningGateway) -> None:
+    """Renew the gateway's SVID from its local CA at half-life: the new SVID is written to
+    ``directory`` (so a restart uses it) and swapped into the running gateway at once (new
+    connections present it). Never returns."""
+    ca = CertificateAuthority.load(directory / "ca")
+    spiffe_id = running.identity.svid.spiffe_id
+
+    async def issue() -> X509Svid:
+        return issue_x509_svid(ca, spiffe_id, now=datetime.now(UTC), ttl=SVID_TTL)
+
+    def install(svid: X509Svid) -> None:
+        svid.save(directory)
+        running.identity.update(svid=svid)
+        log.info("rotated %s, valid until %s", svid.spiffe_id, svid.not_after.isoformat())
+
+    await run_svid_rotation(
+        running.identity.svid,
+        issue,
+        install,
+        rng=random.Random(),  # noqa: S311 - jitter, not crypto
+    )

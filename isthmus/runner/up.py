@@ -15,23 +15,20 @@ got an answer. A second ``isthmus up`` on the same state directory stops at the 
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
 
 from federation.service.server import FederationConfig, RunningFederation, serve_federation
-from federation.trust import CertificateAuthority, X509Svid, issue_x509_svid, run_svid_rotation
-from gateway.run import RunningGateway
 from isthmus.errors import IsthmusError
-from isthmus.runner.cluster import DRAIN_S, LocalCluster
+from isthmus.runner.cluster import DRAIN_S, LocalCluster, rotate_svid
 from isthmus.runner.config import DEFAULT_CONFIG, UpConfig
 from isthmus.runner.control import new_control_token, serve_control
 from isthmus.runner.federation_admin import FederationAdmin
@@ -40,7 +37,7 @@ from isthmus.runner.lock import UpLock, hold_up_lock
 from isthmus.runner.topology import ClusterSpec
 
 log = logging.getLogger(__name__)
-SVID_TTL = timedelta(hours=1)
+__all__ = ["NotReady", "PortInUse", "UpReady", "check_ports_free", "rotate_svid", "run_up"]
 READY_TIMEOUT_S = 45.0
 
 
@@ -96,29 +93,6 @@ def check_ports_free(ports: list[int]) -> None:
                     f"port {port} on 127.0.0.1 is in use ({err.strerror}); stop what uses it "
                     "or run 'isthmus up --port-offset N' to shift every port by N"
                 ) from err
-
-
-async def rotate_svid(directory: Path, running: RunningGateway) -> None:
-    """Renew the gateway's SVID from its local CA at half-life: the new SVID is written to
-    ``directory`` (so a restart uses it) and swapped into the running gateway at once (new
-    connections present it). Never returns."""
-    ca = CertificateAuthority.load(directory / "ca")
-    spiffe_id = running.identity.svid.spiffe_id
-
-    async def issue() -> X509Svid:
-        return issue_x509_svid(ca, spiffe_id, now=datetime.now(UTC), ttl=SVID_TTL)
-
-    def install(svid: X509Svid) -> None:
-        svid.save(directory)
-        running.identity.update(svid=svid)
-        log.info("rotated %s, valid until %s", svid.spiffe_id, svid.not_after.isoformat())
-
-    await run_svid_rotation(
-        running.identity.svid,
-        issue,
-        install,
-        rng=random.Random(),  # noqa: S311 - jitter, not crypto
-    )
 
 
 @dataclass
