@@ -50,6 +50,8 @@ def up(
 
     configure_logging(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("isthmus.access").setLevel(logging.WARNING)
+    # hypercorn resets its logger's level to INFO when a server starts; a filter stays.
+    logging.getLogger("hypercorn.error").addFilter(lambda r: r.levelno >= logging.WARNING)
     console = Console(highlight=False)
     began = time.perf_counter()
     topology = UpConfig.from_file(config) if config is not None else default_config()
@@ -58,10 +60,13 @@ def up(
     where = home if home is not None else isthmus_home()
 
     def progress(text: str) -> None:
-        console.print(f"[green]✓[/green] [dim]{time.perf_counter() - began:5.1f}s[/dim] {text}")
+        console.print(
+            f"[green]✓[/green] [dim]{time.perf_counter() - began:5.1f}s[/dim] {text}",
+            soft_wrap=True,
+        )
 
     def ready(text: str) -> None:
-        console.print(text, markup=False)
+        console.print(text, markup=False, soft_wrap=True)
 
     console.print(f"[bold]isthmus up[/bold]: starting in {where / 'up'}")
     trio.run(

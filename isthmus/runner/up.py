@@ -184,7 +184,7 @@ def banner(ready: UpReady) -> str:
         f"  curl -x http://127.0.0.1:{first.spec.outbound_port} http://{remote}.global/",
         "",
         "Break it on purpose (in another terminal):",
-        f"  isthmus drill kill-cluster {list(local.clusters)[-1]}",
+        f"  isthmus drill kill-cluster {list(local.clusters)[min(1, len(local.clusters) - 1)]}",
         "  isthmus drill heal",
         "",
         "Ctrl-C stops everything.",

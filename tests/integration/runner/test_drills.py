@@ -70,6 +70,15 @@ async def test_partition_moves_traffic_without_failures_and_heal_restores_it(
         assert late and set(late) == {"gcp-euw1"}, late
         assert local.traffic.flows[(SOURCE, SERVICE)].failed == 0
         assert local.describe()["partitions"] == [["aws-use1", "azure-weu"]]
+        with trio.fail_after(10):  # the federation hears a link down, not a cluster down
+            while True:
+                rows = {
+                    r["cluster"]: r for r in (await local.admin.get_json("/v1/status"))["clusters"]
+                }
+                if "aws-use1" in rows["azure-weu"]["unreachable_from"]:
+                    break
+                await trio.sleep(0.2)
+        assert rows["azure-weu"]["lease"] == rows["aws-use1"]["lease"] == "healthy"
         await local.heal()
         healed = time.time()
         with trio.fail_after(15):
