@@ -79,6 +79,10 @@ async def test_partition_moves_traffic_without_failures_and_heal_restores_it(
                     break
                 await trio.sleep(0.2)
         assert rows["azure-weu"]["lease"] == rows["aws-use1"]["lease"] == "healthy"
+        timeline = (await local.admin.get_json("/v1/events"))["events"]
+        drills = [e for e in timeline if e["kind"] == "drill"]
+        assert drills[-1]["subject"] == "aws-use1,azure-weu"
+        assert drills[-1]["detail"]["action"] == "partition"
         await local.heal()
         healed = time.time()
         with trio.fail_after(15):
