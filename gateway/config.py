@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from federation.model import FrozenModel, Locality
 from federation.model.api import Cost
 from federation.model.base import describe_validation_error
 from federation.model.routing import check_address, check_cluster_name
+from federation.service.foreign import ForeignTrustDomain
 from gateway.errors import GatewayConfigError
 
 DEFAULT_INBOUND_PORT = 15443
@@ -94,11 +95,26 @@ class FederationSettings(FrozenModel):
     long_poll_s: float = Field(default=30.0, gt=0, le=300)
     backoff_base_s: float = Field(default=0.5, gt=0, le=60)
     backoff_cap_s: float = Field(default=30.0, gt=0, le=3600)
+    foreign_trust_domains: tuple[ForeignTrustDomain, ...] = Field(
+        default=(),
+        max_length=32,
+        description="foreign (e.g. SPIRE) trust domains this gateway fetches itself from their "
+        "https_web bundle endpoints; the federation can neither add nor replace them",
+    )
 
     @field_validator("advertise_addresses")
     @classmethod
     def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_address(item) for item in value)
+
+    @field_validator("foreign_trust_domains")
+    @classmethod
+    def _distinct(cls, value: tuple[ForeignTrustDomain, ...]) -> tuple[ForeignTrustDomain, ...]:
+        names = [item.trust_domain for item in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"trust domain {name!r} is listed more than once")
+        return value
 
 
 class GatewayConfig(FrozenModel):
@@ -125,6 +141,16 @@ class GatewayConfig(FrozenModel):
 
     _cluster = field_validator("cluster")(check_cluster_name)
 
+    @model_validator(mode="after")
+    def _foreign_is_not_own(self) -> GatewayConfig:
+        foreign = self.federation.foreign_trust_domains if self.federation is not None else ()
+        if any(f.trust_domain == self.trust_domain for f in foreign):
+            raise ValueError(
+                f"federation.foreign_trust_domains: {self.trust_domain!r} is this gateway's own "
+                "trust domain; list only other (e.g. SPIRE) trust domains"
+            )
+        return self
+
     @property
     def gateway_spiffe_id(self) -> str:
         """The SPIFFE ID this gateway's SVID must carry."""
@@ -146,8 +172,14 @@ class GatewayConfig(FrozenModel):
             "routing_file": fix(self.routing_file),
         }
         fed = self.federation
-        if fed is not None and fed.state_dir is not None:
-            update["federation"] = fed.model_copy(update={"state_dir": fix(fed.state_dir)})
+        if fed is not None:
+            foreign = tuple(
+                f if f.ca_file is None else f.model_copy(update={"ca_file": fix(f.ca_file)})
+                for f in fed.foreign_trust_domains
+            )
+            state_dir = None if fed.state_dir is None else fix(fed.state_dir)
+            fixed = {"state_dir": state_dir, "foreign_trust_domains": foreign}
+            update["federation"] = fed.model_copy(update=fixed)
         return self.model_copy(update=update)
 
     @classmethod

@@ -14,7 +14,9 @@ Two steps, both driven by :func:`gateway.run.serve_gateway`:
    snapshot first (static stability: a restart routes even with the federation down), then
    report every interval, long-poll snapshots (verify bundle updates, apply, persist, ACK; NACK
    what fails — :class:`federation.client.FederationLink`), and publish a signed update of the
-   cluster's own bundle whenever its bundle file gains a higher sequence (CA rotation).
+   cluster's own bundle whenever its bundle file gains a higher sequence (CA rotation), and
+   fetch each ``federation.foreign_trust_domains`` bundle itself (:mod:`gateway.foreign_trust`;
+   whatever the federation serves for those domains is ignored).
 """
 
 from __future__ import annotations
@@ -41,11 +43,18 @@ from federation.client import (
     registration_bundle,
 )
 from federation.errors import FederationError
-from federation.model.api import HealthReport
+from federation.model.api import HealthReport, Snapshot
 from federation.service.join import JoinToken
-from federation.trust import TrustBundle, TrustDomain, parse_bundle, sign_bundle_update
+from federation.trust import (
+    BundleSet,
+    TrustBundle,
+    TrustDomain,
+    parse_bundle,
+    sign_bundle_update,
+)
 from gateway.config import FederationSettings, GatewayConfig
 from gateway.errors import FederationJoinError, GatewayError, IdentityError
+from gateway.foreign_trust import ForeignTrust
 from gateway.identity import GatewayIdentity
 from gateway.probes import peer_endpoints
 from gateway.reload import file_stamp, load_routing_model
@@ -302,6 +311,17 @@ async def run_federation_link(
     """Follow the federation until cancelled (see the module docstring). ``started`` with the
     link once the persisted snapshot (if any) is applied. Owns its client and tasks."""
     settings = session.settings
+    foreign = ForeignTrust(
+        settings.foreign_trust_domains, own_trust_domain=running.config.trust_domain
+    )
+
+    def apply(snapshot: Snapshot, bundles: BundleSet) -> None:
+        running.apply_snapshot(snapshot, foreign.overlay(bundles))
+
+    def foreign_fetched() -> None:  # new handshakes trust the self-fetched bundles at once
+        identity = running.identity
+        identity.set_federated_bundles(foreign.overlay(identity.federated_bundles))
+
     async with FederationClient(
         session.record, jwt_key=session.jwt_key, kid=session.kid, long_poll_s=settings.long_poll_s
     ) as client:
@@ -309,11 +329,12 @@ async def run_federation_link(
             client,
             session.state,
             own_bundle=session.own_bundle,
-            apply=running.apply_snapshot,
+            apply=apply,
             report_source=_Reporter(running, session),
             rng=random.Random(),  # noqa: S311 - jitter, not crypto
             backoff_base_s=settings.backoff_base_s,
             backoff_cap_s=settings.backoff_cap_s,
+            self_fetched_trust_domains=foreign.names,
         )
         if link.restore():
             assert link.active is not None
@@ -324,4 +345,5 @@ async def run_federation_link(
             nursery.start_soon(link.report_forever, session.report_interval_s)
             nursery.start_soon(link.watch)
             nursery.start_soon(_publish_own_bundle, link, session, running)
+            nursery.start_soon(foreign.run, foreign_fetched)
             task_status.started(link)
