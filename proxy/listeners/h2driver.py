@@ -300,6 +300,36 @@ class H2Exchange:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
 
+    async def receive_joined(self, max_bytes: int) -> bytes:
+        """A tunnel's read: the DATA payloads already received, joined up to ``max_bytes``
+        (at least one whole payload, which may be longer), their credit acknowledged at once;
+        ``b""`` at END_STREAM. Raises :class:`DownstreamGone` if the client reset the stream.
+        Not to be mixed with iterating ``body``."""
+        chunks = self._chunks
+        while True:
+            if chunks:
+                data, credit = chunks.popleft()
+                if chunks and len(data) < max_bytes:
+                    parts = [data]
+                    size = len(data)
+                    while chunks and size + len(chunks[0][0]) <= max_bytes:
+                        more, more_credit = chunks.popleft()
+                        parts.append(more)
+                        size += len(more)
+                        credit += more_credit
+                    data = b"".join(parts)
+                self._conn.session.acknowledge_received_data(self.stream_id, credit)
+                await self._conn.queued()
+                if data:
+                    return data
+            elif self._body_ended:
+                return b""
+            elif self.reset_by_peer:
+                raise DownstreamGone(f"client reset stream {self.stream_id}")
+            else:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+
     async def start_response(
         self, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:

@@ -8,6 +8,8 @@ import trio
 
 from proxy.listeners.exchange import DownstreamGone
 
+_JOIN_LIMIT = 1 << 20
+
 if TYPE_CHECKING:
     from proxy.listeners.h2driver import H2Exchange
 
@@ -17,18 +19,30 @@ class H2TunnelStream(trio.abc.HalfCloseableStream):
 
     def __init__(self, exchange: H2Exchange) -> None:
         self._ex = exchange
-        self._body = exchange.body
+        self._open = exchange.body is not None
+        self._pending = b""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._body is None:
-            return b""
-        try:
-            return await self._body.__anext__()
-        except StopAsyncIteration:
-            self._body = None
-            return b""
-        except DownstreamGone as err:
-            raise trio.BrokenResourceError(str(err)) from err
+        """Received DATA, joined up to ``max_bytes`` (default 1 MiB); ``b""`` at the end."""
+        limit = _JOIN_LIMIT if max_bytes is None else max_bytes
+        if not self._pending:
+            if not self._open:
+                await trio.lowlevel.checkpoint()
+                return b""
+            try:
+                self._pending = await self._ex.receive_joined(limit)
+            except DownstreamGone as err:
+                raise trio.BrokenResourceError(str(err)) from err
+            if not self._pending:
+                self._open = False
+                return b""
+        else:
+            await trio.lowlevel.checkpoint()
+        if len(self._pending) <= limit:
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:limit], self._pending[limit:]
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:

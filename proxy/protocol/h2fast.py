@@ -183,6 +183,14 @@ class FastH2Connection(h2.connection.H2Connection):
             return tracked
         return super()._open_streams(remainder)
 
+    def _local_settings_acked(self) -> Any:
+        """h2 applies a larger SETTINGS_MAX_FRAME_SIZE to its frame buffer only on the next
+        ``receive_data``, so a big frame arriving in the same read as the peer's SETTINGS ACK
+        was refused as too large; apply it at once."""
+        changes = super()._local_settings_acked()
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        return changes
+
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
         if len(frames) == 1:
             self._data_to_send += frames[0].serialize()

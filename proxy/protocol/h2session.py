@@ -48,7 +48,7 @@ class H2SessionSettings:
     max_header_list_size: int = 64 * 1024
     initial_window_size: int = 1 << 20
     connection_window_size: int = 16 << 20
-    max_frame_size: int = 1 << 14
+    max_frame_size: int = 1 << 20
 
 
 install()
@@ -76,14 +76,18 @@ class H2ServerSession:
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.initial_window_size,
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: settings.max_frame_size,
             },
         )
         self._conn.initiate_connection()
         extra = settings.connection_window_size - 65535
         if extra > 0:
             self._conn.increment_flow_control_window(extra)
-        # Enforce the header limit from the first frame, before the client ACKs our SETTINGS.
+        # Enforce the header limit from the first frame, before the client ACKs our SETTINGS;
+        # h2 takes initial SETTINGS values as already acknowledged, so it would never raise
+        # its frame size limit from 16 KiB to the one we advertise: set it here.
         self._conn.decoder.max_header_list_size = settings.max_header_list_size
+        self._conn.max_inbound_frame_size = settings.max_frame_size
         self.closed = False
         self._goaway = b""
 
@@ -118,10 +122,13 @@ class H2ServerSession:
     def _oversized_frame_pending(self) -> bool:
         """h2 buffers a frame whole before checking its declared length against our
         SETTINGS_MAX_FRAME_SIZE, so a peer declaring 16 MiB could make us hold 16 MiB. What is
-        left unparsed after a receive is at most one incomplete frame: more than a maximal
-        frame means the declared length is illegal."""
-        pending = len(getattr(self._conn.incoming_buffer, "_data", b""))
-        return pending > self._conn.max_inbound_frame_size + 9
+        left unparsed after a receive is at most one incomplete frame: its header declaring
+        more than we allow (or more buffered than a maximal frame) means it is illegal."""
+        pending = getattr(self._conn.incoming_buffer, "_data", b"")
+        limit = self._conn.max_inbound_frame_size
+        if len(pending) >= 3 and int.from_bytes(pending[:3], "big") > limit:
+            return True
+        return len(pending) > limit + 9
 
     def acknowledge_received_data(self, stream_id: int, flow_length: int) -> None:
         """Give the client credit back for bytes consumed downstream (backpressure)."""

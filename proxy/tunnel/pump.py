@@ -55,8 +55,19 @@ class _Pump:
     async def _copy(
         self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
     ) -> None:
-        view = memoryview(bytearray(self.buffer_size))
         counts = self.counts
+        if not isinstance(source, (TLSStream, trio.SocketStream)):
+            # A stream that hands out its own bytes (an HTTP/2 tunnel): pass them on as they
+            # are, no copy through our buffer.
+            while data := await source.receive_some(self.buffer_size):
+                await sink.send_all(data)
+                if up:
+                    counts.up += len(data)
+                else:
+                    counts.down += len(data)
+            await sink.send_eof()
+            return
+        view = memoryview(bytearray(self.buffer_size))
         while n := await _receive_into(source, view):
             await sink.send_all(view[:n])
             if up:

@@ -44,6 +44,9 @@ for _state in (h2.connection.ConnectionState.IDLE, h2.connection.ConnectionState
 install()
 _SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
+# What we let the peer send per frame (RFC 9113 allows up to 16 MiB): bulk DATA in a few big
+# frames instead of one per 16 KiB, bounded by our windows anyway.
+MAX_FRAME_SIZE = 1 << 20
 
 
 class H2ClientConnection:
@@ -150,6 +153,7 @@ class H2ClientConnection:
             {
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._stream_window,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
             }
         )
         extra = self._connection_window - self._h2.inbound_flow_control_window
@@ -416,12 +420,23 @@ class H2ClientConnection:
                 return
             self._kick()
 
-    async def read_chunk(self, s: H2Stream) -> bytes | None:
+    async def read_chunk(self, s: H2Stream, max_bytes: int = 0) -> bytes | None:
         """Next DATA payload (acknowledging its flow-control credit), ``None`` at the end.
-        Raises the stream's :class:`UpstreamError` if it failed."""
+        ``max_bytes`` > 0: every payload already received, joined up to that many bytes (the
+        credit of all of them acknowledged at once). Raises the stream's
+        :class:`UpstreamError` if it failed."""
         while True:
             if s.inbox:
                 data, credit = s.inbox.popleft()
+                if max_bytes > 0 and s.inbox and len(data) < max_bytes:
+                    parts = [data]
+                    size = len(data)
+                    while s.inbox and size + len(s.inbox[0][0]) <= max_bytes:
+                        more, more_credit = s.inbox.popleft()
+                        parts.append(more)
+                        size += len(more)
+                        credit += more_credit
+                    data = b"".join(parts)
                 if credit and not self.closed:
                     self._h2.acknowledge_received_data(credit, s.stream_id)
                     self._kick()

@@ -13,6 +13,8 @@ from proxy.errors import UpstreamError
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.h2stream import H2Stream
 
+_JOIN_LIMIT = 1 << 20  # received DATA joined per read when the caller sets no limit
+
 
 class H2TunnelStream(trio.abc.HalfCloseableStream):
     """Owned by the caller of ``open_tunnel``, who must ``aclose`` it."""
@@ -55,7 +57,7 @@ class H2TunnelStream(trio.abc.HalfCloseableStream):
         try:
             if not self._pending and not self._eof:
                 try:
-                    chunk = await self._conn.read_chunk(self._stream)
+                    chunk = await self._conn.read_chunk(self._stream, max_bytes or _JOIN_LIMIT)
                 except UpstreamError as err:
                     raise trio.BrokenResourceError(str(err)) from err
                 if chunk is None:

@@ -199,3 +199,68 @@ async def test_a_broken_tunnel_side_ends_the_tunnel_cleanly(pki: PKI) -> None:
         nursery.cancel_scope.cancel()
     assert rest == b""
     assert pair.a.observer.tunnels[0].reason == "tunnel_broken"
+
+
+async def test_a_tunnel_to_a_stalled_target_stops_the_sender_then_delivers_everything(
+    pki: PKI,
+) -> None:
+    """Backpressure end to end across the peer (big HTTP/2 frames, batched credit): while the
+    TCP target reads nothing the client can push only a bounded amount into the tunnel; once
+    the target reads, every byte arrives, in order."""
+    total = 64 << 20
+    chunk = bytes(range(256)) * 1024  # 256 KiB; the byte at offset i is i % 256
+    reading = trio.Event()
+    got = {"bytes": 0, "misplaced": 0}
+
+    async def slow_target(stream: trio.SocketStream) -> None:
+        await reading.wait()
+        while data := await stream.receive_some(1 << 20):
+            at = got["bytes"]
+            if data[0] != at % 256 or data[-1] != (at + len(data) - 1) % 256:
+                got["misplaced"] += 1
+            got["bytes"] = at + len(data)
+
+    sent = 0
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners[0].socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        target_port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, slow_target, listeners)
+        routes_b = table(
+            route(
+                "db.shop",
+                (local_endpoint("db-b", 1, cluster="b"),),
+                tcp_targets=(("127.0.0.1", target_port),),
+                allowed_sources=frozenset({"a"}),
+            ),
+            cluster="b",
+        )
+        routes_a = [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
+            async with stream:
+                await stream.send_all(b"CONNECT db.shop.global:5432 HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 200")
+
+                async def send() -> None:
+                    nonlocal sent
+                    while sent < total:
+                        await stream.send_all(chunk)
+                        sent += len(chunk)
+                    await stream.send_eof()
+
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(send)
+                    stalled_at, still = -1, 0
+                    with trio.fail_after(15):
+                        while still < 5:  # no progress in 5 polls of 0.1 s: the sender waits
+                            await trio.sleep(0.1)
+                            still = still + 1 if sent == stalled_at else 0
+                            stalled_at = sent
+                    reading.set()
+                    with trio.fail_after(30):
+                        while got["bytes"] < total:
+                            await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert stalled_at < total // 2, f"{stalled_at >> 20} MiB went in before the sender stalled"
+    assert got == {"bytes": total, "misplaced": 0}
