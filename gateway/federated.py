@@ -340,7 +340,10 @@ async def run_federation_link(
             assert link.active is not None
             log.info("serving the persisted snapshot v%d until the federation answers",
                      link.active.version)  # fmt: skip
-        running.status.federation = link.describe
+        running.status.federation = lambda: {
+            **link.describe(),
+            "foreign_trust_domains": foreign.describe(),
+        }
         async with trio.open_nursery() as nursery:
             nursery.start_soon(link.report_forever, session.report_interval_s)
             nursery.start_soon(link.watch)

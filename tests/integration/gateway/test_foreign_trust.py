@@ -13,6 +13,7 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
@@ -162,6 +163,15 @@ async def test_gateway_trusts_its_own_fetch_and_ignores_the_federations_bundle(
     await wait_for_foreign(gateway, sequence=2)
     assert await server_accepts(gateway.identity, foreign_svid(rotated))
     assert not await server_accepts(gateway.identity, foreign_svid(impostor_ca))
+    assert gateway.status.federation is not None
+    (shown,) = cast(list[dict[str, object]], gateway.status.federation()["foreign_trust_domains"])
+    assert {k: v for k, v in shown.items() if k != "fetched_at"} == {  # the admin API's /status
+        "trust_domain": FOREIGN,
+        "url": url,
+        "sequence": 2,
+        "failures": 0,
+        "last_error": "",
+    }
     gateway.stop()
 
 
