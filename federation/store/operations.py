@@ -45,7 +45,7 @@ def create_join_token(
     tx.changed(f"token:{token_id}")
 
 
-def consume_join_token(tx: Transaction, *, token_id: str, secret_hash: str, now: float) -> str:
+def check_join_token(tx: Transaction, *, token_id: str, secret_hash: str, now: float) -> str:
     row = tx.one(
         "SELECT cluster, secret_hash, expires_at, used_at FROM join_tokens WHERE token_id = ?",
         (token_id,),
@@ -61,9 +61,14 @@ def consume_join_token(tx: Transaction, *, token_id: str, secret_hash: str, now:
         raise TokenAlreadyUsed(token_id, f"join token {token_id!r} was already used")
     if now >= expires_at:
         raise TokenExpired(token_id, f"join token {token_id!r} expired; create a new one")
+    return str(cluster)
+
+
+def consume_join_token(tx: Transaction, *, token_id: str, secret_hash: str, now: float) -> str:
+    cluster = check_join_token(tx, token_id=token_id, secret_hash=secret_hash, now=now)
     tx.run("UPDATE join_tokens SET used_at = ? WHERE token_id = ?", (now, token_id))
     tx.changed(f"token:{token_id}")
-    return str(cluster)
+    return cluster
 
 
 def upsert_cluster(tx: Transaction, *, cluster: ClusterRecord) -> None:

@@ -63,6 +63,11 @@ class Store(Protocol):
         """Store a single-use join token for ``cluster``. Raises ``DuplicateToken``."""
         ...
 
+    async def check_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
+        """The cluster a token is for, if :meth:`consume_join_token` would accept it now, with
+        the same checks and errors in the same order; read-only (the token stays usable)."""
+        ...
+
     async def consume_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
         """Atomically mark the token used and return its cluster name.
 

@@ -81,6 +81,15 @@ class SqlStore(ABC):
         )
         await self._write(body)
 
+    async def check_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
+        body = partial(
+            ops.check_join_token,
+            token_id=require_name(token_id, "token_id"),
+            secret_hash=require_name(secret_hash, "secret_hash"),
+            now=require_time(now, "now"),
+        )
+        return await self._read(body)
+
     async def consume_join_token(self, token_id: str, secret_hash: str, now: float) -> str:
         body = partial(
             ops.consume_join_token,
