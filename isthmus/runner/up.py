@@ -192,13 +192,24 @@ def banner(ready: UpReady) -> str:
     return "\n".join(lines)
 
 
-async def _wait_for_signal(handle_signals: bool) -> None:
-    if not handle_signals:
-        await trio.sleep_forever()
+async def _watch_signals(
+    stop: trio.Event,
+    startup: trio.CancelScope,
+    everything: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """First SIGINT/SIGTERM: set ``stop`` (and abandon a start-up still in progress); a second
+    one: cancel ``everything`` at once, no drain."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         async for signum in signals:
+            if stop.is_set():
+                everything.cancel()
+                return
             log.info("%s: stopping", signal.Signals(signum).name)
-            return
+            stop.set()
+            startup.cancel()
 
 
 async def run_up(
@@ -212,24 +223,34 @@ async def run_up(
     task_status: trio.TaskStatus[UpReady] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Start everything (see the module docstring), print the banner, run until a signal (when
-    ``handle_signals``) or cancellation, then drain the gateways and stop. Raises
-    :class:`UpAlreadyRunning`, :class:`PortInUse` or :class:`NotReady`."""
+    ``handle_signals``) or cancellation, then drain the gateways and stop. A signal during
+    start-up stops at once and returns. Raises :class:`UpAlreadyRunning`, :class:`PortInUse`
+    or :class:`NotReady`."""
     config = config or default_config()
     with hold_up_lock(home) as lock:
         check_ports_free(config.ports(offset))
+        ready: UpReady | None = None
         async with trio.open_nursery() as nursery:
-            ready = await _start(
-                nursery, home, config=config, offset=offset, lock=lock, progress=progress
-            )
+            stop, startup = trio.Event(), trio.CancelScope()
+            if handle_signals:
+                await nursery.start(_watch_signals, stop, startup, nursery.cancel_scope)
+            with startup:
+                ready = await _start(
+                    nursery, home, config=config, offset=offset, lock=lock, progress=progress
+                )
+            if ready is None:  # interrupted while starting
+                nursery.cancel_scope.cancel()
+                return
             on_ready(banner(ready))
             task_status.started(ready)
-            await _wait_for_signal(handle_signals)
+            await stop.wait()
             for cluster in ready.local.clusters.values():
                 if cluster.gateway is not None:
                     cluster.gateway.stop()
             nursery.cancel_scope.deadline = trio.current_time() + DRAIN_S + 0.5
-        with trio.CancelScope(shield=True):
-            await ready.local.admin.aclose()
+        if ready is not None:
+            with trio.CancelScope(shield=True):
+                await ready.local.admin.aclose()
 
 
 async def _start(
