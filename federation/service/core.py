@@ -8,7 +8,7 @@ Errors are :class:`~federation.service.errors.ServiceError` subclasses carrying 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -122,7 +122,7 @@ class FederationService:
         return bundle
 
     async def _check_bundle_conflicts(self, bundle: TrustBundle, cluster: str) -> None:
-        """Checks against what is registered: run only for an authentic, consumed token, so an
+        """Checks against what is registered: run only for an authentic, unused token, so an
         unknown token cannot probe which trust domains exist."""
         td = bundle.trust_domain
         if self.foreign is not None and td.name in self.foreign.sources:
@@ -154,28 +154,25 @@ class FederationService:
         """Register a cluster. Raises ``JoinTokenError`` (403), ``InvalidInputError`` (422) or
         ``ConflictError`` (409); nothing is stored unless everything checks out.
 
-        Order: request shape (pure, 422, the token stays usable), then the token (403, consumed
-        atomically by the store), then conflicts with registered trust domains (409). The
-        conflict checks read the registry, so they run only after the token proved authentic:
-        an unknown, reused, expired or tampered token always gets the token's refusal and
-        learns nothing about which trust domains exist. A 409 after a valid token does use it
-        up (the store has no non-consuming check); the message says to create a new one."""
+        Order: request shape (pure, 422, the token stays usable), then the token, checked
+        without using it (403), then conflicts with registered trust domains (409, the token
+        stays usable), then the token is consumed atomically by the store (403 if a concurrent
+        join used it first). The conflict checks read the registry, so they run only after the
+        token proved authentic: an unknown, reused, expired or tampered token always gets the
+        token's refusal and learns nothing about which trust domains exist."""
         token = JoinToken.decode(request.token)
         bundle = self._parse_join_bundle(request)
         now = self.clock()
-        try:
-            await self.store.consume_join_token(token.token_id, token.digest(), now)
-        except TokenError as err:
-            self.metrics.reject(f"join-{STORE_REASONS.get(err.reason, err.reason)}")
-            raise join_refusal(token, STORE_REASONS.get(err.reason, err.reason)) from err
+        await self._token_checked(token, self.store.check_join_token, now)
         try:
             await self._check_bundle_conflicts(bundle, token.cluster)
         except ConflictError as err:
             raise ConflictError(
-                f"{err}; join token {token.token_id} is now used up: create a new one after "
+                f"{err}; join token {token.token_id} was not used: join again with it after "
                 "fixing this",
                 reason=err.reason,
             ) from err
+        await self._token_checked(token, self.store.consume_join_token, now)
         await self._register(token.cluster, request, bundle, now)
         bundles = {b.trust_domain: b.bundle for b in await self.store.list_bundles()}
         return JoinResponse(
@@ -187,6 +184,17 @@ class FederationService:
             bundles=bundles,
             federation_urls=self.settings.replica_urls,
         )
+
+    async def _token_checked(
+        self, token: JoinToken, verdict: Callable[[str, str, float], Awaitable[str]], now: float
+    ) -> None:
+        """Run the store's ``check_join_token`` or ``consume_join_token``; a refusal becomes
+        the join's 403 (counted by reason)."""
+        try:
+            await verdict(token.token_id, token.digest(), now)
+        except TokenError as err:
+            self.metrics.reject(f"join-{STORE_REASONS.get(err.reason, err.reason)}")
+            raise join_refusal(token, STORE_REASONS.get(err.reason, err.reason)) from err
 
     async def _register(
         self, cluster: str, request: JoinRequest, bundle: TrustBundle, now: float

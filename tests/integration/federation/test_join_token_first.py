@@ -53,7 +53,7 @@ async def test_unknown_token_cannot_probe_registered_trust_domains(
     assert answers[0].json()["error"] == answers[1].json()["error"]
 
 
-async def test_conflict_after_a_valid_token_says_to_create_a_new_one(
+async def test_conflict_after_a_valid_token_leaves_the_token_usable(
     federation: RunningFederation, api: httpx.AsyncClient
 ) -> None:
     await _register(federation, api, "aws")
@@ -63,4 +63,9 @@ async def test_conflict_after_a_valid_token_says_to_create_a_new_one(
     response = await api.post("/v1/join", json=body)
     assert response.status_code == 409
     assert response.json()["error"]["reason"] == "trust-domain-taken"
-    assert "create a new one" in response.json()["error"]["message"]
+    assert "was not used: join again with it" in response.json()["error"]["message"]
+    assert await federation.service.store.get_cluster("gcp") is None
+    fixed = await api.post("/v1/join", json=FakeCluster("gcp").join_body(token))
+    assert fixed.status_code == 201, fixed.text  # the same token, after fixing the request
+    reused = await api.post("/v1/join", json=FakeCluster("gcp").join_body(token))
+    assert reused.status_code == 403 and reused.json()["error"]["reason"] == "reused"
