@@ -128,27 +128,6 @@ def free_offset() -> int:
     raise AssertionError("no free port offset found")
 
 
-async def test_isthmus_up_starts_fast_crosses_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    offset = free_offset()
-    started = trio.current_time()
-    async with process(["up", "--port-offset", str(offset)], ISTHMUS_HOME=str(tmp_path)) as up:
-        banner = b""
-        with trio.fail_after(10):
-            while b"Ctrl-C" not in banner:
-                chunk = await up.stdout.receive_some(65536)  # type: ignore[union-attr]
-                assert chunk, (await up.stderr.receive_some(65536)).decode()  # type: ignore[union-attr]
-                banner += chunk
-        assert trio.current_time() - started < 10
-        text = banner.decode()
-        curl = next(line for line in text.splitlines() if "catalog.shop.global" in line)
-        proxy = curl.split("-x ")[1].split()[0]
-        async with httpx.AsyncClient(proxy=proxy, timeout=5) as client:
-            resp = await client.get("http://catalog.shop.global/")
-        assert resp.json()["cluster"] == "west"
-        assert (tmp_path / "local" / "east" / "svid.key").stat().st_mode & 0o777 == 0o600
-        assert await stop(up, signal.SIGINT, timeout_s=10) == 0
-
-
 async def test_workers_drain_and_exit_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     ports = free_ports(3)
     solo = ClusterSpec("solo", "aws", "us-east-1", ports[0], ports[1], free_run())
