@@ -32,9 +32,31 @@ ConfigOption = Annotated[
 
 
 def _config(path: Path | None) -> FederationConfig:
+    """The federation a command talks to: ``--config``, else the one a running ``isthmus up``
+    of ``$ISTHMUS_HOME`` published, else the built-in defaults."""
     from federation.service.server import FederationConfig
 
-    return FederationConfig() if path is None else FederationConfig.from_file(path)
+    if path is not None:
+        return FederationConfig.from_file(path)
+    return _running_up_federation() or FederationConfig()
+
+
+def _running_up_federation() -> FederationConfig | None:
+    from urllib.parse import urlsplit
+
+    from federation.service.server import FederationConfig
+    from isthmus.commands.up_cmds import isthmus_home
+    from isthmus.runner.lock import UpNotRunning, running_up
+
+    try:
+        info = running_up(isthmus_home())
+    except UpNotRunning:
+        return None
+    state_dir, url = info.get("federation_state_dir"), info.get("federation_url")
+    if not isinstance(state_dir, str) or not isinstance(url, str):
+        return None
+    port = urlsplit(url).port
+    return FederationConfig(state_dir=Path(state_dir), listen_port=port or 8443)
 
 
 class _SecondSignal(Exception):

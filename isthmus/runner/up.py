@@ -291,6 +291,7 @@ async def _start(
             "control_url": control_url,
             "control_token": token,
             "federation_url": fed.url,
+            "federation_state_dir": str(fed.state_dir),
             "dashboard_url": dashboard,
             "home": str(home),
         }

@@ -131,6 +131,13 @@ async def test_up_crosses_clouds_survives_a_kill_heals_and_stops_cleanly(tmp_pat
         late = [c for t, c in after[(SOURCE, SERVICE)]["recent"] if t >= killed_at + 2.0]
         assert late and KILLED not in late, late
         assert all(late), "a request failed after the kill"
+        # `isthmus status` with no --config finds the federation of the running `up`
+        shown = cli(env, "status", "--output", "json")
+        assert shown.returncode == 0, shown.stderr
+        leases = {row["cluster"]: row["lease"] for row in json.loads(shown.stdout)["clusters"]}
+        assert leases[KILLED] == "unreachable"
+        assert all(lease == "healthy" for name, lease in leases.items() if name != KILLED)
+        assert len(leases) == 3
 
         healed_at = time.time()
         heal = cli(env, "drill", "heal")
