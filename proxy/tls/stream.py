@@ -53,6 +53,7 @@ class TLSStream(trio.abc.Stream):
     ) -> None:
         self.transport_stream = transport
         self._socket = transport.socket
+        allow_bulk_sends(transport)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._ssl = context.wrap_bio(
@@ -277,3 +278,14 @@ async def open_tls_stream(
         await trio.aclose_forcefully(tcp)
         raise
     return stream
+
+
+BULK_NOTSENT_LOWAT: Final = 1 << 20
+
+
+def allow_bulk_sends(stream: trio.SocketStream) -> None:
+    """trio sets ``TCP_NOTSENT_LOWAT`` to 16 KiB on every socket stream, so one ``send_all``
+    of 256 KiB (a TLS payload, a tunnel buffer) became many ``send`` calls, each after an
+    ``EPOLLOUT`` wakeup. Raise it to 1 MiB for streams that move bulk data (best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, BULK_NOTSENT_LOWAT)

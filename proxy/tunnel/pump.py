@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import trio
 
 from proxy.errors import ProxyError
-from proxy.tls.stream import TLSStream
+from proxy.tls.stream import TLSStream, allow_bulk_sends
 
 PUMP_BUFFER = 256 * 1024
 
@@ -88,6 +88,9 @@ async def pump(
     ``send_eof``). A broken side ends the whole tunnel: ``trio.BrokenResourceError``.
     Neither stream is closed here: their owners close them."""
     counts = counts if counts is not None else PumpCounts()
+    for stream in (client, upstream):
+        if isinstance(stream, trio.SocketStream):
+            allow_bulk_sends(stream)
     async with trio.open_nursery() as nursery:
         job = _Pump(counts, buffer_size, nursery.cancel_scope)
         nursery.start_soon(job.direction, client, upstream, True)
