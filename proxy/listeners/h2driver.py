@@ -71,11 +71,11 @@ class H2Connection:
         )
         self.streams: dict[int, H2Exchange] = {}
         self._initial = initial
-        self._read_size = (
-            max(limits.read_size, TLS_READ_SIZE)
-            if isinstance(stream, TLSStream)
-            else limits.read_size
-        )
+        self._read_size = limits.read_size
+        self._tls_view: memoryview | None = None
+        if isinstance(stream, TLSStream):
+            self._read_size = max(limits.read_size, TLS_READ_SIZE)
+            self._tls_view = memoryview(bytearray(self._read_size))
         self.writer = DeferredWriter(stream, self._pull_output, downstream.remote)
         self.unflushed = 0
         self._window = trio.Event()
@@ -110,7 +110,7 @@ class H2Connection:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         self.writer.schedule()
-        data = self._initial
+        data: bytes | memoryview = self._initial
         while True:
             if data:
                 if not await self._dispatch(self.session.receive_data(data), nursery):
@@ -120,7 +120,7 @@ class H2Connection:
                 self._read_scope = scope
                 self._arm_idle_deadline()
                 try:
-                    data = bytes(await self.stream.receive_some(self._read_size))
+                    data = await self._receive()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._broken = True
                     return
@@ -132,6 +132,15 @@ class H2Connection:
             if not data:
                 self._broken = True
                 return
+
+    async def _receive(self) -> bytes | memoryview:
+        """The next bytes from the client; from a TLS stream decrypted straight into our
+        reusable buffer (valid until the next call: the session copies what it keeps)."""
+        view = self._tls_view
+        if view is not None:
+            assert isinstance(self.stream, TLSStream)
+            return view[: await self.stream.receive_into(view)]
+        return bytes(await self.stream.receive_some(self._read_size))
 
     def _arm_idle_deadline(self) -> None:
         """No deadline while streams are active; else header-read (before the first request)

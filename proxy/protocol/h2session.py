@@ -93,8 +93,9 @@ class H2ServerSession:
 
     # -- input -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Events for ``data``; ``b""`` means the peer closed the transport."""
+    def receive_data(self, data: bytes | memoryview) -> list[Event]:
+        """Events for ``data`` (not kept: it may be a view of a reusable buffer); ``b""``
+        means the peer closed the transport."""
         if not data:
             self.closed = True
             return [ConnectionTerminated(0, 0, "peer closed the connection")]

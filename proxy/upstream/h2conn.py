@@ -383,9 +383,11 @@ class H2ClientConnection:
                 self.reset(s)
                 self._fail(s, f"the request body failed ({err!r})")
 
-    async def send_data(self, s: H2Stream, data: bytes) -> None:
+    async def send_data(self, s: H2Stream, data: bytes | memoryview) -> None:
         """Send within the flow-control windows; blocks while they are closed and while the
-        writer is behind. Raises the stream's error once it failed."""
+        writer is behind. ``data`` is serialized into the outgoing buffer before any wait, so
+        the caller may reuse its buffer once this returns. Raises the stream's error once it
+        failed."""
         pos, size = 0, len(data)
         while pos < size:
             if s.error is not None or self.closed or s.released:

@@ -34,7 +34,9 @@ class H2TunnelStream(trio.abc.HalfCloseableStream):
         self._check_open()
         self._sending = True
         try:
-            await self._conn.send_data(self._stream, bytes(data))
+            await self._conn.send_data(
+                self._stream, data if not isinstance(data, bytearray) else memoryview(data)
+            )
         except UpstreamError as err:
             raise trio.BrokenResourceError(str(err)) from err
         finally:
