@@ -87,6 +87,14 @@ def unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
+def dashboard_ticket(admin_token: str, expires_at: int) -> str:
+    """A login ticket for the dashboard, valid until ``expires_at`` (epoch seconds): an HMAC of
+    the expiry under the admin token, so any replica can check it and nothing is stored. It is
+    what ``isthmus up`` prints instead of the admin token itself."""
+    mac = hmac.new(admin_token.encode(), f"isthmus-ui-ticket:{expires_at}".encode(), "sha256")
+    return f"{expires_at}.{mac.hexdigest()}"
+
+
 class CallerAuthenticator:
     """Maps a request's credential to a cluster name (gateways) or to the admin role."""
 
@@ -116,6 +124,18 @@ class CallerAuthenticator:
             raise AuthenticationError(
                 "not the admin token (see admin.token in the federation's state directory)",
                 reason="bad-admin-token",
+            )
+
+    def require_dashboard_ticket(self, ticket: str) -> None:
+        """Pass for an unexpired ticket of :func:`dashboard_ticket` made with this admin token;
+        else 401. A ticket opens a dashboard session only: it is no API credential."""
+        expires, _, _mac = ticket.partition(".")
+        if not expires.isdigit() or int(expires) <= self._clock():
+            raise AuthenticationError("the dashboard ticket has expired", reason="bad-ticket")
+        expected = dashboard_ticket(self._admin_token, int(expires))
+        if not hmac.compare_digest(ticket.encode(), expected.encode()):
+            raise AuthenticationError(
+                "not a dashboard ticket of this federation", reason="bad-ticket"
             )
 
     async def cluster_of(self, authorization: str | None) -> str:

@@ -1,11 +1,13 @@
 """Who may look at the dashboard: holders of a session cookie issued for the admin token.
 
 ``GET /ui/login?token=<admin token>`` (or the login form) checks the token with the service's
-:class:`~federation.service.auth.CallerAuthenticator`, then issues a random session id in an
-``HttpOnly; Secure; SameSite=Strict`` cookie and redirects to ``/ui`` (so the token leaves the
-address bar at once). The admin token itself is never put in a cookie. Sessions live in this
-replica's memory (bounded count, fixed lifetime): a restart or another replica asks to log in
-again. API callers may instead send ``Authorization: Bearer <admin token>``.
+:class:`~federation.service.auth.CallerAuthenticator` — or ``?ticket=<ticket>``, a time-limited
+login ticket derived from it (:func:`~federation.service.auth.dashboard_ticket`, what ``isthmus
+up`` prints, so the admin token never reaches a terminal) — then issues a random session id in
+an ``HttpOnly; Secure; SameSite=Strict`` cookie and redirects to ``/ui`` (so the credential
+leaves the address bar at once). The admin token itself is never put in a cookie. Sessions live
+in this replica's memory (bounded count, fixed lifetime): a restart or another replica asks to
+log in again. API callers may instead send ``Authorization: Bearer <admin token>``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ class DashboardAccess:
         self._max = max_sessions
         self._sessions: dict[str, float] = {}
 
-    def login(self, token: str) -> str:
-        """A new session id for a valid admin ``token``; raises ``AuthenticationError`` (401)."""
-        self._auth.require_admin(f"Bearer {token}")
+    def login(self, token: str = "", *, ticket: str = "") -> str:
+        """A new session id for a valid admin ``token`` or dashboard ``ticket``; raises
+        ``AuthenticationError`` (401)."""
+        if ticket:
+            self._auth.require_dashboard_ticket(ticket)
+        else:
+            self._auth.require_admin(f"Bearer {token}")
         now = self._clock()
         self._sessions = {sid: exp for sid, exp in self._sessions.items() if exp > now}
         if len(self._sessions) >= self._max:

@@ -95,10 +95,12 @@ class _UiHandlers:
         text = asset("login.html").decode().replace("{{message}}", html.escape(message))
         return Response(text, status_code=status, media_type="text/html", headers=SECURITY_HEADERS)
 
-    def _start_session(self, token: str) -> Response:
+    def _start_session(self, token: str = "", ticket: str = "") -> Response:
         try:
-            session = self.access.login(token.strip())
+            session = self.access.login(token.strip(), ticket=ticket.strip())
         except ServiceError:
+            if ticket:
+                return self._login_page("That dashboard link has expired or is not ours.", 401)
             return self._login_page("That is not this federation's admin token.", 401)
         response = RedirectResponse("/ui", status_code=303, headers=SECURITY_HEADERS)
         response.headers["set-cookie"] = cookie_header(session)
@@ -106,8 +108,9 @@ class _UiHandlers:
 
     async def login_get(self, request: Request) -> Response:
         token = request.query_params.get("token")
-        if token:
-            return self._start_session(token)
+        ticket = request.query_params.get("ticket")
+        if token or ticket:
+            return self._start_session(token or "", ticket or "")
         return self._login_page("", 200)
 
     async def login_post(self, request: Request) -> Response:

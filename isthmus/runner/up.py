@@ -26,6 +26,7 @@ from pathlib import Path
 
 import trio
 
+from federation.service.auth import dashboard_ticket
 from federation.service.server import FederationConfig, RunningFederation, serve_federation
 from isthmus.errors import IsthmusError
 from isthmus.runner.cluster import DRAIN_S, LocalCluster, rotate_svid
@@ -37,6 +38,7 @@ from isthmus.runner.lock import UpLock, hold_up_lock
 from isthmus.runner.topology import ClusterSpec
 
 log = logging.getLogger(__name__)
+DASHBOARD_TICKET_TTL_S = 12 * 3600
 __all__ = ["NotReady", "PortInUse", "UpReady", "check_ports_free", "rotate_svid", "run_up"]
 READY_TIMEOUT_S = 45.0
 
@@ -276,7 +278,9 @@ async def _start(
     local = LocalFederation(config, clusters, admin, nursery)
     token = new_control_token()
     control_url = await nursery.start(serve_control, local, token)
-    dashboard = f"{fed.url}/ui/login?token={fed.admin_token}"
+    # a view-only login ticket for the next 12 hours, not the admin token itself
+    expires = int(time.time()) + DASHBOARD_TICKET_TTL_S
+    dashboard = f"{fed.url}/ui/login?ticket={dashboard_ticket(fed.admin_token, expires)}"
     nursery.start_soon(local.follow_placement)
     local.start_traffic()
     progress(f"traffic generator: {config.traffic.rate_per_s:g} req/s per cluster per service")

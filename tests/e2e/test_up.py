@@ -110,7 +110,8 @@ async def test_up_crosses_clouds_survives_a_kill_heals_and_stops_cleanly(tmp_pat
         banner = await wait_banner(out, proc, 40)
         print(f"isthmus up ready in {time.monotonic() - started:.1f}s (process start included)")
         assert f"curl -x http://127.0.0.1:{15001 + offset} http://{SERVICE}.global/" in banner
-        assert "/ui/login?token=" in banner
+        assert "/ui/login?ticket=" in banner
+        assert "token=" not in banner  # the admin token never reaches the terminal
         await every_service_from_every_cluster(config, offset)
 
         second = cli(env, "up", "--port-offset", str(offset))

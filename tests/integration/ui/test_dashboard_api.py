@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import trio
 
+from federation.service.auth import dashboard_ticket
 from tests.integration.federation.conftest import client_for
 from tests.integration.ui.harness import SimulatedFederation
 
@@ -42,6 +44,22 @@ async def test_a_wrong_token_gets_the_login_page_and_no_cookie(sim: SimulatedFed
     assert response.status_code == 401
     assert "set-cookie" not in response.headers
     assert "not this federation" in response.text
+
+
+async def test_a_dashboard_ticket_logs_in_but_is_no_api_credential(
+    sim: SimulatedFederation,
+) -> None:
+    ticket = dashboard_ticket(sim.fed.admin_token, int(time.time()) + 600)
+    response = await sim.api.get(f"/ui/login?ticket={ticket}")
+    assert response.status_code == 303 and "isthmus_ui=" in response.headers["set-cookie"]
+    as_bearer = await sim.api.get("/v1/status", headers={"authorization": f"Bearer {ticket}"})
+    assert as_bearer.status_code == 401
+    expired = dashboard_ticket(sim.fed.admin_token, int(time.time()) - 1)
+    refused = await sim.api.get(f"/ui/login?ticket={expired}")
+    assert refused.status_code == 401 and "set-cookie" not in refused.headers
+    assert "expired" in refused.text
+    forged = dashboard_ticket("another-federation's-token", int(time.time()) + 600)
+    assert (await sim.api.get(f"/ui/login?ticket={forged}")).status_code == 401
 
 
 async def test_login_sets_a_strict_httponly_cookie_not_holding_the_token(
