@@ -21,6 +21,7 @@ changes to h2/hpack/hyperframe that keep their observable behaviour:
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,9 +33,12 @@ import h2.stream
 import h2.utilities
 import hpack.hpack
 import hyperframe.flags
-from hyperframe.frame import Frame, RstStreamFrame
+from hyperframe.frame import DataFrame, Frame, RstStreamFrame
 
 from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
+
+_FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's layout: 24-bit length, type, flags, id
+_END_STREAM = 0x1
 
 _ORIGINAL_VALIDATE = h2.utilities.validate_headers
 _BAD_NAME = re.compile(rb"[^\x21-\x40\x5b-\x7e]")  # RFC 9113 §8.2.1 (no uppercase, no CTL/SP)
@@ -192,10 +196,18 @@ class FastH2Connection(h2.connection.H2Connection):
         return changes
 
     def _prepare_for_sending(self, frames: list[Frame]) -> None:
-        if len(frames) == 1:
-            self._data_to_send += frames[0].serialize()
-        elif frames:
-            self._data_to_send += b"".join([f.serialize() for f in frames])
+        out = self._data_to_send
+        for f in frames:
+            if type(f) is DataFrame and not f.pad_length and "PADDED" not in f.flags:
+                # hyperframe joins the payload into a body, then header + body, then h2
+                # appends that: three copies of a bulk payload; here it is copied once.
+                data = f.data
+                size = len(data)
+                flags = _END_STREAM if "END_STREAM" in f.flags else 0
+                out += _FRAME_HEADER.pack(size >> 8, size & 0xFF, 0, flags, f.stream_id)
+                out += data
+            else:
+                out += f.serialize()
 
     def _receive_frame(self, frame: Frame) -> list[Any]:
         """h2's ``_receive_frame`` (h2 4.x) without ``repr(frame)`` for a no-op trace log."""
