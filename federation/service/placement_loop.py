@@ -17,8 +17,9 @@ expiry) and:
    service's decision (``put_decisions``).
 
 With no declared service the loop plans nothing and snapshots keep the simple rule.
-Recoveries (for ``failback_after``) are remembered in memory: a new leader starts without
-them, so a cluster that recovered just before a leader change gets traffic back at once.
+Recoveries (for ``failback_after``) are written to the store once per transition
+(:meth:`~federation.store.Store.record_recovery`) and read when leadership starts, so a new
+leader keeps withholding traffic from a cluster whose window its predecessor opened.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class PlacementLoop:
         self._dirty = trio.Event()
         self._states: dict[str, LeaseState] = {}
         self._recovered: dict[str, float] = {}
+        #: recoveries observed but not yet written to the store
+        self._unsaved: dict[str, float] = {}
         self._scenario_key: object = None
         self._failed_over: dict[str, set[str]] = {}
         self._outcome = OutcomeCache()
@@ -87,6 +90,7 @@ class PlacementLoop:
         self._decisions: dict[str, Any] | None = None
         self._reports = ReportCache()
         self._reports_loaded = False
+        self._recoveries_loaded = False
         self._pending_reports: set[str] = set()
         self._relevant = True
         self._policies: dict[str, tuple[str, ServicePolicy | None]] = {}
@@ -112,6 +116,7 @@ class PlacementLoop:
                 changed = True
                 if before == "unreachable" and state == "healthy":
                     self._recovered[cluster] = now
+                    self._unsaved[cluster] = now
         self._states = dict(states)
         if changed:
             self.mark_dirty()
@@ -125,6 +130,7 @@ class PlacementLoop:
         self._outcome = OutcomeCache()
         self._reports_loaded = False
         self._relevant = True
+        self._recoveries_loaded = False
         async with self._store.changes() as feed, trio.open_nursery() as nursery:
 
             async def follow() -> None:
@@ -166,6 +172,20 @@ class PlacementLoop:
             if at + policy.failover.failback_after > now
         ]
         return max(0.0, min(deadlines) - now) + 0.001 if deadlines else math.inf
+
+    async def _sync_recoveries(self) -> None:
+        """Write the recoveries observed since the last call (one write per transition), and,
+        first thing as leader, merge those a previous leader stored (the later time wins)."""
+        for cluster, at in sorted(self._unsaved.items()):
+            await self._store.record_recovery(cluster, at)
+            if self._unsaved.get(cluster) == at:
+                del self._unsaved[cluster]
+        if not self._recoveries_loaded:
+            for cluster, at in (await self._store.list_recoveries()).items():
+                if at > self._recovered.get(cluster, -math.inf):
+                    self._recovered[cluster] = at
+                    self._relevant = True
+            self._recoveries_loaded = True
 
     async def _reports_changed(self) -> bool:
         """Fold new reports into the cache (one store read); True if any matters to the plan."""
@@ -210,6 +230,7 @@ class PlacementLoop:
         """Read the store, plan if the scenario changed, store the outcome. True if it planned.
 
         Cheap when only steady reports arrived: one batched report read, no plan."""
+        await self._sync_recoveries()
         relevant, self._relevant = self._relevant, False
         last_phase = self._scenario_key[1] if isinstance(self._scenario_key, tuple) else None
         relevant = relevant or self._failback_phase(self._clock()) != last_phase

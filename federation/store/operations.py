@@ -267,6 +267,20 @@ def list_decisions(tx: Transaction) -> list[DecisionRecord]:
     return [DecisionRecord(str(r[0]), str(r[1]), float(r[2])) for r in rows]
 
 
+def record_recovery(tx: Transaction, *, cluster: str, at: float) -> None:
+    tx.run(
+        "INSERT INTO cluster_recoveries (cluster, recovered_at) VALUES (?, ?) "
+        "ON CONFLICT (cluster) DO UPDATE SET recovered_at = excluded.recovered_at",
+        (cluster, at),
+    )
+    tx.changed(f"recovery:{cluster}")
+
+
+def list_recoveries(tx: Transaction) -> dict[str, float]:
+    rows = tx.all("SELECT cluster, recovered_at FROM cluster_recoveries ORDER BY cluster")
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
 def append_event(tx: Transaction, *, kind: str, subject: str, detail: str, at: float) -> int:
     row = tx.one(
         "INSERT INTO events (kind, subject, detail, at) VALUES (?, ?, ?, ?) RETURNING id",

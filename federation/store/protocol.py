@@ -206,6 +206,20 @@ class Store(Protocol):
         """The current decision of every service, ordered by service name."""
         ...
 
+    # -- cluster recoveries (failback windows) ------------------------------------------------
+
+    async def record_recovery(self, cluster: str, at: float) -> None:
+        """Remember that ``cluster``'s lease went ``unreachable -> healthy`` at ``at``,
+        replacing its previous recovery. Written by the leader once per transition (never per
+        report), read by the next leader so ``failback_after`` windows survive a leader change.
+        Raises ``InvalidDocument`` for a bad name or time. Topic ``recovery:<cluster>``.
+        """
+        ...
+
+    async def list_recoveries(self) -> dict[str, float]:
+        """The last recovery time of every cluster that ever recovered (``{cluster: at}``)."""
+        ...
+
     # -- events (timeline) ---------------------------------------------------------------------
 
     async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:

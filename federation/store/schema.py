@@ -78,6 +78,16 @@ def initial_schema(dialect: Dialect) -> Migration:
     return Migration(1, "initial schema", statements)
 
 
+def recoveries_schema(dialect: Dialect) -> Migration:
+    """Version 2: ``cluster_recoveries``, each cluster's last ``unreachable -> healthy`` time,
+    so a new leader honours the failback windows its predecessor opened."""
+    statement = (
+        "CREATE TABLE cluster_recoveries (cluster TEXT PRIMARY KEY,"
+        f" recovered_at {dialect.real} NOT NULL)"
+    )
+    return Migration(2, "cluster recoveries (failback windows)", (statement,))
+
+
 def apply_migrations(tx: Transaction, migrations: Sequence[Migration]) -> int:
     """Apply the pending ``migrations`` in ``tx``; return the resulting schema version.
 

@@ -236,6 +236,19 @@ class SqlStore(ABC):
     async def list_decisions(self) -> list[DecisionRecord]:
         return await self._read(ops.list_decisions)
 
+    # -- cluster recoveries (failback windows)
+
+    async def record_recovery(self, cluster: str, at: float) -> None:
+        body = partial(
+            ops.record_recovery,
+            cluster=require_name(cluster, "cluster"),
+            at=require_time(at, "at"),
+        )
+        await self._write(body)
+
+    async def list_recoveries(self) -> dict[str, float]:
+        return await self._read(ops.list_recoveries)
+
     # -- events
 
     async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:

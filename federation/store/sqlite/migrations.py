@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from federation.store.schema import SQLITE, Migration, initial_schema
+from federation.store.schema import SQLITE, Migration, initial_schema, recoveries_schema
 
-MIGRATIONS: tuple[Migration, ...] = (initial_schema(SQLITE),)
+MIGRATIONS: tuple[Migration, ...] = (initial_schema(SQLITE), recoveries_schema(SQLITE))
