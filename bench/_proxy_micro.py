@@ -74,7 +74,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from proxy import tune_gc
     from proxy.engine import ForwardingEngine
-    from proxy.listeners import serve_listener
+    from proxy.listeners import PeerIdentity, serve_listener
     from proxy.routes import Endpoint, Locality, PriorityGroup, Route, RoutingTable
     from proxy.upstream import PoolSettings, open_upstream_pools
 
@@ -107,7 +107,7 @@ def serve(args: argparse.Namespace) -> None:
                             kind="inbound",
                             port=args.port,
                             ssl_context=_tls(pki, server=True),  # type: ignore[arg-type]
-                            verify_peer=lambda _obj: "a",
+                            verify_peer=lambda _obj: PeerIdentity("a", "a-identity"),
                             validate_inbound_headers=False,
                             task_status=task_status,
                         )

@@ -7,7 +7,8 @@
 - :meth:`verify_inbound_peer` after every inbound handshake: the chain must verify against the
   bundle of the trust domain named in the peer's own SPIFFE ID (A's mandatory ``verify_peer``),
   and the ID must be the gateway ID of a peer cluster known to the current routing model, of
-  that peer's trust domain. Returns the peer's cluster name;
+  that peer's trust domain. Returns a :class:`proxy.listeners.PeerIdentity`: the peer's cluster
+  name and the SPIFFE ID it proved;
 - :meth:`verify_outbound_peer` after every outbound handshake: the peer we dialled presented
   exactly ``endpoint.expected_identity``.
 
@@ -39,6 +40,7 @@ from federation.trust import (
 )
 from gateway.config import GatewayConfig
 from gateway.errors import IdentityError, PeerRejected
+from proxy.listeners import PeerIdentity
 from proxy.routes import Endpoint
 
 log = logging.getLogger(__name__)
@@ -156,11 +158,6 @@ class GatewayIdentity:
         """Swap the set of known peers (cluster -> expected SPIFFE ID) on a routing reload."""
         self._peers = {peer.cluster: peer.spiffe_id for peer in model.peers}
 
-    def peer_spiffe_id(self, cluster: str) -> str | None:
-        """The SPIFFE ID a known peer cluster's gateway presents (what
-        :meth:`verify_inbound_peer` checked), or ``None`` for an unknown cluster."""
-        return self._peers.get(cluster)
-
     @property
     def file_bundles(self) -> BundleSet:
         """The bundles of the identity files (the own trust domain's is always from here)."""
@@ -217,8 +214,8 @@ class GatewayIdentity:
         except SvidVerificationError as err:
             raise PeerRejected(err.reason, f"{who}: {err}") from err
 
-    def verify_inbound_peer(self, ssl_object: ssl.SSLObject) -> str:
-        """Admit an inbound peer gateway; return its cluster name or raise
+    def verify_inbound_peer(self, ssl_object: ssl.SSLObject) -> PeerIdentity:
+        """Admit an inbound peer gateway; return its cluster name and SPIFFE ID or raise
         :class:`PeerRejected` (reasons: A's verification codes, ``not-a-gateway``,
         ``unknown-peer``, ``wrong-trust-domain``)."""
         spiffe_id = self._verified_id(ssl_object, "inbound peer")
@@ -238,7 +235,7 @@ class GatewayIdentity:
                 "wrong-trust-domain",
                 f"inbound peer {spiffe_id}: peer cluster {cluster!r} must present {expected}",
             )
-        return cluster
+        return PeerIdentity(cluster=cluster, identity=spiffe_id)
 
     def verify_outbound_peer(self, endpoint: Endpoint, ssl_object: ssl.SSLObject) -> None:
         """Check that the peer gateway we dialled is ``endpoint.expected_identity``; raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.load import ServiceLoadTracker
@@ -25,16 +24,15 @@ def _iso(epoch: float) -> str:
     )
 
 
-def access_line(record: RequestRecord, source_identity: str | None = None) -> str:
+def access_line(record: RequestRecord) -> str:
     """One access-log line (JSON object, no newline); fields documented in docs/gateway.md.
-    ``source_identity`` overrides the record's (the engine knows the peer's cluster; the
-    gateway knows the SPIFFE ID that cluster proved)."""
+    ``source_identity`` is the SPIFFE ID the inbound peer proved (``null`` outbound)."""
     return json.dumps(
         {
             "time": _iso(record.time),
             "listener": record.listener,
             "source": record.remote,
-            "source_identity": source_identity or record.source_identity,
+            "source_identity": record.source_identity,
             "source_cluster": record.source_cluster,
             "method": record.method,
             "authority": record.authority,
@@ -54,13 +52,13 @@ def access_line(record: RequestRecord, source_identity: str | None = None) -> st
     )
 
 
-def tunnel_line(record: TunnelRecord, source_identity: str | None = None) -> str:
+def tunnel_line(record: TunnelRecord) -> str:
     """One access-log line for a finished CONNECT tunnel."""
     return json.dumps(
         {
             "time": _iso(record.time),
             "listener": record.listener,
-            "source_identity": source_identity or record.source_identity,
+            "source_identity": record.source_identity,
             "source_cluster": record.source_cluster,
             "method": "CONNECT",
             "service": record.service or None,
@@ -87,7 +85,6 @@ class GatewayObserver:
         access_log: bool,
         logger: logging.Logger | None = None,
         probe_authority: str = "isthmus-gateway",
-        identity_of: Callable[[str], str | None] | None = None,
         load: ServiceLoadTracker | None = None,
         links: ServiceLoadTracker | None = None,
         own_cluster: str = "",
@@ -97,13 +94,9 @@ class GatewayObserver:
         #: Outbound traffic by ``"<destination cluster>/<service>"`` (report ``links``).
         self.links = links if links is not None else ServiceLoadTracker()
         self._own_cluster = own_cluster
-        self._identity_of = identity_of or (lambda cluster: None)
         self._probe_authority = probe_authority
         self._access = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
         self._enabled = access_log
-
-    def _spiffe_id(self, peer_cluster: str | None) -> str | None:
-        return None if peer_cluster is None else self._identity_of(peer_cluster)
 
     def on_request_done(self, record: RequestRecord) -> None:
         if record.listener == "inbound" and record.authority == self._probe_authority:
@@ -122,7 +115,7 @@ class GatewayObserver:
                 link = f"{record.destination_cluster}/{record.service}"
                 self.links.record(link, record.status, record.duration_s)
             if self._enabled and self._access.isEnabledFor(logging.INFO):
-                self._access.info(access_line(record, self._spiffe_id(record.source_identity)))
+                self._access.info(access_line(record))
         except Exception:  # never fail a request because of telemetry
             log.exception("observer failed for a request record")
 
@@ -139,7 +132,7 @@ class GatewayObserver:
                 duration_s=record.duration_s,
             )
             if self._enabled and self._access.isEnabledFor(logging.INFO):
-                self._access.info(tunnel_line(record, self._spiffe_id(record.source_identity)))
+                self._access.info(tunnel_line(record))
         except Exception:
             log.exception("observer failed for a tunnel record")
 

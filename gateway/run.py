@@ -50,7 +50,7 @@ from gateway.translate import translate_model
 from gateway.workers import stop_when_orphaned
 from proxy import tune_gc
 from proxy.engine import ForwardingEngine
-from proxy.listeners import DrainSignal, ListenerLimits, serve_listener
+from proxy.listeners import DrainSignal, ListenerLimits, PeerIdentity, serve_listener
 from proxy.routes import Endpoint, RoutingTable
 from proxy.upstream import PoolSettings, UpstreamPools, open_upstream_pools
 
@@ -157,17 +157,17 @@ def _rejected(status: GatewayStatus, metrics: GatewayMetrics, err: Exception) ->
     metrics.reloads.labels("rejected").inc()
 
 
-def _inbound_verifier(identity: GatewayIdentity, drills: GatewayDrills) -> partial[str]:
+def _inbound_verifier(identity: GatewayIdentity, drills: GatewayDrills) -> partial[PeerIdentity]:
     return partial(_verify_inbound, identity, drills)
 
 
 def _verify_inbound(
     identity: GatewayIdentity, drills: GatewayDrills, ssl_object: ssl.SSLObject
-) -> str:
+) -> PeerIdentity:
     try:
-        cluster = identity.verify_inbound_peer(ssl_object)
-        drills.check_inbound(cluster)
-        return cluster
+        peer = identity.verify_inbound_peer(ssl_object)
+        drills.check_inbound(peer.cluster)
+        return peer
     except PeerRejected as err:
         log.warning("inbound peer rejected (%s): %s", err.reason, err)
         raise
@@ -240,7 +240,6 @@ async def serve_gateway(
                 metrics,
                 access_log=config.access_log,
                 probe_authority=settings.probe_authority.decode(),
-                identity_of=identity.peer_spiffe_id,
                 load=load,
                 links=links,
                 own_cluster=config.cluster,

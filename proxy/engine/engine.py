@@ -119,8 +119,8 @@ class ForwardingEngine:
         if route is None:
             await reply(exchange, out, not_found_response(service or authority))
             return
-        if inbound and not route.allows_source(down.peer_identity or ""):
-            message = f"cluster {down.peer_identity!r} may not call service {route.service!r}"
+        if inbound and not route.allows_source(down.peer_cluster or ""):
+            message = f"cluster {down.peer_cluster!r} may not call service {route.service!r}"
             await reply(exchange, out, local_reply(403, "source_not_allowed", message))
             return
         fault = decide_fault(route.fault, self.rng)
@@ -148,7 +148,7 @@ class ForwardingEngine:
     def _report(self, exchange: Exchange, out: Outcome, wall: float, duration: float) -> None:
         down = exchange.downstream
         inbound = down.listener == "inbound"
-        source = (down.peer_identity or "") if inbound else self.table.local_cluster
+        source = (down.peer_cluster or "") if inbound else self.table.local_cluster
         self.observer.on_request_done(
             RequestRecord(
                 time=wall,

@@ -66,9 +66,11 @@ async def forward(
     """Forward ``exchange`` along ``route`` within ``route.timeout_s``; always answers."""
     down = exchange.downstream
     if down.listener == "inbound":
-        peer = down.peer_identity or ""
         headers = from_peer_gateway(
-            exchange.headers, peer_cluster=peer, peer_identity=peer, rng=engine.rng
+            exchange.headers,
+            peer_cluster=down.peer_cluster or "",
+            peer_identity=down.peer_identity or "",
+            rng=engine.rng,
         )
     else:
         headers = from_local_client(

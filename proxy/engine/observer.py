@@ -22,7 +22,8 @@ class RequestRecord:
     ``trace_id`` is the W3C trace id the request carried upstream (``""`` for local replies
     made before header processing).
     ``source_cluster`` is the local cluster for the outbound listener, the verified peer
-    cluster for the inbound one."""
+    cluster for the inbound one; ``source_identity`` is the verified peer's identity string
+    (inbound; the gateway's is its SPIFFE ID), ``None`` outbound."""
 
     time: float
     listener: str

@@ -144,7 +144,7 @@ def _report(
         TunnelRecord(
             time=wall,
             listener=down.listener,
-            source_cluster=(down.peer_identity or "")
+            source_cluster=(down.peer_cluster or "")
             if down.listener == "inbound"
             else engine.table.local_cluster,
             source_identity=down.peer_identity,

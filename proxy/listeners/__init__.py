@@ -5,6 +5,7 @@ from proxy.listeners.exchange import (
     DownstreamGone,
     Exchange,
     ListenerKind,
+    PeerIdentity,
     RequestHandler,
 )
 from proxy.listeners.limits import DrainSignal, ListenerLimits
@@ -17,6 +18,7 @@ __all__ = [
     "Exchange",
     "ListenerKind",
     "ListenerLimits",
+    "PeerIdentity",
     "RequestHandler",
     "VerifyPeer",
     "open_listening_socket",

@@ -25,15 +25,39 @@ class DownstreamGone(ProxyError):
 
 
 @dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """What the inbound listener's ``verify_peer`` proved about the calling peer gateway.
+
+    ``cluster`` is the peer's cluster name (routing decisions, ``allows_source``,
+    ``x-isthmus-source-cluster``, metrics); ``identity`` is the verified identity string it
+    presented (``x-isthmus-source-identity``, access log). The proxy treats ``identity`` as
+    opaque: it never parses it (the gateway puts the peer's SPIFFE ID there)."""
+
+    cluster: str
+    identity: str
+
+
+@dataclass(frozen=True, slots=True)
 class Downstream:
     """Who is calling: the listener kind, the TCP peer and, on the inbound (mTLS) listener,
-    the identity ``verify_peer`` returned (``None`` on the outbound listener)."""
+    the peer's cluster and verified identity as ``verify_peer`` returned them (both ``None``
+    on the outbound listener)."""
 
     listener: ListenerKind
     remote: str
-    peer_identity: str | None = None
+    peer: PeerIdentity | None = None
     protocol: Literal["http/1.1", "h2", "h2c"] = "http/1.1"
     tls: bool = False
+
+    @property
+    def peer_cluster(self) -> str | None:
+        """The verified peer's cluster name (inbound), else ``None``."""
+        return None if self.peer is None else self.peer.cluster
+
+    @property
+    def peer_identity(self) -> str | None:
+        """The verified peer's identity string (inbound), else ``None``."""
+        return None if self.peer is None else self.peer.identity
 
 
 class Exchange(Protocol):

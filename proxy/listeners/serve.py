@@ -12,14 +12,20 @@ from collections.abc import Callable
 
 import trio
 
-from proxy.listeners.exchange import Downstream, DownstreamGone, ListenerKind, RequestHandler
+from proxy.listeners.exchange import (
+    Downstream,
+    DownstreamGone,
+    ListenerKind,
+    PeerIdentity,
+    RequestHandler,
+)
 from proxy.listeners.h1driver import H1Connection
 from proxy.listeners.h2driver import H2Connection
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.protocol import H2_PREFACE
 from proxy.tls import TLSHandshakeError, TLSStream
 
-VerifyPeer = Callable[[ssl.SSLObject], str]
+VerifyPeer = Callable[[ssl.SSLObject], PeerIdentity]
 log = logging.getLogger(__name__)
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _CLIENT_GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
@@ -90,10 +96,11 @@ async def serve_listener(
     ``kind="outbound"``: plaintext HTTP/1.1 (origin- or absolute-form), h2c with prior
     knowledge and HTTP/1.1 CONNECT. ``kind="inbound"``: TLS 1.3 through ``ssl_context``
     (which must require client certificates and offer ALPN ``h2``), then
-    ``verify_peer(ssl_object)`` returns the caller's identity or raises (connection closed
-    before any request is read); the identity reaches the engine as
-    ``exchange.downstream.peer_identity``. ``validate_inbound_headers=False`` skips h2's
-    header validation (only for the authenticated inbound leg).
+    ``verify_peer(ssl_object)`` returns the caller's :class:`PeerIdentity` (cluster name and
+    verified identity string) or raises (connection closed before any request is read); it
+    reaches the engine as ``exchange.downstream.peer`` (``.peer_cluster``/``.peer_identity``).
+    ``validate_inbound_headers=False`` skips h2's header validation (only for the
+    authenticated inbound leg).
 
     ``task_status.started(port)`` reports the bound port. On drain: the listening socket
     closes, HTTP/2 connections get GOAWAY, HTTP/1.1 ones ``connection: close``; after
@@ -236,10 +243,10 @@ class _Admission:
             if obj.version() != "TLSv1.3" or obj.selected_alpn_protocol() != "h2":
                 return
             try:
-                identity = self.verify_peer(obj)
+                peer = self.verify_peer(obj)
             except Exception:
                 return
-            down = Downstream("inbound", remote, identity, "h2", tls=True)
+            down = Downstream("inbound", remote, peer, "h2", tls=True)
             await H2Connection(
                 tls,
                 self.handler,

@@ -76,7 +76,11 @@ async def test_spoofed_isthmus_header_from_a_local_app_is_dropped(tmp_path: Path
                 },
             )
         seen = resp.json()["isthmus_headers"]
-        assert seen == {"x-isthmus-source-cluster": "east", "x-isthmus-source-identity": "east"}
+        # west's backend sees what east's gateway proved with mTLS, not what the app claimed
+        assert seen == {
+            "x-isthmus-source-cluster": "east",
+            "x-isthmus-source-identity": "spiffe://east.isthmus.local/isthmus/gateway/east",
+        }
 
 
 async def test_unknown_service_is_404_naming_it(tmp_path: Path) -> None:

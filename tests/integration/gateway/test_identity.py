@@ -17,6 +17,7 @@ from gateway.errors import IdentityError, PeerRejected
 from gateway.identity import ALPN, GatewayIdentity
 from gateway.translate import translate_model
 from isthmus.runner import ClusterSpec, ServiceSpec, write_local_federation
+from proxy.listeners import PeerIdentity
 from tests.helpers.pki import TestCa, issue_svid, make_ca
 
 CLUSTERS = [
@@ -74,7 +75,9 @@ async def test_known_peer_is_admitted_and_dialled_peer_checked(fed: Fed) -> None
     )
     assert server_side.version() == "TLSv1.3"
     assert server_side.selected_alpn_protocol() == "h2"
-    assert west.verify_inbound_peer(server_side) == "east"
+    assert west.verify_inbound_peer(server_side) == PeerIdentity(
+        cluster="east", identity="spiffe://east.isthmus.local/isthmus/gateway/east"
+    )
     east.verify_outbound_peer(endpoint, client_side)
     impostor = replace(
         endpoint, expected_identity="spiffe://north.isthmus.local/isthmus/gateway/north"

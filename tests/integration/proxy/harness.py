@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import trio
 
 from proxy.engine import ForwardingEngine, RequestRecord, TunnelRecord, UpstreamEvent
-from proxy.listeners import DrainSignal, ListenerLimits, RequestHandler, serve_listener
+from proxy.listeners import (
+    DrainSignal,
+    ListenerLimits,
+    RequestHandler,
+    VerifyPeer,
+    serve_listener,
+)
 from proxy.routes.table import (
     Endpoint,
     Locality,
@@ -92,7 +98,7 @@ async def running_gateway(
     client_context_for: Callable[[Endpoint], ssl.SSLContext] = _no_tls,
     verify_upstream: Callable[[Endpoint, ssl.SSLObject], None] = _no_verify,
     inbound_context: ssl.SSLContext | None = None,
-    verify_downstream: Callable[[ssl.SSLObject], str] | None = None,
+    verify_downstream: VerifyPeer | None = None,
 ) -> AsyncIterator[Gateway]:
     observer = RecordingObserver()
     drain = DrainSignal()

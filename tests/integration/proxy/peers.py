@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from proxy.listeners import PeerIdentity
 from proxy.routes.table import Endpoint, Locality, Route, RoutingTable
 from tests.integration.proxy.certs import CA, Leaf, client_context, server_context
 from tests.integration.proxy.harness import Gateway, running_gateway
@@ -20,11 +21,11 @@ def peer_uri(ssl_object: ssl.SSLObject) -> str:
     return next((v for k, v in cert.get("subjectAltName", ()) if k == "URI"), "")
 
 
-def admit_gateway_a(ssl_object: ssl.SSLObject) -> str:
-    """B's verify_peer: only gateway A, reported as cluster ``a``."""
+def admit_gateway_a(ssl_object: ssl.SSLObject) -> PeerIdentity:
+    """B's verify_peer: only gateway A, reported as cluster ``a`` with identity ``ID_A``."""
     if peer_uri(ssl_object) != ID_A:
         raise PermissionError(f"unknown peer {peer_uri(ssl_object)}")
-    return "a"
+    return PeerIdentity(cluster="a", identity=ID_A)
 
 
 def expect_identity(endpoint: Endpoint, ssl_object: ssl.SSLObject) -> None:

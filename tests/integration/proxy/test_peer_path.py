@@ -19,7 +19,7 @@ from tests.integration.proxy.harness import (
     serve_backend,
     table,
 )
-from tests.integration.proxy.peers import gateway_pair, peer_endpoint
+from tests.integration.proxy.peers import ID_A, gateway_pair, peer_endpoint
 
 PKI = tuple[CA, Leaf, Leaf]
 
@@ -43,7 +43,10 @@ async def test_http1_and_h2c_requests_cross_to_the_peer_backend(pki: PKI) -> Non
                 r1 = await client.post(
                     "http://web.shop.global/x",
                     content=b"over the bridge",
-                    headers={"x-isthmus-source-identity": "spoofed"},
+                    headers={
+                        "x-isthmus-source-identity": "spoofed",
+                        "x-isthmus-source-cluster": "z",
+                    },
                 )
             async with httpx.AsyncClient(http1=False, http2=True) as client:
                 r2 = await client.get(f"{url}/y", headers={"host": "web.shop.global"})
@@ -52,8 +55,9 @@ async def test_http1_and_h2c_requests_cross_to_the_peer_backend(pki: PKI) -> Non
     assert (r2.status_code, r2.headers["x-backend"]) == (200, "b-web")
     seen = backend.seen_headers[0]
     assert seen["x-isthmus-source-cluster"] == "a"
-    assert seen["x-isthmus-source-identity"] == "a"
+    assert seen["x-isthmus-source-identity"] == ID_A
     assert pair.b.observer.requests[0].source_cluster == "a"
+    assert pair.b.observer.requests[0].source_identity == ID_A
     assert pair.a.observer.requests[0].destination_cluster == "b"
 
 
