@@ -143,6 +143,7 @@ async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None
     assert [t.service for t in tunnels] == ["cache.shop", "db.shop"]
     assert all(t.bytes_up == t.bytes_down == len(payload) for t in tunnels)
     assert pair.b.observer.tunnels[0].source_cluster == "a"
+    assert pair.b.observer.tunnels[0].source_identity == ID_A
 
 
 async def test_a_tunnel_the_peer_refuses_is_answered_with_the_peers_status(pki: PKI) -> None:
