@@ -19,7 +19,9 @@ expiry) and:
 With no declared service the loop plans nothing and snapshots keep the simple rule.
 Recoveries (for ``failback_after``) are written to the store once per transition
 (:meth:`~federation.store.Store.record_recovery`) and read when leadership starts, so a new
-leader keeps withholding traffic from a cluster whose window its predecessor opened.
+leader keeps withholding traffic from a cluster whose window its predecessor opened. A new
+leader's publisher hands over the lease states before :meth:`PlacementLoop.lead` starts and
+holds its first snapshot build until :meth:`PlacementLoop.wait_first_plan` (bounded).
 """
 
 from __future__ import annotations
@@ -94,6 +96,17 @@ class PlacementLoop:
         self._pending_reports: set[str] = set()
         self._relevant = True
         self._policies: dict[str, tuple[str, ServicePolicy | None]] = {}
+        #: set once the first planning attempt of the current leadership finished
+        self._first_plan = trio.Event()
+
+    async def wait_first_plan(self, timeout_s: float) -> bool:
+        """Wait until this leadership's first planning attempt finished (planned, found
+        nothing to plan, or the engine refused the scenario); False after ``timeout_s`` (for
+        example while the store fails). Cancellation just stops waiting."""
+        with trio.move_on_after(timeout_s):
+            await self._first_plan.wait()
+            return True
+        return False
 
     def mark_dirty(self) -> None:
         """Something the plan depends on changed: plan again after the debounce window."""
@@ -121,9 +134,12 @@ class PlacementLoop:
         if changed:
             self.mark_dirty()
 
-    async def lead(self) -> None:
+    async def lead(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Plan on every change until cancelled (leader only). Store errors are logged and
-        retried after a short pause; never returns."""
+        retried after a short pause; never returns. ``started`` once the change feed is
+        followed and :meth:`wait_first_plan` waits for this leadership's first plan (give the
+        lease states with :meth:`note_states` before starting, so the first plan sees them)."""
+        self._first_plan = trio.Event()
         self._scenario_key = None
         self.plan = None
         self._decisions = None
@@ -142,6 +158,7 @@ class PlacementLoop:
 
             nursery.start_soon(follow)
             self.mark_dirty()
+            task_status.started()
             while True:
                 with trio.move_on_after(self._seconds_to_failback()):
                     await self._dirty.wait()
@@ -149,6 +166,7 @@ class PlacementLoop:
                 self._dirty = trio.Event()
                 try:
                     await self.run_once()
+                    self._first_plan.set()
                 except StoreError as err:
                     _log.warning("placement failed, retrying in %.1fs: %s", _RETRY_S, err)
                     await trio.sleep(_RETRY_S)

@@ -47,6 +47,8 @@ _REBUILD_TOPICS = frozenset({"cluster", "bundle"})
 #: Leader-election name of the replica that builds snapshots and expires leases.
 LEADER_NAME = "isthmus-federation-snapshots"
 _RETRY_S = 0.5
+#: How long a new leader holds its first snapshot build for the placement loop's first plan.
+DEFAULT_FIRST_PLAN_TIMEOUT_S = 2.0
 _log = logging.getLogger(__name__)
 
 
@@ -97,12 +99,14 @@ class SnapshotPublisher:
         debounce_s: float = 0.005,
         metrics: FederationMetrics | None = None,
         placement_debounce_s: float = DEFAULT_PLACEMENT_DEBOUNCE_S,
+        first_plan_timeout_s: float = DEFAULT_FIRST_PLAN_TIMEOUT_S,
     ) -> None:
         self._store = store
         self._clock = clock
         self._interval_s = interval_s
         self._missed = missed_intervals
         self._debounce_s = debounce_s
+        self._first_plan_timeout_s = first_plan_timeout_s
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
@@ -230,11 +234,9 @@ class SnapshotPublisher:
                 self._content[cluster.name] = report_key(report)
         return members, leases, bundles
 
-    async def rebuild(self) -> int:
-        """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
-
-        Cheap when nothing that matters changed (steady reports only renew leases): the plan is
-        skipped if members, lease states, links and bundles equal those of the last build."""
+    async def _assess(self) -> tuple[list[MemberView], list[Any], float]:
+        """Read the store, judge every lease, hand the states to the placement loop and record
+        lease transitions. Returns the members, bundles and the time of the verdicts."""
         self._local.clear()  # the store is read whole below; cached reports could be stale later
         members, leases, bundles = await self._read_world()
         now = self._clock()
@@ -250,6 +252,14 @@ class SnapshotPublisher:
         self._metrics.set_cluster_states(self.reachability.states)
         self.placement.note_states(self.reachability.states, now)
         await self._record_lease_changes(before, now)
+        return members, bundles, now
+
+    async def rebuild(self) -> int:
+        """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
+
+        Cheap when nothing that matters changed (steady reports only renew leases): the plan is
+        skipped if members, lease states, links and bundles equal those of the last build."""
+        members, bundles, now = await self._assess()
         world = (
             tuple(
                 (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
@@ -368,29 +378,56 @@ class SnapshotPublisher:
             self._dirty.set()
 
     async def _lead(self) -> None:
-        """The leader's work: the placement loop beside the snapshot loop, until cancelled."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.placement.lead)
-            await self._lead_snapshots()
+        """The leader's work: the placement loop beside the snapshot loop, until cancelled.
 
-    async def _lead_snapshots(self) -> None:
-        """The leader's loop: rebuild on every change or lease deadline, until cancelled."""
+        On taking over, lease states are judged first and handed to the placement loop, which
+        plans once before the first snapshot is built: snapshots never fall back to the simple
+        rule for a declared service just because leadership moved (a cluster inside its
+        failback window stays without traffic). The wait is bounded by
+        ``first_plan_timeout_s`` (store errors): then snapshots are built anyway, logged."""
         self.leading = True
         self._leading_since = self._clock()
         try:
-            self._last_world = None
-            await self._rebuild_or_retry()
-            while True:
-                with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
-                    await self._dirty.wait()
-                    await trio.sleep(self._debounce_s)  # coalesce a burst into one build
-                self._dirty = trio.Event()
-                pending, self._pending_reports = self._pending_reports, set()
-                full, self._full = self._full, False
-                if timer.cancelled_caught or full or not await self._only_renewals(pending):
-                    await self._rebuild_or_retry()
+            states_known = await self._assess_before_planning()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.placement.lead)
+                if states_known:
+                    await self._wait_first_plan()
+                await self._lead_snapshots()
         finally:
             self.leading = False
+
+    async def _assess_before_planning(self) -> bool:
+        """The new leader's first lease verdicts, for the placement loop's first plan. False
+        (logged) if the store cannot be read: the first build then hands them over itself."""
+        try:
+            await self._assess()
+        except StoreError as err:
+            _log.warning("cannot judge leases before the first plan, building anyway: %s", err)
+            return False
+        return True
+
+    async def _wait_first_plan(self) -> None:
+        if not await self.placement.wait_first_plan(self._first_plan_timeout_s):
+            _log.warning(
+                "no placement plan %.1fs after taking leadership; building snapshots without "
+                "one (declared services use the simple rule until it is stored)",
+                self._first_plan_timeout_s,
+            )
+
+    async def _lead_snapshots(self) -> None:
+        """The leader's loop: rebuild on every change or lease deadline, until cancelled."""
+        self._last_world = None
+        await self._rebuild_or_retry()
+        while True:
+            with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
+                await self._dirty.wait()
+                await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+            self._dirty = trio.Event()
+            pending, self._pending_reports = self._pending_reports, set()
+            full, self._full = self._full, False
+            if timer.cancelled_caught or full or not await self._only_renewals(pending):
+                await self._rebuild_or_retry()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load what the store serves, follow the change feed, and campaign for leadership:

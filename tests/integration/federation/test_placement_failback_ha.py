@@ -4,9 +4,12 @@ recovered cluster until the window its predecessor opened ends."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 import trio
 
 from federation.service.server import RunningFederation
@@ -29,6 +32,7 @@ POLICY = {"replicas": 2, "clusters": ["a", "b"], "failover": {"failback_after": 
 async def test_new_leader_honours_the_failback_window_its_predecessor_opened(
     postgres_dsn: str,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = fed_config(
         tmp_path, store_url=postgres_dsn, report_interval_s=0.3, placement_debounce_s=0.02
@@ -81,7 +85,16 @@ async def test_new_leader_honours_the_failback_window_its_predecessor_opened(
                     await trio.sleep(0.02)
             window_ends = recoveries["a"] + WINDOW_S
 
-            # the leader dies inside the window; the follower takes over and plans afresh
+            # the leader dies inside the window; the follower takes over and plans afresh.
+            # Record every snapshot the follower stores once it leads (only the leader writes).
+            stored: list[tuple[float, Mapping[str, str]]] = []
+            put_snapshots = second.service.store.put_snapshots
+
+            async def recording(documents: Mapping[str, str], now: float) -> dict[str, int]:
+                stored.append((time.time(), dict(documents)))
+                return await put_snapshots(documents, now)
+
+            monkeypatch.setattr(second.service.store, "put_snapshots", recording)
             leader_scope.cancel()
             with trio.fail_after(5):
                 while not second.service.publisher.leading:
@@ -98,11 +111,18 @@ async def test_new_leader_honours_the_failback_window_its_predecessor_opened(
             assert [lvl["weights"] for lvl in decided["traffic"]["checkout.shop"]["c"]] == [
                 {"b": 100}
             ]
-            # c's first snapshot built from the new leader's plan (c runs nothing, so a planned
-            # route never names c; before the first plan the publisher uses the simple rule)
-            snap = await watch_until(api, c, lambda s: "c" not in str(levels(s)))
-            if time.time() < window_ends - 0.1:
-                assert levels(snap) == [{"b": 100}]
+            # no snapshot the new leader stored inside the window routes to a (its first build
+            # waited for its first plan: no simple-rule snapshot of every exporting cluster),
+            # and c is served b only (a snapshot equal to the old leader's is not re-stored)
+            snap = await watch_until(api, c, lambda s: True)
+            assert time.time() < window_ends - 0.1, "failover too slow to test inside the window"
+            assert levels(snap) == [{"b": 100}]
+            for at, docs in stored:
+                if at >= window_ends - 0.1:
+                    continue
+                for cluster, document in docs.items():
+                    routed = [lvl for lvl in levels(json.loads(document)) if lvl.get("a")]
+                    assert not routed, f"{cluster}'s snapshot at {at:.3f} routes to a: {routed}"
 
             # ... and gives a its traffic back when the window ends, not before
             await watch_until(api, c, lambda s: levels(s) == [{"a": 50, "b": 50}])
