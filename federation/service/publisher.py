@@ -27,7 +27,7 @@ from federation.service.leases import (
     LeaseInput,
     Reachability,
     assess_reachability,
-    next_lease_expiry,
+    lease_expires_at,
 )
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
@@ -315,14 +315,19 @@ class SnapshotPublisher:
         self._wake(cluster)
 
     def _seconds_to_next_expiry(self) -> float:
-        now = self._clock()
-        deadline = next_lease_expiry(
-            (at for name, at in self._report_times.items() if self.reachability.is_up(name)),
-            now=now,
-            interval_s=self._interval_s,
-            missed_intervals=self._missed,
-        )
-        return math.inf if deadline is None else max(0.0, deadline - now) + _EXPIRY_SLACK_S
+        """Seconds until the earliest lease still judged alive expires (0 if already overdue).
+
+        An overdue lease must arm an immediate wake-up: its deadline can pass while the loop is
+        busy (debounce, a store read for reports that came through another replica), and steady
+        renewals of the other clusters never rebuild, so nothing else would ever expire it."""
+        deadlines = [
+            lease_expires_at(at, interval_s=self._interval_s, missed_intervals=self._missed)
+            for name, at in self._report_times.items()
+            if self.reachability.is_up(name)
+        ]
+        if not deadlines:
+            return math.inf
+        return max(0.0, min(deadlines) - self._clock()) + _EXPIRY_SLACK_S
 
     async def _follow(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
