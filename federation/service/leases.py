@@ -8,7 +8,7 @@ that peer is, and only that peer routes around it (:meth:`Reachability.can_reach
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from federation.model.api import LeaseState, PeerProbe
@@ -93,20 +93,3 @@ def assess_reachability(
         if not probe.ok and probe.cluster in clusters and probe.cluster != name
     )
     return Reachability(states, links)
-
-
-def next_lease_expiry(
-    report_times: Iterable[float | None],
-    *,
-    now: float,
-    interval_s: float,
-    missed_intervals: int = DEFAULT_MISSED_INTERVALS,
-) -> float | None:
-    """When the next currently-alive lease expires (to wake the expiry timer), or ``None``."""
-    deadlines = [
-        lease_expires_at(at, interval_s=interval_s, missed_intervals=missed_intervals)
-        for at in report_times
-        if at is not None
-    ]
-    upcoming = [deadline for deadline in deadlines if deadline >= now]
-    return min(upcoming) if upcoming else None

@@ -7,7 +7,6 @@ from federation.service.leases import (
     LeaseInput,
     assess_reachability,
     lease_state,
-    next_lease_expiry,
 )
 
 
@@ -54,8 +53,3 @@ def test_probes_from_a_silent_cluster_are_not_believed() -> None:
         interval_s=1.0,
     )
     assert reach.links_down == frozenset()
-
-
-def test_next_expiry_is_the_earliest_live_lease() -> None:
-    assert next_lease_expiry([100.0, 98.0, None, 10.0], now=100.0, interval_s=1.0) == 101.0
-    assert next_lease_expiry([None], now=100.0, interval_s=1.0) is None
