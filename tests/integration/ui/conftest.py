@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +24,19 @@ async def sim(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[SimulatedF
         clusters = await join_three(fed, api)
         sim = SimulatedFederation(fed, api, clusters, INTERVAL_S)
         await sim.report_once()
+        await routes_published(sim)
         yield sim
+
+
+async def routes_published(sim: SimulatedFederation) -> None:
+    """Wait (bounded) until the leader has rebuilt every cluster's snapshot from the first
+    reports: rebuilds run asynchronously after a report, and the tests read what is served."""
+    with trio.fail_after(10):
+        while True:
+            served = [sim.fed.service.publisher.current(name) for name in sim.clusters]
+            if all(s is not None and json.loads(s.body)["routing"]["services"] for s in served):
+                return
+            await trio.sleep(0.02)
 
 
 @pytest.fixture
