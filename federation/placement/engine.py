@@ -10,6 +10,7 @@ a :class:`ChangeSet` affects; everything else, including cached traffic, is shar
 from __future__ import annotations
 
 import heapq
+from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -175,14 +176,15 @@ def _place(result: PlacementPlan, name: str) -> bool:
         units = svc.policy.units_per_replica
         for i, count in result.reserved.get(name, {}).items():
             result.used[i] -= count * units
+    anti = inputs.anti.get(name, ())
     outcome = place_service(
         inputs.topology,
         inputs.clusters,
         svc,
         current=result.previous.get(name, {}),
         used=result.used,
-        placements=result.placements_by_index,
-        anti=inputs.anti.get(name, ()),
+        placements=_with_held_anti_targets(result, anti),
+        anti=anti,
         stickiness=inputs.stickiness,
     )
     result.placements_by_index[name] = outcome.placement
@@ -193,6 +195,17 @@ def _place(result: PlacementPlan, name: str) -> bool:
     else:
         result.unschedulable[name] = outcome.unschedulable
     return outcome.placement != (before or {})
+
+
+def _with_held_anti_targets(
+    result: PlacementPlan, anti: tuple[str, ...]
+) -> Mapping[str, Placement]:
+    """Placements as a service sees them at its turn: anti-affinity targets not yet re-placed
+    still hold their reserved replicas, so the service cannot move next to one of them and
+    push it out at its own turn (a re-plan must never place fewer replicas)."""
+    placed = result.placements_by_index
+    held = {t: result.reserved[t] for t in anti if t not in placed and t in result.reserved}
+    return ChainMap(placed, held) if held else placed
 
 
 def _changed_inputs(

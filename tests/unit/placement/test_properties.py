@@ -293,3 +293,41 @@ def test_changing_or_removing_a_service_keeps_every_invariant(
     check_hard_constraints(after, remaining)
     check_accounting(after, remaining)
     check_traffic(after, remaining)
+
+
+def test_a_replan_keeps_a_replica_an_anti_affine_neighbour_could_have_displaced() -> None:
+    """Found by the property above: s1 (anti s0) may move for a better score; it must not move
+    next to s2's reserved replica (s2 anti s1), which would leave s2 nowhere to go."""
+    gold = {"cloud": "aws", "region": "us-east-1", "zone": "a", "labels": {"tier": "gold"}}
+    scenario = Scenario.model_validate(
+        {
+            "now": 1000.0,
+            "stickiness": 0.05,
+            "clusters": [
+                {"name": "c0", "capacity": 4, "cost_per_unit_hour": 0.03, **gold},
+                {"name": "c1", "capacity": 0, "cost_per_unit_hour": 0.01, **gold},
+                {"name": "c2", "capacity": 0, "cost_per_unit_hour": 0.01, **gold},
+                {"name": "c3", "capacity": 3, "cost_per_unit_hour": 0.03, **gold},
+            ],
+            "services": [
+                {"name": "s0.ns", "replicas": 1, "cluster_selector": {"tier": "gold"}},
+                {
+                    "name": "s1.ns",
+                    "replicas": 1,
+                    "cluster_selector": {"tier": "gold"},
+                    "anti_affinity": ["s0.ns"],
+                },
+                {
+                    "name": "s2.ns",
+                    "replicas": 1,
+                    "units_per_replica": 3,
+                    "cluster_selector": {"tier": "gold"},
+                    "anti_affinity": ["s1.ns"],
+                },
+            ],
+        }
+    )
+    first = plan(scenario)
+    again = plan(scenario.model_copy(update={"current": first.placements}))
+    for name in first.services:
+        assert sum(again.placement(name).values()) == sum(first.placement(name).values()), name
