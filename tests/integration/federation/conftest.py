@@ -91,6 +91,28 @@ async def start_federation(nursery: trio.Nursery, config: FederationConfig) -> R
     return fed
 
 
+async def start_leader(
+    nursery: trio.Nursery, config: FederationConfig
+) -> tuple[RunningFederation, trio.CancelScope]:
+    """A replica that has won leadership, and the scope that kills it (cancel = the leader
+    dies: its store connections drop and another replica takes over)."""
+    scope = trio.CancelScope()
+
+    async def run(
+        task_status: trio.TaskStatus[RunningFederation] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with scope:
+            async with trio.open_nursery() as inner:
+                task_status.started(await start_federation(inner, config))
+                await trio.sleep_forever()
+
+    leader: RunningFederation = await nursery.start(run)
+    with trio.fail_after(5):
+        while not leader.service.publisher.leading:
+            await trio.sleep(0.01)
+    return leader, scope
+
+
 @pytest.fixture
 async def federation(nursery: trio.Nursery, tmp_path: Path) -> RunningFederation:
     return await start_federation(nursery, fed_config(tmp_path))

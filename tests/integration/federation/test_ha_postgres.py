@@ -16,6 +16,7 @@ from tests.integration.federation.conftest import (
     client_for,
     fed_config,
     start_federation,
+    start_leader,
 )
 
 CHECKOUT = {
@@ -55,21 +56,7 @@ async def test_leader_failover_keeps_serving_and_loses_no_write(
 ) -> None:
     config = fed_config(tmp_path, store_url=postgres_dsn, report_interval_s=5.0)
     async with trio.open_nursery() as outer:
-        leader_scope = trio.CancelScope()
-        replicas: list[RunningFederation] = []
-
-        async def run_leader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with leader_scope:
-                async with trio.open_nursery() as nursery:
-                    replicas.append(await start_federation(nursery, config))
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await outer.start(run_leader)
-        a = replicas[0]
-        with trio.fail_after(5):
-            while not a.service.publisher.leading:
-                await trio.sleep(0.01)
+        a, leader_scope = await start_leader(outer, config)
         b = await start_federation(outer, config)
         assert not b.service.publisher.leading
         aws, gcp = FakeCluster("aws"), FakeCluster("gcp", port=15002)

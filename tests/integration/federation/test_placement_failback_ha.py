@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from federation.service.server import RunningFederation
 from federation.store import open_store
 from tests.helpers.postgres import postgres_dsn, postgres_server  # noqa: F401
-from tests.integration.federation.conftest import client_for, fed_config, start_federation
+from tests.integration.federation.conftest import (
+    client_for,
+    fed_config,
+    start_federation,
+    start_leader,
+)
 from tests.integration.federation.test_placement_wiring import (
     admin,
     join,
@@ -38,21 +42,7 @@ async def test_new_leader_honours_the_failback_window_its_predecessor_opened(
         tmp_path, store_url=postgres_dsn, report_interval_s=0.3, placement_debounce_s=0.02
     )
     async with trio.open_nursery() as outer, open_store(postgres_dsn) as store:
-        leader_scope = trio.CancelScope()
-        replicas: list[RunningFederation] = []
-
-        async def run_leader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with leader_scope:
-                async with trio.open_nursery() as nursery:
-                    replicas.append(await start_federation(nursery, config))
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await outer.start(run_leader)
-        first = replicas[0]
-        with trio.fail_after(5):
-            while not first.service.publisher.leading:
-                await trio.sleep(0.01)
+        _, leader_scope = await start_leader(outer, config)
         second = await start_federation(outer, config)
         async with client_for(second) as api, trio.open_nursery() as inner:
             a = await join(second, api, "a", "z1", capacity=1)

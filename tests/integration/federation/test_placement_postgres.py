@@ -17,6 +17,7 @@ from tests.integration.federation.conftest import (
     client_for,
     fed_config,
     start_federation,
+    start_leader,
 )
 
 
@@ -46,21 +47,7 @@ async def test_follower_declares_leader_plans_survivor_keeps_the_placement(
 ) -> None:
     config = fed_config(tmp_path, store_url=postgres_dsn, report_interval_s=5.0)
     async with trio.open_nursery() as outer:
-        leader_scope = trio.CancelScope()
-        replicas: list[RunningFederation] = []
-
-        async def run_leader(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with leader_scope:
-                async with trio.open_nursery() as nursery:
-                    replicas.append(await start_federation(nursery, config))
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await outer.start(run_leader)
-        a = replicas[0]
-        with trio.fail_after(5):
-            while not a.service.publisher.leading:
-                await trio.sleep(0.01)
+        a, leader_scope = await start_leader(outer, config)
         b = await start_federation(outer, config)
         aws, gcp = FakeCluster("aws"), FakeCluster("gcp", port=15002)
         async with client_for(a) as api_a, client_for(b) as api_b:
