@@ -13,13 +13,13 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
-import h2.errors
 import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
 from proxy.listeners.h2tunnel import H2TunnelStream
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
+from proxy.protocol import h2wire
 from proxy.protocol.events import (
     ConnectionTerminated,
     DataReceived,
@@ -185,7 +185,7 @@ class H2Connection:
 
     def _start_stream(self, head: RequestReceived, nursery: trio.Nursery) -> None:
         if self.drain.requested:
-            self.session.reset_stream(head.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            self.session.reset_stream(head.stream_id, h2wire.REFUSED_STREAM)
             return
         ex = H2Exchange(self, head)
         self.streams[head.stream_id] = ex
@@ -400,7 +400,7 @@ class H2Exchange:
     async def abort(self) -> None:
         self.ended = True
         if not self.reset_by_peer:
-            self._conn.session.reset_stream(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._conn.session.reset_stream(self.stream_id, h2wire.CANCEL)
             await self._conn.queued()
 
     async def respond_simple(self, status: int, body: bytes) -> None:

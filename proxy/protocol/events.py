@@ -44,10 +44,12 @@ class EndOfStream:
 
 @dataclass(slots=True)
 class StreamReset:
-    """The peer reset this stream (or a local limit refused it); ``error_code`` is HTTP/2's."""
+    """The peer reset this stream, or we did because it broke a rule (then ``reason`` says
+    which, and RST_STREAM is already queued); ``error_code`` is HTTP/2's."""
 
     stream_id: int
     error_code: int
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -75,5 +77,46 @@ Event = (
     | EndOfStream
     | StreamReset
     | WindowUpdated
+    | ConnectionTerminated
+)
+
+
+@dataclass(slots=True)
+class ResponseReceived:
+    """A final response head on a client stream (1xx heads are skipped)."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+    end_stream: bool
+
+
+@dataclass(slots=True)
+class TrailersReceived:
+    """Trailers on a client stream (the stream's end follows as :class:`EndOfStream`)."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(slots=True)
+class PingAcknowledged:
+    """The peer answered our PING."""
+
+
+@dataclass(slots=True)
+class SettingsChanged:
+    """The peer's SETTINGS were applied (client connections: capacity may have changed)."""
+
+
+ClientEvent = (
+    ResponseReceived
+    | TrailersReceived
+    | DataReceived
+    | EndOfStream
+    | StreamReset
+    | WindowUpdated
+    | PingAcknowledged
+    | SettingsChanged
     | ConnectionTerminated
 )

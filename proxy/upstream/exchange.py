@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from functools import partial
 
-import h2.exceptions
-
 from proxy.errors import ResetBeforeHeaders
+from proxy.protocol.h2core import H2StateError
 from proxy.upstream.endpoint_pool import EndpointPool, Slot
 from proxy.upstream.h1conn import H1Body, H1Connection
 from proxy.upstream.h2conn import H2ClientConnection
@@ -73,7 +72,7 @@ async def h2_exchange(
     assert isinstance(conn, H2ClientConnection)
     try:
         stream = conn.start_request(req)
-    except h2.exceptions.H2Error as err:
+    except H2StateError as err:
         pool.unreserve(slot)
         conn.close()  # e.g. stream ids exhausted: let a fresh connection take over
         msg = f"{pool.label}: cannot open a stream ({err!r})"

@@ -1,4 +1,5 @@
-"""One HTTP/2 client connection (``h2`` sans-IO) over a trio stream.
+"""One HTTP/2 client connection (our lean sans-IO codec, :mod:`proxy.protocol.h2core`) over a
+trio stream.
 
 One reader task demultiplexes frames to streams, one writer task flushes whatever ``h2`` has
 queued (so many streams share one ``send_all``), and request-body pumps run in the
@@ -13,12 +14,6 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
 import trio
 
 from proxy.errors import (
@@ -28,20 +23,26 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStreamBroken,
 )
-from proxy.protocol.h2fast import FastH2Connection, install
-from proxy.upstream.h2stream import H2Stream, set_headers
+from proxy.protocol import h2wire
+from proxy.protocol.events import (
+    ClientEvent,
+    ConnectionTerminated,
+    DataReceived,
+    EndOfStream,
+    Event,
+    PingAcknowledged,
+    ResponseReceived,
+    SettingsChanged,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from proxy.protocol.h2core import H2Core, H2StateError
+from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import UpstreamRequest
 
 log = logging.getLogger(__name__)
 
-# h2 closes its whole state machine on a received GOAWAY (and drops queued output), so the
-# streams the peer promised to finish (id <= last_stream_id) would die with a ProtocolError
-# on their next frame. Keep the session open instead; the pool stops opening streams on it.
-_DRAINABLE_TRANSITIONS = dict(h2.connection.H2ConnectionStateMachine._transitions)
-for _state in (h2.connection.ConnectionState.IDLE, h2.connection.ConnectionState.CLIENT_OPEN):
-    _DRAINABLE_TRANSITIONS[(_state, h2.connection.ConnectionInputs.RECV_GOAWAY)] = (None, _state)
-
-install()
 _SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
 # What we let the peer send per frame (RFC 9113 allows up to 16 MiB): bulk DATA in a few big
@@ -55,8 +56,9 @@ class H2ClientConnection:
 
     ``on_change`` is called (synchronously) whenever capacity or state changes: a stream was
     released, SETTINGS changed, GOAWAY arrived, the connection closed. ``label`` names the
-    upstream in error messages. ``validate_inbound`` keeps h2's header checks on for backends
-    we do not authenticate; outbound validation is off (the engine sanitized the headers).
+    upstream in error messages. ``validate_inbound`` keeps the RFC 9113 §8.2 header checks on
+    for backends we do not authenticate; outbound headers are not re-checked (the engine
+    sanitized them). After a GOAWAY the connection keeps serving the streams it spared.
     """
 
     def __init__(
@@ -73,23 +75,17 @@ class H2ClientConnection:
         ping_interval_s: float | None = None,
         ping_timeout_s: float = 5.0,
     ) -> None:
-        config = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=validate_inbound,
-            normalize_inbound_headers=validate_inbound,
+        self._h2 = H2Core(
+            client=True,
+            validate=validate_inbound,
+            initial_window_size=stream_window,
+            connection_window_size=connection_window,
+            max_frame_size=MAX_FRAME_SIZE,
         )
-        self._h2 = FastH2Connection(config)
-        self._h2.state_machine._transitions = _DRAINABLE_TRANSITIONS
-        self._h2.clear_outbound_data_buffer = _keep_outbound_data  # type: ignore[method-assign]
         self._stream = stream
         self._label = label
         self._key = endpoint_key
         self._on_change = on_change
-        self._stream_window = stream_window
-        self._connection_window = connection_window
         self._read_size = read_size
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
@@ -118,7 +114,7 @@ class H2ClientConnection:
         SETTINGS arrive, so an early burst is not refused."""
         if not self._settings_received:
             return ASSUMED_MAX_STREAMS
-        return min(self._h2.remote_settings.max_concurrent_streams, 1000)
+        return min(self._h2.remote_max_streams, 1000)
 
     @property
     def usable(self) -> bool:
@@ -133,7 +129,6 @@ class H2ClientConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._start_session()
                 nursery.start_soon(self._write_loop)
                 nursery.start_soon(self._header_timer)
                 if self._ping_interval_s is not None:
@@ -147,29 +142,16 @@ class H2ClientConnection:
             with trio.CancelScope(shield=True):
                 await self._goodbye()
 
-    def _start_session(self) -> None:
-        self._h2.initiate_connection()
-        self._h2.update_settings(
-            {
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._stream_window,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-            }
-        )
-        extra = self._connection_window - self._h2.inbound_flow_control_window
-        if extra > 0:
-            self._h2.increment_flow_control_window(extra)
-
     async def _goodbye(self) -> None:
         if not self._broken:
             with trio.move_on_after(0.5):
                 try:
-                    self._h2.close_connection()
+                    self._h2.close()
                     await self._stream.send_all(self._h2.data_to_send())
                 except (trio.BrokenResourceError, trio.BusyResourceError, OSError):
                     pass  # best effort: the peer learns from the TCP close instead
-                except (trio.ClosedResourceError, h2.exceptions.ProtocolError):
-                    pass  # already closed, or the session already ended
+                except trio.ClosedResourceError:
+                    pass  # already closed
         await trio.aclose_forcefully(self._stream)
 
     async def _keepalive_loop(self, interval_s: float) -> None:
@@ -180,7 +162,7 @@ class H2ClientConnection:
             self._ping_acked = trio.Event()
             try:
                 self._h2.ping(b"isthmus!")
-            except h2.exceptions.ProtocolError:
+            except H2StateError:
                 self.abort()
                 return
             self._kick()
@@ -245,15 +227,12 @@ class H2ClientConnection:
                 return
             if not data:
                 return
-            try:
-                events = self._h2.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                self._kick()  # h2 queued a GOAWAY naming the violation
-                await self._flush_quietly()
-                return
-            for event in events:
+            for event in self._h2.receive_data(data):
                 self._dispatch(event)
             self._kick()
+            if self._h2.closed:  # the peer broke the protocol: GOAWAY is queued
+                await self._flush_quietly()
+                return
 
     async def _flush_quietly(self) -> None:
         with trio.move_on_after(1):
@@ -261,49 +240,58 @@ class H2ClientConnection:
 
     # -- frames in ------------------------------------------------------------------------
 
-    def _dispatch(self, event: h2.events.Event) -> None:  # noqa: PLR0912
-        if isinstance(event, h2.events.DataReceived):
+    def _dispatch(self, event: Event | ClientEvent) -> None:  # noqa: PLR0912
+        kind = type(event)
+        if kind is DataReceived:
+            assert isinstance(event, DataReceived)
             s = self._streams.get(event.stream_id)
             if s is None:
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                self._h2.acknowledge(event.stream_id, event.flow_length)
             else:
-                s.inbox.append((event.data, event.flow_controlled_length))
+                s.inbox.append((event.data, event.flow_length))
                 s.readable.set()
-        elif isinstance(event, h2.events.ResponseReceived):
-            s = self._streams.get(event.stream_id)
-            if s is not None and not set_headers(s, event.headers):
-                self.reset(s)
-                self._fail(s, "the upstream sent a response without a valid :status")
-        elif isinstance(event, h2.events.StreamEnded):
+        elif kind is ResponseReceived:
+            assert isinstance(event, ResponseReceived)
             if (s := self._streams.get(event.stream_id)) is not None:
+                s.status = event.status
+                s.headers = event.headers
+                s.headers_ready.set()
+        elif kind is EndOfStream:
+            if (s := self._streams.get(event.stream_id)) is not None:  # type: ignore[union-attr]
                 s.ended = True
                 s.wake()
-        elif isinstance(event, h2.events.StreamReset):
+        elif kind is WindowUpdated:
+            self._window_opened(event.stream_id)  # type: ignore[union-attr]
+        elif kind is StreamReset:
+            assert isinstance(event, StreamReset)
             if (s := self._streams.get(event.stream_id)) is not None:
                 if s.ended:  # a complete response; the peer wants no more request body
                     self._forget(s)
                 else:
-                    self._reset_by_peer(s, event.error_code)
-        elif isinstance(event, h2.events.PingAckReceived):
+                    self._reset_by_peer(s, event.error_code, event.reason)
+        elif kind is PingAcknowledged:
             self._ping_acked.set()
-        elif isinstance(event, h2.events.TrailersReceived):
+        elif kind is TrailersReceived:
+            assert isinstance(event, TrailersReceived)
             if (s := self._streams.get(event.stream_id)) is not None:
-                s.trailers = list(event.headers)
-        elif isinstance(event, h2.events.WindowUpdated):
-            self._window_opened(event.stream_id)
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
+                s.trailers = event.headers
+        elif kind is SettingsChanged:
             self._settings_received = True
             self._window_opened(0)
             self._on_change()
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            self._goaway(event.last_stream_id or 0, getattr(event.error_code, "name", ""))
+        elif kind is ConnectionTerminated and not self._h2.closed:
+            assert isinstance(event, ConnectionTerminated)
+            self._goaway(event.last_stream_id, h2wire.error_name(event.error_code))
 
-    def _reset_by_peer(self, s: H2Stream, error_code: object) -> None:
-        code = getattr(error_code, "name", error_code)
-        if error_code == h2.errors.ErrorCodes.REFUSED_STREAM and not s.headers_ready.is_set():
+    def _reset_by_peer(self, s: H2Stream, error_code: int, broken_rule: str) -> None:
+        if broken_rule:  # the codec reset it: the upstream broke a rule of RFC 9113 on it
+            name = h2wire.error_name(error_code)
+            self._fail(s, f"the upstream's stream broke HTTP/2 ({broken_rule}; {name})")
+            return
+        if error_code == h2wire.REFUSED_STREAM and not s.headers_ready.is_set():
             msg = f"{self._label} refused stream {s.stream_id} (REFUSED_STREAM): not processed"
             s.error = RefusedStream(msg, endpoint=self._key)
-        self._fail(s, f"the upstream reset the stream ({code})")
+        self._fail(s, f"the upstream reset the stream ({h2wire.error_name(error_code)})")
 
     def _window_opened(self, stream_id: int) -> None:
         if stream_id == 0:
@@ -348,7 +336,7 @@ class H2ClientConnection:
         this connection's nursery. ``connect``: an RFC 9113 §8.5 CONNECT (``:authority`` only).
         """
         assert self._nursery is not None and self.usable
-        stream_id = self._h2.get_next_available_stream_id()
+        stream_id = self._h2.open_stream()
         if connect:
             headers = [(b":method", b"CONNECT"), (b":authority", req.authority)]
         else:
@@ -392,19 +380,18 @@ class H2ClientConnection:
         while pos < size:
             if s.error is not None or self.closed or s.released:
                 raise s.error or ResetBeforeHeaders(f"{self._label}: stream closed")
-            try:
-                window = self._h2.local_flow_control_window(s.stream_id)
-            except h2.exceptions.StreamClosedError as err:
-                msg = f"{self._label}: stream {s.stream_id} closed while sending"
-                raise UpstreamStreamBroken(msg, endpoint=self._key) from err
+            window = self._h2.send_window(s.stream_id)
             if window <= 0:
+                if not self._h2.can_send(s.stream_id):
+                    msg = f"{self._label}: stream {s.stream_id} closed while sending"
+                    raise UpstreamStreamBroken(msg, endpoint=self._key)
                 s.window = trio.Event()
                 await s.window.wait()
                 continue
-            n = min(window, self._h2.max_outbound_frame_size, size - pos)
+            n = min(window, size - pos)
             try:
                 self._h2.send_data(s.stream_id, data[pos : pos + n] if n < size else data)
-            except h2.exceptions.StreamClosedError as err:
+            except H2StateError as err:
                 msg = f"{self._label}: stream {s.stream_id} closed while sending"
                 raise UpstreamStreamBroken(msg, endpoint=self._key) from err
             pos += n
@@ -418,7 +405,7 @@ class H2ClientConnection:
             s.local_ended = True
             try:
                 self._h2.end_stream(s.stream_id)
-            except h2.exceptions.StreamClosedError:
+            except H2StateError:
                 return
             self._kick()
 
@@ -440,7 +427,7 @@ class H2ClientConnection:
                         credit += more_credit
                     data = b"".join(parts)
                 if credit and not self.closed:
-                    self._h2.acknowledge_received_data(credit, s.stream_id)
+                    self._h2.acknowledge(s.stream_id, credit)
                     self._kick()
                 if data:
                     return data
@@ -490,10 +477,7 @@ class H2ClientConnection:
 
     def reset(self, s: H2Stream) -> None:
         if not self.closed and not (s.ended and s.local_ended):
-            try:
-                self._h2.reset_stream(s.stream_id, h2.errors.ErrorCodes.CANCEL)
-            except h2.exceptions.H2Error:
-                return
+            self._h2.reset_stream(s.stream_id, h2wire.CANCEL)
             self._kick()
 
     def release(self, s: H2Stream) -> None:
@@ -506,14 +490,9 @@ class H2ClientConnection:
             self.reset(s)
         while s.inbox and not self.closed:
             _, credit = s.inbox.popleft()
-            self._h2.acknowledge_received_data(credit, s.stream_id)
+            self._h2.acknowledge(s.stream_id, credit)
         self._forget(s)
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
         self._drop_answered()
         self._on_change()
-
-
-def _keep_outbound_data() -> None:
-    """Replaces h2's buffer clearing on GOAWAY: queued DATA of streams the peer will still
-    process, and WINDOW_UPDATEs, must go out."""

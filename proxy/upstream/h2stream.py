@@ -50,21 +50,3 @@ class H2Stream:
         self.readable.set()
         self.headers_ready.set()
         self.window.set()
-
-
-def set_headers(s: H2Stream, headers: list[tuple[bytes, bytes]]) -> bool:
-    """Record a response head; False when ``:status`` is missing or not a 3-digit status
-    (possible on the peer leg, where h2's inbound validation is off for speed)."""
-    regular: Headers = []
-    status = b""
-    for name, value in headers:
-        if name == b":status":
-            status = value
-        elif not name.startswith(b":"):
-            regular.append((name, value))
-    if len(status) != 3 or not status.isdigit():
-        return False
-    s.status = int(status)
-    s.headers = regular
-    s.headers_ready.set()
-    return True
