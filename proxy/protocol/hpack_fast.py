@@ -19,11 +19,13 @@ table) and then to the new size at the start of the next header block; our table
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import hpack.hpack
 from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
 from hpack.exceptions import HPACKDecodingError, OversizedHeaderListError
 from hpack.hpack import _unicode_if_needed
+from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
 _STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
@@ -172,12 +174,40 @@ class FastEncoder:
 
 _STATIC_TUPLES: tuple[HeaderTuple, ...] = tuple(HeaderTuple(n, v) for n, v in _STATIC)
 _STATIC_COUNT = len(_STATIC)
+_HUFFMAN_CACHE: dict[bytes, bytes] = {}  # short Huffman strings seen before -> decoded
+_HUFFMAN_CACHE_LIMIT = 4096
+_HUFFMAN_CACHED_LENGTH = 64
+
+
+def _huffman(raw: bytes) -> bytes:
+    """``decode_huffman`` with a bounded cache for short strings (header values repeat)."""
+    found = _HUFFMAN_CACHE.get(raw)
+    if found is None:
+        found = decode_huffman(raw)
+        if len(raw) <= _HUFFMAN_CACHED_LENGTH and len(_HUFFMAN_CACHE) < _HUFFMAN_CACHE_LIMIT:
+            _HUFFMAN_CACHE[raw] = found
+    return found
+
+
+class _QuietLog:
+    """Stands in for hpack's module logger: its per-header debug calls (never enabled in a
+    gateway) cost a call instead of a logging lookup chain."""
+
+    def debug(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def isEnabledFor(self, level: int) -> bool:
+        return False
+
+
+hpack.hpack.log = _QuietLog()  # type: ignore[assignment]
 
 
 class FastDecoder(Decoder):
-    """``hpack.Decoder`` whose ``decode(raw=True)`` (how h2 calls it) answers one-byte table
-    references directly (static ones from prebuilt tuples); every other representation,
-    every check and every error is the parent's, in the same order."""
+    """``hpack.Decoder`` whose ``decode(raw=True)`` answers one-byte table references
+    directly (static ones from prebuilt tuples) and literals with a one-byte indexed name and
+    a short value (:meth:`_short_literal`); every other representation, every check and
+    every error is the parent's, in the same order."""
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         if not raw:
@@ -201,18 +231,17 @@ class FastDecoder(Decoder):
                 else:
                     found, consumed = self._decode_indexed(mem[i:])
                     header = _unicode_if_needed(found, True)
-            elif first & 0x40:
-                found, consumed = self._decode_literal_index(mem[i:])
-                header = _unicode_if_needed(found, True)
-            elif first & 0x20:
+            elif first & 0xE0 == 0x20:
                 if headers:
                     msg = "Table size update not at the start of the block"
                     raise HPACKDecodingError(msg)
                 consumed = self._update_encoding_context(mem[i:])
                 header = None
             else:
-                found, consumed = self._decode_literal_no_index(mem[i:])
-                header = _unicode_if_needed(found, True)
+                short = self._short_literal(data, i, first, dynamic)
+                if short is None:
+                    short = self._literal(mem[i:], first)
+                header, consumed = short
             if header:
                 headers.append(header)
                 inflated += len(header[0]) + len(header[1]) + _ENTRY_OVERHEAD
@@ -222,3 +251,39 @@ class FastDecoder(Decoder):
             i += consumed
         self._assert_valid_table_size()
         return headers
+
+    def _short_literal(
+        self, data: bytes, i: int, first: int, dynamic: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[HeaderTuple, int] | None:
+        """A literal (RFC 7541 §6.2) whose name index and value length fit their first byte
+        and whose name is in the table, else ``None`` (the parent's path decodes it)."""
+        indexing = first & 0x40
+        mask = 0x3F if indexing else 0x0F
+        index = first & mask
+        if not 0 < index < mask or i + 1 >= len(data):
+            return None
+        length_byte = data[i + 1]
+        length = length_byte & 0x7F
+        end = i + 2 + length
+        if length == 0x7F or end > len(data):
+            return None
+        if index <= _STATIC_COUNT:
+            name = _STATIC[index - 1][0]
+        elif index - 62 < len(dynamic):
+            name = dynamic[index - 62][0]
+        else:
+            return None
+        value = data[i + 2 : end]
+        if length_byte & 0x80:
+            value = _huffman(value)
+        if indexing:
+            self.header_table.add(name, value)
+        kind = NeverIndexedHeaderTuple if first & 0x10 and not indexing else HeaderTuple
+        return kind(name, value), end - i
+
+    def _literal(self, mem: memoryview, first: int) -> tuple[HeaderTuple, int]:
+        if first & 0x40:
+            found, consumed = self._decode_literal_index(mem)
+        else:
+            found, consumed = self._decode_literal_no_index(mem)
+        return _unicode_if_needed(found, True), consumed
