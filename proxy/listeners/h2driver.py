@@ -109,29 +109,33 @@ class H2Connection:
                     nursery.start_soon(self._cancel_when_idle, nursery.cancel_scope)
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
+        """Read and dispatch until the connection ends. One cancel scope for the whole loop
+        carries the header-read / idle deadline (re-armed before each read while no stream
+        is active, infinite while one is)."""
         self.writer.schedule()
         data: bytes | memoryview = self._initial
-        while True:
-            if data:
-                if not await self._dispatch(self.session.receive_data(data), nursery):
-                    return
-                self.writer.schedule()
-            with trio.CancelScope() as scope:
-                self._read_scope = scope
-                self._arm_idle_deadline()
-                try:
-                    data = await self._receive()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._broken = True
-                    return
-            self._read_scope = None
-            if scope.cancelled_caught:
-                self.session.close()
-                await self.flush()
-                return
-            if not data:
-                self._broken = True
-                return
+        with trio.CancelScope() as scope:
+            self._read_scope = scope
+            try:
+                while True:
+                    if data:
+                        if not await self._dispatch(self.session.receive_data(data), nursery):
+                            return
+                        self.writer.schedule()
+                    self._arm_idle_deadline()
+                    try:
+                        data = await self._receive()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._broken = True
+                        return
+                    if not data:
+                        self._broken = True
+                        return
+            finally:
+                self._read_scope = None
+        if scope.cancelled_caught:
+            self.session.close()
+            await self.flush()
 
     async def _receive(self) -> bytes | memoryview:
         """The next bytes from the client; from a TLS stream decrypted straight into our
@@ -149,7 +153,8 @@ class H2Connection:
         if scope is None:
             return
         if self.streams:
-            scope.deadline = math.inf
+            if scope.deadline != math.inf:
+                scope.deadline = math.inf
         else:
             timeout = (
                 self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
@@ -158,14 +163,14 @@ class H2Connection:
 
     async def _dispatch(self, events: Sequence[Event], nursery: trio.Nursery) -> bool:
         for ev in events:
-            if isinstance(ev, DataReceived):
+            if isinstance(ev, RequestReceived):
+                self._start_stream(ev, nursery)
+            elif isinstance(ev, DataReceived):
                 ex = self.streams.get(ev.stream_id)
                 if ex is None:
                     self.session.acknowledge_received_data(ev.stream_id, ev.flow_length)
                 else:
                     ex.on_data(ev.data, ev.flow_length)
-            elif isinstance(ev, RequestReceived):
-                self._start_stream(ev, nursery)
             elif isinstance(ev, EndOfStream):
                 ex = self.streams.get(ev.stream_id)
                 if ex is not None:
@@ -190,15 +195,16 @@ class H2Connection:
         ex = H2Exchange(self, head)
         self.streams[head.stream_id] = ex
         self._served = True
-        self._idle = trio.Event()
+        if self._idle.is_set():
+            self._idle = trio.Event()
         self._arm_idle_deadline()
         nursery.start_soon(self._run_stream, ex)
 
     async def _run_stream(self, ex: H2Exchange) -> None:
         try:
             tunnel = ex.method == b"CONNECT"
-            timeout = math.inf if tunnel else self.limits.request_timeout_s
-            with trio.move_on_after(timeout) as scope:
+            deadline = math.inf if tunnel else trio.current_time() + self.limits.request_timeout_s
+            with trio.CancelScope(deadline=deadline) as scope:
                 ex.scope = scope
                 await self.handler.handle(ex)
             if scope.cancelled_caught and not ex.reset_by_peer:

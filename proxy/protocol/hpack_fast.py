@@ -118,16 +118,17 @@ class FastEncoder:
         if self._pending:
             parts.append(self._pending)
             self._pending = b""
+        append = parts.append
         for header in headers:
-            name, value = header[0], header[1]
-            if type(header) is NeverIndexedHeaderTuple:  # RFC 7541 §7.1.3: keep it so
-                parts.append(self._literal(name, _STATIC_NAME.get(name, 0), value, 0x10))
-                continue
-            key = (name, value)
-            encoded = cache.get(key)
-            if encoded is None:
-                encoded = self._encode_new(name, value)
-            parts.append(encoded)
+            # A header is its own cache key (tuples of equal items hash and compare equal).
+            encoded = cache.get(header)
+            if encoded is None or type(header) is NeverIndexedHeaderTuple:
+                name, value = header[0], header[1]
+                if type(header) is NeverIndexedHeaderTuple:  # RFC 7541 §7.1.3: keep it so
+                    encoded = self._literal(name, _STATIC_NAME.get(name, 0), value, 0x10)
+                else:
+                    encoded = self._encode_new(name, value)
+            append(encoded)
         return b"".join(parts)
 
     def _encode_new(self, name: bytes, value: bytes) -> bytes:

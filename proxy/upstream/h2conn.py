@@ -241,46 +241,40 @@ class H2ClientConnection:
     # -- frames in ------------------------------------------------------------------------
 
     def _dispatch(self, event: Event | ClientEvent) -> None:  # noqa: PLR0912
-        kind = type(event)
-        if kind is DataReceived:
-            assert isinstance(event, DataReceived)
+        if isinstance(event, DataReceived):
             s = self._streams.get(event.stream_id)
             if s is None:
                 self._h2.acknowledge(event.stream_id, event.flow_length)
             else:
                 s.inbox.append((event.data, event.flow_length))
                 s.readable.set()
-        elif kind is ResponseReceived:
-            assert isinstance(event, ResponseReceived)
+        elif isinstance(event, ResponseReceived):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.status = event.status
                 s.headers = event.headers
                 s.headers_ready.set()
-        elif kind is EndOfStream:
-            if (s := self._streams.get(event.stream_id)) is not None:  # type: ignore[union-attr]
+        elif isinstance(event, EndOfStream):
+            if (s := self._streams.get(event.stream_id)) is not None:
                 s.ended = True
                 s.wake()
-        elif kind is WindowUpdated:
-            self._window_opened(event.stream_id)  # type: ignore[union-attr]
-        elif kind is StreamReset:
-            assert isinstance(event, StreamReset)
+        elif isinstance(event, WindowUpdated):
+            self._window_opened(event.stream_id)
+        elif isinstance(event, StreamReset):
             if (s := self._streams.get(event.stream_id)) is not None:
                 if s.ended:  # a complete response; the peer wants no more request body
                     self._forget(s)
                 else:
                     self._reset_by_peer(s, event.error_code, event.reason)
-        elif kind is PingAcknowledged:
+        elif isinstance(event, PingAcknowledged):
             self._ping_acked.set()
-        elif kind is TrailersReceived:
-            assert isinstance(event, TrailersReceived)
+        elif isinstance(event, TrailersReceived):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.trailers = event.headers
-        elif kind is SettingsChanged:
+        elif isinstance(event, SettingsChanged):
             self._settings_received = True
             self._window_opened(0)
             self._on_change()
-        elif kind is ConnectionTerminated and not self._h2.closed:
-            assert isinstance(event, ConnectionTerminated)
+        elif isinstance(event, ConnectionTerminated) and not self._h2.closed:
             self._goaway(event.last_stream_id, h2wire.error_name(event.error_code))
 
     def _reset_by_peer(self, s: H2Stream, error_code: int, broken_rule: str) -> None:
