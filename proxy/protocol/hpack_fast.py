@@ -57,6 +57,8 @@ VOLATILE: frozenset[bytes] = frozenset(
     }
 )
 MAX_INDEXED_VALUE = 256
+SHORT_LITERAL = 8
+MAX_SHORT_LITERALS = 512
 DEFAULT_TABLE_SIZE = 4096
 _ENTRY_OVERHEAD = 32  # RFC 7541 §4.1
 
@@ -88,10 +90,11 @@ class FastEncoder:
 
     One per connection (the dynamic table is connection state)."""
 
-    __slots__ = ("_cache", "_max", "_order", "_pending", "_used")
+    __slots__ = ("_cache", "_literals", "_max", "_order", "_pending", "_used")
 
     def __init__(self) -> None:
         self._cache: dict[tuple[bytes, bytes], bytes] = {}
+        self._literals = 0  # short non-indexed literals kept in the cache (bounded)
         self._order: list[tuple[bytes, bytes]] = []
         self._used = 0
         self._max = DEFAULT_TABLE_SIZE
@@ -107,6 +110,7 @@ class FastEncoder:
             return
         self._max = value
         self._cache.clear()
+        self._literals = 0
         self._order.clear()
         self._used = 0
         self._pending = encode_integer(0, 5, 0x20) + encode_integer(value, 5, 0x20)
@@ -143,7 +147,13 @@ class FastEncoder:
             return self._literal(name, name_index, value, 0x10)
         size = len(name) + len(value) + _ENTRY_OVERHEAD
         if name in VOLATILE or len(value) > MAX_INDEXED_VALUE or self._used + size > self._max:
-            return self._literal(name, name_index, value, 0x00)
+            encoded = self._literal(name, name_index, value, 0x00)
+            if len(value) <= SHORT_LITERAL and self._literals < MAX_SHORT_LITERALS:
+                # content-length: 2 and the like repeat; a literal does not depend on the
+                # dynamic table, so its encoded form stays valid.
+                self._literals += 1
+                self._cache[key] = encoded
+            return encoded
         # Insert with incremental indexing; afterwards it is the newest entry (index 62) and
         # every entry inserted later pushes it up by one, so its index is fixed relative to
         # the insertion count. Cached indexed forms are rebuilt on each insertion.
