@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
-from proxy.listeners.h2tunnel import H2TunnelStream
+from proxy.listeners.h2exchange import H2Exchange
+from proxy.listeners.h2workers import StreamWorkers
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol import h2wire
@@ -25,12 +25,11 @@ from proxy.protocol.events import (
     DataReceived,
     EndOfStream,
     Event,
-    Headers,
     RequestReceived,
     StreamReset,
     WindowUpdated,
 )
-from proxy.protocol.h2session import H2ServerSession, H2SessionSettings, StreamGone
+from proxy.protocol.h2session import H2ServerSession, H2SessionSettings
 from proxy.tls.stream import TLSStream
 
 # A TLS stream copies out only what it decrypted, so a big read limit costs no allocation and
@@ -83,6 +82,7 @@ class H2Connection:
         self._broken = False
         self._served = False
         self._read_scope: trio.CancelScope | None = None
+        self._workers: StreamWorkers[H2Exchange] | None = None
 
     @property
     def broken(self) -> bool:
@@ -95,10 +95,11 @@ class H2Connection:
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self.writer.scope = nursery.cancel_scope
+            self._workers = StreamWorkers(nursery, self._run_stream)
             nursery.start_soon(self.writer.run)
             nursery.start_soon(self._watch_drain, nursery.cancel_scope)
             try:
-                await self._read_loop(nursery)
+                await self._read_loop()
                 await self.writer.final_flush()
             finally:
                 # Peer GOAWAY or clean EOF: in-flight streams may still finish (bounded by
@@ -108,7 +109,7 @@ class H2Connection:
                 else:
                     nursery.start_soon(self._cancel_when_idle, nursery.cancel_scope)
 
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
+    async def _read_loop(self) -> None:
         """Read and dispatch until the connection ends. One cancel scope for the whole loop
         carries the header-read / idle deadline (re-armed before each read while no stream
         is active, infinite while one is)."""
@@ -119,7 +120,7 @@ class H2Connection:
             try:
                 while True:
                     if data:
-                        if not await self._dispatch(self.session.receive_data(data), nursery):
+                        if not await self._dispatch(self.session.receive_data(data)):
                             return
                         self.writer.schedule()
                     self._arm_idle_deadline()
@@ -161,10 +162,10 @@ class H2Connection:
             )
             scope.deadline = trio.current_time() + timeout
 
-    async def _dispatch(self, events: Sequence[Event], nursery: trio.Nursery) -> bool:
+    async def _dispatch(self, events: Sequence[Event]) -> bool:
         for ev in events:
             if isinstance(ev, RequestReceived):
-                self._start_stream(ev, nursery)
+                self._start_stream(ev)
             elif isinstance(ev, DataReceived):
                 ex = self.streams.get(ev.stream_id)
                 if ex is None:
@@ -188,7 +189,7 @@ class H2Connection:
                 return False
         return True
 
-    def _start_stream(self, head: RequestReceived, nursery: trio.Nursery) -> None:
+    def _start_stream(self, head: RequestReceived) -> None:
         if self.drain.requested:
             self.session.reset_stream(head.stream_id, h2wire.REFUSED_STREAM)
             return
@@ -198,14 +199,19 @@ class H2Connection:
         if self._idle.is_set():
             self._idle = trio.Event()
         self._arm_idle_deadline()
-        nursery.start_soon(self._run_stream, ex)
+        assert self._workers is not None
+        tunnel = ex.method == b"CONNECT"
+        self._workers.submit(ex, math.inf if tunnel else self.limits.request_timeout_s)
 
     async def _run_stream(self, ex: H2Exchange) -> None:
+        """One exchange on a worker task; its scope is cancelled by the client's reset or by
+        the workers' timer at the request deadline (then 504, or a reset once the response
+        started)."""
         try:
-            tunnel = ex.method == b"CONNECT"
-            deadline = math.inf if tunnel else trio.current_time() + self.limits.request_timeout_s
-            with trio.CancelScope(deadline=deadline) as scope:
+            with trio.CancelScope() as scope:
                 ex.scope = scope
+                if ex.timed_out or ex.reset_by_peer:
+                    scope.cancel()
                 await self.handler.handle(ex)
             if scope.cancelled_caught and not ex.reset_by_peer:
                 if ex.response_started:
@@ -258,170 +264,3 @@ class H2Connection:
             await self.writer.flush()
         else:
             self.writer.schedule()
-
-
-class H2Exchange:
-    """One HTTP/2 stream (see :class:`proxy.listeners.exchange.Exchange`)."""
-
-    def __init__(self, conn: H2Connection, head: RequestReceived) -> None:
-        self._conn = conn
-        self.stream_id = head.stream_id
-        self.downstream = conn.downstream
-        self.method = head.method
-        self.scheme = head.scheme
-        self.authority = head.authority
-        self.path = head.path
-        self.headers = head.headers
-        self._chunks: deque[tuple[bytes, int]] = deque()
-        self._body_ended = head.end_stream
-        self._arrived = trio.Event()
-        self.reset_by_peer = False
-        self.scope: trio.CancelScope | None = None
-        self._started = False
-        self.ended = False
-        self.body: AsyncIterator[bytes] | None = None if head.end_stream else self._read_body()
-
-    @property
-    def response_started(self) -> bool:
-        return self._started
-
-    # -- events from the reader loop -------------------------------------------------------
-    def on_data(self, data: bytes, flow: int) -> None:
-        self._chunks.append((data, flow))
-        self._arrived.set()
-
-    def on_end(self) -> None:
-        self._body_ended = True
-        self._arrived.set()
-
-    def on_reset(self) -> None:
-        self.reset_by_peer = True
-        self._arrived.set()
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def release(self) -> None:
-        """Return the credit of body bytes nobody consumed."""
-        unread = sum(flow for _, flow in self._chunks)
-        self._chunks.clear()
-        if unread:
-            self._conn.session.acknowledge_received_data(self.stream_id, unread)
-
-    # -- the engine's side -----------------------------------------------------------------
-    async def _read_body(self) -> AsyncIterator[bytes]:
-        session = self._conn.session
-        while True:
-            if self._chunks:
-                data, flow = self._chunks.popleft()
-                session.acknowledge_received_data(self.stream_id, flow)
-                await self._conn.queued()
-                if data:
-                    yield data
-            elif self._body_ended:
-                return
-            elif self.reset_by_peer:
-                raise DownstreamGone(f"client reset stream {self.stream_id}")
-            else:
-                self._arrived = trio.Event()
-                await self._arrived.wait()
-
-    async def receive_joined(self, max_bytes: int) -> bytes:
-        """A tunnel's read: the DATA payloads already received, joined up to ``max_bytes``
-        (at least one whole payload, which may be longer), their credit acknowledged at once;
-        ``b""`` at END_STREAM. Raises :class:`DownstreamGone` if the client reset the stream.
-        Not to be mixed with iterating ``body``."""
-        chunks = self._chunks
-        while True:
-            if chunks:
-                data, credit = chunks.popleft()
-                if chunks and len(data) < max_bytes:
-                    parts = [data]
-                    size = len(data)
-                    while chunks and size + len(chunks[0][0]) <= max_bytes:
-                        more, more_credit = chunks.popleft()
-                        parts.append(more)
-                        size += len(more)
-                        credit += more_credit
-                    data = b"".join(parts)
-                self._conn.session.acknowledge_received_data(self.stream_id, credit)
-                await self._conn.queued()
-                if data:
-                    return data
-            elif self._body_ended:
-                return b""
-            elif self.reset_by_peer:
-                raise DownstreamGone(f"client reset stream {self.stream_id}")
-            else:
-                self._arrived = trio.Event()
-                await self._arrived.wait()
-
-    async def start_response(
-        self, status: int, headers: Headers, *, end_stream: bool = False
-    ) -> None:
-        self._check_alive()
-        try:
-            self._conn.session.send_headers(self.stream_id, status, headers, end_stream=end_stream)
-        except StreamGone as err:
-            raise DownstreamGone(str(err)) from err
-        self._started = True
-        self.ended = end_stream
-        await self._conn.queued()
-
-    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
-        view = memoryview(data)
-        session = self._conn.session
-        while view:
-            self._check_alive()
-            window = session.send_window(self.stream_id)
-            if window <= 0:
-                await self._conn.wait_window()
-                continue
-            chunk = view[:window]
-            view = view[window:]
-            last = end_stream and not view  # END_STREAM on the last DATA frame itself
-            try:
-                session.send_data(self.stream_id, chunk, end_stream=last)
-            except StreamGone as err:
-                raise DownstreamGone(str(err)) from err
-            if last:
-                self.ended = True
-            await self._conn.queued(len(chunk))
-        if end_stream and not self.ended:
-            await self.end_response()
-
-    async def end_response(self, trailers: Headers | None = None) -> None:
-        if self.ended:
-            return
-        self._check_alive()
-        self.ended = True
-        try:
-            if trailers:
-                self._conn.session.send_trailers(self.stream_id, trailers)
-            else:
-                self._conn.session.end_stream(self.stream_id)
-        except StreamGone as err:
-            raise DownstreamGone(str(err)) from err
-        await self._conn.queued()
-
-    async def abort(self) -> None:
-        self.ended = True
-        if not self.reset_by_peer:
-            self._conn.session.reset_stream(self.stream_id, h2wire.CANCEL)
-            await self._conn.queued()
-
-    async def respond_simple(self, status: int, body: bytes) -> None:
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-        try:
-            await self.start_response(status, headers)
-            await self.send_data(body)
-            await self.end_response()
-        except DownstreamGone:
-            pass
-
-    async def accept_tunnel(self) -> trio.abc.HalfCloseableStream:
-        await self.start_response(200, [])
-        return H2TunnelStream(self)
-
-    def _check_alive(self) -> None:
-        if self.reset_by_peer or self._conn.broken:
-            raise DownstreamGone(f"client {self.downstream.remote} reset stream {self.stream_id}")

@@ -11,7 +11,7 @@ from proxy.listeners.exchange import DownstreamGone
 _JOIN_LIMIT = 1 << 20
 
 if TYPE_CHECKING:
-    from proxy.listeners.h2driver import H2Exchange
+    from proxy.listeners.h2exchange import H2Exchange
 
 
 class H2TunnelStream(trio.abc.HalfCloseableStream):

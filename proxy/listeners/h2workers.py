@@ -1,0 +1,103 @@
+"""Running the exchanges of one HTTP/2 connection: reusable worker tasks and one deadline heap.
+
+Why not a task per stream with a deadline on its cancel scope: in trio, spawning a task costs
+~6 µs and a cancel scope with a deadline ~7 µs against ~4.6 µs without (measured here), on
+every request. Here a worker task that finished an exchange parks and takes the next one, and
+request deadlines sit in one heap watched by one timer task, which cancels an exchange's
+(plain) scope when its deadline passes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+import trio
+
+MAX_IDLE_WORKERS = 16
+
+
+class Runnable(Protocol):
+    """What the workers run: an exchange with a cancel scope slot and a finished flag."""
+
+    scope: trio.CancelScope | None
+    timed_out: bool
+    finished: bool
+
+
+R = TypeVar("R", bound=Runnable)
+
+
+class StreamWorkers(Generic[R]):
+    """Owned by a connection driver; the tasks live in ``nursery`` (the connection's) and end
+    when it is cancelled. ``run`` must not raise except on cancellation."""
+
+    def __init__(self, nursery: trio.Nursery, run: Callable[[R], Awaitable[None]]) -> None:
+        self._nursery = nursery
+        self._run = run
+        self._ready: deque[R] = deque()
+        self._parked = trio.lowlevel.ParkingLot()
+        self._deadlines: list[tuple[float, int, R]] = []
+        self._seq = 0
+        self._timer_wake = trio.Event()
+        self._timer_started = False
+        self.active = 0
+
+    def submit(self, item: R, timeout: float) -> None:
+        """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) it is marked
+        ``timed_out`` and its scope cancelled."""
+        self._ready.append(item)
+        self.active += 1
+        if self._parked:
+            self._parked.unpark()
+        else:
+            self._nursery.start_soon(self._worker)
+        if timeout != math.inf:
+            self._expect_by(item, trio.current_time() + timeout)
+
+    async def _worker(self) -> None:
+        ready = self._ready
+        while True:
+            if ready:
+                item = ready.popleft()
+                try:
+                    await self._run(item)
+                finally:
+                    item.finished = True
+                    self.active -= 1
+            elif len(self._parked) >= MAX_IDLE_WORKERS:
+                return  # enough are parked already: a burst's extra workers end
+            else:
+                await self._parked.park()
+
+    def _expect_by(self, item: R, deadline: float) -> None:
+        heap = self._deadlines
+        if len(heap) > 2 * self.active + 64:
+            # Finished entries stuck behind a live one: drop them all (amortized O(1)).
+            heap[:] = [e for e in heap if not e[2].finished]
+            heapq.heapify(heap)
+        if not self._timer_started:
+            self._timer_started = True
+            self._nursery.start_soon(self._timer)
+        elif not heap or deadline < heap[0][0]:
+            self._timer_wake.set()
+        self._seq += 1
+        heapq.heappush(heap, (deadline, self._seq, item))
+
+    async def _timer(self) -> None:
+        heap = self._deadlines
+        while True:
+            while heap and heap[0][2].finished:
+                heapq.heappop(heap)
+            if heap and heap[0][0] <= trio.current_time():
+                item = heapq.heappop(heap)[2]
+                item.timed_out = True
+                if item.scope is not None:
+                    item.scope.cancel()
+                continue
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(heap[0][0] if heap else math.inf):
+                await self._timer_wake.wait()

@@ -1,0 +1,132 @@
+"""The HTTP/2 listener driver's stream lifecycle over an in-memory transport (MockClock):
+request deadlines answer 504 while other streams keep working, a client's RST_STREAM cancels
+its handler, and worker tasks are reused across requests."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+import trio
+import trio.testing
+
+from proxy.listeners import Downstream, Exchange, ListenerLimits
+from proxy.listeners.h2driver import H2Connection
+from proxy.listeners.limits import DrainSignal
+
+REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a.b")]
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+class Handler:
+    """``/hang`` waits forever (until cancelled); anything else answers 200 at once."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[bytes] = []
+        self.tasks: set[object] = set()
+
+    async def handle(self, exchange: Exchange) -> None:
+        self.tasks.add(trio.lowlevel.current_task())
+        if exchange.path.startswith(b"/hang"):
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                self.cancelled.append(exchange.path)
+                raise
+        await exchange.start_response(200, [(b"content-length", b"2")])
+        await exchange.send_data(b"ok", end_stream=True)
+
+
+class Client:
+    """An h2 client on one end of an in-memory stream, the driver on the other."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.h2.initiate_connection()
+        self.events: list[h2.events.Event] = []
+
+    async def send(self) -> None:
+        await self.stream.send_all(self.h2.data_to_send())
+
+    async def read_until(self, done: object) -> None:
+        with trio.fail_after(60):
+            while not done(self.events):  # type: ignore[operator]
+                data = await self.stream.receive_some(65536)
+                assert data, "the driver closed the connection"
+                self.events.extend(self.h2.receive_data(data))
+                if out := self.h2.data_to_send():
+                    await self.stream.send_all(out)
+
+    def status(self, stream_id: int) -> bytes | None:
+        for ev in self.events:
+            if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == stream_id:
+                return dict(ev.headers)[b":status"]
+        return None
+
+
+async def _serve(handler: Handler, limits: ListenerLimits, nursery: trio.Nursery) -> Client:
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = H2Connection(ours, handler, Downstream("outbound", "test:1"), limits, DrainSignal())
+    nursery.start_soon(conn.serve)
+    return Client(theirs)
+
+
+async def test_a_request_past_its_deadline_gets_504_while_others_are_answered(
+    clock: trio.testing.MockClock,
+) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=5.0), nursery)
+        client.h2.send_headers(1, [*REQUEST, (b":path", b"/hang")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.send_headers(3, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(3) is not None)
+        assert client.status(3) == b"200" and client.status(1) is None
+        start = trio.current_time()
+        await client.read_until(lambda _: client.status(1) is not None)
+        assert client.status(1) == b"504"
+        assert 3.9 <= trio.current_time() - start <= 4.1  # 5 s after it arrived
+        assert handler.cancelled == [b"/hang"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_reset_cancels_the_handler_at_once(clock: trio.testing.MockClock) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=60.0), nursery)
+        client.h2.send_headers(1, [*REQUEST, (b":path", b"/hang")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.reset_stream(1)
+        client.h2.send_headers(3, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+        start = trio.current_time()
+        await client.send()
+        await client.read_until(lambda _: client.status(3) is not None)
+        assert handler.cancelled == [b"/hang"]
+        assert trio.current_time() - start < 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_sequential_requests_reuse_one_worker_task(clock: trio.testing.MockClock) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=1.0), nursery)
+        for n in range(20):
+            sid = 1 + 2 * n
+            client.h2.send_headers(sid, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+            await client.send()
+            await client.read_until(lambda _, sid=sid: client.status(sid) is not None)
+        await trio.sleep(5)  # every deadline passes; none of the finished requests is hurt
+        assert len(handler.tasks) == 1
+        assert [client.status(1 + 2 * n) for n in range(20)] == [b"200"] * 20
+        nursery.cancel_scope.cancel()
