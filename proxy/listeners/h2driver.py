@@ -122,7 +122,8 @@ class H2Connection:
                     if data:
                         if not await self._dispatch(self.session.receive_data(data)):
                             return
-                        self.writer.schedule()
+                        if self.session.has_output:
+                            self.writer.schedule()
                     self._arm_idle_deadline()
                     try:
                         data = await self._receive()

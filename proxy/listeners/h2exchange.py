@@ -78,7 +78,8 @@ class H2Exchange:
             if self._chunks:
                 data, flow = self._chunks.popleft()
                 session.acknowledge_received_data(self.stream_id, flow)
-                await self._conn.queued()
+                if session.has_output:  # credit goes out in batches
+                    await self._conn.queued()
                 if data:
                     yield data
             elif self._body_ended:
@@ -108,7 +109,8 @@ class H2Exchange:
                         credit += more_credit
                     data = b"".join(parts)
                 self._conn.session.acknowledge_received_data(self.stream_id, credit)
-                await self._conn.queued()
+                if self._conn.session.has_output:
+                    await self._conn.queued()
                 if data:
                     return data
             elif self._body_ended:

@@ -158,6 +158,11 @@ class H2Core(ReceiveMixin):
 
     # -- output ----------------------------------------------------------------------------
 
+    @property
+    def has_output(self) -> bool:
+        """Frames are queued for :meth:`data_to_send`."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         out = self._out
         if not out:

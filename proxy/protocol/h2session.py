@@ -117,6 +117,11 @@ class H2ServerSession:
         """Final GOAWAY; nothing may be sent afterwards."""
         self._conn.close(error_code)
 
+    @property
+    def has_output(self) -> bool:
+        """Frames are queued for :meth:`data_to_send`."""
+        return self._conn.has_output
+
     def data_to_send(self) -> bytes:
         return self._conn.data_to_send()
 

@@ -229,7 +229,8 @@ class H2ClientConnection:
                 return
             for event in self._h2.receive_data(data):
                 self._dispatch(event)
-            self._kick()
+            if self._h2.has_output:  # ACKs, WINDOW_UPDATEs, RST_STREAMs, a GOAWAY
+                self._kick()
             if self._h2.closed:  # the peer broke the protocol: GOAWAY is queued
                 await self._flush_quietly()
                 return
@@ -422,7 +423,8 @@ class H2ClientConnection:
                     data = b"".join(parts)
                 if credit and not self.closed:
                     self._h2.acknowledge(s.stream_id, credit)
-                    self._kick()
+                    if self._h2.has_output:  # credit goes out in batches
+                        self._kick()
                 if data:
                     return data
                 continue
