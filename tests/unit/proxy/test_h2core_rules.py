@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 from hpack import Encoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.protocol import h2wire as w
 from proxy.protocol.events import (
@@ -293,3 +295,44 @@ def test_stream_ids_run_out() -> None:
     client.open_stream()
     with pytest.raises(H2StateError):
         client.open_stream()
+
+
+_frame = st.tuples(
+    st.sampled_from([*range(10), 0x20]),  # every type, and an unknown one
+    st.integers(0, 255),
+    st.sampled_from([0, 1, 2, 3, 5, 7, 0x7FFFFFFF]),
+    st.one_of(
+        st.binary(max_size=40),
+        st.just(Encoder().encode(GET)),
+        st.just(b"\0\0\0\1"),
+        st.just(b"\0\4\0\0\0\0"),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_frame, max_size=12), st.booleans(), st.lists(st.integers(0, 500), max_size=6))
+def test_arbitrary_frame_sequences_never_raise(
+    frames: list[tuple[int, int, int, bytes]], client: bool, cuts: list[int]
+) -> None:
+    """Whatever a peer sends, receive_data returns events (never raises); after a connection
+    error it processes nothing more, and the driver's calls stay safe."""
+    core = H2Core(client=client)
+    data = b"" if client else w.PREFACE
+    data += w.settings_frame({}) + b"".join(w.frame(t, f, s, p) for t, f, s, p in frames)
+    if client:
+        core.open_stream()
+        core.send_headers(1, GET, end_stream=False)
+    pos = 0
+    for cut in sorted({c % (len(data) + 1) for c in cuts} | {len(data)}):
+        events = core.receive_data(data[pos:cut])
+        pos = cut
+        if core.closed:  # a connection error: GOAWAY was queued and reported
+            assert isinstance(events[-1], ConnectionTerminated)
+            assert core.receive_data(data[pos:]) == []
+            break
+    for sid in (1, 3):
+        core.acknowledge(sid, 10)
+        core.reset_stream(sid)
+        assert core.send_window(sid) == 0
+    core.data_to_send()
