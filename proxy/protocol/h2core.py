@@ -84,6 +84,10 @@ class H2Core(ReceiveMixin):
         self._await_preface = not client
         self._await_settings = True
         self._hdr: list[object] | None = None  # [stream id, end_stream, fragments, size]
+        self._data_left = 0  # of the DATA frame being received (delivered as it arrives)
+        self._data_sid = 0
+        self._data_end = False
+        self._data_stream: Stream | None = None
         self.closed = False
         self.goaway_received = False
         self._start(max_concurrent_streams, max_header_list_size, max_frame_size)

@@ -100,6 +100,10 @@ class ReceiveMixin:
     _conn_recv_window: int
     _next_id: int
     _reset_ids: dict[int, None]
+    _data_left: int
+    _data_sid: int
+    _data_end: bool
+    _data_stream: Stream | None
 
     def _stream_error(self, sid: int, code: int, reason: str = "") -> None: ...
     def _remote_end(self, s: Stream, sid: int) -> None: ...
@@ -107,11 +111,15 @@ class ReceiveMixin:
     def acknowledge(self, sid: int, flow_length: int) -> None: ...
 
     def _frames(self, src: bytes | bytearray | memoryview, pos: int) -> int:
-        """Handle every complete frame in ``src`` from ``pos``; the offset reached."""
+        """Handle every complete frame in ``src`` from ``pos``; the offset reached. The
+        payload of an unpadded DATA frame is delivered as it arrives (a 1 MiB frame is not
+        buffered whole: no copies of it, and a tunnel forwards it sooner)."""
         end = len(src)
         limit = self._max_in_frame
         unpack = w.unpack_header
         with memoryview(src) as mv:
+            if self._data_left:
+                pos = self._data_continue(mv, pos, end)
             while end - pos >= 9:
                 hi, lo, ftype, flags, sid = unpack(mv, pos)
                 length = (hi << 16) | lo
@@ -120,7 +128,8 @@ class ReceiveMixin:
                         w.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {limit}"
                     )
                 start = pos + 9
-                if start + length > end:
+                streamed = ftype == w.DATA and not flags & w.PADDED
+                if start + length > end and not streamed:
                     break
                 pos = start + length
                 sid &= w.MAX_STREAM_ID
@@ -130,8 +139,14 @@ class ReceiveMixin:
                     if ftype != w.SETTINGS or flags & w.ACK:
                         raise ConnectionError_(w.PROTOCOL_ERROR, "first frame is not SETTINGS")
                     self._await_settings = False
-                if ftype == w.DATA:
-                    self._on_data(mv[start:pos], flags, sid)
+                if streamed:
+                    self._data_stream = self._data_start(flags, sid, length)
+                    self._data_sid = sid
+                    self._data_end = bool(flags & w.END_STREAM)
+                    self._data_left = length
+                    pos = self._data_continue(mv, start, end)
+                elif ftype == w.DATA:
+                    self._on_padded_data(mv[start:pos], flags, sid)
                 elif ftype == w.HEADERS:
                     self._on_headers(mv[start:pos], flags, sid)
                 else:
@@ -173,14 +188,14 @@ class ReceiveMixin:
 
     # -- DATA ----------------------------------------------------------------------------
 
-    def _on_data(self, payload: memoryview, flags: int, sid: int) -> None:
+    def _data_start(self, flags: int, sid: int, flow: int) -> Stream | None:
+        """Checks and window accounting for a DATA frame of ``flow`` bytes; the stream that
+        takes its payload, or ``None`` (then the bytes are credited back and dropped)."""
         if sid == 0:
             raise ConnectionError_(w.PROTOCOL_ERROR, "DATA on stream 0")
-        flow = len(payload)
         if flow > self._conn_recv_window:
             raise ConnectionError_(w.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         self._conn_recv_window -= flow
-        data = self._unpad(payload, flags)
         s = self.streams.get(sid)
         if s is None or not s.remote_open or not s.headers_in:
             self.acknowledge(0, flow)  # nobody will consume these bytes
@@ -189,18 +204,50 @@ class ReceiveMixin:
             if s is not None or sid not in self._reset_ids:
                 code = w.PROTOCOL_ERROR if s is not None and s.remote_open else w.STREAM_CLOSED
                 self._stream_error(sid, code)
-            return
+            return None
         if flow > s.recv_window:
             raise ConnectionError_(w.FLOW_CONTROL_ERROR, f"DATA beyond stream {sid}'s window")
         s.recv_window -= flow
+        return s
+
+    def _data_piece(self, s: Stream, sid: int, data: memoryview, flow: int) -> bool:
+        """Deliver payload bytes; False if they broke the stream's content-length."""
         if s.expect_length >= 0:
             s.received += len(data)
             if s.received > s.expect_length:
-                self.acknowledge(0, flow)
                 self._stream_error(sid, w.PROTOCOL_ERROR, "body longer than content-length")
-                return
+                return False
         self._events.append(DataReceived(sid, bytes(data), flow))
-        if flags & w.END_STREAM:
+        return True
+
+    def _data_continue(self, mv: memoryview, pos: int, end: int) -> int:
+        """The next bytes of the current unpadded DATA frame; the offset after them."""
+        n = min(self._data_left, end - pos)
+        left = self._data_left - n
+        self._data_left = left
+        s = self._data_stream
+        if s is None:
+            return pos + n  # dropped, already credited
+        sid = self._data_sid
+        if self.streams.get(sid) is not s or (
+            n and not self._data_piece(s, sid, mv[pos : pos + n], n)
+        ):
+            self._data_stream = None  # reset meanwhile: nobody consumes the rest
+            self.acknowledge(0, n + left)
+        elif not left:
+            self._data_stream = None
+            if self._data_end:
+                self._remote_end(s, sid)
+        return pos + n
+
+    def _on_padded_data(self, payload: memoryview, flags: int, sid: int) -> None:
+        s = self._data_start(flags, sid, len(payload))
+        data = self._unpad(payload, flags)
+        if s is None:
+            return
+        if not self._data_piece(s, sid, data, len(payload)):
+            self.acknowledge(0, len(payload))
+        elif flags & w.END_STREAM:
             self._remote_end(s, sid)
 
     # -- header blocks ---------------------------------------------------------------------

@@ -336,3 +336,26 @@ def test_arbitrary_frame_sequences_never_raise(
         core.reset_stream(sid)
         assert core.send_window(sid) == 0
     core.data_to_send()
+
+
+def test_a_large_data_frame_is_delivered_as_it_arrives_and_credited_exactly() -> None:
+    """An unpadded DATA frame is not buffered whole; a stream reset in the middle of one
+    credits the rest of it to the connection, so the window stays exact."""
+    core = server(
+        max_frame_size=1 << 20, initial_window_size=1 << 20, connection_window_size=1 << 22
+    )
+    core.receive_data(headers(1, GET, flags=0x4) + headers(3, GET, flags=0x4))
+    frame = w.frame(w.DATA, 0, 1, b"a" * 300_000)
+    first = core.receive_data(frame[:100_009])
+    assert [(type(e), len(e.data)) for e in first] == [(DataReceived, 100_000)]  # type: ignore[union-attr]
+    core.reset_stream(1)
+    assert core.receive_data(frame[100_009:]) == []
+    core.data_to_send()
+    core.acknowledge(1, 100_000)  # the consumer returns what it had taken
+    window = core._conn_recv_window + core._conn_unacked
+    assert window == core._conn_recv_max  # every byte is accounted for
+    second = w.frame(w.DATA, 1, 3, b"b" * 70_000)
+    events = core.receive_data(second[:5] + b"")
+    events += core.receive_data(second[5:30]) + core.receive_data(second[30:])
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"b" * 70_000
+    assert type(events[-1]).__name__ == "EndOfStream"
