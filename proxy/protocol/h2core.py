@@ -32,7 +32,8 @@ from proxy.protocol.events import (
 from proxy.protocol.h2receive import ConnectionError_, ReceiveMixin, Stream
 from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
 
-_RESET_MEMORY = 512  # streams we reset whose late frames are ignored silently
+_RESET_MEMORY = 512
+_BY_REFERENCE = 16 * 1024  # streams we reset whose late frames are ignored silently
 
 
 class H2StateError(ProxyError):
@@ -58,6 +59,7 @@ class H2Core(ReceiveMixin):
         self.streams: dict[int, Stream] = {}
         self._in = bytearray()
         self._out = bytearray()
+        self._parts: list[bytes] = []  # output before _out: big DATA payloads by reference
         self._events: list[Event | ClientEvent] = []
         self.encoder = FastEncoder()
         self.decoder = FastDecoder()
@@ -165,10 +167,18 @@ class H2Core(ReceiveMixin):
     @property
     def has_output(self) -> bool:
         """Frames are queued for :meth:`data_to_send`."""
-        return bool(self._out)
+        return bool(self._out) or bool(self._parts)
 
     def data_to_send(self) -> bytes:
         out = self._out
+        parts = self._parts
+        if parts:
+            if out:
+                parts.append(bytes(out))
+                out.clear()
+            data = b"".join(parts)
+            parts.clear()
+            return data
         if not out:
             return b""
         data = bytes(out)
@@ -212,7 +222,13 @@ class H2Core(ReceiveMixin):
         self.conn_send_window -= n
         out = self._out
         out += w.pack_header(n >> 16, n & 0xFFFF, w.DATA, w.END_STREAM if end_stream else 0, sid)
-        out += data
+        if n >= _BY_REFERENCE and type(data) is bytes:
+            # Immutable: keep a reference, so a bulk payload is copied once (by the join).
+            self._parts.append(bytes(out))
+            out.clear()
+            self._parts.append(data)
+        else:
+            out += data
         if end_stream:
             self._local_end(s, sid)
 
