@@ -200,6 +200,20 @@ def _huffman(raw: bytes) -> bytes:
     return found
 
 
+def _string_at(data: bytes, at: int) -> tuple[bytes, int] | None:
+    """The string literal at ``at`` and the offset after it, if its length fits the first
+    byte and it is complete; else ``None``."""
+    if at >= len(data):
+        return None
+    length_byte = data[at]
+    length = length_byte & 0x7F
+    end = at + 1 + length
+    if length == 0x7F or end > len(data):
+        return None
+    raw = data[at + 1 : end]
+    return (_huffman(raw) if length_byte & 0x80 else raw), end
+
+
 class _QuietLog:
     """Stands in for hpack's module logger: its per-header debug calls (never enabled in a
     gateway) cost a call instead of a logging lookup chain."""
@@ -266,27 +280,27 @@ class FastDecoder(Decoder):
     def _short_literal(
         self, data: bytes, i: int, first: int, dynamic: Sequence[tuple[bytes, bytes]]
     ) -> tuple[HeaderTuple, int] | None:
-        """A literal (RFC 7541 §6.2) whose name index and value length fit their first byte
-        and whose name is in the table, else ``None`` (the parent's path decodes it)."""
+        """A literal (RFC 7541 §6.2) whose name index (or literal name length) and value
+        length each fit one byte, and whose indexed name is in the table; else ``None``
+        (the parent's path decodes it, with its checks and errors)."""
         indexing = first & 0x40
         mask = 0x3F if indexing else 0x0F
         index = first & mask
-        if not 0 < index < mask or i + 1 >= len(data):
-            return None
-        length_byte = data[i + 1]
-        length = length_byte & 0x7F
-        end = i + 2 + length
-        if length == 0x7F or end > len(data):
-            return None
-        if index <= _STATIC_COUNT:
-            name = _STATIC[index - 1][0]
-        elif index - 62 < len(dynamic):
-            name = dynamic[index - 62][0]
+        if index == 0:  # a literal name (RFC 7541 §6.2, "new name")
+            found = _string_at(data, i + 1)
+            if found is None:
+                return None
+            name, at = found
+        elif index < mask and index <= _STATIC_COUNT:
+            name, at = _STATIC[index - 1][0], i + 1
+        elif index < mask and index - 62 < len(dynamic):
+            name, at = dynamic[index - 62][0], i + 1
         else:
             return None
-        value = data[i + 2 : end]
-        if length_byte & 0x80:
-            value = _huffman(value)
+        found = _string_at(data, at)
+        if found is None:
+            return None
+        value, end = found
         if indexing:
             self.header_table.add(name, value)
         kind = NeverIndexedHeaderTuple if first & 0x10 and not indexing else HeaderTuple
