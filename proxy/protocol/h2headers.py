@@ -24,6 +24,12 @@ CONNECTION_SPECIFIC = frozenset(
 )
 _GOOD_NAMES: set[bytes] = set()  # names already proven valid (bounded)
 _GOOD_NAMES_LIMIT = 4096
+# Whole fields already proven valid (user-agent, accept, :method GET ...: most repeat), so a
+# repeat costs a set lookup instead of a regular expression (bounded; host and te excluded:
+# their rules depend on other fields).
+_GOOD_FIELDS: set[tuple[bytes, bytes]] = set()
+_GOOD_FIELDS_LIMIT = 8192
+_GOOD_FIELD_VALUE_LIMIT = 128
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 
 
@@ -49,6 +55,11 @@ def _check_regular(name: bytes, value: bytes) -> None:
         raise MalformedHeaders("te header other than 'trailers'")
     if value and _BAD_VALUE.search(value) is not None:
         raise MalformedHeaders(f"invalid characters or whitespace in the value of {name!r}")
+
+
+def _remember(field: tuple[bytes, bytes]) -> None:
+    if len(field[1]) <= _GOOD_FIELD_VALUE_LIMIT and len(_GOOD_FIELDS) < _GOOD_FIELDS_LIMIT:
+        _GOOD_FIELDS.add((field[0], field[1]))
 
 
 def content_length(headers: Sequence[Header]) -> int:
@@ -101,14 +112,22 @@ def parse_request(
 def _check_request_fields(pseudo: dict[bytes, bytes], headers: list[Header]) -> None:
     """The validating leg's rules beyond structure (see the module docstring)."""
     host: bytes | None = None
-    for name, value in headers:
+    good = _GOOD_FIELDS
+    for field in headers:
+        if field in good:
+            continue
+        name, value = field
         _check_regular(name, value)
         if name == b"host":
             if host is not None:
                 raise MalformedHeaders("duplicate host header")
             host = value
-    for name, value in pseudo.items():
-        _check_value(name, value)
+        elif name != b"te":
+            _remember(field)
+    for field in pseudo.items():
+        if field not in good:
+            _check_value(*field)
+            _remember(field)
     method = pseudo.get(b":method")
     if method == b"CONNECT":
         if b":protocol" not in pseudo and (b":scheme" in pseudo or b":path" in pseudo):
