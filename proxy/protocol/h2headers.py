@@ -154,8 +154,10 @@ def parse_response(block: Sequence[Header], validate: bool) -> tuple[int, list[H
             status = header[1]
         else:
             headers.append(header)
-            if validate:
+            if validate and header not in _GOOD_FIELDS:
                 _check_regular(name, header[1])
+                if name not in (b"te", b"host"):
+                    _remember(header)
     if status is None or len(status) != 3 or not status.isdigit():
         raise MalformedHeaders("response without a valid :status")
     return int(status), headers
