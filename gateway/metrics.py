@@ -40,10 +40,15 @@ DURATION_BUCKETS = (
 )
 
 
+_CHILD_CACHE_LIMIT = 10_000
+_RequestChildren = tuple[Counter, Histogram]
+
+
 class GatewayMetrics:
     """The gateway's metric families on their own :attr:`registry`."""
 
     def __init__(self) -> None:
+        self._request_children: dict[tuple[str, str, str, int], _RequestChildren] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.requests = Counter(
@@ -131,6 +136,20 @@ class GatewayMetrics:
         status: int,
         duration_s: float,
     ) -> None:
-        """Count one finished request and observe its duration."""
-        self.requests.labels(source_cluster, destination_cluster, service, str(status)).inc()
-        self.duration.labels(source_cluster, destination_cluster, service).observe(duration_s)
+        """Count one finished request and observe its duration.
+
+        Runs once per request: the two label children are looked up once per label tuple
+        (prometheus_client's ``labels()`` validates and joins the values on every call)."""
+        key = (source_cluster, destination_cluster, service, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(source_cluster, destination_cluster, service, str(status)),
+                self.duration.labels(source_cluster, destination_cluster, service),
+            )
+            if len(self._request_children) > _CHILD_CACHE_LIMIT:
+                self._request_children.clear()  # stays bounded; the children stay exported
+                self._request_children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(duration_s)

@@ -24,7 +24,7 @@ from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import LoadBalancer
 from proxy.routes.fault import decide_fault
 from proxy.routes.headers import local_reply, not_found_response
-from proxy.routes.table import Endpoint, RoutingTable
+from proxy.routes.table import Endpoint, Route, RoutingTable
 from proxy.upstream.models import UpstreamRequest, UpstreamResponse
 
 
@@ -112,30 +112,38 @@ class ForwardingEngine:
         if inbound and exchange.authority == self.probe_authority:
             await self._answer_probe(exchange, out)
             return
-        authority = exchange.authority.decode("latin-1")
-        target = exchange.path if exchange.method == b"CONNECT" else exchange.authority
-        service, route = self._view.match(target.decode("latin-1"), inbound=inbound)
+        connect = exchange.method == b"CONNECT"
+        target = exchange.path if connect else exchange.authority
+        service, route = self._view.match_raw(target, inbound=inbound)
         out.service = service or ""
         if route is None:
-            await reply(exchange, out, not_found_response(service or authority))
+            await reply(
+                exchange, out, not_found_response(service or exchange.authority.decode("latin-1"))
+            )
             return
         if inbound and not route.allows_source(down.peer_cluster or ""):
             message = f"cluster {down.peer_cluster!r} may not call service {route.service!r}"
             await reply(exchange, out, local_reply(403, "source_not_allowed", message))
             return
+        if route.fault is not None and await self._inject_fault(exchange, route, out):
+            return
+        balancer = self.inbound_balancer if inbound else self.outbound_balancer
+        if connect:
+            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
+            await serve_tunnel(self, tunnel, out)
+            return
+        await forward(self, exchange, route, balancer, out)
+
+    async def _inject_fault(self, exchange: Exchange, route: Route, out: Outcome) -> bool:
+        """Apply the route's fault injection; True when the request was answered (aborted)."""
         fault = decide_fault(route.fault, self.rng)
         if fault.delay_s > 0:
             await trio.sleep(fault.delay_s)
         if fault.abort_status is not None:
             msg = f"fault injected for service {route.service!r}"
             await reply(exchange, out, local_reply(fault.abort_status, "fault_injected", msg))
-            return
-        balancer = self.inbound_balancer if inbound else self.outbound_balancer
-        if exchange.method == b"CONNECT":
-            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
-            await serve_tunnel(self, tunnel, out)
-            return
-        await forward(self, exchange, route, balancer, out)
+            return True
+        return False
 
     async def _answer_probe(self, exchange: Exchange, out: Outcome) -> None:
         if exchange.path == b"/readyz" and self.ready:
