@@ -282,6 +282,7 @@ class EndpointPool:
             label=self.label,
             endpoint_key=self.endpoint.key,
             read_size=self._settings.read_size,
+            nursery=self._nursery,
         )
         slot.state = ConnState.READY
         slot.ready.set()

@@ -24,10 +24,29 @@ class H1Connection:
     """An HTTP/1.1 client connection; owns ``stream`` and closes it in :meth:`aclose`.
 
     The wire format is :mod:`proxy.upstream.h1wire` (h11's checks, without its per-event
-    machinery: this is on every request to an HTTP/1.1 backend)."""
+    machinery: this is on every request to an HTTP/1.1 backend).
 
-    def __init__(self, stream: trio.abc.Stream, *, label: str, endpoint_key: str, read_size: int):
+    With a ``nursery``, a request body is sent by a task there while the caller reads the
+    response, so a backend that answers before reading the whole upload (413, 401...) is not
+    held up by it; the upload stops when the response is complete (the connection is then not
+    reused). The sender is stopped, and waited for, before the response is released or the
+    connection closed: it never outlives the exchange. Without a nursery the body is sent
+    before the response is read."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        label: str,
+        endpoint_key: str,
+        read_size: int,
+        nursery: trio.Nursery | None = None,
+    ):
         self.stream = stream
+        self._nursery = nursery
+        self._sending: trio.CancelScope | None = None
+        self._sender_left = trio.Event()
+        self._body_failure: BaseException | None = None  # the request body's source broke
         self._label = label
         self._key = endpoint_key
         self._read_size = read_size
@@ -80,12 +99,23 @@ class H1Connection:
             if length:
                 raise self._error("sending failed: Too little data for declared Content-Length")
             await self._write(head)
-        else:
-            await self._write(head)
-            await self._send_body(req.body, length)
-        self._sent_all = True
+            self._sent_all = True
+            return
+        await self._write(head)
+        if self._nursery is None:
+            try:
+                await self._send_body(req.body, length)
+            except h1wire.WireError as err:
+                raise self._error(f"sending failed: {err}") from err
+            self._sent_all = True
+            return
+        self._sending = trio.CancelScope()
+        self._sender_left = trio.Event()
+        self._body_failure = None
+        self._nursery.start_soon(self._send_concurrently, req.body, length, self._sending)
 
     async def _send_body(self, body: AsyncIterator[bytes], length: int | None) -> None:
+        """Raises :class:`h1wire.WireError` when the body does not match its framing."""
         sent = 0
         async for chunk in body:
             if not chunk:
@@ -94,13 +124,47 @@ class H1Connection:
             if length is None:
                 await self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             elif sent > length:
-                raise self._error("sending failed: Too much data for declared Content-Length")
+                raise h1wire.WireError("Too much data for declared Content-Length")
             else:
                 await self._write(chunk)
         if length is None:
             await self._write(b"0\r\n\r\n")
         elif sent < length:
-            raise self._error("sending failed: Too little data for declared Content-Length")
+            raise h1wire.WireError("Too little data for declared Content-Length")
+
+    async def _send_concurrently(
+        self, body: AsyncIterator[bytes], length: int | None, scope: trio.CancelScope
+    ) -> None:
+        """The sender task (in the pool's nursery). Never raises: a network error only stops
+        the upload (the backend may still answer, e.g. 413 then close); a body that breaks
+        its framing, or whose source fails (the client left), aborts the connection so the
+        reader wakes up and raises that failure in the requesting task."""
+        try:
+            with scope:
+                await self._send_body(body, length)
+                self._sent_all = True  # no checkpoint between the last write and this
+        except UpstreamError:
+            self._keep_alive = False
+        except h1wire.WireError as err:
+            await self._abort(self._error(f"sending failed: {err}"))
+        except Exception as err:
+            await self._abort(err)
+        finally:
+            self._sender_left.set()
+
+    async def _abort(self, failure: BaseException) -> None:
+        self._body_failure = failure
+        self._keep_alive = False
+        await trio.aclose_forcefully(self.stream)
+
+    async def stop_sending(self) -> None:
+        """Stop a concurrent upload (if any) and wait until its task left: after this the
+        request body is no longer pulled. Cancel-safe; returns promptly."""
+        if self._sending is not None:
+            self._sending.cancel()
+            with trio.CancelScope(shield=True):
+                await self._sender_left.wait()
+            self._sending = None
 
     async def receive_response(self) -> tuple[int, Headers]:
         """Wait for the final response head (1xx are skipped)."""
@@ -223,6 +287,7 @@ class H1Connection:
                 return
 
     async def aclose(self) -> None:
+        await self.stop_sending()
         await trio.aclose_forcefully(self.stream)
 
     async def _write(self, data: bytes) -> None:
@@ -238,6 +303,8 @@ class H1Connection:
         try:
             data = await self.stream.receive_some(self._read_size)
         except _IO_ERRORS as err:
+            if self._body_failure is not None:
+                raise self._body_failure from err
             raise self._error(f"receiving failed: {err!r}") from err
         if not data:
             self._eof = True
@@ -273,6 +340,7 @@ class H1Body:
             await self.finish(reusable=False)
             raise
         if chunk is None:
+            await self._conn.stop_sending()  # the response is complete: no more upload
             await self.finish(reusable=self._conn.reusable)
             raise StopAsyncIteration
         return chunk
