@@ -82,6 +82,11 @@ class H1ServerSession:
         return self._conn.their_state is h11.IDLE
 
     @property
+    def client_http_version(self) -> bytes:
+        """The HTTP version of the client's current request (``b"1.1"``, ``b"1.0"``)."""
+        return bytes(self._conn.their_http_version or b"1.1")
+
+    @property
     def keep_alive(self) -> bool:
         return self._conn.our_state is not h11.MUST_CLOSE and (
             self._conn.their_state is not h11.MUST_CLOSE
