@@ -15,7 +15,7 @@ from proxy.errors import ResetBeforeHeaders, UpstreamError, UpstreamStreamBroken
 from proxy.upstream import h1wire
 from proxy.upstream.models import Headers, UpstreamRequest
 
-_FRAMING = (b"content-length", b"transfer-encoding")
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 DoneCallback = Callable[[bool], Awaitable[None]]
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -82,19 +82,8 @@ class H1Connection:
         if self.requests_done and (not self.reusable or self._buffer):
             raise self._error("the previous exchange did not finish cleanly")
         self._headers_received = self._sent_all = self._received_all = self._counted = False
-        headers: Headers = list(req.headers)
-        names = {name for name, _ in headers}
-        if b"host" not in names:
-            headers.insert(0, (b"host", req.authority))
-        if req.body is not None and not names.intersection(_FRAMING):
-            headers.append((b"transfer-encoding", b"chunked"))
-        try:
-            head, length = h1wire.request_head(req.method, req.path, headers)
-        except h1wire.WireError as err:
-            raise self._error(f"sending failed: {err}") from err
+        head, length = self._head(req)
         self._method = req.method
-        if h1wire.wants_close(headers):
-            self._keep_alive = False
         if req.body is None:
             if length:
                 raise self._error("sending failed: Too little data for declared Content-Length")
@@ -113,6 +102,30 @@ class H1Connection:
         self._sender_left = trio.Event()
         self._body_failure = None
         self._nursery.start_soon(self._send_concurrently, req.body, length, self._sending)
+
+    def _head(self, req: UpstreamRequest) -> tuple[bytes, int | None]:
+        """The serialized head (``host`` and chunked framing added when missing) and the
+        body framing; notes a ``connection: close`` of ours."""
+        headers: Headers = req.headers  # not modified: copied when something is added
+        host = framing = connection = False
+        for name, _ in headers:
+            if name == b"host":
+                host = True
+            elif name in _FRAMING:
+                framing = True
+            elif name == b"connection":
+                connection = True
+        if not host:
+            headers = [(b"host", req.authority), *headers]
+        if req.body is not None and not framing:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        try:
+            head, length = h1wire.request_head(req.method, req.path, headers)
+        except h1wire.WireError as err:
+            raise self._error(f"sending failed: {err}") from err
+        if connection and h1wire.wants_close(headers):
+            self._keep_alive = False
+        return head, length
 
     async def _send_body(self, body: AsyncIterator[bytes], length: int | None) -> None:
         """Raises :class:`h1wire.WireError` when the body does not match its framing."""
