@@ -157,25 +157,26 @@ class ForwardingEngine:
         down = exchange.downstream
         inbound = down.listener == "inbound"
         source = (down.peer_cluster or "") if inbound else self.table.local_cluster
+        # positional (the field order of RequestRecord): this runs once per request
         self.observer.on_request_done(
             RequestRecord(
-                time=wall,
-                listener=down.listener,
-                source_cluster=source,
-                source_identity=down.peer_identity,
-                remote=down.remote,
-                method=exchange.method.decode("latin-1"),
-                authority=exchange.authority.decode("latin-1"),
-                path=exchange.path.decode("latin-1"),
-                service=out.service,
-                destination_cluster=out.destination_cluster,
-                endpoint=out.endpoint,
-                status=out.status,
-                reason=out.reason,
-                duration_s=duration,
-                retries=out.retries,
-                bytes_received=out.bytes_received,
-                bytes_sent=out.bytes_sent,
-                trace_id=out.trace_id,
+                wall,
+                down.listener,
+                source,
+                down.peer_identity,
+                down.remote,
+                exchange.method.decode("latin-1"),
+                exchange.authority.decode("latin-1"),
+                exchange.path.decode("latin-1"),
+                out.service,
+                out.destination_cluster,
+                out.endpoint,
+                out.status,
+                out.reason,
+                duration,
+                out.retries,
+                out.bytes_received,
+                out.bytes_sent,
+                out.trace_id,
             )
         )
