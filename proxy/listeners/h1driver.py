@@ -135,9 +135,9 @@ class H1Connection:
             self._initial = b""
         reading_head = first or bool(self.events)
         limits = self.limits
-        with trio.CancelScope() as scope:
-            timeout = limits.header_read_timeout_s if reading_head else limits.idle_timeout_s
-            scope.deadline = trio.current_time() + timeout
+        timeout = limits.header_read_timeout_s if reading_head else limits.idle_timeout_s
+        # the deadline given at creation: setting it on an entered scope re-registers it
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
             self.idle_scope = None if reading_head else scope
             while True:
                 while self.events:
