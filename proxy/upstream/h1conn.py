@@ -236,9 +236,15 @@ class H1Connection:
                 return None
 
     def _finish(self) -> None:
-        if not self._received_all:
-            self._received_all = True
-        self.requests_done += 1
+        self._received_all = True
+        if not self._counted:  # once per exchange, however the end was noticed
+            self._counted = True
+            self.requests_done += 1
+
+    @property
+    def body_complete(self) -> bool:
+        """The whole response body was read: its length reached, or its last chunk seen."""
+        return self._headers_received and (self._received_all or self._remaining == 0)
 
     async def _chunked_piece(self) -> bytes:
         """Data of the current chunk as far as buffered; b"" after the last chunk."""
@@ -344,6 +350,13 @@ class H1Body:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
+    @property
+    def at_end(self) -> bool:
+        """The chunk just returned was the last (a length-framed body is complete): the
+        consumer may stop iterating, ``finish``/``aclose`` then releases the connection for
+        reuse, and an HTTP/2 client gets END_STREAM with that chunk (no empty frame after)."""
+        return self._done is not None and self._conn.body_complete
+
     async def __anext__(self) -> bytes:
         if self._done is None:
             raise StopAsyncIteration
@@ -359,6 +372,14 @@ class H1Body:
         return chunk
 
     async def finish(self, *, reusable: bool) -> None:
+        """Release the connection. ``reusable=False`` (the response's ``aclose``: stopped
+        early) is overridden when the body was in fact read to its end."""
         done, self._done = self._done, None
-        if done is not None:
-            await done(reusable)
+        if done is None:
+            return
+        conn = self._conn
+        if conn.body_complete:
+            conn._finish()
+            await conn.stop_sending()
+            reusable = conn.reusable
+        await done(reusable)

@@ -9,6 +9,7 @@ import h2.events
 import trio
 
 from proxy.listeners import Exchange
+from proxy.upstream import UpstreamPools
 from tests.integration.proxy.harness import (
     FAST_RETRY,
     local_endpoint,
@@ -77,6 +78,31 @@ async def test_trailers_cross_and_a_finished_body_ends_with_its_last_data_frame(
     assert [list(t.headers) for t in trailers] == [[(b"grpc-status", b"0")]]
     body = b"".join(e.data for e in with_trailers if isinstance(e, h2.events.DataReceived))
     assert body == b"ok"
+
+
+class LengthBackend:
+    """Answers ``ok`` with a ``content-length``."""
+
+    async def handle(self, exchange: Exchange) -> None:
+        await exchange.start_response(200, [(b"content-length", b"2")])
+        await exchange.send_data(b"ok", end_stream=True)
+
+
+async def test_a_length_framed_http1_body_ends_with_its_last_data_frame() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await serve_backend(nursery, LengthBackend())
+        routing = table(route("api.shop", (local_endpoint("b", port, "http1"),)))
+        async with running_gateway(routing) as gw:
+            events = [await _get(gw.port, b"/") for _ in range(3)]
+            pools = gw.engine.upstream
+            assert isinstance(pools, UpstreamPools)
+            reused = pools.connection_count(local_endpoint("b", port, "http1"))
+        nursery.cancel_scope.cancel()
+    for each in events:
+        data = [e for e in each if isinstance(e, h2.events.DataReceived)]
+        assert [e.data for e in data] == [b"ok"]
+        assert data[0].stream_ended is not None  # END_STREAM with the data, no empty frame
+    assert reused == 1  # the backend connection went back to the pool each time
 
 
 async def _h1_get(port: int, path: bytes, extra: bytes = b"") -> bytes:
