@@ -49,7 +49,7 @@ _FAILURE_STATUS = {
 
 def trace_id_of(headers: Headers) -> str:
     """The trace id of the (already validated) ``traceparent`` the hop sends upstream."""
-    for name, value in headers:
+    for name, value in reversed(headers):  # header hygiene appends it near the end
         if name == b"traceparent":
             return value[3:35].decode("ascii", "replace")
     return ""
