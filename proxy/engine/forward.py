@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+import enum
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -88,22 +89,61 @@ async def forward(
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()
+    deadline = trio.current_time() + route.timeout_s
     try:
-        # One cancel scope per request: the per-try timeout of a multiplexed upstream is the
-        # connection's timer, not another scope.
-        with trio.move_on_after(route.timeout_s) as scope:
-            response = await _attempts(
-                engine, exchange, route, lb, budget, headers=headers, body=body, out=out
-            )
-            if response is not None:
-                await _relay(engine, exchange, route, response, out)
-        if scope.cancelled_caught:
-            msg = f"service {route.service!r} did not answer within {route.timeout_s}s"
-            await reply(exchange, out, local_reply(504, "request_timeout", msg))
+        picked = await _attempts(
+            engine,
+            exchange,
+            route,
+            lb,
+            budget,
+            deadline=deadline,
+            headers=headers,
+            body=body,
+            out=out,
+        )
+        if picked is _Stop.TIMED_OUT:
+            await _timed_out(exchange, route, out)
+        elif picked is not _Stop.ANSWERED:
+            await _relay_within(engine, exchange, route, picked, out, deadline=deadline)
     finally:
         budget.end_request()
         if body is not None:
             out.bytes_received = body.pulled
+
+
+async def _relay_within(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    picked: tuple[Endpoint, UpstreamResponse],
+    out: Outcome,
+    *,
+    deadline: float,
+) -> None:
+    """Relay under the route's deadline. A body the upstream already delivered whole
+    (``buffered_to_end``) needs no cancel scope: nothing is left to wait for from the
+    service (a slow client is the listener's ``request_timeout_s`` business). A scope costs
+    several µs, as much as the rest of the engine's bookkeeping for a request."""
+    if getattr(picked[1].body, "buffered_to_end", False):
+        await _relay(engine, exchange, route, picked, out)
+        return
+    with trio.move_on_at(deadline) as scope:
+        await _relay(engine, exchange, route, picked, out)
+    if scope.cancelled_caught:
+        await _timed_out(exchange, route, out)
+
+
+async def _timed_out(exchange: Exchange, route: Route, out: Outcome) -> None:
+    msg = f"service {route.service!r} did not answer within {route.timeout_s}s"
+    await reply(exchange, out, local_reply(504, "request_timeout", msg))
+
+
+class _Stop(enum.Enum):
+    """Why :func:`_attempts` returned no response."""
+
+    ANSWERED = "answered"  # a local reply was sent
+    TIMED_OUT = "timed_out"  # the route's deadline passed (the caller answers 504)
 
 
 async def _attempts(
@@ -113,21 +153,27 @@ async def _attempts(
     lb: LoadBalancer,
     budget: RetryBudget,
     *,
+    deadline: float,
     headers: Headers,
     body: ReplayableBody | None,
     out: Outcome,
-) -> tuple[Endpoint, UpstreamResponse] | None:
+) -> tuple[Endpoint, UpstreamResponse] | _Stop:
     """Try endpoints until one answers (returned with its endpoint: the caller relays it and
-    ends its in-flight count) or retrying must stop (then a local reply was sent, ``None``)."""
+    ends its in-flight count) or retrying must stop (then a local reply was sent:
+    ``ANSWERED``), or the route's ``deadline`` passes (``TIMED_OUT``). No cancel scope: each
+    attempt's per-try timeout is cut to the time left before ``deadline``."""
     tried: list[str] = []
     avoid: str | None = None
     last: FailureKind | None = None
     reason = ""
     for attempt in range(1, max(1, route.retry.attempts) + 1):
+        now = trio.current_time()
+        if now >= deadline:
+            return _Stop.TIMED_OUT
         pick = lb.pick(
             route,
             engine.state,
-            trio.current_time(),
+            now,
             engine.rng,
             exclude=frozenset(tried) if tried else _NOTHING_TRIED,
             avoid_cluster=avoid,
@@ -139,10 +185,20 @@ async def _attempts(
         tried.append(ep.key)
         out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
         result = await _attempt(
-            engine, exchange, route, ep, budget, headers=headers, body=body, retry=attempt > 1
+            engine,
+            exchange,
+            route,
+            ep,
+            budget,
+            time_left=deadline - now,
+            headers=headers,
+            body=body,
+            retry=attempt > 1,
         )
         if isinstance(result, UpstreamResponse):
             return ep, result  # in-flight count ends in _relay
+        if result is _Stop.TIMED_OUT:
+            return result
         last = result
         _event(engine, "failure", route, ep, result.value)
         decision = retry_decision(
@@ -158,7 +214,7 @@ async def _attempts(
             if decision.reason == "budget_exhausted":
                 _event(engine, "budget_exhausted", route, ep, result.value)
             await _give_up(exchange, route, out, result, f"not retried ({decision.reason})")
-            return None
+            return _Stop.ANSWERED
         out.retries += 1
         avoid = ep.locality.cluster if ep.kind == "peer" else None
         _event(engine, "retry", route, ep, result.value)
@@ -166,7 +222,7 @@ async def _attempts(
         await reply(exchange, out, unavailable_response(reason, route.service))
     else:
         await _give_up(exchange, route, out, last, "every attempt failed")
-    return None
+    return _Stop.ANSWERED
 
 
 async def _attempt(
@@ -176,14 +232,19 @@ async def _attempt(
     ep: Endpoint,
     budget: RetryBudget,
     *,
+    time_left: float,
     headers: Headers,
     body: ReplayableBody | None,
     retry: bool,
-) -> UpstreamResponse | FailureKind:
+) -> UpstreamResponse | FailureKind | Literal[_Stop.TIMED_OUT]:
     """One attempt with its accounting: retry budget, in-flight count (left open when a
     response is returned), outlier outcome of a failure. A 503 with ``x-isthmus-reason``
-    from a peer gateway is a failure (:attr:`FailureKind.PEER_503`), not a response."""
+    from a peer gateway is a failure (:attr:`FailureKind.PEER_503`), not a response. When
+    the route's deadline (``time_left``) comes before the per-try timeout and passes, that
+    is ``TIMED_OUT``: not the endpoint's failure (no outlier outcome, no retry)."""
     state = engine.state
+    per_try = route.retry.per_try_timeout_s
+    route_bound = time_left < per_try
     if retry:
         budget.begin_retry()
     state.begin(ep.key)
@@ -195,12 +256,15 @@ async def _attempt(
         headers=headers,
         body=None if body is None else body.attempt(),
     )
-    result: UpstreamResponse | FailureKind
+    result: UpstreamResponse | FailureKind | Literal[_Stop.TIMED_OUT]
     try:
         try:
-            result = await engine.upstream.request(ep, req, timeout_s=route.retry.per_try_timeout_s)
+            timeout_s = time_left if route_bound else per_try
+            result = await engine.upstream.request(ep, req, timeout_s=timeout_s)
         except UpstreamError as err:
             result = _failure_of(err)
+            if route_bound and result is FailureKind.PER_TRY_TIMEOUT:
+                result = _Stop.TIMED_OUT
         else:
             if result.status == 503 and ep.kind == "peer" and _has_reason(result.headers):
                 await _close_quietly(result)
@@ -211,9 +275,11 @@ async def _attempt(
     finally:
         if retry:
             budget.end_retry()
-    if not isinstance(result, UpstreamResponse):
+    if isinstance(result, FailureKind):
         state.end(ep.key)
         _record(engine, route, ep, _FAILURE_OUTCOME.get(result))
+    elif result is _Stop.TIMED_OUT:
+        state.end(ep.key)
     return result
 
 

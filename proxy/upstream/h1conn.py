@@ -242,6 +242,15 @@ class H1Connection:
             self.requests_done += 1
 
     @property
+    def body_buffered(self) -> bool:
+        """Every byte still to be read of a length-framed response body is buffered
+        (reading it will not wait for the backend)."""
+        remaining = self._remaining
+        if not self._headers_received or remaining is None or remaining is True:
+            return self._received_all
+        return len(self._buffer) >= remaining
+
+    @property
     def body_complete(self) -> bool:
         """The whole response body was read: its length reached, or its last chunk seen."""
         return self._headers_received and (self._received_all or self._remaining == 0)
@@ -370,6 +379,12 @@ class H1Body:
             await self.finish(reusable=self._conn.reusable)
             raise StopAsyncIteration
         return chunk
+
+    @property
+    def buffered_to_end(self) -> bool:
+        """The rest of the body is already received: iterating it never waits for the
+        backend (the engine then relays it without a timeout scope)."""
+        return self._done is None or self._conn.body_buffered
 
     async def finish(self, *, reusable: bool) -> None:
         """Release the connection. ``reusable=False`` (the response's ``aclose``: stopped
