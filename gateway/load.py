@@ -41,7 +41,9 @@ class ServiceLoadTracker:
 
     def record(self, service: str, status: int, duration_s: float) -> None:
         """Count one finished request (5xx and aborted exchanges count as errors)."""
-        counters = self._now.setdefault(service, _Counters())
+        counters = self._now.get(service)
+        if counters is None:
+            counters = self._now[service] = _Counters()
         counters.requests += 1
         if status == 0 or status >= 500:
             counters.errors += 1

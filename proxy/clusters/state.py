@@ -76,6 +76,13 @@ class UpstreamState:
             self.generation += 1
         return event
 
+    def record_success(self, service: str, key: str) -> None:
+        """:meth:`record` for a successful attempt (resets the endpoint's failure counts),
+        without the clock or the route: the hot path of every relayed response."""
+        detector = self._outliers.get(service)
+        if detector is not None:
+            detector.record_success(key)
+
     # -- active health -----------------------------------------------------------------------
     def record_probe(self, key: str, ok: bool, now: float) -> HealthChanged | None:
         """Report one ``/readyz`` probe of a peer gateway endpoint."""

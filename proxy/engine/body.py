@@ -3,7 +3,9 @@
 The engine forwards the client's body as the upstream pulls it, keeping a copy of the first
 ``limit`` bytes. A retry replays that copy and then continues with the client's stream; once
 more than ``limit`` bytes went upstream the copy is dropped and the body is no longer
-replayable (memory stays bounded whatever the body size).
+replayable (memory stays bounded whatever the body size). Nor is it once an attempt was
+interrupted while waiting for the client's next bytes (the client's stream may be finished by
+that: a retry must not send a truncated body as if it were complete).
 """
 
 from __future__ import annotations
@@ -45,12 +47,20 @@ class ReplayableBody:
             except StopAsyncIteration:
                 self.exhausted = True
                 return
+            except BaseException:
+                # Interrupted inside the source (cancelled, or the client left): an async
+                # generator source is finished by that, so a replay could not continue it.
+                self._unreplayable()
+                raise
             self.pulled += len(chunk)
             if self.replayable:
                 if self._kept_bytes + len(chunk) <= self._limit:
                     self._kept.append(chunk)
                     self._kept_bytes += len(chunk)
                 else:
-                    self.replayable = False
-                    self._kept.clear()
+                    self._unreplayable()
             yield chunk
+
+    def _unreplayable(self) -> None:
+        self.replayable = False
+        self._kept.clear()

@@ -26,16 +26,33 @@ def local_only(route: Route) -> Route:
     )
 
 
-class TableView:
-    """A routing table plus its inbound (local-only) routes, computed once per swap."""
+_CACHE_LIMIT = 4096
+Match = tuple[str | None, Route | None]
 
-    __slots__ = ("inbound", "table")
+
+class TableView:
+    """A routing table plus its inbound (local-only) routes, computed once per swap, and a
+    bounded cache of the authorities seen (a request's lookup is then one dict hit)."""
+
+    __slots__ = ("_seen", "inbound", "table")
 
     def __init__(self, table: RoutingTable) -> None:
         self.table = table
         self.inbound = {name: local_only(route) for name, route in table.routes.items()}
+        self._seen: dict[tuple[bytes, bool], Match] = {}
 
-    def match(self, authority: str, *, inbound: bool) -> tuple[str | None, Route | None]:
+    def match_raw(self, authority: bytes, *, inbound: bool) -> Match:
+        """:meth:`match` for the authority as it came off the wire (latin-1)."""
+        key = (authority, inbound)
+        found = self._seen.get(key)
+        if found is None:
+            found = self.match(authority.decode("latin-1"), inbound=inbound)
+            if len(self._seen) >= _CACHE_LIMIT:
+                self._seen.clear()  # many distinct authorities: start over, stay bounded
+            self._seen[key] = found
+        return found
+
+    def match(self, authority: str, *, inbound: bool) -> Match:
         """``(service name or None, route or None)`` for an authority."""
         service = self.table.service_for(authority)
         if service is None:

@@ -24,7 +24,7 @@ from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import LoadBalancer
 from proxy.routes.fault import decide_fault
 from proxy.routes.headers import local_reply, not_found_response
-from proxy.routes.table import Endpoint, RoutingTable
+from proxy.routes.table import Endpoint, Route, RoutingTable
 from proxy.upstream.models import UpstreamRequest, UpstreamResponse
 
 
@@ -112,30 +112,38 @@ class ForwardingEngine:
         if inbound and exchange.authority == self.probe_authority:
             await self._answer_probe(exchange, out)
             return
-        authority = exchange.authority.decode("latin-1")
-        target = exchange.path if exchange.method == b"CONNECT" else exchange.authority
-        service, route = self._view.match(target.decode("latin-1"), inbound=inbound)
+        connect = exchange.method == b"CONNECT"
+        target = exchange.path if connect else exchange.authority
+        service, route = self._view.match_raw(target, inbound=inbound)
         out.service = service or ""
         if route is None:
-            await reply(exchange, out, not_found_response(service or authority))
+            await reply(
+                exchange, out, not_found_response(service or exchange.authority.decode("latin-1"))
+            )
             return
         if inbound and not route.allows_source(down.peer_cluster or ""):
             message = f"cluster {down.peer_cluster!r} may not call service {route.service!r}"
             await reply(exchange, out, local_reply(403, "source_not_allowed", message))
             return
+        if route.fault is not None and await self._inject_fault(exchange, route, out):
+            return
+        balancer = self.inbound_balancer if inbound else self.outbound_balancer
+        if connect:
+            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
+            await serve_tunnel(self, tunnel, out)
+            return
+        await forward(self, exchange, route, balancer, out)
+
+    async def _inject_fault(self, exchange: Exchange, route: Route, out: Outcome) -> bool:
+        """Apply the route's fault injection; True when the request was answered (aborted)."""
         fault = decide_fault(route.fault, self.rng)
         if fault.delay_s > 0:
             await trio.sleep(fault.delay_s)
         if fault.abort_status is not None:
             msg = f"fault injected for service {route.service!r}"
             await reply(exchange, out, local_reply(fault.abort_status, "fault_injected", msg))
-            return
-        balancer = self.inbound_balancer if inbound else self.outbound_balancer
-        if exchange.method == b"CONNECT":
-            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
-            await serve_tunnel(self, tunnel, out)
-            return
-        await forward(self, exchange, route, balancer, out)
+            return True
+        return False
 
     async def _answer_probe(self, exchange: Exchange, out: Outcome) -> None:
         if exchange.path == b"/readyz" and self.ready:
@@ -149,25 +157,26 @@ class ForwardingEngine:
         down = exchange.downstream
         inbound = down.listener == "inbound"
         source = (down.peer_cluster or "") if inbound else self.table.local_cluster
+        # positional (the field order of RequestRecord): this runs once per request
         self.observer.on_request_done(
             RequestRecord(
-                time=wall,
-                listener=down.listener,
-                source_cluster=source,
-                source_identity=down.peer_identity,
-                remote=down.remote,
-                method=exchange.method.decode("latin-1"),
-                authority=exchange.authority.decode("latin-1"),
-                path=exchange.path.decode("latin-1"),
-                service=out.service,
-                destination_cluster=out.destination_cluster,
-                endpoint=out.endpoint,
-                status=out.status,
-                reason=out.reason,
-                duration_s=duration,
-                retries=out.retries,
-                bytes_received=out.bytes_received,
-                bytes_sent=out.bytes_sent,
-                trace_id=out.trace_id,
+                wall,
+                down.listener,
+                source,
+                down.peer_identity,
+                down.remote,
+                exchange.method.decode("latin-1"),
+                exchange.authority.decode("latin-1"),
+                exchange.path.decode("latin-1"),
+                out.service,
+                out.destination_cluster,
+                out.endpoint,
+                out.status,
+                out.reason,
+                duration,
+                out.retries,
+                out.bytes_received,
+                out.bytes_sent,
+                out.trace_id,
             )
         )

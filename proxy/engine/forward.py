@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+import enum
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -15,7 +16,7 @@ from proxy.errors import UpstreamError
 from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import LoadBalancer
 from proxy.outlier.detector import Outcome as AttemptOutcome
-from proxy.retry.policy import FailureKind, retry_decision
+from proxy.retry.policy import FailureKind, RetryBudget, retry_decision
 from proxy.routes.headers import (
     REASON,
     Headers,
@@ -37,6 +38,7 @@ _FAILURE_OUTCOME = {
     FailureKind.RESET_BEFORE_HEADERS: AttemptOutcome.GATEWAY_ERROR,
     FailureKind.PEER_503: AttemptOutcome.GATEWAY_ERROR,
 }
+_NOTHING_TRIED: frozenset[str] = frozenset()
 _FAILURE_STATUS = {
     FailureKind.CONNECT_FAILURE: (503, "upstream_connect_failure"),
     FailureKind.PER_TRY_TIMEOUT: (504, "upstream_timeout"),
@@ -48,7 +50,7 @@ _FAILURE_STATUS = {
 
 def trace_id_of(headers: Headers) -> str:
     """The trace id of the (already validated) ``traceparent`` the hop sends upstream."""
-    for name, value in headers:
+    for name, value in reversed(headers):  # header hygiene appends it near the end
         if name == b"traceparent":
             return value[3:35].decode("ascii", "replace")
     return ""
@@ -65,12 +67,14 @@ async def forward(
 ) -> None:
     """Forward ``exchange`` along ``route`` within ``route.timeout_s``; always answers."""
     down = exchange.downstream
+    # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
     if down.listener == "inbound":
         headers = from_peer_gateway(
             exchange.headers,
             peer_cluster=down.peer_cluster or "",
             peer_identity=down.peer_identity or "",
             rng=engine.rng,
+            keep_host=False,
         )
     else:
         headers = from_local_client(
@@ -79,27 +83,67 @@ async def forward(
             proto="https" if down.tls else "http",
             local_cluster=engine.table.local_cluster,
             rng=engine.rng,
+            keep_host=False,
         )
-    # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
-    headers = [h for h in headers if h[0] != b"host"]
     out.trace_id = trace_id_of(headers)
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()
+    deadline = trio.current_time() + route.timeout_s
     try:
-        with trio.move_on_after(route.timeout_s) as scope:
-            response = await _attempts(
-                engine, exchange, route, lb, headers=headers, body=body, out=out
-            )
-            if response is not None:
-                await _relay(engine, exchange, route, response, out)
-        if scope.cancelled_caught:
-            msg = f"service {route.service!r} did not answer within {route.timeout_s}s"
-            await reply(exchange, out, local_reply(504, "request_timeout", msg))
+        picked = await _attempts(
+            engine,
+            exchange,
+            route,
+            lb,
+            budget,
+            deadline=deadline,
+            headers=headers,
+            body=body,
+            out=out,
+        )
+        if picked is _Stop.TIMED_OUT:
+            await _timed_out(exchange, route, out)
+        elif picked is not _Stop.ANSWERED:
+            await _relay_within(engine, exchange, route, picked, out, deadline=deadline)
     finally:
         budget.end_request()
         if body is not None:
             out.bytes_received = body.pulled
+
+
+async def _relay_within(
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    picked: tuple[Endpoint, UpstreamResponse],
+    out: Outcome,
+    *,
+    deadline: float,
+) -> None:
+    """Relay under the route's deadline. A body the upstream already delivered whole
+    (``buffered_to_end``) needs no cancel scope: nothing is left to wait for from the
+    service (a slow client is the listener's ``request_timeout_s`` business). A scope costs
+    several µs, as much as the rest of the engine's bookkeeping for a request."""
+    if getattr(picked[1].body, "buffered_to_end", False):
+        await _relay(engine, exchange, route, picked, out)
+        return
+    with trio.move_on_at(deadline) as scope:
+        await _relay(engine, exchange, route, picked, out)
+    if scope.cancelled_caught:
+        await _timed_out(exchange, route, out)
+
+
+async def _timed_out(exchange: Exchange, route: Route, out: Outcome) -> None:
+    msg = f"service {route.service!r} did not answer within {route.timeout_s}s"
+    await reply(exchange, out, local_reply(504, "request_timeout", msg))
+
+
+class _Stop(enum.Enum):
+    """Why :func:`_attempts` returned no response."""
+
+    ANSWERED = "answered"  # a local reply was sent
+    TIMED_OUT = "timed_out"  # the route's deadline passed (the caller answers 504)
 
 
 async def _attempts(
@@ -107,32 +151,54 @@ async def _attempts(
     exchange: Exchange,
     route: Route,
     lb: LoadBalancer,
+    budget: RetryBudget,
     *,
+    deadline: float,
     headers: Headers,
     body: ReplayableBody | None,
     out: Outcome,
-) -> tuple[Endpoint, UpstreamResponse] | None:
+) -> tuple[Endpoint, UpstreamResponse] | _Stop:
     """Try endpoints until one answers (returned with its endpoint: the caller relays it and
-    ends its in-flight count) or retrying must stop (then a local reply was sent, ``None``)."""
-    budget = engine.state.budget(route.service)
-    tried: set[str] = set()
+    ends its in-flight count) or retrying must stop (then a local reply was sent:
+    ``ANSWERED``), or the route's ``deadline`` passes (``TIMED_OUT``). No cancel scope: each
+    attempt's per-try timeout is cut to the time left before ``deadline``."""
+    tried: list[str] = []
     avoid: str | None = None
     last: FailureKind | None = None
+    reason = ""
     for attempt in range(1, max(1, route.retry.attempts) + 1):
         now = trio.current_time()
+        if now >= deadline:
+            return _Stop.TIMED_OUT
         pick = lb.pick(
-            route, engine.state, now, engine.rng, exclude=frozenset(tried), avoid_cluster=avoid
+            route,
+            engine.state,
+            now,
+            engine.rng,
+            exclude=frozenset(tried) if tried else _NOTHING_TRIED,
+            avoid_cluster=avoid,
         )
         ep = pick.endpoint
         if ep is None:
+            reason = pick.reason
             break
-        tried.add(ep.key)
+        tried.append(ep.key)
         out.endpoint, out.destination_cluster = ep.key, ep.locality.cluster
-        result = await _counted_attempt(
-            engine, exchange, route, ep, headers=headers, body=body, retry=attempt > 1
+        result = await _attempt(
+            engine,
+            exchange,
+            route,
+            ep,
+            budget,
+            time_left=deadline - now,
+            headers=headers,
+            body=body,
+            retry=attempt > 1,
         )
         if isinstance(result, UpstreamResponse):
             return ep, result  # in-flight count ends in _relay
+        if result is _Stop.TIMED_OUT:
+            return result
         last = result
         _event(engine, "failure", route, ep, result.value)
         decision = retry_decision(
@@ -148,45 +214,84 @@ async def _attempts(
             if decision.reason == "budget_exhausted":
                 _event(engine, "budget_exhausted", route, ep, result.value)
             await _give_up(exchange, route, out, result, f"not retried ({decision.reason})")
-            return None
+            return _Stop.ANSWERED
         out.retries += 1
         avoid = ep.locality.cluster if ep.kind == "peer" else None
         _event(engine, "retry", route, ep, result.value)
     if last is None:
-        await reply(exchange, out, unavailable_response(pick.reason, route.service))
+        await reply(exchange, out, unavailable_response(reason, route.service))
     else:
         await _give_up(exchange, route, out, last, "every attempt failed")
-    return None
+    return _Stop.ANSWERED
 
 
-async def _counted_attempt(
+async def _attempt(
     engine: ForwardingEngine,
     exchange: Exchange,
     route: Route,
     ep: Endpoint,
+    budget: RetryBudget,
     *,
+    time_left: float,
     headers: Headers,
     body: ReplayableBody | None,
     retry: bool,
-) -> UpstreamResponse | FailureKind:
+) -> UpstreamResponse | FailureKind | Literal[_Stop.TIMED_OUT]:
     """One attempt with its accounting: retry budget, in-flight count (left open when a
-    response is returned), outlier outcome of a failure."""
-    budget = engine.state.budget(route.service)
+    response is returned), outlier outcome of a failure. A 503 with ``x-isthmus-reason``
+    from a peer gateway is a failure (:attr:`FailureKind.PEER_503`), not a response. When
+    the route's deadline (``time_left``) comes before the per-try timeout and passes, that
+    is ``TIMED_OUT``: not the endpoint's failure (no outlier outcome, no retry)."""
+    state = engine.state
+    per_try = route.retry.per_try_timeout_s
+    route_bound = time_left < per_try
     if retry:
         budget.begin_retry()
-    engine.state.begin(ep.key)
+    state.begin(ep.key)
+    req = UpstreamRequest(
+        method=exchange.method,
+        scheme=exchange.scheme or b"http",
+        authority=exchange.authority,
+        path=exchange.path,
+        headers=headers,
+        body=None if body is None else body.attempt(),
+    )
+    result: UpstreamResponse | FailureKind | Literal[_Stop.TIMED_OUT]
     try:
-        result = await _one_attempt(engine, exchange, route, ep, headers=headers, body=body)
+        try:
+            timeout_s = time_left if route_bound else per_try
+            result = await engine.upstream.request(ep, req, timeout_s=timeout_s)
+        except UpstreamError as err:
+            result = _failure_of(err)
+            if route_bound and result is FailureKind.PER_TRY_TIMEOUT:
+                result = _Stop.TIMED_OUT
+        else:
+            if result.status == 503 and ep.kind == "peer" and _has_reason(result.headers):
+                await _close_quietly(result)
+                result = FailureKind.PEER_503
     except BaseException:
-        engine.state.end(ep.key)
+        state.end(ep.key)
         raise
     finally:
         if retry:
             budget.end_retry()
-    if not isinstance(result, UpstreamResponse):
-        engine.state.end(ep.key)
+    if isinstance(result, FailureKind):
+        state.end(ep.key)
         _record(engine, route, ep, _FAILURE_OUTCOME.get(result))
+    elif result is _Stop.TIMED_OUT:
+        state.end(ep.key)
     return result
+
+
+def _failure_of(err: UpstreamError) -> FailureKind:
+    try:
+        return FailureKind(err.failure)
+    except ValueError:
+        return FailureKind.RESET_BEFORE_HEADERS
+
+
+def _has_reason(headers: Headers) -> bool:
+    return any(name == REASON for name, _ in headers)
 
 
 async def _give_up(
@@ -208,36 +313,6 @@ def _body_started(body: ReplayableBody | None, failure: FailureKind) -> bool:
     if body is not None:
         return body.started
     return failure not in (FailureKind.CONNECT_FAILURE, FailureKind.GOAWAY)
-
-
-async def _one_attempt(
-    engine: ForwardingEngine,
-    exchange: Exchange,
-    route: Route,
-    ep: Endpoint,
-    *,
-    headers: Headers,
-    body: ReplayableBody | None,
-) -> UpstreamResponse | FailureKind:
-    req = UpstreamRequest(
-        method=exchange.method,
-        scheme=exchange.scheme or b"http",
-        authority=exchange.authority,
-        path=exchange.path,
-        headers=headers,
-        body=None if body is None else body.attempt(),
-    )
-    try:
-        resp = await engine.upstream.request(ep, req, timeout_s=route.retry.per_try_timeout_s)
-    except UpstreamError as err:
-        try:
-            return FailureKind(err.failure)
-        except ValueError:
-            return FailureKind.RESET_BEFORE_HEADERS
-    if resp.status == 503 and ep.kind == "peer" and any(n == REASON for n, _ in resp.headers):
-        await _close_quietly(resp)
-        return FailureKind.PEER_503
-    return resp
 
 
 async def _relay(
@@ -288,6 +363,9 @@ def _record(
     engine: ForwardingEngine, route: Route, ep: Endpoint, outcome: AttemptOutcome | None
 ) -> None:
     if outcome is None:
+        return
+    if outcome is AttemptOutcome.SUCCESS:
+        engine.state.record_success(route.service, ep.key)  # no clock, no group size
         return
     event = engine.state.record(route, ep, outcome, trio.current_time())
     if event is not None:

@@ -135,9 +135,9 @@ class H1Connection:
             self._initial = b""
         reading_head = first or bool(self.events)
         limits = self.limits
-        with trio.CancelScope() as scope:
-            timeout = limits.header_read_timeout_s if reading_head else limits.idle_timeout_s
-            scope.deadline = trio.current_time() + timeout
+        timeout = limits.header_read_timeout_s if reading_head else limits.idle_timeout_s
+        # the deadline given at creation: setting it on an entered scope re-registers it
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
             self.idle_scope = None if reading_head else scope
             while True:
                 while self.events:
@@ -213,6 +213,7 @@ class H1Exchange:
         self.body: AsyncIterator[bytes] | None = None if self._body_done else self._read_body()
         self._started = False
         self._ended = False
+        self._trailers_allowed = False  # chunked response to a client that sent te: trailers
 
     @property
     def response_started(self) -> bool:
@@ -243,6 +244,7 @@ class H1Exchange:
         close = self._conn.drain.requested or not self._body_done
         self._conn.session.send_response(status, headers, close=close)
         self._started = True
+        self._trailers_allowed = _accepts_trailers(self.headers) and self._chunked(status, headers)
         if close:
             self._conn.closing = not self._body_done or self._conn.closing
         if end_stream:
@@ -259,11 +261,25 @@ class H1Exchange:
             await self.end_response()
 
     async def end_response(self, trailers: Headers | None = None) -> None:
+        """Ends the body. ``trailers`` are sent as chunked trailers when the client asked for
+        them (``te: trailers``) and the response is chunked; otherwise they are dropped
+        (HTTP/1.1 has nowhere else to put them)."""
         if self._ended:
             return
         self._ended = True
-        self._conn.session.end_response()
+        if trailers and self._trailers_allowed:
+            self._conn.session.end_response(_trailer_fields(trailers))
+        else:
+            self._conn.session.end_response()
         await self._conn.queued()
+
+    def _chunked(self, status: int, headers: Headers) -> bool:
+        """Whether h11 frames this response with chunked encoding (RFC 9112 §6)."""
+        if status in (204, 304) or status < 200 or self.method == b"HEAD":
+            return False
+        if self._conn.session.client_http_version < b"1.1":
+            return False
+        return not any(name == b"content-length" for name, _ in headers)
 
     async def abort(self) -> None:
         self._conn.closing = True
@@ -287,6 +303,40 @@ class H1Exchange:
         """After the handler: the connection is reusable only if the response completed and
         the request body was read to its end."""
         return self._ended and self._body_done and not self._conn.closing
+
+
+# Fields that never go into a trailer section (RFC 9110 §6.5.1), plus hop-by-hop ones.
+_NOT_IN_TRAILERS = frozenset(
+    {
+        b"content-length",
+        b"content-type",
+        b"host",
+        b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+
+
+def _accepts_trailers(headers: Headers) -> bool:
+    """The request carries ``te: trailers`` (possibly among other codings)."""
+    for name, value in headers:
+        if name == b"te":
+            for coding in value.split(b","):
+                if coding.split(b";", 1)[0].strip().lower() == b"trailers":
+                    return True
+    return False
+
+
+def _trailer_fields(trailers: Headers) -> Headers:
+    return [
+        (name, value)
+        for name, value in trailers
+        if not name.startswith(b":") and name.lower() not in _NOT_IN_TRAILERS
+    ]
 
 
 def _body_is_empty(head: RequestReceived) -> bool:

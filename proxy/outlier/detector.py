@@ -125,11 +125,10 @@ class OutlierDetector:
         percentage). Failures reported while ``key`` is ejected (retries, panic routing) neither
         extend the ejection nor count towards the next one; a success resets every counter.
         """
-        stats = self._stats.get(key)
         if outcome is Outcome.SUCCESS:
-            if stats is not None:
-                stats.five_xx = stats.gateway = stats.connect = stats.timeouts = 0
+            self.record_success(key)
             return None
+        stats = self._stats.get(key)
         if stats is None:
             stats = self._stats[key] = _Stats()
         if self.is_ejected(key, now):
@@ -138,6 +137,12 @@ class OutlierDetector:
         if reason is None:
             return None
         return self._eject(key, stats, reason, now, group_size)
+
+    def record_success(self, key: Hashable) -> None:
+        """:meth:`record` of ``Outcome.SUCCESS``: every consecutive-failure counter resets."""
+        stats = self._stats.get(key)
+        if stats is not None:
+            stats.five_xx = stats.gateway = stats.connect = stats.timeouts = 0
 
     def _count(self, stats: _Stats, outcome: Outcome) -> str | None:
         cfg = self.settings

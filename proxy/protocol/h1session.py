@@ -8,6 +8,8 @@ split into authority and origin-form path, as a forward proxy must.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import h11
 
 from proxy.protocol.events import (
@@ -20,6 +22,8 @@ from proxy.protocol.events import (
 )
 
 STREAM_ID = 1
+# Some clients (h2load --h1, old http-parser) reject an empty reason phrase.
+_REASONS = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
 _PHRASES = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -78,6 +82,11 @@ class H1ServerSession:
         return self._conn.their_state is h11.IDLE
 
     @property
+    def client_http_version(self) -> bytes:
+        """The HTTP version of the client's current request (``b"1.1"``, ``b"1.0"``)."""
+        return bytes(self._conn.their_http_version or b"1.1")
+
+    @property
     def keep_alive(self) -> bool:
         return self._conn.our_state is not h11.MUST_CLOSE and (
             self._conn.their_state is not h11.MUST_CLOSE
@@ -88,7 +97,9 @@ class H1ServerSession:
         if close:
             headers = [*headers, (b"connection", b"close")]
         if status >= 200 or self._conn.their_state is not h11.SEND_BODY:
-            self._out.append(self._conn.send(h11.Response(status_code=status, headers=headers)))
+            reason = _REASONS.get(status, b"")
+            response = h11.Response(status_code=status, headers=headers, reason=reason)
+            self._out.append(self._conn.send(response))
 
     def send_continue(self) -> bool:
         """Queue ``100 Continue`` if the client waits for it before sending its body."""

@@ -71,8 +71,16 @@ def strip_hop_by_hop(headers: Headers, *, keep_te_trailers: bool = False) -> Hea
 
 
 def clean_response(headers: Headers) -> Headers:
-    """Response hygiene: hop-by-hop headers never cross the gateway."""
-    return strip_hop_by_hop(headers)
+    """Response hygiene: hop-by-hop headers never cross the gateway (every response)."""
+    out: Headers = []
+    for item in headers:
+        name = item[0]
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                return strip_hop_by_hop(headers)  # names listed in it go too: the slow path
+            continue
+        out.append(item)
+    return out
 
 
 def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -112,16 +120,22 @@ def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
 _COLLECTED = frozenset({TRACEPARENT, TRACESTATE, _XFF})
 _SPECIAL_LOCAL = HOP_BY_HOP | _COLLECTED | {_XFP}
 _SPECIAL_PEER = HOP_BY_HOP | _COLLECTED | {SOURCE_CLUSTER, SOURCE_IDENTITY}
+_HOST = frozenset({b"host"})
 
 
 def _rewrite(
-    headers: Headers, rng: random.Random, special: frozenset[bytes], drop_isthmus: bool
+    headers: Headers,
+    rng: random.Random,
+    special: frozenset[bytes],
+    drop_isthmus: bool,
+    listed: frozenset[bytes] | None = None,
 ) -> tuple[Headers, list[bytes]]:
     """One pass: drop hop-by-hop and other ``special`` names, collect trace and XFF headers.
 
-    Runs per request: an ordinary header costs one set lookup and a prefix test.
+    Runs per request: an ordinary header costs one set lookup and a prefix test. ``listed``
+    (names in ``connection``) is ``None`` until a ``connection`` header is met; the pass then
+    starts over with those names dropped too (rare: HTTP/2 forbids ``connection``).
     """
-    listed = _listed_in_connection(headers)
     if listed:
         special = special | listed
     out: Headers = []
@@ -139,7 +153,15 @@ def _rewrite(
             state.append(item[1])
         elif name == _XFF:
             xff.append(item[1])
-        elif name == b"te" and item[1].strip().lower() == b"trailers" and name not in listed:
+        elif name == b"connection" and listed is None:
+            listed = _listed_in_connection(headers)
+            if listed:
+                return _rewrite(headers, rng, special, drop_isthmus, listed)
+        elif (
+            name == b"te"
+            and item[1].strip().lower() == b"trailers"
+            and not (listed and name in listed)
+        ):
             out.append(item)
     traceparent, valid = _child_trace(traces or [b""], rng)
     out.append((TRACEPARENT, traceparent))
@@ -149,7 +171,13 @@ def _rewrite(
 
 
 def from_local_client(
-    headers: Headers, *, client_ip: str, proto: str, local_cluster: str, rng: random.Random
+    headers: Headers,
+    *,
+    client_ip: str,
+    proto: str,
+    local_cluster: str,
+    rng: random.Random,
+    keep_host: bool = True,
 ) -> Headers:
     """Request headers from a local app (outbound listener), ready for the next hop.
 
@@ -158,18 +186,25 @@ def from_local_client(
     ``x-forwarded-for`` and sets ``x-forwarded-proto``; continues the caller's W3C trace with a
     new span (the gateway hop) or starts a sampled trace when ``traceparent`` is missing,
     repeated or invalid (then ``tracestate`` is dropped, as the spec requires); finally adds
-    ``x-isthmus-source-cluster: <local_cluster>``.
+    ``x-isthmus-source-cluster: <local_cluster>``. ``keep_host=False`` also drops ``host``
+    (the engine sends the authority separately).
     """
-    out, xff = _rewrite(headers, rng, _SPECIAL_LOCAL, drop_isthmus=True)
+    special = _SPECIAL_LOCAL if keep_host else _SPECIAL_LOCAL_NO_HOST
+    out, xff = _rewrite(headers, rng, special, drop_isthmus=True)
     client = client_ip.encode("ascii", "replace")
-    out.append((_XFF, b", ".join([*xff, client])))
+    out.append((_XFF, b", ".join([*xff, client]) if xff else client))
     out.append((_XFP, proto.encode("ascii", "replace")))
     out.append((SOURCE_CLUSTER, local_cluster.encode("ascii", "replace")))
     return out
 
 
 def from_peer_gateway(
-    headers: Headers, *, peer_cluster: str, peer_identity: str, rng: random.Random
+    headers: Headers,
+    *,
+    peer_cluster: str,
+    peer_identity: str,
+    rng: random.Random,
+    keep_host: bool = True,
 ) -> Headers:
     """Request headers arriving from a peer gateway (inbound, mTLS verified).
 
@@ -177,14 +212,20 @@ def from_peer_gateway(
     ``x-isthmus-source-identity`` by the values proven by the peer's certificate
     (``peer_cluster``, ``peer_identity``), whatever the peer sent; keeps other ``x-isthmus-*``
     (the peer gateway already removed its clients' ones) and ``x-forwarded-*``; continues the
-    trace with a new span (or starts one if the peer's is invalid).
+    trace with a new span (or starts one if the peer's is invalid). ``keep_host=False`` also
+    drops ``host``.
     """
-    out, xff = _rewrite(headers, rng, _SPECIAL_PEER, drop_isthmus=False)
+    special = _SPECIAL_PEER if keep_host else _SPECIAL_PEER_NO_HOST
+    out, xff = _rewrite(headers, rng, special, drop_isthmus=False)
     if xff:
         out.append((_XFF, b", ".join(xff)))
     out.append((SOURCE_CLUSTER, peer_cluster.encode("ascii", "replace")))
     out.append((SOURCE_IDENTITY, peer_identity.encode("ascii", "replace")))
     return out
+
+
+_SPECIAL_LOCAL_NO_HOST = _SPECIAL_LOCAL | _HOST
+_SPECIAL_PEER_NO_HOST = _SPECIAL_PEER | _HOST
 
 
 def _printable(text: str, limit: int = 253) -> str:

@@ -115,18 +115,33 @@ class EndpointPool:
             changed.set()
 
     def _stamp_and_reap(self, now: float) -> None:
-        any_idle = False
+        """Stamp idleness; run :meth:`reap` only when it may close something (a draining
+        connection, an idle timeout reached, more idle than ``max_idle``): this runs after
+        every HTTP/2 stream, and building the decision's views each time was measurable."""
+        idle = 0
+        reap = False
+        timeout = self.limits.idle_timeout_s
         for slot in self._slots.values():
-            busy = slot.reserved or (
-                isinstance(slot.conn, H2ClientConnection) and slot.conn.active_streams
-            )
-            if busy:
+            conn = slot.conn
+            closing = False
+            if isinstance(conn, H2ClientConnection):
+                if conn.active_streams:
+                    slot.idle_since = None
+                    continue
+                closing = conn.draining or conn.closed
+            if slot.reserved:
                 slot.idle_since = None
-            else:
-                any_idle = True
-                if slot.idle_since is None and slot.state is ConnState.READY:
-                    slot.idle_since = now
-        if any_idle:  # only connections without streams are ever closed
+                continue
+            idle += 1  # only connections without streams are ever closed
+            if slot.idle_since is None and slot.state is ConnState.READY:
+                slot.idle_since = now
+            if (slot.idle_since is not None and timeout is not None) and (
+                now - slot.idle_since >= timeout
+            ):
+                reap = True
+            if closing:
+                reap = True
+        if reap or idle > self.limits.max_idle:
             self.reap(now)
 
     def reap(self, now: float) -> None:
@@ -282,6 +297,7 @@ class EndpointPool:
             label=self.label,
             endpoint_key=self.endpoint.key,
             read_size=self._settings.read_size,
+            nursery=self._nursery,
         )
         slot.state = ConnState.READY
         slot.ready.set()

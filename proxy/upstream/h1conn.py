@@ -15,7 +15,7 @@ from proxy.errors import ResetBeforeHeaders, UpstreamError, UpstreamStreamBroken
 from proxy.upstream import h1wire
 from proxy.upstream.models import Headers, UpstreamRequest
 
-_FRAMING = (b"content-length", b"transfer-encoding")
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 DoneCallback = Callable[[bool], Awaitable[None]]
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -24,10 +24,29 @@ class H1Connection:
     """An HTTP/1.1 client connection; owns ``stream`` and closes it in :meth:`aclose`.
 
     The wire format is :mod:`proxy.upstream.h1wire` (h11's checks, without its per-event
-    machinery: this is on every request to an HTTP/1.1 backend)."""
+    machinery: this is on every request to an HTTP/1.1 backend).
 
-    def __init__(self, stream: trio.abc.Stream, *, label: str, endpoint_key: str, read_size: int):
+    With a ``nursery``, a request body is sent by a task there while the caller reads the
+    response, so a backend that answers before reading the whole upload (413, 401...) is not
+    held up by it; the upload stops when the response is complete (the connection is then not
+    reused). The sender is stopped, and waited for, before the response is released or the
+    connection closed: it never outlives the exchange. Without a nursery the body is sent
+    before the response is read."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        label: str,
+        endpoint_key: str,
+        read_size: int,
+        nursery: trio.Nursery | None = None,
+    ):
         self.stream = stream
+        self._nursery = nursery
+        self._sending: trio.CancelScope | None = None
+        self._sender_left = trio.Event()
+        self._body_failure: BaseException | None = None  # the request body's source broke
         self._label = label
         self._key = endpoint_key
         self._read_size = read_size
@@ -63,29 +82,53 @@ class H1Connection:
         if self.requests_done and (not self.reusable or self._buffer):
             raise self._error("the previous exchange did not finish cleanly")
         self._headers_received = self._sent_all = self._received_all = self._counted = False
-        headers: Headers = list(req.headers)
-        names = {name for name, _ in headers}
-        if b"host" not in names:
-            headers.insert(0, (b"host", req.authority))
-        if req.body is not None and not names.intersection(_FRAMING):
-            headers.append((b"transfer-encoding", b"chunked"))
-        try:
-            head, length = h1wire.request_head(req.method, req.path, headers)
-        except h1wire.WireError as err:
-            raise self._error(f"sending failed: {err}") from err
+        head, length = self._head(req)
         self._method = req.method
-        if h1wire.wants_close(headers):
-            self._keep_alive = False
         if req.body is None:
             if length:
                 raise self._error("sending failed: Too little data for declared Content-Length")
             await self._write(head)
-        else:
-            await self._write(head)
-            await self._send_body(req.body, length)
-        self._sent_all = True
+            self._sent_all = True
+            return
+        await self._write(head)
+        if self._nursery is None:
+            try:
+                await self._send_body(req.body, length)
+            except h1wire.WireError as err:
+                raise self._error(f"sending failed: {err}") from err
+            self._sent_all = True
+            return
+        self._sending = trio.CancelScope()
+        self._sender_left = trio.Event()
+        self._body_failure = None
+        self._nursery.start_soon(self._send_concurrently, req.body, length, self._sending)
+
+    def _head(self, req: UpstreamRequest) -> tuple[bytes, int | None]:
+        """The serialized head (``host`` and chunked framing added when missing) and the
+        body framing; notes a ``connection: close`` of ours."""
+        headers: Headers = req.headers  # not modified: copied when something is added
+        host = framing = connection = False
+        for name, _ in headers:
+            if name == b"host":
+                host = True
+            elif name in _FRAMING:
+                framing = True
+            elif name == b"connection":
+                connection = True
+        if not host:
+            headers = [(b"host", req.authority), *headers]
+        if req.body is not None and not framing:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        try:
+            head, length = h1wire.request_head(req.method, req.path, headers)
+        except h1wire.WireError as err:
+            raise self._error(f"sending failed: {err}") from err
+        if connection and h1wire.wants_close(headers):
+            self._keep_alive = False
+        return head, length
 
     async def _send_body(self, body: AsyncIterator[bytes], length: int | None) -> None:
+        """Raises :class:`h1wire.WireError` when the body does not match its framing."""
         sent = 0
         async for chunk in body:
             if not chunk:
@@ -94,13 +137,47 @@ class H1Connection:
             if length is None:
                 await self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             elif sent > length:
-                raise self._error("sending failed: Too much data for declared Content-Length")
+                raise h1wire.WireError("Too much data for declared Content-Length")
             else:
                 await self._write(chunk)
         if length is None:
             await self._write(b"0\r\n\r\n")
         elif sent < length:
-            raise self._error("sending failed: Too little data for declared Content-Length")
+            raise h1wire.WireError("Too little data for declared Content-Length")
+
+    async def _send_concurrently(
+        self, body: AsyncIterator[bytes], length: int | None, scope: trio.CancelScope
+    ) -> None:
+        """The sender task (in the pool's nursery). Never raises: a network error only stops
+        the upload (the backend may still answer, e.g. 413 then close); a body that breaks
+        its framing, or whose source fails (the client left), aborts the connection so the
+        reader wakes up and raises that failure in the requesting task."""
+        try:
+            with scope:
+                await self._send_body(body, length)
+                self._sent_all = True  # no checkpoint between the last write and this
+        except UpstreamError:
+            self._keep_alive = False
+        except h1wire.WireError as err:
+            await self._abort(self._error(f"sending failed: {err}"))
+        except Exception as err:
+            await self._abort(err)
+        finally:
+            self._sender_left.set()
+
+    async def _abort(self, failure: BaseException) -> None:
+        self._body_failure = failure
+        self._keep_alive = False
+        await trio.aclose_forcefully(self.stream)
+
+    async def stop_sending(self) -> None:
+        """Stop a concurrent upload (if any) and wait until its task left: after this the
+        request body is no longer pulled. Cancel-safe; returns promptly."""
+        if self._sending is not None:
+            self._sending.cancel()
+            with trio.CancelScope(shield=True):
+                await self._sender_left.wait()
+            self._sending = None
 
     async def receive_response(self) -> tuple[int, Headers]:
         """Wait for the final response head (1xx are skipped)."""
@@ -159,9 +236,24 @@ class H1Connection:
                 return None
 
     def _finish(self) -> None:
-        if not self._received_all:
-            self._received_all = True
-        self.requests_done += 1
+        self._received_all = True
+        if not self._counted:  # once per exchange, however the end was noticed
+            self._counted = True
+            self.requests_done += 1
+
+    @property
+    def body_buffered(self) -> bool:
+        """Every byte still to be read of a length-framed response body is buffered
+        (reading it will not wait for the backend)."""
+        remaining = self._remaining
+        if not self._headers_received or remaining is None or remaining is True:
+            return self._received_all
+        return len(self._buffer) >= remaining
+
+    @property
+    def body_complete(self) -> bool:
+        """The whole response body was read: its length reached, or its last chunk seen."""
+        return self._headers_received and (self._received_all or self._remaining == 0)
 
     async def _chunked_piece(self) -> bytes:
         """Data of the current chunk as far as buffered; b"" after the last chunk."""
@@ -223,6 +315,7 @@ class H1Connection:
                 return
 
     async def aclose(self) -> None:
+        await self.stop_sending()
         await trio.aclose_forcefully(self.stream)
 
     async def _write(self, data: bytes) -> None:
@@ -238,6 +331,8 @@ class H1Connection:
         try:
             data = await self.stream.receive_some(self._read_size)
         except _IO_ERRORS as err:
+            if self._body_failure is not None:
+                raise self._body_failure from err
             raise self._error(f"receiving failed: {err!r}") from err
         if not data:
             self._eof = True
@@ -264,6 +359,13 @@ class H1Body:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
+    @property
+    def at_end(self) -> bool:
+        """The chunk just returned was the last (a length-framed body is complete): the
+        consumer may stop iterating, ``finish``/``aclose`` then releases the connection for
+        reuse, and an HTTP/2 client gets END_STREAM with that chunk (no empty frame after)."""
+        return self._done is not None and self._conn.body_complete
+
     async def __anext__(self) -> bytes:
         if self._done is None:
             raise StopAsyncIteration
@@ -273,11 +375,26 @@ class H1Body:
             await self.finish(reusable=False)
             raise
         if chunk is None:
+            await self._conn.stop_sending()  # the response is complete: no more upload
             await self.finish(reusable=self._conn.reusable)
             raise StopAsyncIteration
         return chunk
 
+    @property
+    def buffered_to_end(self) -> bool:
+        """The rest of the body is already received: iterating it never waits for the
+        backend (the engine then relays it without a timeout scope)."""
+        return self._done is None or self._conn.body_buffered
+
     async def finish(self, *, reusable: bool) -> None:
+        """Release the connection. ``reusable=False`` (the response's ``aclose``: stopped
+        early) is overridden when the body was in fact read to its end."""
         done, self._done = self._done, None
-        if done is not None:
-            await done(reusable)
+        if done is None:
+            return
+        conn = self._conn
+        if conn.body_complete:
+            conn._finish()
+            await conn.stop_sending()
+            reusable = conn.reusable
+        await done(reusable)

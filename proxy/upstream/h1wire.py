@@ -26,6 +26,14 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 _STATUS = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ([ \t\x21-\x7e\x80-\xff]*))?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+# A response's field section checked by one regex (the per-line checks are the fallback that
+# unfolds obsolete folding and names the offending line).
+_TOKEN_CHARS = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VALUE_CHARS = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+_THEIR_FIELD = rb"(" + _TOKEN_CHARS + rb"):[ \t]*(" + _VALUE_CHARS + rb")[ \t]*\r?\n"
+_THEIR_FIELDS = re.compile(rb"(?:" + _THEIR_FIELD + rb")*")
+_THEIR_FIELD_RE = re.compile(_THEIR_FIELD)
+_FRAMING_NAMES = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class WireError(Exception):
@@ -63,16 +71,35 @@ def request_head(method: bytes, target: bytes, headers: Headers) -> tuple[bytes,
         raise WireError(f"Illegal method {method!r}")
     if not _TARGET.fullmatch(target):
         raise WireError(f"Illegal target characters {target!r}")
-    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name):
-            raise WireError(f"Illegal header name {name!r}")
-        if not _VALUE.fullmatch(value):
-            raise WireError(f"Illegal header value {value!r}")
+    lines: list[bytes] = []
+    framing: Headers = []
+    for field in headers:
+        name, value = field
+        if field not in _VALID_FIELDS:
+            _check_field(field)
         lines += (name, b": ", value, b"\r\n")
-    lines.append(b"\r\n")
-    length, chunked = _framing_headers([(n.lower(), v) for n, v in headers])
-    return b"".join(lines), (None if chunked else (length or 0))
+        if len(name) in (14, 17) and name.lower() in _FRAMING_NAMES:
+            framing.append((name.lower(), value))
+    length, chunked = _framing_headers(framing) if framing else (None, False)
+    head = b"%b %b HTTP/1.1\r\n%b\r\n" % (method, target, b"".join(lines))
+    return head, (None if chunked else (length or 0))
+
+
+# Fields already checked: most repeat on every request (user-agent, accept, x-forwarded-*).
+# Bounded; values that differ on every request are not kept.
+_VALID_FIELDS: set[tuple[bytes, bytes]] = set()
+_VALID_LIMIT = 4096
+_UNIQUE_PER_REQUEST = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
+
+
+def _check_field(field: tuple[bytes, bytes]) -> None:
+    name, value = field
+    if not _TOKEN.fullmatch(name):
+        raise WireError(f"Illegal header name {name!r}")
+    if not _VALUE.fullmatch(value):
+        raise WireError(f"Illegal header value {value!r}")
+    if len(_VALID_FIELDS) < _VALID_LIMIT and name not in _UNIQUE_PER_REQUEST:
+        _VALID_FIELDS.add(field)
 
 
 def wants_close(headers: Headers) -> bool:
@@ -95,12 +122,46 @@ def parse_response_head(buffer: bytearray) -> tuple[bytes, int, Headers, int] | 
     if end > MAX_HEAD:
         raise WireError("response head too long")
     head = bytes(buffer[: match.start()])
-    lines = _LINE_END.split(head[:-1] if head.endswith(b"\r") else head)
-    status = _STATUS.fullmatch(lines[0])
+    known = _SEEN_HEADS.get(head)
+    if known is not None:  # a backend sends the same head again and again
+        return known[0], known[1], list(known[2]), end
+    parsed = _parse_head(head)
+    if len(head) <= _SEEN_HEAD_SIZE:
+        if len(_SEEN_HEADS) >= _SEEN_HEADS_LIMIT:
+            _SEEN_HEADS.clear()
+        _SEEN_HEADS[head] = (parsed[0], parsed[1], tuple(parsed[2]))
+    return parsed[0], parsed[1], parsed[2], end
+
+
+_SEEN_HEADS: dict[bytes, tuple[bytes, int, tuple[tuple[bytes, bytes], ...]]] = {}
+_SEEN_HEADS_LIMIT = 256
+_SEEN_HEAD_SIZE = 1024
+
+
+def _parse_head(head: bytes) -> tuple[bytes, int, Headers]:
+    """``(http_version, status, headers)`` of a head without its blank line."""
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    first = head.find(b"\n")
+    status_line = head if first < 0 else head[:first]
+    if status_line.endswith(b"\r"):
+        status_line = status_line[:-1]
+    status = _STATUS.fullmatch(status_line)
     if status is None:
-        raise WireError(f"illegal status line {lines[0][:80]!r}")
+        raise WireError(f"illegal status line {status_line[:80]!r}")
+    version, code = status.group(1), int(status.group(2))
+    if first < 0:
+        return version, code, []
+    block = head[first + 1 :] + b"\n"
+    if _THEIR_FIELDS.fullmatch(block):  # the common case: no folding, nothing illegal
+        return version, code, [(n.lower(), v) for n, v in _THEIR_FIELD_RE.findall(block)]
+    return version, code, _parse_fields(_LINE_END.split(head)[1:])
+
+
+def _parse_fields(lines: list[bytes]) -> Headers:
+    """Field lines one by one: obsolete folding joined, the first illegal line named."""
     headers: Headers = []
-    for line in lines[1:]:
+    for line in lines:
         if line[:1] in (b" ", b"\t"):  # obsolete line folding
             if not headers:
                 raise WireError("continuation line at start of headers")
@@ -112,7 +173,7 @@ def parse_response_head(buffer: bytearray) -> tuple[bytes, int, Headers, int] | 
         if not sep or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
             raise WireError(f"illegal header line {line[:80]!r}")
         headers.append((name.lower(), value))
-    return status.group(1), int(status.group(2)), headers, end
+    return headers
 
 
 def response_framing(method: bytes, status: int, headers: Headers) -> int | bool | None:

@@ -311,3 +311,44 @@ async def test_swapping_the_table_under_traffic_fails_no_request() -> None:
     assert statuses == [200] * 180
     assert old.hits > 0 and new.hits > 0
     assert last.headers["x-backend"] == "new"
+
+
+class StallingBodyBackend(EchoBackend):
+    """Starts a chunked response, sends a part of it, then never finishes."""
+
+    async def handle(self, exchange: Exchange) -> None:
+        self.hits += 1
+        await exchange.start_response(200, [(b"content-type", b"text/plain")])
+        await exchange.send_data(b"partial")
+        await trio.sleep_forever()
+
+
+async def test_route_timeout_is_no_endpoint_failure_and_also_bounds_a_stalled_body() -> None:
+    hanging, stalling = HangingBackend("hang"), StallingBodyBackend("stall")
+    async with trio.open_nursery() as nursery:
+        hang_port = await serve_backend(nursery, hanging)
+        stall_port = await serve_backend(nursery, stalling)
+        routing = table(
+            route("slow.shop", (local_endpoint("hang", hang_port),), timeout_s=0.2),
+            route("stall.shop", (local_endpoint("stall", stall_port),), timeout_s=0.3),
+        )
+        async with (
+            running_gateway(routing) as gw,
+            httpx.AsyncClient(proxy=f"http://127.0.0.1:{gw.port}") as client,
+        ):
+            slow = [await client.get("http://slow.shop.global/") for _ in range(4)]
+            with trio.fail_after(5):  # the route's 0.3 s ends the relay, not the client
+                stalled = await trio.open_tcp_stream("127.0.0.1", gw.port)
+                async with stalled:
+                    await stalled.send_all(b"GET / HTTP/1.1\r\nhost: stall.shop.global\r\n\r\n")
+                    received = b""
+                    while data := await stalled.receive_some(65536):
+                        received += data
+        nursery.cancel_scope.cancel()
+    assert [(r.status_code, r.headers["x-isthmus-reason"]) for r in slow] == [
+        (504, "request_timeout")
+    ] * 4
+    # the service's deadline passing says nothing about the endpoint: no outlier outcome
+    assert [e.kind for e in gw.observer.events if e.endpoint == "hang"] == []
+    assert received.startswith(b"HTTP/1.1 200") and b"partial" in received
+    assert not received.endswith(b"0\r\n\r\n")  # cut short, not a complete chunked body

@@ -194,3 +194,44 @@ async def test_chunked_informational_and_read_until_close_responses(
     assert pools.connection_count(local(port)) == 1
     assert await fetch(pools, port, b"/close") == (200, b"hello")
     assert pools.connection_count(local(port)) == 0  # HTTP/1.0 answer: not kept
+
+
+class _Upload:
+    """A request body of up to ``limit`` bytes in 64 KiB pieces; counts what was pulled."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pulled = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        piece = b"u" * 65536
+        while self.pulled < self.limit:
+            self.pulled += len(piece)
+            yield piece
+            await trio.sleep(0)
+
+
+async def _early_413(stream: trio.SocketStream) -> None:
+    """Reads one request head, answers 413 at once, then never reads the (large) body."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        buffer += await stream.receive_some(4096)
+    await stream.send_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig")
+    await trio.sleep_forever()
+
+
+async def test_an_early_response_is_read_while_the_body_is_still_uploading(
+    pools: UpstreamPools, nursery: trio.Nursery
+) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, _early_413, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    upload = _Upload(1 << 30)  # far more than the socket buffers hold: the upload stalls
+    with trio.fail_after(5):  # the per-try timeout below is 30 s
+        response = await pools.request(local(port), req(b"/upload", upload.chunks()), timeout_s=30)
+        assert response.status == 413
+        assert b"".join([c async for c in response.body]) == b"big"
+    pulled = upload.pulled
+    await trio.sleep(0.05)
+    assert upload.pulled == pulled < 64 << 20  # the upload stopped with the response
+    # the body was not fully sent: that connection is closed, not reused
+    assert pools.connection_count(local(port)) == 0

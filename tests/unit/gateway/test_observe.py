@@ -110,3 +110,47 @@ def test_observer_splits_own_backends_load_from_outbound_links() -> None:
     assert load.latency_ewma_ms == pytest.approx(12.5)  # the inbound request west served
     links = observer.links.sample(observer.links.seen(), now=0.0)
     assert list(links) == ["west/catalog.shop"]
+
+
+def _samples(registry: object) -> list[str]:
+    text = generate_latest(registry).decode()  # type: ignore[arg-type]
+    return [
+        line for line in text.splitlines() if "isthmus_request" in line and "_created" not in line
+    ]
+
+
+def test_request_metrics_export_exactly_what_prometheus_client_would_count() -> None:
+    """record_request counts in plain ints and flushes at scrape time: the exposition must be
+    the one of one labels().inc() and labels().observe() per request."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from gateway.metrics import DURATION_BUCKETS
+
+    reference = CollectorRegistry()
+    requests = Counter(
+        "isthmus_requests",
+        "Requests handled, by source and destination and response code.",
+        ["source_cluster", "destination_cluster", "destination_service", "response_code"],
+        registry=reference,
+    )
+    duration = Histogram(
+        "isthmus_request_duration_seconds",
+        "Time from request headers to the end of the response.",
+        ["source_cluster", "destination_cluster", "destination_service"],
+        buckets=DURATION_BUCKETS,
+        registry=reference,
+    )
+    metrics = GatewayMetrics()
+    cases = [(200, 0.0005), (200, 0.0007), (503, 0.01), (200, 31.0), (200, 0.0), (404, 2.5)]
+    for round_ in range(2):  # a scrape between rounds: flushed counts add up
+        for status, seconds in cases:
+            metrics.record_request(
+                source_cluster="east",
+                destination_cluster="west",
+                service="catalog.shop",
+                status=status,
+                duration_s=seconds,
+            )
+            requests.labels("east", "west", "catalog.shop", str(status)).inc()
+            duration.labels("east", "west", "catalog.shop").observe(seconds)
+        assert _samples(metrics.registry) == _samples(reference), f"round {round_}"
