@@ -22,6 +22,7 @@ from typing import Final, cast
 import trio
 
 from proxy.errors import ProxyError
+from proxy.tls.sockio import SocketIO
 
 DEFAULT_RECEIVE_BUFFER: Final = 256 * 1024
 
@@ -52,7 +53,8 @@ class TLSStream(trio.abc.Stream):
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER,
     ) -> None:
         self.transport_stream = transport
-        self._socket = transport.socket
+        self._reader = SocketIO(transport.socket)
+        self._writer = SocketIO(transport.socket)
         allow_bulk_sends(transport)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -165,10 +167,7 @@ class TLSStream(trio.abc.Stream):
 
     async def _fill(self) -> bool:
         """One socket read into the big buffer, fed to OpenSSL; ``False`` at TCP EOF."""
-        try:
-            n = await self._socket.recv_into(self._raw_view)
-        except OSError as err:
-            raise trio.BrokenResourceError(f"socket error: {err}") from err
+        n = await self._reader.recv_into(self._raw_view)
         if n == 0:
             self._incoming.write_eof()
             return False
@@ -220,7 +219,7 @@ class TLSStream(trio.abc.Stream):
     async def _flush(self) -> None:
         async with self._send_lock:
             if self._outgoing.pending:
-                await self.transport_stream.send_all(self._outgoing.read())
+                await self._writer.send_all(self._outgoing.read())
 
     async def _flush_quietly(self) -> None:
         """Best effort: deliver a TLS alert before giving up on the connection."""

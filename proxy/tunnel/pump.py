@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 
 from proxy.errors import ProxyError
+from proxy.tls.sockio import SocketIO
 from proxy.tls.stream import TLSStream, allow_bulk_sends
+
+Buffer = bytes | bytearray | memoryview
 
 PUMP_BUFFER = 256 * 1024
 
@@ -20,18 +24,22 @@ class PumpCounts:
     down: int = 0
 
 
-async def _receive_into(stream: trio.abc.ReceiveStream, view: memoryview) -> int:
-    """Read into ``view`` without allocating when the stream allows it."""
+def _reader(stream: trio.abc.ReceiveStream) -> Callable[[memoryview], Awaitable[int]] | None:
+    """How to read ``stream`` into our buffer without allocating; ``None`` when it hands out
+    its own bytes (an HTTP/2 tunnel), which are then passed on as they are."""
     if isinstance(stream, TLSStream):
-        return await stream.receive_into(view)
+        return stream.receive_into
     if isinstance(stream, trio.SocketStream):
-        try:
-            return await stream.socket.recv_into(view)
-        except OSError as err:
-            raise trio.BrokenResourceError(str(err)) from err
-    data = await stream.receive_some(len(view))
-    view[: len(data)] = data
-    return len(data)
+        return SocketIO(stream.socket).recv_into
+    return None
+
+
+def _writer(stream: trio.abc.SendStream) -> Callable[[Buffer], Awaitable[None]]:
+    """``send_all`` of ``stream``; a plain socket is written without trio's per-call
+    scheduler pass (see :mod:`proxy.tls.sockio`)."""
+    if isinstance(stream, trio.SocketStream):
+        return SocketIO(stream.socket).send_all
+    return stream.send_all
 
 
 class _Pump:
@@ -56,11 +64,11 @@ class _Pump:
         self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
     ) -> None:
         counts = self.counts
-        if not isinstance(source, (TLSStream, trio.SocketStream)):
-            # A stream that hands out its own bytes (an HTTP/2 tunnel): pass them on as they
-            # are, no copy through our buffer.
+        send_all = _writer(sink)
+        receive_into = _reader(source)
+        if receive_into is None:
             while data := await source.receive_some(self.buffer_size):
-                await sink.send_all(data)
+                await send_all(data)
                 if up:
                     counts.up += len(data)
                 else:
@@ -68,8 +76,8 @@ class _Pump:
             await sink.send_eof()
             return
         view = memoryview(bytearray(self.buffer_size))
-        while n := await _receive_into(source, view):
-            await sink.send_all(view[:n])
+        while n := await receive_into(view):
+            await send_all(view[:n])
             if up:
                 counts.up += n
             else:
