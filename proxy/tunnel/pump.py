@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,14 +43,21 @@ def _writer(stream: trio.abc.SendStream) -> Callable[[Buffer], Awaitable[None]]:
     return stream.send_all
 
 
+class TunnelIdleTimeout(ProxyError):
+    """No byte moved in either direction of a tunnel for its idle timeout."""
+
+
 class _Pump:
-    """Both directions of one tunnel; a broken side ends both."""
+    """Both directions of one tunnel; a broken side ends both, so does a long silence."""
 
     def __init__(self, counts: PumpCounts, buffer_size: int, scope: trio.CancelScope) -> None:
         self.counts = counts
         self.buffer_size = buffer_size
         self.scope = scope
         self.failures: list[Exception] = []
+        self.running = 2
+        self.active_at = trio.current_time()
+        self.idle = False
 
     async def direction(
         self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
@@ -59,16 +67,33 @@ class _Pump:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ProxyError) as err:
             self.failures.append(err)  # one plain error for the caller, not a group
             self.scope.cancel()
+        finally:
+            self.running -= 1
+            if not self.running:
+                self.scope.cancel()  # both sides finished: stop the idle watch
+
+    async def watch_idle(self, timeout_s: float) -> None:
+        """Cancel the tunnel once ``timeout_s`` passed since the last byte moved."""
+        while True:
+            deadline = self.active_at + timeout_s
+            if trio.current_time() >= deadline:
+                self.idle = True
+                self.scope.cancel()
+                return
+            await trio.sleep_until(deadline)
 
     async def _copy(
         self, source: trio.abc.HalfCloseableStream, sink: trio.abc.HalfCloseableStream, up: bool
     ) -> None:
         counts = self.counts
+        clock = trio.current_time
         send_all = _writer(sink)
         receive_into = _reader(source)
         if receive_into is None:
             while data := await source.receive_some(self.buffer_size):
+                self.active_at = clock()
                 await send_all(data)
+                self.active_at = clock()
                 if up:
                     counts.up += len(data)
                 else:
@@ -77,7 +102,9 @@ class _Pump:
             return
         view = memoryview(bytearray(self.buffer_size))
         while n := await receive_into(view):
+            self.active_at = clock()
             await send_all(view[:n])
+            self.active_at = clock()
             if up:
                 counts.up += n
             else:
@@ -91,18 +118,25 @@ async def pump(
     counts: PumpCounts | None = None,
     *,
     buffer_size: int = PUMP_BUFFER,
+    idle_timeout_s: float = math.inf,
 ) -> PumpCounts:
     """Copy bytes both ways until both sides finished sending (EOF is forwarded as
-    ``send_eof``). A broken side ends the whole tunnel: ``trio.BrokenResourceError``.
-    Neither stream is closed here: their owners close them."""
+    ``send_eof``). A broken side ends the whole tunnel: ``trio.BrokenResourceError``. No byte
+    received or delivered in either direction for ``idle_timeout_s`` ends it too:
+    :class:`TunnelIdleTimeout`. Neither stream is closed here: their owners close them (and
+    that is what tells the far ends: RST_STREAM, TCP close)."""
     counts = counts if counts is not None else PumpCounts()
     for stream in (client, upstream):
         if isinstance(stream, trio.SocketStream):
             allow_bulk_sends(stream)
     async with trio.open_nursery() as nursery:
         job = _Pump(counts, buffer_size, nursery.cancel_scope)
+        if idle_timeout_s < math.inf:
+            nursery.start_soon(job.watch_idle, idle_timeout_s)
         nursery.start_soon(job.direction, client, upstream, True)
         nursery.start_soon(job.direction, upstream, client, False)
     if job.failures:
         raise trio.BrokenResourceError(f"tunnel broken: {job.failures[0]}") from job.failures[0]
+    if job.idle:
+        raise TunnelIdleTimeout(f"no bytes in either direction for {idle_timeout_s:g} s")
     return counts
