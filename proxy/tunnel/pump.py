@@ -5,14 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import trio
 
 from proxy.errors import ProxyError
 from proxy.tls.sockio import SocketIO
-from proxy.tls.stream import TLSStream, allow_bulk_sends
+from proxy.tls.stream import allow_bulk_sends
 
 Buffer = bytes | bytearray | memoryview
+
+
+@runtime_checkable
+class ReceivesInto(Protocol):
+    """A stream that reads into the caller's buffer: ``0`` at end of stream."""
+
+    async def receive_into(self, buffer: memoryview) -> int: ...
+
 
 PUMP_BUFFER = 256 * 1024
 
@@ -28,10 +37,10 @@ class PumpCounts:
 def _reader(stream: trio.abc.ReceiveStream) -> Callable[[memoryview], Awaitable[int]] | None:
     """How to read ``stream`` into our buffer without allocating; ``None`` when it hands out
     its own bytes (an HTTP/2 tunnel), which are then passed on as they are."""
-    if isinstance(stream, TLSStream):
-        return stream.receive_into
     if isinstance(stream, trio.SocketStream):
         return SocketIO(stream.socket).recv_into
+    if isinstance(stream, ReceivesInto):  # TLSStream, an HTTP/1.1 CONNECT client side
+        return stream.receive_into
     return None
 
 
