@@ -1,5 +1,6 @@
-"""Tunnel idle timeout: a CONNECT tunnel with no byte in either direction for
-``tunnel_idle_timeout_s`` is closed; traffic in either direction keeps it open."""
+"""CONNECT tunnels: the idle timeout (no byte in either direction for
+``tunnel_idle_timeout_s`` closes a tunnel; traffic either way keeps it open) and bytes a client
+pipelines behind the CONNECT head."""
 
 from __future__ import annotations
 
@@ -124,3 +125,36 @@ async def test_idle_tunnels_through_both_gateways_are_closed_and_recorded(pki: P
     )
     assert 0.3 <= record_a.duration_s < 5
     assert pair.b.observer.tunnels[0].reason != "tunnel_idle_timeout"
+
+
+async def test_bytes_sent_with_the_connect_head_go_through_first(pki: PKI) -> None:
+    """A client that pipelines its first bytes behind the CONNECT head (no wait for the 200)
+    gets them through the tunnel before anything it sends later."""
+    async with trio.open_nursery() as nursery:
+        echo_port = await nursery.start(serve_tcp_echo)
+        routes_b = table(
+            route(
+                "db.shop",
+                (local_endpoint("db-b", 1, cluster="b"),),
+                tcp_targets=(("127.0.0.1", echo_port),),
+                allowed_sources=frozenset({"a"}),
+            ),
+            cluster="b",
+        )
+        routes_a = [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        async with gateway_pair(pki, routes_a, routes_b) as pair:
+            stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
+            async with stream:
+                head = b"CONNECT db.shop.global:5432 HTTP/1.1\r\nhost: x\r\n\r\n"
+                await stream.send_all(head + b"early|")
+                received = b""
+                with trio.fail_after(10):
+                    while b"early|later" not in received:
+                        data = await stream.receive_some(4096)
+                        assert data, received
+                        received += data
+                        if received.endswith(b"early|"):
+                            await stream.send_all(b"later")
+        nursery.cancel_scope.cancel()
+    assert received.startswith(b"HTTP/1.1 200"), received
+    assert received.endswith(b"\r\n\r\nearly|later"), received
