@@ -217,9 +217,22 @@ class TLSStream(trio.abc.Stream):
         await self._flush()
 
     async def _flush(self) -> None:
-        async with self._send_lock:
+        """Write what OpenSSL produced. The lock keeps records in order when the receive side
+        (handshake, post-handshake messages) and the send side flush at once; uncontended it
+        is taken without a scheduler pass (trio's ``Lock.acquire`` yields even then, once per
+        record batch; :class:`SocketIO` already paces the task)."""
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._outgoing.pending:
                 await self._writer.send_all(self._outgoing.read())
+            else:
+                await trio.lowlevel.checkpoint()
+        finally:
+            lock.release()
 
     async def _flush_quietly(self) -> None:
         """Best effort: deliver a TLS alert before giving up on the connection."""
