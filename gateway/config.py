@@ -66,6 +66,9 @@ class LimitSettings(FrozenModel):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     request_timeout_s: float = Field(default=60.0, gt=0)
     drain_timeout_s: float = Field(default=15.0, ge=0)
+    tunnel_idle_timeout_s: float = Field(
+        default=3600.0, gt=0, description="close a CONNECT tunnel silent for this long"
+    )
 
 
 class FederationSettings(FrozenModel):

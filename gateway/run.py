@@ -110,6 +110,7 @@ def listener_limits(config: GatewayConfig) -> ListenerLimits:
         idle_timeout_s=lim.idle_timeout_s,
         request_timeout_s=lim.request_timeout_s,
         drain_timeout_s=lim.drain_timeout_s,
+        tunnel_idle_timeout_s=lim.tunnel_idle_timeout_s,
     )
 
 

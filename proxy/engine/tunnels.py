@@ -24,7 +24,7 @@ from proxy.loadbalancer.picker import LoadBalancer
 from proxy.outlier.detector import Outcome as AttemptOutcome
 from proxy.routes.headers import local_reply, unavailable_response
 from proxy.routes.table import Endpoint, Route
-from proxy.tunnel.pump import PumpCounts, pump
+from proxy.tunnel.pump import PumpCounts, TunnelIdleTimeout, pump
 from proxy.tunnel.targets import TunnelTargetMissing, tcp_target
 
 if TYPE_CHECKING:
@@ -102,7 +102,9 @@ def _failed(engine: ForwardingEngine, route: Route, ep: Endpoint, why: str, now:
 
 
 async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcome) -> None:
-    """Answer a CONNECT exchange: 200 and a byte pump, or a local error reply."""
+    """Answer a CONNECT exchange: 200 and a byte pump, or a local error reply. The tunnel
+    ends when both sides finished, one broke (``reason="tunnel_broken"``) or nothing moved
+    for the listener's ``tunnel_idle_timeout_s`` (``reason="tunnel_idle_timeout"``)."""
     started, wall = trio.current_time(), time.time()
     upstream = await _connect(engine, req, out)
     counts = PumpCounts()
@@ -112,9 +114,15 @@ async def serve_tunnel(engine: ForwardingEngine, req: TunnelRequest, out: Outcom
             try:
                 out.status = 200
                 client = await req.exchange.accept_tunnel()
-                await pump(client, upstream, counts)
+                idle_s = req.exchange.downstream.tunnel_idle_timeout_s
+                await pump(client, upstream, counts, idle_timeout_s=idle_s)
             except trio.BrokenResourceError:
                 out.reason = "tunnel_broken"
+            except TunnelIdleTimeout:
+                # Returning ends both sides: the listener closes the client connection
+                # (HTTP/1.1) or resets its stream (HTTP/2); closing ``upstream`` resets the
+                # peer stream or closes the TCP connection.
+                out.reason = "tunnel_idle_timeout"
             finally:
                 engine.state.end(out.endpoint)
                 await trio.aclose_forcefully(upstream)

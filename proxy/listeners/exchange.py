@@ -41,13 +41,15 @@ class PeerIdentity:
 class Downstream:
     """Who is calling: the listener kind, the TCP peer and, on the inbound (mTLS) listener,
     the peer's cluster and verified identity as ``verify_peer`` returned them (both ``None``
-    on the outbound listener)."""
+    on the outbound listener). ``tunnel_idle_timeout_s`` is the listener's
+    (``ListenerLimits``): how long a CONNECT tunnel of this caller may stay silent."""
 
     listener: ListenerKind
     remote: str
     peer: PeerIdentity | None = None
     protocol: Literal["http/1.1", "h2", "h2c"] = "http/1.1"
     tls: bool = False
+    tunnel_idle_timeout_s: float = 3600.0
 
     @property
     def peer_cluster(self) -> str | None:

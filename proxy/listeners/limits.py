@@ -20,6 +20,8 @@ class ListenerLimits:
     closes after it. ``request_timeout_s``: a whole exchange is bounded by it (504 if no
     response started, else reset). ``drain_timeout_s``: how long in-flight requests may
     finish after a drain starts before their connections are closed.
+    ``tunnel_idle_timeout_s``: a CONNECT tunnel that moved no byte in either direction for it
+    is closed (like Envoy's ``tcp_proxy`` ``idle_timeout``).
     """
 
     max_connections: int = 10_000
@@ -29,6 +31,7 @@ class ListenerLimits:
     idle_timeout_s: float = 300.0
     request_timeout_s: float = 300.0
     drain_timeout_s: float = 30.0
+    tunnel_idle_timeout_s: float = 3600.0
     stream_window: int = 1 << 20
     connection_window: int = 4 << 20
     read_size: int = 1 << 16

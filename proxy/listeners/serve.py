@@ -213,13 +213,14 @@ class _Admission:
                 initial += data
         if not initial:
             return
+        idle = self.limits.tunnel_idle_timeout_s
         if initial.startswith(H2_PREFACE):
-            down = Downstream("outbound", remote, None, "h2c")
+            down = Downstream("outbound", remote, None, "h2c", tunnel_idle_timeout_s=idle)
             await H2Connection(
                 stream, self.handler, down, self.limits, self.drain, initial=initial
             ).serve()
         else:
-            down = Downstream("outbound", remote, None, "http/1.1")
+            down = Downstream("outbound", remote, None, "http/1.1", tunnel_idle_timeout_s=idle)
             await H1Connection(
                 stream, self.handler, down, self.limits, self.drain, initial=initial
             ).serve()
@@ -246,7 +247,8 @@ class _Admission:
                 peer = self.verify_peer(obj)
             except Exception:
                 return
-            down = Downstream("inbound", remote, peer, "h2", tls=True)
+            idle = self.limits.tunnel_idle_timeout_s
+            down = Downstream("inbound", remote, peer, "h2", tls=True, tunnel_idle_timeout_s=idle)
             await H2Connection(
                 tls,
                 self.handler,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from proxy.listeners import PeerIdentity
+from proxy.listeners import ListenerLimits, PeerIdentity
 from proxy.routes.table import Endpoint, Locality, Route, RoutingTable
 from tests.integration.proxy.certs import CA, Leaf, client_context, server_context
 from tests.integration.proxy.harness import Gateway, running_gateway
@@ -44,10 +44,13 @@ class Pair:
 
 
 @asynccontextmanager
-async def gateway_b(pki: tuple[CA, Leaf, Leaf], routing: RoutingTable) -> AsyncIterator[Gateway]:
+async def gateway_b(
+    pki: tuple[CA, Leaf, Leaf], routing: RoutingTable, limits: ListenerLimits | None = None
+) -> AsyncIterator[Gateway]:
     ca, b_leaf, _ = pki
     async with running_gateway(
         routing,
+        limits=limits,
         inbound_context=server_context(ca, b_leaf),
         verify_downstream=admit_gateway_a,
     ) as gw:
@@ -56,12 +59,17 @@ async def gateway_b(pki: tuple[CA, Leaf, Leaf], routing: RoutingTable) -> AsyncI
 
 @asynccontextmanager
 async def gateway_pair(
-    pki: tuple[CA, Leaf, Leaf], routes_a: list[Route], routing_b: RoutingTable
+    pki: tuple[CA, Leaf, Leaf],
+    routes_a: list[Route],
+    routing_b: RoutingTable,
+    *,
+    limits_a: ListenerLimits | None = None,
+    limits_b: ListenerLimits | None = None,
 ) -> AsyncIterator[Pair]:
     """B first (its inbound port goes into A's routes as ``gw-b``)."""
     ca, _, a_leaf = pki
     async with AsyncExitStack() as stack:
-        b = await stack.enter_async_context(gateway_b(pki, routing_b))
+        b = await stack.enter_async_context(gateway_b(pki, routing_b, limits_b))
         routing_a = RoutingTable(
             1,
             "a",
@@ -87,7 +95,10 @@ async def gateway_pair(
         ctx = client_context(ca, a_leaf)
         a = await stack.enter_async_context(
             running_gateway(
-                routing_a, client_context_for=lambda _ep: ctx, verify_upstream=expect_identity
+                routing_a,
+                limits=limits_a,
+                client_context_for=lambda _ep: ctx,
+                verify_upstream=expect_identity,
             )
         )
         yield Pair(a, b)

@@ -4,6 +4,7 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayConfigError
+from gateway.run import listener_limits
 
 MINIMAL = """
 cluster: aws-use1
@@ -56,3 +57,16 @@ def test_bad_cluster_name_and_missing_file_are_named(tmp_path: Path) -> None:
         GatewayConfig.from_file(write(tmp_path, MINIMAL.replace("aws-use1\n", "AWS_1\n", 1)))
     with pytest.raises(GatewayConfigError, match="cannot read"):
         GatewayConfig.from_file(tmp_path / "absent.yaml")
+
+
+def test_tunnel_idle_timeout_defaults_to_an_hour_and_reaches_both_listeners(
+    tmp_path: Path,
+) -> None:
+    default = GatewayConfig.from_file(write(tmp_path, MINIMAL))
+    assert listener_limits(default).tunnel_idle_timeout_s == 3600.0
+    tuned = GatewayConfig.from_file(
+        write(tmp_path, MINIMAL + "limits: {tunnel_idle_timeout_s: 90}\n")
+    )
+    assert listener_limits(tuned).tunnel_idle_timeout_s == 90.0
+    with pytest.raises(GatewayConfigError):
+        GatewayConfig.from_file(write(tmp_path, MINIMAL + "limits: {tunnel_idle_timeout_s: 0}\n"))
