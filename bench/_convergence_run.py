@@ -176,11 +176,6 @@ async def _flip_and_wait(
     )
 
 
-async def _snapshot_size(gw: SimGateway) -> int:
-    response = await gw.http.get(f"/v1/clusters/{gw.name}/snapshot", headers=gw.bearer())
-    return len(response.content)
-
-
 async def _prepare(
     server: FederationProcess, watchers: int, result: SizeResult, budget: Budget
 ) -> tuple[list[SimGateway], dict[str, str], str]:
@@ -240,8 +235,8 @@ async def _steady_then_flip(
             f"{budget.settle_s:.0f} s; measured anyway"
         )
     progress(f"settled: {result.settle_s}")
-    with trio.move_on_after(10):
-        result.snapshot_bytes = await _snapshot_size(gateways[-1])
+    result.snapshot_bytes = gateways[-1].snapshot_bytes
+    result.bundles_bytes = gateways[-1].bundles_bytes
     meter = CpuMeter(server)
     await trio.sleep(budget.clip(budget.steady_s))
     result.steady = _rate(obs, meter.t0, time.monotonic(), len(gateways), meter.used())

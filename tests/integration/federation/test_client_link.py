@@ -18,6 +18,7 @@ from federation.client import (
     FederationClient,
     FederationLink,
     FederationRefused,
+    Transport,
     join_federation,
 )
 from federation.model import EndpointHealth, HealthReport, Locality, ServiceHealth, Snapshot
@@ -64,7 +65,7 @@ class Gateway:
         self.seq += 1
         return HealthReport(sequence=self.seq, sent_at=time.time(), services=self.services)
 
-    def link(self, client: FederationClient) -> FederationLink:
+    def link(self, client: FederationClient, transport: Transport = "stream") -> FederationLink:
         return FederationLink(
             client,
             self.state,
@@ -74,6 +75,7 @@ class Gateway:
             rng=random.Random(7),
             backoff_base_s=0.02,
             backoff_cap_s=0.2,
+            transport=transport,
         )
 
     def client(self) -> FederationClient:
@@ -114,14 +116,15 @@ async def test_client_join_pins_the_ca_and_refuses_reuse(
     assert info.value.status == 403 and info.value.reason == "reused"
 
 
+@pytest.mark.parametrize("transport", ["stream", "rest"])
 async def test_link_applies_acks_and_persists_snapshots(
-    federation: RunningFederation, tmp_path: Path
+    federation: RunningFederation, tmp_path: Path, transport: Transport
 ) -> None:
     aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path, services=(CHECKOUT,))
     for gw in (aws, gcp):
         await gw.join(await federation.service.create_join_token(gw.name))
     async with aws.client() as c1, gcp.client() as c2, trio.open_nursery() as nursery:
-        links = [aws.link(c1), gcp.link(c2)]
+        links = [aws.link(c1, transport), gcp.link(c2, transport)]
         for link in links:
             await nursery.start(link.run)
 
@@ -143,6 +146,8 @@ async def test_link_applies_acks_and_persists_snapshots(
                 if row.acked_version is not None and row.acked_version >= version:
                     break
                 await trio.sleep(0.02)
+        assert links[0].describe()["streaming"] is (transport == "stream")
+        assert links[0].describe()["transport"] == transport
         nursery.cancel_scope.cancel()
 
 
