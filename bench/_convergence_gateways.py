@@ -9,10 +9,11 @@ a real gateway's ``FederationLink`` does (``FederationClient.open_stream``: raw 
 TLS 1.3, the pinned CA, a JWT-SVID at open): reports and ACKs go up as NDJSON lines, snapshots
 (routing) and bundles come down. A simulated gateway does not parse snapshots with pydantic: it
 reads the version and looks for one byte pattern (``"g00000":1`` in the weights), so the
-benchmark measures the federation. Every report and ACK carries an ``id`` and the federation
-answers ``ok`` once it is stored: that answer is what "ACKed" and a report's latency mean here
-(a real gateway does not ask for it; the benchmark therefore also counts the server's cost of
-those answers).
+benchmark measures the federation. Every ACK carries an ``id`` and the federation answers
+``ok`` once it is stored: that answer is what "ACKed" means here. Reports go up as a real
+gateway sends them (no answer asked), except one in :data:`ANSWER_EVERY`, whose ``ok``
+confirms it and the ones before it on the stream (a stream is handled in order): reports are
+counted when confirmed, and report latency is that of the answered ones.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from federation.trust import CertificateAuthority, TrustBundle, TrustDomain
 SERVICE = "echo.bench"
 GATEWAYS_PER_CONNECTION = 1
 _RETRY_S = 0.2
+#: One report in this many asks for an answer (latency sample, delivery confirmation); the
+#: others are sent as a real gateway sends every report, without one.
+ANSWER_EVERY = 10
 #: How long a report or ACK waits for the federation's answer before counting as an error.
 _ANSWER_S = 30.0
 
@@ -84,6 +88,9 @@ class Observations:
     acked: dict[str, float] = field(default_factory=dict)
     routed: dict[str, bool] = field(default_factory=dict)
     report_log: list[tuple[float, float]] = field(default_factory=list)
+    #: (when the federation confirmed them, how many reports): an ``ok`` confirms its report
+    #: and every report sent before it on the same stream (one stream is handled in order)
+    report_done: list[tuple[float, int]] = field(default_factory=list)
     report_errors: int = 0
     watch_errors: int = 0
     ack_errors: int = 0
@@ -130,6 +137,7 @@ class SimGateway:
     #: message id -> (event set when answered, what it was: ("report",) or ("ack", routed))
     pending: dict[int, tuple[trio.Event, tuple[object, ...]]] = field(default_factory=dict)
     next_id: int = 0
+    unconfirmed: int = 0
     after: int = -1
     snapshot_bytes: int = 0
     bundles_bytes: int = 0
@@ -208,16 +216,27 @@ class JoinFailed(RuntimeError):
     """A simulated cluster could not join (the message has the server's answer)."""
 
 
-async def send_report(gw: SimGateway, obs: Observations) -> bool:
-    """One report on the gateway's stream, waiting (bounded) for the federation's ``ok``; logs
-    (completed_at, latency) on success, counts errors otherwise."""
+async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = True) -> bool:
+    """One report on the gateway's stream. ``answered``: with an ``id``, waiting (bounded) for
+    the federation's ``ok``, which confirms it and the unanswered ones sent before it (logged
+    in ``obs.report_done``; its latency in ``obs.report_log``); else sent as a real gateway
+    sends it, confirmed by the next answered one."""
     stream = gw.stream
     if stream is None:
         obs.error("report", f"{gw.name}: no stream open")
         await trio.sleep(_RETRY_S)
         return False
     body = gw.report_body()
+    if not answered:
+        try:
+            await stream.send_report(body)
+        except FederationClientError as err:
+            obs.error("report", err)
+            return False
+        gw.unconfirmed += 1
+        return True
     message_id, done = gw.expect(("report",))
+    confirms, gw.unconfirmed = gw.unconfirmed + 1, 0
     started = time.monotonic()
     try:
         await stream.send_report(body, message_id)
@@ -233,6 +252,7 @@ async def send_report(gw: SimGateway, obs: Observations) -> bool:
         return False
     finished = time.monotonic()
     obs.report_log.append((finished, finished - started))
+    obs.report_done.append((finished, confirms))
     return True
 
 
@@ -249,7 +269,9 @@ async def report_loop(
         await gw.stream_ready.wait()
     next_at = trio.current_time()
     while not stop.is_set():
-        await send_report(gw, obs)
+        # gateways answer in different seconds, so every second sees ~N/10 answers
+        phase = int(gw.name[1:]) % ANSWER_EVERY
+        await send_report(gw, obs, answered=gw.sequence % ANSWER_EVERY == phase)
         next_at = max(next_at + interval_s, trio.current_time())
         with trio.move_on_at(next_at):
             await stop.wait()
@@ -338,8 +360,11 @@ async def saturate(
         nonlocal done
         index = start
         while trio.current_time() < deadline:
-            if await send_report(gateways[index % len(gateways)], obs):
-                done += 1
+            gw = gateways[index % len(gateways)]
+            for _ in range(ANSWER_EVERY - 1):
+                await send_report(gw, obs, answered=False)
+            if await send_report(gw, obs):
+                done += ANSWER_EVERY
             index += workers
 
     with trio.move_on_after(duration_s + 10):  # last resort: cancel what is still in flight

@@ -89,10 +89,11 @@ def _rate(
     obs: Observations, since: float, until: float, offered: float, cpu_s: tuple[float, float]
 ) -> RateResult:
     window = [lat for done, lat in obs.report_log if since <= done < until]
+    confirmed = sum(count for done, count in obs.report_done if since <= done < until)
     seconds = max(until - since, 1e-9)
     return RateResult(
         offered_per_s=offered,
-        achieved_per_s=len(window) / seconds,
+        achieved_per_s=confirmed / seconds,
         latency=Spread.of(window),
         errors=0,
         server_cpu_pct=100 * cpu_s[0] / seconds,

@@ -203,7 +203,8 @@ def render(result: SizeResult) -> list[str]:
         *([result.build.line()] if result.build else []),
         rate_line("reports, every gateway at 1/s", result.steady),
         rate_line(
-            f"reports, saturation ({result.saturation_workers} in flight)", result.saturation
+            f"reports, saturation ({result.saturation_workers} senders, 1 answer per 10)",
+            result.saturation,
         ),
         reports_verdict(result),
     ]

@@ -28,6 +28,9 @@ import trio
 
 #: Our receive window (stream and connection): a full bundle set at 1,000 clusters is ~1.2 MiB.
 RECEIVE_WINDOW = 16 * 1024 * 1024
+#: Frames the server may send us: one per pushed snapshot instead of one per 16 KiB (the
+#: server's HTTP/2 stack flushes, encrypts and sends every frame on its own).
+MAX_FRAME_BYTES = 1024 * 1024
 #: Refuse a response line longer than this (the server never sends one near it).
 MAX_LINE_BYTES = 64 * 1024 * 1024
 _READ_BYTES = 256 * 1024
@@ -256,9 +259,17 @@ async def open_duplex(
     caller closes the stream with :meth:`DuplexStream.aclose`."""
     tls = await _connect(request, context)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    codes = h2.settings.SettingCodes
     conn.local_settings = h2.settings.Settings(
-        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW}
+        client=True,
+        initial_values={
+            codes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+            codes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+        },
     )
+    # Accept big frames at once: h2 raises its limit only at the next receive after the
+    # server's SETTINGS ACK, but the server may send one in the same read as that ACK.
+    conn.max_inbound_frame_size = MAX_FRAME_BYTES
     conn.initiate_connection()
     conn.increment_flow_control_window(RECEIVE_WINDOW)
     stream_id = conn.get_next_available_stream_id()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,7 +29,8 @@ from urllib.parse import parse_qs
 import trio
 from pydantic import ValidationError
 
-from federation.model.stream import STREAM_MEDIA_TYPE, UPSTREAM, StreamReport
+from federation.model.api import Ack, HealthReport
+from federation.model.stream import MAX_MESSAGE_ID, STREAM_MEDIA_TYPE, UPSTREAM, StreamReport
 from federation.service.auth import (
     CallerAuthenticator,
     bearer_token,
@@ -46,6 +48,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: How long the end of a stream may take to reach a slow gateway before it is dropped.
 _CLOSE_S = 5.0
 _MESSAGE_TYPES = frozenset({"report", "ack"})
+#: A report line whose only other keys come first: what follows is the report, then ``}``.
+_REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
 
 
 def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
@@ -82,6 +86,26 @@ def _loose_id(line: bytes) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
+    """``(id, report, its JSON as sent)`` for a report line of the form gateways send
+    (``{"type":"report"[,"id":N],"report":{...}}``, the report last), validated without
+    re-encoding it; ``None`` for any other line, or one whose report part is not valid on its
+    own (then the whole line is parsed, and refused with the usual error if it must be)."""
+    line = line.strip()
+    match = _REPORT_HEAD.match(line)
+    if match is None or not line.endswith(b"}"):
+        return None
+    raw = line[match.end() : -1]
+    message_id = None if match.group(1) is None else int(match.group(1))
+    if message_id is not None and message_id > MAX_MESSAGE_ID:
+        return None
+    try:
+        report = HealthReport.model_validate_json(raw)
+    except ValidationError:
+        return None
+    return message_id, report, raw.decode()
+
+
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """A field path without the union's tag pydantic puts first (``report.report.x``)."""
     return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
@@ -98,6 +122,18 @@ def parse_message(line: bytes) -> Any:
         )
         problems = "; ".join(f"{f}: {m}" for f, m in fields)
         raise BadRequestError(f"invalid stream message: {problems}", fields=fields) from err
+
+
+def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
+    """``(id, report or ACK, the report's JSON text or "")`` of an up message, or
+    :class:`BadRequestError` naming every bad field."""
+    fast = fast_report(line)
+    if fast is not None:
+        return fast
+    message = parse_message(line)
+    if isinstance(message, StreamReport):
+        return message.id, message.report, message.report.model_dump_json()
+    return message.id, message.ack, ""
 
 
 class SnapshotStreamEndpoint:
@@ -286,21 +322,20 @@ class StreamSession:
             self._refused(PayloadTooLargeError(too_large, reason="too-large"), _loose_id(line))
             return
         try:
-            message = parse_message(line)
+            message_id, content, raw = decode_message(line)
         except BadRequestError as err:
             self._refused(err, _loose_id(line))
             return
         try:
-            if isinstance(message, StreamReport):
-                raw = message.report.model_dump_json()
-                await self.service.record_report(self.cluster, message.report, raw)
+            if isinstance(content, HealthReport):
+                await self.service.record_report(self.cluster, content, raw)
             else:
-                await self.service.record_ack(self.cluster, message.ack)
+                await self.service.record_ack(self.cluster, content)
         except ServiceError as err:
-            self._refused(err, message.id)
+            self._refused(err, message_id)
             return
         except StoreError as err:
-            self._refused(store_failure(err), message.id)
+            self._refused(store_failure(err), message_id)
             return
-        if message.id is not None:
-            self._reply({"type": "ok", "id": message.id})
+        if message_id is not None:
+            self._reply({"type": "ok", "id": message_id})

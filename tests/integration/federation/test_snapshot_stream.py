@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from federation.client.h2duplex import DuplexRefused, DuplexRequest, DuplexStream, open_duplex
-from federation.model import Snapshot
+from federation.model import HealthReport, Snapshot
 from federation.service import pinned_client_context
 from federation.service.server import RunningFederation
 from tests.integration.federation.conftest import (
@@ -56,6 +56,13 @@ async def message(stream: DuplexStream, kind: str | None = None, timeout: float 
             doc = json.loads(await stream.receive_line())
             if kind is None or doc["type"] == kind:
                 return doc
+
+
+async def answer(stream: DuplexStream) -> Any:
+    """The next answer (ok or error), skipping the pushes a report may cause meanwhile."""
+    while (doc := await message(stream))["type"] in ("snapshot", "bundles"):
+        pass
+    return doc
 
 
 async def send(stream: DuplexStream, doc: object) -> None:
@@ -109,14 +116,23 @@ async def test_acks_and_reports_on_the_stream_are_stored_and_answered(
     stream = await open_stream(federation, nursery, clusters["aws"])
     version = (await message(stream, "snapshot"))["version"]
     await send(stream, {"type": "ack", "id": 7, "ack": {"version": version, "ok": True}})
-    assert await message(stream) == {"type": "ok", "id": 7}
+    assert await answer(stream) == {"type": "ok", "id": 7}
     await send(stream, {"type": "report", "report": report(1)})  # no id: no answer
     await send(stream, {"type": "ack", "id": 8, "ack": {"version": version, "ok": True}})
-    assert await message(stream) == {"type": "ok", "id": 8}  # in order: the report is stored
+    assert await answer(stream) == {"type": "ok", "id": 8}  # in order: the report is stored
     store = federation.service.store
     assert (await store.get_ack_state("aws")).acked_version == version
     stored = await store.get_report("aws")
     assert stored is not None and json.loads(stored.report)["sequence"] == 1
+    # a line that only looks like the usual form (a second "report" key) is parsed whole:
+    # whatever is stored is one valid report, never the text between
+    first, second = json.dumps(report(2)), json.dumps(report(3))
+    await stream.send(b'{"type":"report","id":9,"report":%s,"report":%s}\n' % (
+        first.encode(), second.encode()))  # fmt: skip
+    assert await answer(stream) == {"type": "ok", "id": 9}
+    stored = await store.get_report("aws")
+    assert stored is not None
+    assert HealthReport.model_validate_json(stored.report).sequence in (1, 2, 3)
     await stream.aclose()
 
 
@@ -150,13 +166,13 @@ async def test_bad_messages_get_an_error_naming_the_problem_and_store_nothing(
     ]
     for doc, field, reason in bad:
         await send(stream, doc)
-        error = await message(stream)
+        error = await answer(stream)
         assert error["type"] == "error" and error["id"] == doc["id"], error  # type: ignore[index]
         if field:
             assert field in [f["field"] for f in error["fields"]] and field in error["message"]
         assert error["reason"] == (reason or "invalid")
     await stream.send(b"{not json\n")
-    assert (await message(stream))["reason"] == "invalid"
+    assert (await answer(stream))["reason"] == "invalid"
     assert await fed.service.store.get_report("aws") is None  # nothing stored
     assert (await fed.service.store.get_ack_state("aws")).acked_version == 0
     await stream.aclose()
