@@ -91,6 +91,8 @@ class Observations:
     #: (when the federation confirmed them, how many reports): an ``ok`` confirms its report
     #: and every report sent before it on the same stream (one stream is handled in order)
     report_done: list[tuple[float, int]] = field(default_factory=list)
+    #: when each report was written to its stream
+    report_sent: list[float] = field(default_factory=list)
     report_errors: int = 0
     watch_errors: int = 0
     ack_errors: int = 0
@@ -139,6 +141,7 @@ class SimGateway:
     next_id: int = 0
     unconfirmed: int = 0
     after: int = -1
+    bundles: BundleState = field(default_factory=BundleState)
     snapshot_bytes: int = 0
     bundles_bytes: int = 0
     stream_ready: trio.Event = field(default_factory=trio.Event)
@@ -234,6 +237,7 @@ async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = Tru
             obs.error("report", err)
             return False
         gw.unconfirmed += 1
+        obs.report_sent.append(time.monotonic())
         return True
     message_id, done = gw.expect(("report",))
     confirms, gw.unconfirmed = gw.unconfirmed + 1, 0
@@ -244,6 +248,7 @@ async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = Tru
         gw.pending.pop(message_id, None)
         obs.error("report", err)
         return False
+    obs.report_sent.append(time.monotonic())
     with trio.move_on_after(_ANSWER_S):
         await done.wait()
     gw.pending.pop(message_id, None)
@@ -279,6 +284,7 @@ async def report_loop(
 
 _SNAPSHOT_HEAD = b'{"type":"snapshot","version":'
 _OK_HEAD = b'{"type":"ok","id":'
+_BUNDLES_HEAD = b'{"type":"bundles","digest":"'
 
 
 async def _on_snapshot(
@@ -315,23 +321,30 @@ async def _read_stream(gw: SimGateway, stream: SnapshotStream, obs: Observations
             await _on_snapshot(gw, stream, line, obs)
         elif line.startswith(_OK_HEAD):
             _on_ok(gw, line, obs)
-        elif line.startswith(b'{"type":"bundles"'):
-            gw.bundles_bytes = len(line)
+        elif line.startswith(_BUNDLES_HEAD):
+            gw.bundles_bytes = len(line)  # keep its digest, as a real gateway does
+            gw.bundles.digest = line[
+                len(_BUNDLES_HEAD) : line.index(b'"', len(_BUNDLES_HEAD))
+            ].decode()
         elif line.startswith(b'{"type":"end"'):
             return
         else:
             obs.error("watch", line[:200])
 
 
-async def watch_loop(gw: SimGateway, obs: Observations) -> None:
+async def watch_loop(gw: SimGateway, obs: Observations, opening: trio.Semaphore) -> None:
     """Keep the gateway's stream open forever (reopen after a failure or a token expiry);
-    ACK every new version as soon as it arrives."""
+    ACK every new version as soon as it arrives. ``opening`` bounds how many gateways open
+    their stream (TLS handshake, JWT check, bundles) at once: real gateways do not all start
+    in the same second."""
     assert gw.client is not None
-    bundles = BundleState()
     while True:
         async with trio.open_nursery() as nursery:
             try:
-                stream = await gw.client.open_stream(nursery, after=gw.after, bundles=bundles)
+                async with opening:
+                    stream = await gw.client.open_stream(
+                        nursery, after=gw.after, bundles=gw.bundles
+                    )
             except FederationClientError as err:
                 obs.error("watch", err)
                 await trio.sleep(_RETRY_S)
