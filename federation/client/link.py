@@ -48,6 +48,8 @@ ReportSource = Callable[[], HealthReport]
 Transport = Literal["stream", "rest"]
 
 _log = logging.getLogger(__name__)
+#: A stream the federation ends sooner than this counts as a failure (backoff), not a renewal.
+_MIN_STREAM_LIFE_S = 1.0
 
 
 def backoff_delay(
@@ -249,23 +251,38 @@ class FederationLink:
 
     async def follow(self, report_interval_s: float) -> None:
         """Report and watch until cancelled: over the snapshot stream (:meth:`stream_forever`),
-        or with REST long-polls and reports when ``transport`` is "rest" or the federation has
-        no stream endpoint (404/405)."""
-        if self.transport == "stream":
-            await self.stream_forever(report_interval_s)
-            self.transport = "rest"
+        or with REST long-polls when ``transport`` is "rest" or the federation has no stream
+        endpoint (404/405). Reports go up the stream while one is open and as REST calls
+        otherwise, so a stream being reopened never lets the lease lapse."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.report_forever, report_interval_s)
-            nursery.start_soon(self.watch)
+            nursery.start_soon(self._report_loop, report_interval_s)
+            if self.transport == "stream":
+                await self.stream_forever()
+                self.transport = "rest"
+            await self.watch()
 
-    async def stream_forever(self, report_interval_s: float) -> None:
+    async def _report_loop(self, interval_s: float) -> None:
+        """One report per ``interval_s``: on the open stream, else by REST; failures are
+        logged and retried next tick."""
+        while True:
+            report, stream = self._report_source(), self._stream
+            try:
+                if stream is not None:
+                    await stream.send_report(report)
+                else:
+                    await self.client.report(report)
+            except FederationClientError as err:
+                _log.info("health report not delivered: %s", err)
+            await trio.sleep(interval_s)
+
+    async def stream_forever(self) -> None:
         """Keep one snapshot stream open: reopen at once when the federation ends it because
         the token expired, else back off with jitter. Returns only if the federation has no
         stream endpoint (the caller falls back to REST)."""
         attempt = 0
         while True:
             async with trio.open_nursery() as nursery:
-                failure, progressed = await self._stream_once(nursery, report_interval_s)
+                failure, progressed = await self._stream_once(nursery)
                 nursery.cancel_scope.cancel()
             if isinstance(failure, FederationRefused) and failure.status in (404, 405):
                 _log.warning("the federation has no snapshot stream (%s); using REST", failure)
@@ -277,7 +294,7 @@ class FederationLink:
                 attempt += 1
 
     async def _stream_once(
-        self, nursery: trio.Nursery, report_interval_s: float
+        self, nursery: trio.Nursery
     ) -> tuple[FederationClientError | None, bool]:
         """One stream from open to end: (the failure or ``None`` for a token expiry, whether
         anything arrived). Never raises a client error (they are returned)."""
@@ -288,13 +305,17 @@ class FederationLink:
         except FederationClientError as err:
             return err, False
         self._stream, progressed = stream, False
+        opened_at = trio.current_time()
         try:
-            nursery.start_soon(self._report_on, stream, report_interval_s)
             while True:
                 await self._take_from(stream)
                 progressed = True
         except StreamEnded as err:
-            return (None if err.reason == "token-expired" else err), True
+            # A token that "expires" at once (clocks far apart) must not reopen in a tight loop.
+            lived = trio.current_time() - opened_at
+            if err.reason == "token-expired" and lived >= _MIN_STREAM_LIFE_S:
+                return None, True
+            return err, progressed
         except FederationClientError as err:
             return err, progressed
         finally:
@@ -314,17 +335,6 @@ class FederationLink:
         if snapshot.version != self._last_seen:
             self._last_seen = snapshot.version
             await self.consider(snapshot)
-
-    async def _report_on(self, stream: SnapshotStream, interval_s: float) -> None:
-        """One report per ``interval_s`` on ``stream`` until it breaks (the reader then
-        reconnects)."""
-        while True:
-            try:
-                await stream.send_report(self._report_source())
-            except FederationClientError as err:
-                _log.info("health report not delivered: %s", err)
-                return
-            await trio.sleep(interval_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Restore from disk, then report and watch (:meth:`follow`) until cancelled.
