@@ -1,18 +1,19 @@
-"""Lightweight simulated gateways: real cluster registrations, reports, long-poll watches, ACKs.
+"""Lightweight simulated gateways: real cluster registrations, one snapshot stream each.
 
 Each :class:`SimGateway` is one cluster with its own trust domain, CA root and ``jwt-svid`` key
-(P-256, generated in about a millisecond), joined with its own single-use token. By default each
-gateway has its own HTTP/2 connection, as a real gateway's ``FederationClient`` does;
-``per_connection`` > 1 shares one ``httpx.AsyncClient`` among that many gateways (keep it at or
-below 30 so that a gateway's watch, report and ACK streams fit the server's 100 concurrent
-streams per connection: httpx queues streams beyond that instead of opening a connection).
-Measured on 2026-11-25: with 30 gateways per connection a report at 1/s took ~450 ms instead of
-~5-10 ms, an artefact of sharing (client or server side), so sharing is not the default.
+(P-256, generated in about a millisecond), joined with its own single-use token (``POST
+/v1/join`` over httpx, shared by ``per_connection`` gateways; joins only).
 
-Reports and ACKs go through :class:`federation.client.FederationClient`, the client real
-gateways use. The watch is a raw long-poll ``GET /v1/clusters/{c}/snapshot?after=V``: a
-simulated gateway only reads the version header and looks for one byte pattern in the body, so
-the benchmark measures the federation rather than pydantic parsing megabyte snapshots.
+After joining, each gateway keeps ONE full-duplex HTTP/2 stream open on its own connection, as
+a real gateway's ``FederationLink`` does (``FederationClient.open_stream``: raw ``h2`` over trio
+TLS 1.3, the pinned CA, a JWT-SVID at open): reports and ACKs go up as NDJSON lines, snapshots
+(routing) and bundles come down. A simulated gateway does not parse snapshots with pydantic: it
+reads the version and looks for one byte pattern (``"g00000":1`` in the weights), so the
+benchmark measures the federation. Every ACK carries an ``id`` and the federation answers
+``ok`` once it is stored: that answer is what "ACKed" means here. Reports go up as a real
+gateway sends them (no answer asked), except one in :data:`ANSWER_EVERY`, whose ``ok``
+confirms it and the ones before it on the stream (a stream is handled in order): reports are
+counted when confirmed, and report latency is that of the answered ones.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.client import FederationClient, FederationClientError, JoinRecord
+from federation.client.h2duplex import DuplexError
+from federation.client.stream import BundleState, SnapshotStream
 from federation.model.api import (
     EndpointHealth,
     HealthReport,
@@ -35,13 +38,16 @@ from federation.model.api import (
     ServiceHealth,
 )
 from federation.model.routing import Locality
-from federation.trust import CertificateAuthority, SpiffeId, TrustBundle, TrustDomain
-from federation.trust.jwt import mint_jwt_svid
+from federation.trust import CertificateAuthority, TrustBundle, TrustDomain
 
 SERVICE = "echo.bench"
 GATEWAYS_PER_CONNECTION = 1
-JWT_TTL_S = 300.0
 _RETRY_S = 0.2
+#: One report in this many asks for an answer (latency sample, delivery confirmation); the
+#: others are sent as a real gateway sends every report, without one.
+ANSWER_EVERY = 10
+#: How long a report or ACK waits for the federation's answer before counting as an error.
+_ANSWER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,11 @@ class Observations:
     acked: dict[str, float] = field(default_factory=dict)
     routed: dict[str, bool] = field(default_factory=dict)
     report_log: list[tuple[float, float]] = field(default_factory=list)
+    #: (when the federation confirmed them, how many reports): an ``ok`` confirms its report
+    #: and every report sent before it on the same stream (one stream is handled in order)
+    report_done: list[tuple[float, int]] = field(default_factory=list)
+    #: when each report was written to its stream
+    report_sent: list[float] = field(default_factory=list)
     report_errors: int = 0
     watch_errors: int = 0
     ack_errors: int = 0
@@ -117,38 +128,39 @@ class Observations:
 
 @dataclass
 class SimGateway:
-    """One simulated gateway: identity, shared HTTP/2 client, the federation client on it."""
+    """One simulated gateway: identity, the httpx client it joined with, its stream."""
 
     ident: Identity
     http: httpx.AsyncClient
     client: FederationClient | None = None
     healthy: bool = True
     sequence: int = 0
-    _token: tuple[str, float] = ("", 0.0)
+    stream: SnapshotStream | None = None
+    #: message id -> (event set when answered, what it was: ("report",) or ("ack", routed))
+    pending: dict[int, tuple[trio.Event, tuple[object, ...]]] = field(default_factory=dict)
+    next_id: int = 0
+    unconfirmed: int = 0
+    after: int = -1
+    bundles: BundleState = field(default_factory=BundleState)
+    snapshot_bytes: int = 0
+    bundles_bytes: int = 0
+    stream_ready: trio.Event = field(default_factory=trio.Event)
 
     @property
     def name(self) -> str:
         return self.ident.name
-
-    def bearer(self) -> dict[str, str]:
-        now = time.time()
-        if now >= self._token[1]:
-            token = mint_jwt_svid(
-                self.ident.jwt_key,
-                self.ident.kid,
-                SpiffeId.parse(f"spiffe://{self.ident.trust_domain}/isthmus/gateway/{self.name}"),
-                "isthmus-federation",
-                now=datetime.fromtimestamp(now, UTC),
-                ttl=timedelta(seconds=JWT_TTL_S),
-            )
-            self._token = (token, now + JWT_TTL_S / 2)
-        return {"authorization": f"Bearer {self._token[0]}"}
 
     def report_body(self) -> HealthReport:
         self.sequence += 1
         endpoint = EndpointHealth(address=self.ident.address, healthy=self.healthy)
         service = ServiceHealth(name=SERVICE, endpoints=(endpoint,), allowed_sources=("*",))
         return HealthReport(sequence=self.sequence, sent_at=time.time(), services=(service,))
+
+    def expect(self, what: tuple[object, ...]) -> tuple[int, trio.Event]:
+        self.next_id += 1
+        done = trio.Event()
+        self.pending[self.next_id] = (done, what)
+        return self.next_id, done
 
 
 def shared_clients(
@@ -207,18 +219,45 @@ class JoinFailed(RuntimeError):
     """A simulated cluster could not join (the message has the server's answer)."""
 
 
-async def send_report(gw: SimGateway, obs: Observations) -> bool:
-    """One report; logs (completed_at, latency) on success, counts errors otherwise."""
-    assert gw.client is not None
+async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = True) -> bool:
+    """One report on the gateway's stream. ``answered``: with an ``id``, waiting (bounded) for
+    the federation's ``ok``, which confirms it and the unanswered ones sent before it (logged
+    in ``obs.report_done``; its latency in ``obs.report_log``); else sent as a real gateway
+    sends it, confirmed by the next answered one."""
+    stream = gw.stream
+    if stream is None:
+        obs.error("report", f"{gw.name}: no stream open")
+        await trio.sleep(_RETRY_S)
+        return False
     body = gw.report_body()
+    if not answered:
+        try:
+            await stream.send_report(body)
+        except FederationClientError as err:
+            obs.error("report", err)
+            return False
+        gw.unconfirmed += 1
+        obs.report_sent.append(time.monotonic())
+        return True
+    message_id, done = gw.expect(("report",))
+    confirms, gw.unconfirmed = gw.unconfirmed + 1, 0
     started = time.monotonic()
     try:
-        await gw.client.report(body)
-    except (FederationClientError, httpx.HTTPError) as err:
+        await stream.send_report(body, message_id)
+    except FederationClientError as err:
+        gw.pending.pop(message_id, None)
         obs.error("report", err)
         return False
-    done = time.monotonic()
-    obs.report_log.append((done, done - started))
+    obs.report_sent.append(time.monotonic())
+    with trio.move_on_after(_ANSWER_S):
+        await done.wait()
+    gw.pending.pop(message_id, None)
+    if not done.is_set():
+        obs.error("report", f"{gw.name}: no answer within {_ANSWER_S:.0f} s")
+        return False
+    finished = time.monotonic()
+    obs.report_log.append((finished, finished - started))
+    obs.report_done.append((finished, confirms))
     return True
 
 
@@ -231,41 +270,95 @@ async def report_loop(
     that other simulated gateways share."""
     with trio.move_on_after(offset_s):
         await stop.wait()
+    with trio.move_on_after(_ANSWER_S):
+        await gw.stream_ready.wait()
     next_at = trio.current_time()
     while not stop.is_set():
-        await send_report(gw, obs)
+        # gateways answer in different seconds, so every second sees ~N/10 answers
+        phase = int(gw.name[1:]) % ANSWER_EVERY
+        await send_report(gw, obs, answered=gw.sequence % ANSWER_EVERY == phase)
         next_at = max(next_at + interval_s, trio.current_time())
         with trio.move_on_at(next_at):
             await stop.wait()
 
 
-async def watch_loop(gw: SimGateway, obs: Observations) -> None:
-    """Long-poll the snapshot forever; ACK every new version as soon as it arrives."""
-    assert gw.client is not None
-    path, after = f"/v1/clusters/{gw.name}/snapshot", -1
+_SNAPSHOT_HEAD = b'{"type":"snapshot","version":'
+_OK_HEAD = b'{"type":"ok","id":'
+_BUNDLES_HEAD = b'{"type":"bundles","digest":"'
+
+
+async def _on_snapshot(
+    gw: SimGateway, stream: SnapshotStream, line: bytes, obs: Observations
+) -> None:
+    start = len(_SNAPSHOT_HEAD)
+    version = int(line[start : line.index(b",", start)])
+    routed = obs.marker in line
+    gw.snapshot_bytes, gw.after = len(line), version
+    obs.on_receive(gw.name, routed, time.monotonic())
+    message_id, _ = gw.expect(("ack", routed))
+    try:
+        await stream.send_ack(version, True, message_id=message_id)
+    except FederationClientError as err:
+        gw.pending.pop(message_id, None)
+        obs.error("ack", err)
+
+
+def _on_ok(gw: SimGateway, line: bytes, obs: Observations) -> None:
+    message_id = int(line[len(_OK_HEAD) : line.index(b"}")])
+    done, what = gw.pending.pop(message_id, (None, ()))
+    if done is None:
+        return
+    done.set()
+    if what[0] == "ack":
+        obs.on_ack(gw.name, bool(what[1]), time.monotonic())
+
+
+async def _read_stream(gw: SimGateway, stream: SnapshotStream, obs: Observations) -> None:
+    """Dispatch every line until the stream ends (raises what ended it)."""
     while True:
-        try:
-            response = await gw.http.get(path, params={"after": after}, headers=gw.bearer())
-        except httpx.HTTPError as err:
-            obs.error("watch", err)
-            await trio.sleep(_RETRY_S)
-            continue
-        if response.status_code == 204:
-            continue
-        if response.status_code != 200:
-            obs.error("watch", f"{response.status_code} {response.text[:160]}")
-            await trio.sleep(_RETRY_S)
-            continue
-        version = int(response.headers["x-snapshot-version"])
-        routed = obs.marker in response.content
-        obs.on_receive(gw.name, routed, time.monotonic())
-        try:
-            await gw.client.ack(version, True)
-        except (FederationClientError, httpx.HTTPError) as err:
-            obs.error("ack", err)
-            continue
-        obs.on_ack(gw.name, routed, time.monotonic())
-        after = version
+        line = await stream.duplex.receive_line()
+        if line.startswith(_SNAPSHOT_HEAD):
+            await _on_snapshot(gw, stream, line, obs)
+        elif line.startswith(_OK_HEAD):
+            _on_ok(gw, line, obs)
+        elif line.startswith(_BUNDLES_HEAD):
+            gw.bundles_bytes = len(line)  # keep its digest, as a real gateway does
+            gw.bundles.digest = line[
+                len(_BUNDLES_HEAD) : line.index(b'"', len(_BUNDLES_HEAD))
+            ].decode()
+        elif line.startswith(b'{"type":"end"'):
+            return
+        else:
+            obs.error("watch", line[:200])
+
+
+async def watch_loop(gw: SimGateway, obs: Observations, opening: trio.Semaphore) -> None:
+    """Keep the gateway's stream open forever (reopen after a failure or a token expiry);
+    ACK every new version as soon as it arrives. ``opening`` bounds how many gateways open
+    their stream (TLS handshake, JWT check, bundles) at once: real gateways do not all start
+    in the same second."""
+    assert gw.client is not None
+    while True:
+        async with trio.open_nursery() as nursery:
+            try:
+                async with opening:
+                    stream = await gw.client.open_stream(
+                        nursery, after=gw.after, bundles=gw.bundles
+                    )
+            except FederationClientError as err:
+                obs.error("watch", err)
+                await trio.sleep(_RETRY_S)
+                continue
+            gw.stream = stream
+            gw.stream_ready.set()
+            try:
+                await _read_stream(gw, stream, obs)
+            except DuplexError as err:
+                obs.error("watch", err)
+            finally:
+                gw.stream = None
+                await stream.aclose()
+            nursery.cancel_scope.cancel()
 
 
 async def saturate(
@@ -280,8 +373,11 @@ async def saturate(
         nonlocal done
         index = start
         while trio.current_time() < deadline:
-            if await send_report(gateways[index % len(gateways)], obs):
-                done += 1
+            gw = gateways[index % len(gateways)]
+            for _ in range(ANSWER_EVERY - 1):
+                await send_report(gw, obs, answered=False)
+            if await send_report(gw, obs):
+                done += ANSWER_EVERY
             index += workers
 
     with trio.move_on_after(duration_s + 10):  # last resort: cancel what is still in flight

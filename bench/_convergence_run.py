@@ -86,13 +86,25 @@ class Budget:
 
 
 def _rate(
-    obs: Observations, since: float, until: float, offered: float, cpu_s: tuple[float, float]
+    obs: Observations,
+    since: float,
+    until: float,
+    offered: float,
+    cpu_s: tuple[float, float],
+    *,
+    confirmed_only: bool = False,
 ) -> RateResult:
+    """Reports in ``[since, until)``: sent (the answered ones' latency shows whether the
+    federation keeps up), or ``confirmed_only`` (answered, or sent before an answered one)."""
     window = [lat for done, lat in obs.report_log if since <= done < until]
+    if confirmed_only:
+        confirmed = sum(count for done, count in obs.report_done if since <= done < until)
+    else:
+        confirmed = sum(1 for sent in obs.report_sent if since <= sent < until)
     seconds = max(until - since, 1e-9)
     return RateResult(
         offered_per_s=offered,
-        achieved_per_s=len(window) / seconds,
+        achieved_per_s=confirmed / seconds,
         latency=Spread.of(window),
         errors=0,
         server_cpu_pct=100 * cpu_s[0] / seconds,
@@ -176,11 +188,6 @@ async def _flip_and_wait(
     )
 
 
-async def _snapshot_size(gw: SimGateway) -> int:
-    response = await gw.http.get(f"/v1/clusters/{gw.name}/snapshot", headers=gw.bearer())
-    return len(response.content)
-
-
 async def _prepare(
     server: FederationProcess, watchers: int, result: SizeResult, budget: Budget
 ) -> tuple[list[SimGateway], dict[str, str], str]:
@@ -240,8 +247,8 @@ async def _steady_then_flip(
             f"{budget.settle_s:.0f} s; measured anyway"
         )
     progress(f"settled: {result.settle_s}")
-    with trio.move_on_after(10):
-        result.snapshot_bytes = await _snapshot_size(gateways[-1])
+    result.snapshot_bytes = gateways[-1].snapshot_bytes
+    result.bundles_bytes = gateways[-1].bundles_bytes
     meter = CpuMeter(server)
     await trio.sleep(budget.clip(budget.steady_s))
     result.steady = _rate(obs, meter.t0, time.monotonic(), len(gateways), meter.used())
@@ -268,7 +275,9 @@ async def _saturation(
     errors_before = obs.report_errors
     meter = CpuMeter(server)
     await saturate(gateways, obs, SATURATION_WORKERS, budget.clip(budget.saturate_s))
-    result.saturation = _rate(obs, meter.t0, time.monotonic(), 0.0, meter.used())
+    result.saturation = _rate(
+        obs, meter.t0, time.monotonic(), 0.0, meter.used(), confirmed_only=True
+    )
     result.saturation.offered_per_s = result.saturation.achieved_per_s
     result.saturation.errors = obs.report_errors - errors_before
     result.saturation_workers = SATURATION_WORKERS
@@ -280,9 +289,10 @@ async def _run_loops(
 ) -> None:
     obs = Observations(marker=f'"{gateways[0].name}":1'.encode(), expected=len(gateways))
     rng = random.Random(4)
+    opening = trio.Semaphore(JOIN_CONCURRENCY)
     async with trio.open_nursery() as watchers:
         for gw in gateways:
-            watchers.start_soon(watch_loop, gw, obs)
+            watchers.start_soon(watch_loop, gw, obs, opening)
         stop = trio.Event()
         async with trio.open_nursery() as reporters:
             for gw in gateways:

@@ -86,6 +86,7 @@ class SizeResult:
     join_timeline: list[tuple[float, int]] = field(default_factory=list)
     settle_s: float | None = None
     snapshot_bytes: int | None = None
+    bundles_bytes: int | None = None
     flips: list[Flip] = field(default_factory=list)
     steady: RateResult | None = None
     saturation: RateResult | None = None
@@ -192,6 +193,8 @@ def render(result: SizeResult) -> list[str]:
     join = "-" if result.join_s is None else f"{result.join_s:.1f} s"
     settle = "-" if result.settle_s is None else f"{result.settle_s:.1f} s"
     size = "-" if result.snapshot_bytes is None else f"{result.snapshot_bytes / 1024:.0f} KiB"
+    if result.bundles_bytes:
+        size += f" routing per push (+ {result.bundles_bytes / 1024:.0f} KiB bundles on open)"
     lines = [
         head,
         f"  setup: {result.joined}/{result.watchers} joined in {join}; all routed and quiet after "
@@ -200,7 +203,8 @@ def render(result: SizeResult) -> list[str]:
         *([result.build.line()] if result.build else []),
         rate_line("reports, every gateway at 1/s", result.steady),
         rate_line(
-            f"reports, saturation ({result.saturation_workers} in flight)", result.saturation
+            f"reports, saturation ({result.saturation_workers} senders, 1 answer per 10)",
+            result.saturation,
         ),
         reports_verdict(result),
     ]

@@ -12,8 +12,10 @@ Two steps, both driven by :func:`gateway.run.serve_gateway`:
    unreachable federation is retried with jittered exponential backoff.
 2. :func:`run_federation_link` (inside the gateway's nursery): apply the persisted last good
    snapshot first (static stability: a restart routes even with the federation down), then
-   report every interval, long-poll snapshots (verify bundle updates, apply, persist, ACK; NACK
-   what fails — :class:`federation.client.FederationLink`), and publish a signed update of the
+   keep one full-duplex snapshot stream open: a report every interval and the ACK/NACK of each
+   version go up, snapshots are pushed down (verify bundle updates, apply, persist, ACK; NACK
+   what fails — :class:`federation.client.FederationLink`; REST long-polls if the federation
+   has no stream), and publish a signed update of the
    cluster's own bundle whenever its bundle file gains a higher sequence (CA rotation), and
    fetch each ``federation.foreign_trust_domains`` bundle itself (:mod:`gateway.foreign_trust`;
    whatever the federation serves for those domains is ignored).
@@ -345,8 +347,7 @@ async def run_federation_link(
             "foreign_trust_domains": foreign.describe(),
         }
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(link.report_forever, session.report_interval_s)
-            nursery.start_soon(link.watch)
+            nursery.start_soon(link.follow, session.report_interval_s)
             nursery.start_soon(_publish_own_bundle, link, session, running)
             nursery.start_soon(foreign.run, foreign_fetched)
             task_status.started(link)

@@ -1,6 +1,8 @@
 """What a gateway uses to talk to its federation: join, reports, snapshot watch, ACK/NACK.
 
-Typical use (inside the gateway's nursery)::
+The link keeps one full-duplex HTTP/2 stream open (``POST /v1/clusters/{c}/stream``: raw ``h2``
+over trio TLS, :mod:`federation.client.h2duplex`): snapshots are pushed down, reports and ACKs
+go up. Typical use (inside the gateway's nursery)::
 
     state = ClientStateDir(state_dir / "federation")
     jwt_key, kid = state.load_or_create_jwt_key()
@@ -27,6 +29,7 @@ from federation.client.link import (
     FederationLink,
     ReportSource,
     SnapshotApplier,
+    Transport,
     backoff_delay,
 )
 from federation.client.state import (
@@ -36,9 +39,11 @@ from federation.client.state import (
     key_id,
     registration_bundle,
 )
+from federation.client.stream import BundleState, SnapshotStream, StreamEnded
 
 __all__ = [
     "BundleDecision",
+    "BundleState",
     "ClientStateDir",
     "ClientStateError",
     "FederationClient",
@@ -51,6 +56,9 @@ __all__ = [
     "ReportSource",
     "SnapshotApplier",
     "SnapshotRejected",
+    "SnapshotStream",
+    "StreamEnded",
+    "Transport",
     "backoff_delay",
     "fetch_pinned_ca",
     "join_federation",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import trio
@@ -28,9 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from federation.client.errors import FederationRefused, FederationUnavailable, SnapshotRejected
+from federation.client.h2duplex import DuplexError, DuplexRefused, DuplexRequest, open_duplex
 from federation.client.state import JoinRecord
+from federation.client.stream import BundleState, SnapshotStream
 from federation.model.api import Ack, HealthReport, Snapshot
 from federation.model.base import describe_validation_error
+from federation.model.stream import STREAM_MEDIA_TYPE
 from federation.service.tls import pinned_client_context
 from federation.trust import SpiffeId
 from federation.trust.jwt import mint_jwt_svid
@@ -50,12 +54,17 @@ def _loose_version(body: bytes) -> int | None:
 
 def refusal(response: httpx.Response) -> FederationRefused:
     """A :class:`FederationRefused` from an error response's JSON body (or its text)."""
+    return refusal_of(response.status_code, response.content)
+
+
+def refusal_of(status: int, body: bytes) -> FederationRefused:
+    """A :class:`FederationRefused` from an error status and its JSON body (or its text)."""
     try:
-        error = response.json()["error"]
+        error = json.loads(body)["error"]
         reason, message = str(error["reason"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        reason, message = "http-error", response.text[:500]
-    return FederationRefused(response.status_code, reason, f"federation: {message}")
+        reason, message = "http-error", body[:500].decode(errors="replace")
+    return FederationRefused(status, reason, f"federation: {message}")
 
 
 class FederationClient:
@@ -82,6 +91,7 @@ class FederationClient:
         self._token: tuple[str, float] | None = None
         self._urls = record.urls
         self._url_index = 0
+        self._stream_tls = pinned_client_context(record.ca_pem.encode(), record.ca_fingerprint)
         self._http = http or httpx.AsyncClient(
             base_url=self._urls[0],
             verify=pinned_client_context(record.ca_pem.encode(), record.ca_fingerprint),
@@ -103,9 +113,9 @@ class FederationClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _authorization(self) -> dict[str, str]:
+    def _authorization(self, *, fresh: bool = False) -> dict[str, str]:
         now = self._clock()
-        if self._token is None or now >= self._token[1]:
+        if fresh or self._token is None or now >= self._token[1]:
             token = mint_jwt_svid(
                 self._key,
                 self._kid,
@@ -211,3 +221,31 @@ class FederationClient:
         await self._call(
             "PUT", f"/v1/bundles/{self.record.trust_domain}", json={"signed_update": text}
         )
+
+    async def open_stream(
+        self, nursery: trio.Nursery, *, after: int, bundles: BundleState
+    ) -> SnapshotStream:
+        """Open the snapshot stream (one HTTP/2 connection of its own; its reader task runs in
+        ``nursery``; close it with ``aclose``). ``after``: the last version this gateway
+        considered; ``bundles``: what it holds (an unchanged bundle set is not re-sent). It is
+        authenticated once with a fresh JWT-SVID; the federation ends it when that expires.
+        Raises :class:`FederationUnavailable` (network, 5xx: the next replica is tried next) or
+        :class:`FederationRefused` (4xx)."""
+        url = self.url
+        query = urlencode({"after": after, "bundles": bundles.digest})
+        headers = (
+            ("authorization", self._authorization(fresh=True)["authorization"]),
+            ("content-type", STREAM_MEDIA_TYPE),
+        )
+        request = DuplexRequest(f"{url}{self._cluster_path}/stream?{query}", headers)
+        try:
+            duplex = await open_duplex(request, self._stream_tls, nursery)
+        except DuplexRefused as err:
+            if err.status < 500:
+                raise refusal_of(err.status, err.body) from err
+            self._fail_over(url)
+            raise FederationUnavailable(f"federation {url} answered {err.status}") from err
+        except DuplexError as err:
+            self._fail_over(url)
+            raise FederationUnavailable(f"federation {url} unreachable: {err}") from err
+        return SnapshotStream(duplex, bundles)

@@ -1,8 +1,10 @@
 """Keeps a gateway in step with its federation, and serving when the federation is gone.
 
-:class:`FederationLink` runs two tasks in its own nursery: a report loop (one health report per
-interval) and a watch loop (long-poll the cluster's snapshot; on failure back off exponentially
-with jitter from an injected ``random.Random``). Each new snapshot is checked — it must be for
+:class:`FederationLink` keeps one full-duplex snapshot stream open (``POST
+/v1/clusters/{c}/stream``: snapshots pushed down; reports, ACKs and NACKs sent up; on failure
+back off exponentially with jitter from an injected ``random.Random``), or, with
+``transport="rest"`` or a federation without the stream, runs a report loop (one health report
+per interval) and a watch loop (long-polls). Each new snapshot is checked — it must be for
 this cluster, and every bundle change must be a valid signed update (the federation cannot
 forge) — then handed to ``apply``; if anything refuses it, the version is NACKed and the last
 good snapshot stays active. A good snapshot is persisted atomically and ACKed; on start the link
@@ -15,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import trio
 
@@ -23,6 +26,7 @@ from federation.client.bundles import reconcile_bundles
 from federation.client.errors import (
     ClientStateError,
     FederationClientError,
+    FederationRefused,
     SnapshotRejected,
 )
 from federation.client.state import (
@@ -31,6 +35,7 @@ from federation.client.state import (
     bundles_from_json,
     bundles_to_json,
 )
+from federation.client.stream import BundleState, SnapshotStream, StreamEnded
 from federation.errors import FederationError
 from federation.model.api import HealthReport, Snapshot
 from federation.trust import BundleSet, TrustBundle
@@ -39,8 +44,12 @@ from federation.trust import BundleSet, TrustBundle
 SnapshotApplier = Callable[[Snapshot, BundleSet], None]
 #: Returns the report to send now (called once per report interval).
 ReportSource = Callable[[], HealthReport]
+#: How the link talks to its federation (see :meth:`FederationLink.follow`).
+Transport = Literal["stream", "rest"]
 
 _log = logging.getLogger(__name__)
+#: A stream the federation ends sooner than this counts as a failure (backoff), not a renewal.
+_MIN_STREAM_LIFE_S = 1.0
 
 
 def backoff_delay(
@@ -68,8 +77,13 @@ class FederationLink:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         self_fetched_trust_domains: frozenset[str] = frozenset(),
+        transport: Transport = "stream",
     ) -> None:
         self.client = client
+        #: "stream" (one full-duplex HTTP/2 stream; REST if the federation has none) or "rest"
+        self.transport: Transport = transport
+        self._stream: SnapshotStream | None = None
+        self._stream_bundles = BundleState()
         #: foreign trust domains this gateway fetches itself: never taken from snapshots
         self.self_fetched = self_fetched_trust_domains
         self.state = state
@@ -125,6 +139,8 @@ class FederationLink:
             "persisted_version": self.persisted_version,
             "persist_failures": self.persist_failures,
             "persist_error": self.persist_error,
+            "transport": self.transport,
+            "streaming": self._stream is not None,
         }
 
     def check(self, snapshot: Snapshot) -> BundleSet:
@@ -183,7 +199,10 @@ class FederationLink:
 
     async def _answer(self, version: int, *, ok: bool, error: str = "") -> None:
         try:
-            await self.client.ack(version, ok, error)
+            if self._stream is not None:
+                await self._stream.send_ack(version, ok, error)
+            else:
+                await self.client.ack(version, ok, error)
         except FederationError as err:
             _log.info("could not %s v%s: %s", "ACK" if ok else "NACK", version, err)
 
@@ -230,11 +249,98 @@ class FederationLink:
                 _log.info("health report not delivered: %s", err)
             await trio.sleep(interval_s)
 
+    async def follow(self, report_interval_s: float) -> None:
+        """Report and watch until cancelled: over the snapshot stream (:meth:`stream_forever`),
+        or with REST long-polls when ``transport`` is "rest" or the federation has no stream
+        endpoint (404/405). Reports go up the stream while one is open and as REST calls
+        otherwise, so a stream being reopened never lets the lease lapse."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._report_loop, report_interval_s)
+            if self.transport == "stream":
+                await self.stream_forever()
+                self.transport = "rest"
+            await self.watch()
+
+    async def _report_loop(self, interval_s: float) -> None:
+        """One report per ``interval_s``: on the open stream, else by REST; failures are
+        logged and retried next tick."""
+        while True:
+            report, stream = self._report_source(), self._stream
+            try:
+                if stream is not None:
+                    await stream.send_report(report)
+                else:
+                    await self.client.report(report)
+            except FederationClientError as err:
+                _log.info("health report not delivered: %s", err)
+            await trio.sleep(interval_s)
+
+    async def stream_forever(self) -> None:
+        """Keep one snapshot stream open: reopen at once when the federation ends it because
+        the token expired, else back off with jitter. Returns only if the federation has no
+        stream endpoint (the caller falls back to REST)."""
+        attempt = 0
+        while True:
+            async with trio.open_nursery() as nursery:
+                failure, progressed = await self._stream_once(nursery)
+                nursery.cancel_scope.cancel()
+            if isinstance(failure, FederationRefused) and failure.status in (404, 405):
+                _log.warning("the federation has no snapshot stream (%s); using REST", failure)
+                return
+            if progressed:
+                attempt = 0
+            if failure is not None:
+                await self._back_off(attempt, failure)
+                attempt += 1
+
+    async def _stream_once(
+        self, nursery: trio.Nursery
+    ) -> tuple[FederationClientError | None, bool]:
+        """One stream from open to end: (the failure or ``None`` for a token expiry, whether
+        anything arrived). Never raises a client error (they are returned)."""
+        try:
+            stream = await self.client.open_stream(
+                nursery, after=self._last_seen, bundles=self._stream_bundles
+            )
+        except FederationClientError as err:
+            return err, False
+        self._stream, progressed = stream, False
+        opened_at = trio.current_time()
+        try:
+            while True:
+                await self._take_from(stream)
+                progressed = True
+        except StreamEnded as err:
+            # A token that "expires" at once (clocks far apart) must not reopen in a tight loop.
+            lived = trio.current_time() - opened_at
+            if err.reason == "token-expired" and lived >= _MIN_STREAM_LIFE_S:
+                return None, True
+            return err, progressed
+        except FederationClientError as err:
+            return err, progressed
+        finally:
+            self._stream = None
+            await stream.aclose()
+
+    async def _take_from(self, stream: SnapshotStream) -> None:
+        """Consider the next snapshot pushed; NACK one that fails validation."""
+        try:
+            snapshot = await stream.next_snapshot()
+        except SnapshotRejected as err:
+            if err.version is None:
+                raise
+            self._last_seen, self.last_error = err.version, str(err)
+            await self._answer(err.version, ok=False, error=str(err))
+            return
+        if snapshot.version != self._last_seen:
+            self._last_seen = snapshot.version
+            await self.consider(snapshot)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Restore from disk, then report and watch until cancelled. ``started`` right after
-        the restore attempt; :attr:`ready` is set once any snapshot is active."""
+        """Restore from disk, then report and watch (:meth:`follow`) until cancelled.
+        ``started`` right after the restore attempt; :attr:`ready` is set once any snapshot is
+        active."""
         self.restore()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.report_forever, self.client.record.report_interval_s)
-            nursery.start_soon(self.watch)
+            nursery.start_soon(self.follow, self.client.record.report_interval_s)
             task_status.started()

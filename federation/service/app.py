@@ -33,7 +33,8 @@ from federation.service.errors import (
 from federation.service.openapi import openapi_document
 from federation.service.placement_api import PlacementHandlers, placement_routes
 from federation.service.snapshot_bytes import accepts_gzip
-from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
+from federation.service.stream import SnapshotStreamEndpoint, store_failure
+from federation.store import StoreError
 from federation.ui import ui_routes
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -48,15 +49,6 @@ def error_response(status: int, reason: str, message: str, fields: object = ()) 
     fields_doc = [{"field": f, "message": m} for f, m in fields]  # type: ignore[attr-defined]
     body = {"error": {"reason": reason, "message": message, "fields": fields_doc}}
     return JSONResponse(body, status_code=status)
-
-
-def _store_error(err: StoreError) -> ServiceError:
-    if isinstance(err, StaleBundleSequence):
-        return ServiceError(str(err), reason="stale-sequence", status=409)
-    if isinstance(err, InvalidDocument):
-        return ServiceError(str(err), reason="invalid-document", status=422)
-    status = 503 if isinstance(err, StoreUnavailable) else 500
-    return ServiceError(f"the federation's store failed: {err}", reason="store", status=status)
 
 
 async def drain_body(request: Request, cap: int = DRAIN_CAP_BYTES, timeout_s: float = 5.0) -> None:
@@ -85,7 +77,7 @@ def _guarded(metrics_reject: Callable[[str], None], handler: Handler) -> Handler
             return _error_for(err, metrics_reject)
         except StoreError as err:
             await drain_body(request)
-            mapped = _store_error(err)
+            mapped = store_failure(err)
             metrics_reject(mapped.reason)
             _log.warning("store error on %s: %s", request.url.path, err)
             return error_response(mapped.status, mapped.reason, str(mapped))
@@ -249,6 +241,7 @@ def build_app(
         return Route(path, _guarded(h.metrics.reject, handler), methods=[method])
 
     placement = PlacementHandlers(service, auth, h._body)
+    stream = SnapshotStreamEndpoint(service, auth, max_message_bytes=max_body_bytes)
 
     return Starlette(
         routes=[
@@ -259,6 +252,7 @@ def build_app(
             route("/v1/clusters/{cluster}/reports", h.report, "POST"),
             route("/v1/clusters/{cluster}/snapshot", h.snapshot, "GET"),
             route("/v1/clusters/{cluster}/acks", h.ack, "POST"),
+            Route("/v1/clusters/{cluster}/stream", stream, methods=["POST"]),
             route("/v1/status", h.status, "GET"),
             route("/v1/events", h.events, "GET"),
             route("/metrics", h.metrics_page, "GET"),

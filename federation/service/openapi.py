@@ -18,6 +18,16 @@ from federation.model.api import (
     Timeline,
 )
 from federation.model.placement import ServicePolicy
+from federation.model.stream import (
+    STREAM_MEDIA_TYPE,
+    StreamAck,
+    StreamBundles,
+    StreamEnd,
+    StreamError,
+    StreamReply,
+    StreamReport,
+    StreamSnapshot,
+)
 from federation.ui.events import ExternalEvent
 
 _MODELS: tuple[type[BaseModel], ...] = (
@@ -31,7 +41,16 @@ _MODELS: tuple[type[BaseModel], ...] = (
     Timeline,
     ServicePolicy,
     ExternalEvent,
+    StreamReport,
+    StreamAck,
+    StreamBundles,
+    StreamSnapshot,
+    StreamReply,
+    StreamError,
+    StreamEnd,
 )
+_UP = ("StreamReport", "StreamAck")
+_DOWN = ("StreamBundles", "StreamSnapshot", "StreamReply", "StreamError", "StreamEnd")
 _REF = "#/components/schemas/"
 _ERROR = {
     "description": "error",
@@ -72,6 +91,32 @@ def _op(
     return op
 
 
+def _ndjson(names: tuple[str, ...]) -> dict[str, Any]:
+    """An NDJSON body: each line one of ``names``."""
+    schema = {"oneOf": [{"$ref": _REF + name} for name in names]}
+    return {STREAM_MEDIA_TYPE: {"schema": schema, "itemSchema": schema}}
+
+
+def _stream_op() -> dict[str, Any]:
+    op = _op(
+        "Full-duplex HTTP/2 stream: snapshots (routing) and bundles pushed down, reports and "
+        "ACK/NACKs sent up, one JSON object per line (see docs/federation.md)",
+        params=("cluster",),
+    )
+    op["parameters"] += [
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"},
+         "description": "the last version this gateway considered; not pushed again"},
+        {"name": "bundles", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "digest of the bundles this gateway holds; not sent again"},
+    ]  # fmt: skip
+    op["requestBody"] = {"required": True, "content": _ndjson(_UP)}
+    op["responses"]["200"] = {
+        "description": "the stream; ends with an 'end' message when the opening token expires",
+        "content": _ndjson(_DOWN),
+    }
+    return op
+
+
 def _paths() -> dict[str, Any]:
     snapshot = _op("Long-poll this cluster's snapshot", ok="Snapshot", params=("cluster",))
     snapshot["parameters"].append(
@@ -107,6 +152,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v1/clusters/{cluster}/snapshot": {"get": snapshot},
+        "/v1/clusters/{cluster}/stream": {"post": _stream_op()},
         "/v1/clusters/{cluster}/acks": {
             "post": _op(
                 "ACK or NACK a snapshot version", body="Ack", status="204", params=("cluster",)

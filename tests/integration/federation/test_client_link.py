@@ -18,6 +18,7 @@ from federation.client import (
     FederationClient,
     FederationLink,
     FederationRefused,
+    Transport,
     join_federation,
 )
 from federation.model import EndpointHealth, HealthReport, Locality, ServiceHealth, Snapshot
@@ -64,7 +65,7 @@ class Gateway:
         self.seq += 1
         return HealthReport(sequence=self.seq, sent_at=time.time(), services=self.services)
 
-    def link(self, client: FederationClient) -> FederationLink:
+    def link(self, client: FederationClient, transport: Transport = "stream") -> FederationLink:
         return FederationLink(
             client,
             self.state,
@@ -74,6 +75,7 @@ class Gateway:
             rng=random.Random(7),
             backoff_base_s=0.02,
             backoff_cap_s=0.2,
+            transport=transport,
         )
 
     def client(self) -> FederationClient:
@@ -114,14 +116,15 @@ async def test_client_join_pins_the_ca_and_refuses_reuse(
     assert info.value.status == 403 and info.value.reason == "reused"
 
 
+@pytest.mark.parametrize("transport", ["stream", "rest"])
 async def test_link_applies_acks_and_persists_snapshots(
-    federation: RunningFederation, tmp_path: Path
+    federation: RunningFederation, tmp_path: Path, transport: Transport
 ) -> None:
     aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path, services=(CHECKOUT,))
     for gw in (aws, gcp):
         await gw.join(await federation.service.create_join_token(gw.name))
     async with aws.client() as c1, gcp.client() as c2, trio.open_nursery() as nursery:
-        links = [aws.link(c1), gcp.link(c2)]
+        links = [aws.link(c1, transport), gcp.link(c2, transport)]
         for link in links:
             await nursery.start(link.run)
 
@@ -143,6 +146,8 @@ async def test_link_applies_acks_and_persists_snapshots(
                 if row.acked_version is not None and row.acked_version >= version:
                     break
                 await trio.sleep(0.02)
+        assert links[0].describe()["streaming"] is (transport == "stream")
+        assert links[0].describe()["transport"] == transport
         nursery.cancel_scope.cancel()
 
 
@@ -258,3 +263,56 @@ async def test_malformed_snapshot_is_nacked_and_the_last_good_one_kept(
                 await trio.sleep(0.02)
         assert "routing" in row.nack_error
         gateway.cancel_scope.cancel()
+
+
+async def test_link_falls_back_to_rest_when_the_federation_has_no_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from federation.service.stream import SnapshotStreamEndpoint
+
+    async def not_found(self: object, scope: Any, receive: Any, send: Any) -> None:
+        body = b'{"error": {"reason": "not-found", "message": "Not Found", "fields": []}}'
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    monkeypatch.setattr(SnapshotStreamEndpoint, "__call__", not_found)  # an older federation
+    aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path, services=(CHECKOUT,))
+    async with trio.open_nursery() as fed_nursery:
+        fed = await start_federation(fed_nursery, fed_config(tmp_path))
+        for gw in (aws, gcp):
+            await gw.join(await fed.service.create_join_token(gw.name))
+        async with aws.client() as c1, gcp.client() as c2, trio.open_nursery() as nursery:
+            link = aws.link(c1)
+            await nursery.start(link.run)
+            await nursery.start(gcp.link(c2).run)
+            await wait_until(
+                lambda: bool(aws.applied) and bool(aws.applied[-1][0].routing.services)
+            )
+            assert link.describe()["transport"] == "rest"
+            assert link.describe()["streaming"] is False
+            nursery.cancel_scope.cancel()
+        fed_nursery.cancel_scope.cancel()
+
+
+async def test_link_reopens_its_stream_at_once_when_the_token_expires(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path, services=(CHECKOUT,))
+    for gw in (aws, gcp):
+        await gw.join(await federation.service.create_join_token(gw.name))
+    record = aws.state.load_join()
+    assert record is not None
+    short = record.model_copy(update={"max_token_ttl_s": 3})  # tokens live 2-3 s (whole s)
+    async with (
+        FederationClient(short, jwt_key=aws.key, kid=aws.kid, long_poll_s=2.0) as c1,
+        gcp.client() as c2,
+        trio.open_nursery() as nursery,
+    ):
+        link = aws.link(c1)
+        await nursery.start(link.run)
+        await wait_until(lambda: bool(aws.applied))
+        await trio.sleep(4.5)  # time passing IS the test: at least one token lifetime ends
+        await nursery.start(gcp.link(c2).run)  # a change, pushed on a reopened stream
+        await wait_until(lambda: bool(aws.applied[-1][0].routing.services))
+        assert link.failures == 0 and link.describe()["streaming"] is True
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,341 @@
+"""``POST /v1/clusters/{cluster}/stream``: one full-duplex HTTP/2 stream per gateway.
+
+A raw ASGI app (Starlette's ``Request.stream`` and ``StreamingResponse`` read ``receive`` to
+detect disconnects, so they cannot send and receive at once; hypercorn's trio worker hands the
+request body over chunk by chunk while the app sends). Per stream, in one nursery:
+
+* the **writer** sends each new snapshot version of the cluster as it is published (routing
+  only), preceded by the bundles when they differ from what this stream sent last, plus the
+  answers to the gateway's messages;
+* the **reader** takes NDJSON lines (reports, ACK/NACKs) and stores them through
+  :class:`~federation.service.core.FederationService` with the same validation and errors as
+  the REST endpoints (the stream belongs to one authenticated cluster: it can write only that
+  cluster's data);
+* the stream ends when the JWT-SVID that opened it expires (``end``: ``token-expired``), when
+  the gateway closes its side, or at once when it disconnects.
+
+Authentication happens once, at open, exactly as for REST calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+from pydantic import ValidationError
+
+from federation.model.api import Ack, HealthReport
+from federation.model.stream import MAX_MESSAGE_ID, STREAM_MEDIA_TYPE, UPSTREAM, StreamReport
+from federation.service.auth import (
+    CallerAuthenticator,
+    bearer_token,
+    require_own,
+    unverified_claims,
+)
+from federation.service.core import FederationService
+from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
+from federation.service.stream_push import PushEncoder
+from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+#: How long the end of a stream may take to reach a slow gateway before it is dropped.
+_CLOSE_S = 5.0
+_MESSAGE_TYPES = frozenset({"report", "ack"})
+#: A report line whose only other keys come first: what follows is the report, then ``}``.
+_REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
+
+
+def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
+    fields = err.fields if isinstance(err, BadRequestError) else ()
+    return {
+        "type": "error",
+        "id": message_id,
+        "reason": err.reason,
+        "message": str(err),
+        "fields": [{"field": f, "message": m} for f, m in fields],
+    }
+
+
+def store_failure(err: StoreError) -> ServiceError:
+    """The service error (and HTTP status) a store failure maps to."""
+    if isinstance(err, StaleBundleSequence):
+        return ServiceError(str(err), reason="stale-sequence", status=409)
+    if isinstance(err, InvalidDocument):
+        return ServiceError(str(err), reason="invalid-document", status=422)
+    status = 503 if isinstance(err, StoreUnavailable) else 500
+    return ServiceError(f"the federation's store failed: {err}", reason="store", status=status)
+
+
+def _line(doc: object) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def _loose_id(line: bytes) -> int | None:
+    """The ``id`` of a message that failed validation, if it has a usable one."""
+    try:
+        value = json.loads(line).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
+    """``(id, report, its JSON as sent)`` for a report line of the form gateways send
+    (``{"type":"report"[,"id":N],"report":{...}}``, the report last), validated without
+    re-encoding it; ``None`` for any other line, or one whose report part is not valid on its
+    own (then the whole line is parsed, and refused with the usual error if it must be)."""
+    line = line.strip()
+    match = _REPORT_HEAD.match(line)
+    if match is None or not line.endswith(b"}"):
+        return None
+    raw = line[match.end() : -1]
+    message_id = None if match.group(1) is None else int(match.group(1))
+    if message_id is not None and message_id > MAX_MESSAGE_ID:
+        return None
+    try:
+        report = HealthReport.model_validate_json(raw)
+    except ValidationError:
+        return None
+    return message_id, report, raw.decode()
+
+
+def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A field path without the union's tag pydantic puts first (``report.report.x``)."""
+    return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
+
+
+def parse_message(line: bytes) -> Any:
+    """An up message, or :class:`BadRequestError` naming every bad field."""
+    try:
+        return UPSTREAM.validate_json(line)
+    except ValidationError as err:
+        fields = tuple(
+            (".".join(str(p) for p in _untagged(item["loc"])) or "(message)", item["msg"])
+            for item in err.errors()
+        )
+        problems = "; ".join(f"{f}: {m}" for f, m in fields)
+        raise BadRequestError(f"invalid stream message: {problems}", fields=fields) from err
+
+
+def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
+    """``(id, report or ACK, the report's JSON text or "")`` of an up message, or
+    :class:`BadRequestError` naming every bad field."""
+    fast = fast_report(line)
+    if fast is not None:
+        return fast
+    message = parse_message(line)
+    if isinstance(message, StreamReport):
+        return message.id, message.report, message.report.model_dump_json()
+    return message.id, message.ack, ""
+
+
+class SnapshotStreamEndpoint:
+    """The ASGI app of the stream route. Borrows the service and authenticator."""
+
+    def __init__(
+        self, service: FederationService, auth: CallerAuthenticator, *, max_message_bytes: int
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.max_message_bytes = max_message_bytes
+        self.encoder = PushEncoder()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        cluster = str(scope["path_params"]["cluster"])
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            session = await self._open(cluster, headers, query)
+        except ServiceError as err:
+            await self._refuse(send, err)
+            return
+        except StoreError as err:
+            await self._refuse(send, store_failure(err))
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", STREAM_MEDIA_TYPE.encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await session.run(receive, send)
+
+    async def _open(
+        self, cluster: str, headers: dict[bytes, bytes], query: dict[str, list[str]]
+    ) -> StreamSession:
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        caller = await self.auth.cluster_of(authorization)
+        require_own(caller, cluster, "the snapshot stream")
+        expires_at = float(unverified_claims(bearer_token(authorization)).get("exp", 0))
+        after_text = (query.get("after") or ["-1"])[0]
+        try:
+            after = int(after_text)
+        except ValueError as err:
+            raise BadRequestError(
+                f"after: {after_text!r} is not an integer version",
+                fields=(("after", "not an integer"),),
+            ) from err
+        digest = (query.get("bundles") or [""])[0]
+        return StreamSession(self, cluster, expires_at=expires_at, after=after, bundles=digest)
+
+    async def _refuse(self, send: Send, err: ServiceError) -> None:
+        self.service.metrics.reject(err.reason)
+        doc = _error_doc(err)
+        body = json.dumps({"error": {k: doc[k] for k in ("reason", "message", "fields")}})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": err.status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode(), "more_body": False})
+
+
+class StreamSession:
+    """One open stream (see the module docstring). :meth:`run` returns when it has ended."""
+
+    def __init__(
+        self,
+        endpoint: SnapshotStreamEndpoint,
+        cluster: str,
+        *,
+        expires_at: float,
+        after: int,
+        bundles: str,
+    ) -> None:
+        self.endpoint = endpoint
+        self.service = endpoint.service
+        self.cluster = cluster
+        self.expires_at = expires_at
+        self.sent_version = after
+        self.sent_digest = bundles
+        self.replies: list[bytes] = []
+        self.wake = trio.Event()
+        self.ending: bytes | None = None
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """Serve until the gateway leaves, closes its side, or its token expires."""
+        gone = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow_versions)
+            nursery.start_soon(self._write, send)
+            nursery.start_soon(self._expire, nursery.cancel_scope)
+            gone = await self._read(receive)
+            nursery.cancel_scope.cancel()
+        if gone:
+            return
+        with trio.move_on_after(_CLOSE_S):
+            final = b"".join(self.replies) + (self.ending or b"")
+            await send({"type": "http.response.body", "body": final, "more_body": False})
+
+    def _reply(self, doc: object) -> None:
+        self.replies.append(_line(doc))
+        self.wake.set()
+
+    async def _expire(self, scope: trio.CancelScope) -> None:
+        clock = self.service.clock
+        await trio.sleep(max(0.0, self.expires_at - clock()))
+        self.ending = _line(
+            {
+                "type": "end",
+                "reason": "token-expired",
+                "message": "the JWT-SVID that opened this stream expired: open a new one",
+            }
+        )
+        scope.cancel()
+
+    async def _follow_versions(self) -> None:
+        publisher = self.service.publisher
+        seen = self.sent_version
+        while True:
+            served = await publisher.wait_newer(self.cluster, seen, math.inf)
+            if served is not None:
+                seen = served.version
+                self.wake.set()
+
+    async def _write(self, send: Send) -> None:
+        publisher, encoder = self.service.publisher, self.endpoint.encoder
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            served = publisher.current(self.cluster)
+            if served is not None and served.version != self.sent_version:
+                push = encoder.push(self.cluster, served.version, served.body)
+                if push.bundles.digest != self.sent_digest:
+                    await send({"type": "http.response.body", "body": push.bundles.line,
+                                "more_body": True})  # fmt: skip
+                    self.sent_digest = push.bundles.digest
+                await send({"type": "http.response.body", "body": push.snapshot_line,
+                            "more_body": True})  # fmt: skip
+                self.sent_version = push.version
+                self.service.metrics.pushed(self.cluster, push.version, self.service.clock())
+            if self.replies:
+                data, self.replies = b"".join(self.replies), []
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _read(self, receive: Receive) -> bool:
+        """Handle every line until the gateway closes its side (False) or leaves (True)."""
+        limit = self.endpoint.max_message_bytes
+        buffer = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return True
+            buffer += message.get("body", b"")
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                await self._handle(line, limit)
+            if len(buffer) > limit:
+                self._refused(PayloadTooLargeError(
+                    f"stream message is over the {limit}-byte limit; closing the stream",
+                    reason="too-large"))  # fmt: skip
+                return False
+            if not message.get("more_body", False):
+                await self._handle(bytes(buffer), limit)
+                return False
+
+    def _refused(self, err: ServiceError, message_id: int | None = None) -> None:
+        self.service.metrics.reject(err.reason)
+        self._reply(_error_doc(err, message_id))
+
+    async def _handle(self, line: bytes, limit: int) -> None:
+        """Store one up message; answer errors (and ``id``'d messages) on the stream."""
+        if not line.strip():
+            return
+        if len(line) > limit:
+            too_large = f"stream message of {len(line)} bytes is over the {limit}-byte limit"
+            self._refused(PayloadTooLargeError(too_large, reason="too-large"), _loose_id(line))
+            return
+        try:
+            message_id, content, raw = decode_message(line)
+        except BadRequestError as err:
+            self._refused(err, _loose_id(line))
+            return
+        try:
+            if isinstance(content, HealthReport):
+                await self.service.record_report(self.cluster, content, raw)
+            else:
+                await self.service.record_ack(self.cluster, content)
+        except ServiceError as err:
+            self._refused(err, message_id)
+            return
+        except StoreError as err:
+            self._refused(store_failure(err), message_id)
+            return
+        if message_id is not None:
+            self._reply({"type": "ok", "id": message_id})

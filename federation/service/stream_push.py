@@ -1,0 +1,123 @@
+"""Stream messages cut from served snapshot bodies: once per (cluster, version), no pydantic.
+
+A served snapshot body is ``{"version":V,"routing":{...},"bundles":{...},"bundle_updates":{...}}``
+(:mod:`federation.service.snapshot_bytes`). A stream sends the routing as a ``snapshot``
+message and the bundle section as a separate ``bundles`` message, only when it differs from the
+one the stream sent last. Every cluster's body of one rebuild ends with the same bundle section,
+so :class:`PushEncoder` recognises it by comparing bytes against the few sections seen last
+(one ``memcmp``) and builds its message once, not once per cluster. Bodies of another shape
+(read back from an older store, or hand-made in tests) are parsed as JSON instead: slower, same
+messages. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+#: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
+#: escaped, and the only maps in routing (weights, cluster health) have numbers as values.
+_BUNDLES_KEY = b',"bundles":{'
+#: Bundle sections remembered (current, previous, and a little slack for replicas catching up).
+_KEEP_SECTIONS = 4
+
+
+@dataclass(frozen=True)
+class BundleSection:
+    """One set of relayed bundles: its ``digest``, the bytes as they end a snapshot body
+    (``,"bundles":{...},"bundle_updates":{...}}``) and its ``bundles`` stream message."""
+
+    digest: str
+    raw: bytes
+    line: bytes
+
+
+@dataclass(frozen=True)
+class Push:
+    """What a stream sends for one snapshot version: its bundles (if the stream has not sent
+    that section yet) and its ``snapshot`` message, each newline-terminated."""
+
+    version: int
+    bundles: BundleSection
+    snapshot_line: bytes
+
+
+def _section(raw: bytes) -> BundleSection:
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    line = b'{"type":"bundles","digest":"%s"' % digest.encode() + raw + b"\n"
+    return BundleSection(digest, raw, line)
+
+
+def _compact(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class PushEncoder:
+    """Caches each cluster's latest :class:`Push`; shared by all streams of a replica."""
+
+    def __init__(self) -> None:
+        self._pushes: dict[str, Push] = {}
+        self._sections: list[BundleSection] = []
+
+    def push(self, cluster: str, version: int, body: bytes) -> Push:
+        """The messages for ``cluster``'s snapshot ``version`` whose served body is ``body``."""
+        cached = self._pushes.get(cluster)
+        if cached is not None and cached.version == version:
+            return cached
+        push = self._cut(version, body) or self._parsed(version, body)
+        self._pushes[cluster] = push
+        return push
+
+    def forget(self, cluster: str) -> None:
+        self._pushes.pop(cluster, None)
+
+    def _cut(self, version: int, body: bytes) -> Push | None:
+        """The fast path: slice the canonical body (``None`` if it is not canonical)."""
+        head = b'{"version":%d,"routing":' % version
+        if not body.startswith(head) or not body.endswith(b"}}"):
+            return None
+        split = body.find(_BUNDLES_KEY, len(head))
+        if split < 0:
+            return None
+        line = b"".join(
+            (
+                b'{"type":"snapshot","version":%d,"routing":' % version,
+                body[len(head) : split],
+                b"}\n",
+            )
+        )
+        return Push(version, self._section_at(body, split), line)
+
+    def _section_at(self, body: bytes, start: int) -> BundleSection:
+        size = len(body) - start
+        for section in self._sections:
+            if len(section.raw) == size and body.startswith(section.raw, start):
+                return section
+        return self._remember(_section(body[start:]))
+
+    def _remember(self, section: BundleSection) -> BundleSection:
+        for known in self._sections:
+            if known.raw == section.raw:
+                return known
+        self._sections = [section, *self._sections[: _KEEP_SECTIONS - 1]]
+        return section
+
+    def _parsed(self, version: int, body: bytes) -> Push:
+        """Any other body: parse it. What is not a JSON object becomes a snapshot without
+        routing, which the gateway NACKs naming the problem."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            doc = {}
+        raw = (
+            b',"bundles":'
+            + _compact(doc.get("bundles", {}))
+            + b',"bundle_updates":'
+            + _compact(doc.get("bundle_updates", {}))
+            + b"}"
+        )
+        line = _compact({"type": "snapshot", "version": version, "routing": doc.get("routing")})
+        return Push(version, self._remember(_section(raw)), line + b"\n")
