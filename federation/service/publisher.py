@@ -32,12 +32,8 @@ from federation.service.leases import (
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
 from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder, gzip_body, stamp
-from federation.service.snapshots import (
-    MemberView,
-    plan_snapshots,
-    snapshot_digest,
-    with_version,
-)
+from federation.service.snapshot_plan import SnapshotPlanner, encode_planned
+from federation.service.snapshots import MemberView, snapshot_digest, with_version
 from federation.store import EncodedJsonObject, ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
@@ -131,6 +127,7 @@ class SnapshotPublisher:
             debounce_s=placement_debounce_s,
         )
         self._encoder = SnapshotEncoder()
+        self._planner = SnapshotPlanner()
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
@@ -272,17 +269,19 @@ class SnapshotPublisher:
         )
         if world == self._last_world:
             return 0
-        changed = plan_snapshots(
+        trust = {b.trust_domain: b.bundle for b in bundles}
+        updates = {b.trust_domain: b.signed_update for b in bundles if b.signed_update}
+        changed = self._planner.plan(
             members,
             self.reachability,
-            {b.trust_domain: b.bundle for b in bundles},
-            {b.trust_domain: b.signed_update for b in bundles if b.signed_update},
+            trust,
+            updates,
             {name: served.digest for name, served in self._served.items()},
             planned=self.placement.traffic,
         )
         # Encoded once (bundle section shared), stored in ONE transaction, stamped without
         # re-encoding; then every watcher is woken at once, without the change feed.
-        encoded = {name: self._encoder.content(p.snapshot) for name, p in changed.items()}
+        encoded = encode_planned(changed, self._encoder, trust, updates)
         documents = {name: EncodedJsonObject(e.text) for name, e in encoded.items()}
         versions = await self._store.put_snapshots(documents, now)
         for name, version in versions.items():
