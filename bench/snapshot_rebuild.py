@@ -75,7 +75,7 @@ def _rebuild(
     t2 = time.process_time()
     state["version"] += 1
     for name, content in encoded.items():
-        stamp(content, state["version"])
+        stamp(getattr(content, "content", content), state["version"])
         state["digests"][name] = changed[name].digest
     t3 = time.process_time()
     return {"plan": t1 - t0, "encode": t2 - t1, "stamp": t3 - t2, "changed": len(changed)}

@@ -34,7 +34,7 @@ from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, Plac
 from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder, gzip_body, stamp
 from federation.service.snapshot_plan import SnapshotPlanner, encode_planned
 from federation.service.snapshots import MemberView, snapshot_digest, with_version
-from federation.store import EncodedJsonObject, ReportRecord, Store, StoreError
+from federation.store import ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -282,10 +282,12 @@ class SnapshotPublisher:
         # Encoded once (bundle section shared), stored in ONE transaction, stamped without
         # re-encoding; then every watcher is woken at once, without the change feed.
         encoded = encode_planned(changed, self._encoder, trust, updates)
-        documents = {name: EncodedJsonObject(e.text) for name, e in encoded.items()}
+        documents = {name: e.document for name, e in encoded.items()}
         versions = await self._store.put_snapshots(documents, now)
         for name, version in versions.items():
-            self._served[name] = self._stamp(encoded[name], version, now, changed[name].digest)
+            self._served[name] = self._stamp(
+                encoded[name].content, version, now, changed[name].digest
+            )
             self._wake(name)
         self._last_world = world
         return len(changed)

@@ -9,7 +9,7 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
-from federation.store.documents import EncodedJsonObject
+from federation.store.documents import EncodedJsonObject, SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
     InvalidDocument,
@@ -61,6 +61,7 @@ __all__ = [
     "SchemaVersionError",
     "ServiceRecord",
     "SnapshotRecord",
+    "SplitJsonObject",
     "StaleBundleSequence",
     "Store",
     "StoreConfig",

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from federation.store.documents import SplitJsonObject
 from federation.store.records import (
     AckState,
     BundleRecord,
@@ -149,15 +150,18 @@ class Store(Protocol):
         ...
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument], now: float
+        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
     ) -> dict[str, int]:
         """Store a new snapshot for every cluster in ``documents`` in ONE transaction (all or
         none) and return each cluster's new version, numbered as by :meth:`put_snapshot`.
 
         What a rebuild that changes many snapshots calls: one write (one commit, one thread
-        hop) instead of one per cluster. An empty mapping stores nothing and returns ``{}``.
-        Raises ``InvalidDocument`` (nothing stored) if any name or document is invalid.
-        Topic ``snapshot:<cluster>`` for each.
+        hop) instead of one per cluster. A document may be a
+        :class:`~federation.store.documents.SplitJsonObject`: its shared tail (the bundle
+        section every snapshot of a rebuild carries) is stored once per distinct text, and
+        :meth:`get_snapshot` returns ``head + tail``. An empty mapping stores nothing and
+        returns ``{}``. Raises ``InvalidDocument`` (nothing stored) if any name or document is
+        invalid. Topic ``snapshot:<cluster>`` for each.
         """
         ...
 

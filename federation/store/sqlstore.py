@@ -15,12 +15,14 @@ from typing import TypeVar
 
 from federation.store import operations as ops
 from federation.store.documents import (
+    SplitJsonObject,
     document_text,
     optional_text,
     require_count,
     require_name,
     require_text,
     require_time,
+    split_document,
 )
 from federation.store.errors import InvalidDocument
 from federation.store.event_log import log_event
@@ -173,12 +175,12 @@ class SqlStore(ABC):
         return await self._write(body)
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument], now: float
+        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
     ) -> dict[str, int]:
         if not isinstance(documents, Mapping):
             raise InvalidDocument("documents", "expected a mapping of cluster name to document")
         texts = {
-            require_name(cluster, "documents key"): document_text(doc, f"documents[{cluster!r}]")
+            require_name(cluster, "documents key"): split_document(doc, f"documents[{cluster!r}]")
             for cluster, doc in documents.items()
         }
         if not texts:

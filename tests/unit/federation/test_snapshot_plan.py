@@ -7,13 +7,14 @@ from federation.model.api import Snapshot
 from federation.model.routing import FaultPolicy, RetryPolicy
 from federation.service.leases import LeaseInput, Reachability, assess_reachability
 from federation.service.placement_routes import PlannedRoute, PlannedTraffic
-from federation.service.snapshot_bytes import SnapshotEncoder
+from federation.service.snapshot_bytes import SnapshotEncoder, stamp
 from federation.service.snapshot_plan import SnapshotPlanner, SplicedList, encode_planned
 from federation.service.snapshots import (
     MemberView,
     build_snapshot,
     plan_snapshots,
     snapshot_digest,
+    with_version,
 )
 
 
@@ -64,9 +65,12 @@ def assert_same(
         assert item.text == old[name].snapshot.routing.model_dump_json(), name
         assert item.digest == old[name].digest == snapshot_digest(old[name].snapshot)
     encoded = encode_planned(new, SnapshotEncoder(), bundles, updates)
-    for name, content in encoded.items():
-        assert content.text == old[name].snapshot.model_dump_json()
-        assert Snapshot.model_validate_json(content.text) == old[name].snapshot
+    for name, item in encoded.items():
+        whole = item.document.head + item.document.tail
+        assert whole == old[name].snapshot.model_dump_json()
+        assert Snapshot.model_validate_json(whole) == old[name].snapshot
+        served = stamp(item.content, 7).body
+        assert served == with_version(old[name].snapshot, 7).model_dump_json().encode()
 
 
 def test_simple_rule_fleet_is_byte_identical() -> None:
