@@ -131,13 +131,13 @@ class FederationService:
                 "(foreign_trust_domains in federation.yaml); join under another trust domain",
                 reason="trust-domain-foreign",
             )
-        for other in await self.store.list_clusters():
-            if other.trust_domain == td.name and other.name != cluster:
-                raise ConflictError(
-                    f"trust_domain: {td.name} already belongs to cluster {other.name!r}; "
-                    "every cluster has its own trust domain",
-                    reason="trust-domain-taken",
-                )
+        owner = await self.store.cluster_of_trust_domain(td.name)  # one row, not N
+        if owner is not None and owner != cluster:
+            raise ConflictError(
+                f"trust_domain: {td.name} already belongs to cluster {owner!r}; "
+                "every cluster has its own trust domain",
+                reason="trust-domain-taken",
+            )
         current = await self.store.get_bundle(td.name)
         # Gateways accept a change to a known trust domain's bundle only as a signed update; an
         # unsigned replacement relayed here would make every peer NACK every snapshot.

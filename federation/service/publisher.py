@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -29,10 +30,23 @@ from federation.service.leases import (
     assess_reachability,
     lease_expires_at,
 )
+from federation.service.maintenance import Retention, run_maintenance
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
-from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder, gzip_body, stamp
-from federation.service.snapshot_plan import SnapshotPlanner, encode_planned
+from federation.service.rebuild_pacing import JoinPacer
+from federation.service.snapshot_bytes import (
+    EncodedContent,
+    SnapshotBody,
+    SnapshotEncoder,
+    gzip_body,
+    stamp,
+)
+from federation.service.snapshot_plan import (
+    RebuildInput,
+    SnapshotPlanner,
+    plan_and_encode,
+    stamp_all,
+)
 from federation.service.snapshots import MemberView, snapshot_digest, with_version
 from federation.store import ReportRecord, Store, StoreError
 
@@ -96,6 +110,7 @@ class SnapshotPublisher:
         metrics: FederationMetrics | None = None,
         placement_debounce_s: float = DEFAULT_PLACEMENT_DEBOUNCE_S,
         first_plan_timeout_s: float = DEFAULT_FIRST_PLAN_TIMEOUT_S,
+        retention: Retention | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -103,6 +118,7 @@ class SnapshotPublisher:
         self._missed = missed_intervals
         self._debounce_s = debounce_s
         self._first_plan_timeout_s = first_plan_timeout_s
+        self._retention = retention or Retention()
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
@@ -128,6 +144,9 @@ class SnapshotPublisher:
         )
         self._encoder = SnapshotEncoder()
         self._planner = SnapshotPlanner()
+        self._rebuilding = trio.Lock()
+        #: holds join-triggered rebuilds until a burst of joins pauses (bounded)
+        self.join_pacer = JoinPacer()
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
@@ -178,14 +197,15 @@ class SnapshotPublisher:
         version: int,
         at: float,
         digest: str | None = None,
+        stamped: SnapshotBody | None = None,
     ) -> ServedSnapshot:
         """The served form of ``content`` at ``version``. Content encoded by this replica's
-        rebuild is stamped without re-encoding (``digest`` required); a snapshot read back from
-        the store is encoded here."""
+        rebuild is stamped without re-encoding (``digest`` required; ``stamped`` if a worker
+        thread already did it); a snapshot read back from the store is encoded here."""
         if isinstance(content, EncodedContent):
             if digest is None:
                 raise ValueError("an encoded snapshot is stamped with its planned digest")
-            encoded = stamp(content, version)
+            encoded = stamped or stamp(content, version)
             return ServedSnapshot(version, digest, encoded.body, at, encoded.gzipped)
         body = with_version(content, version).model_dump_json().encode()
         digest = digest or snapshot_digest(content)
@@ -255,7 +275,12 @@ class SnapshotPublisher:
         """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
 
         Cheap when nothing that matters changed (steady reports only renew leases): the plan is
-        skipped if members, lease states, links and bundles equal those of the last build."""
+        skipped if members, lease states, links and bundles equal those of the last build.
+        One rebuild at a time (the planner's caches are not shared between threads)."""
+        async with self._rebuilding:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> int:
         members, bundles, now = await self._assess()
         world = (
             tuple(
@@ -271,23 +296,27 @@ class SnapshotPublisher:
             return 0
         trust = {b.trust_domain: b.bundle for b in bundles}
         updates = {b.trust_domain: b.signed_update for b in bundles if b.signed_update}
-        changed = self._planner.plan(
-            members,
-            self.reachability,
-            trust,
-            updates,
-            {name: served.digest for name, served in self._served.items()},
-            planned=self.placement.traffic,
-        )
-        # Encoded once (bundle section shared), stored in ONE transaction, stamped without
-        # re-encoding; then every watcher is woken at once, without the change feed.
-        encoded = encode_planned(changed, self._encoder, trust, updates)
-        documents = {name: e.document for name, e in encoded.items()}
-        versions = await self._store.put_snapshots(documents, now)
-        for name, version in versions.items():
-            self._served[name] = self._stamp(
-                encoded[name].content, version, now, changed[name].digest
+        # Pure work on inputs nobody mutates, in a worker thread: the event loop keeps serving
+        # reports and watches (it only competes for the GIL) during a 1,000-cluster plan.
+        changed = await trio.to_thread.run_sync(
+            partial(
+                plan_and_encode,
+                self._planner,
+                self._encoder,
+                RebuildInput(members, self.reachability, trust, updates, self.placement.traffic),
+                {name: served.digest for name, served in self._served.items()},
             )
+        )
+        # Stored in ONE transaction (the bundle section once), stamped without re-encoding
+        # (gzip, in a thread: zlib releases the GIL); then every watcher is woken at once.
+        documents = {name: item.encoded.document for name, item in changed.items()}
+        versions = await self._store.put_snapshots(documents, now)
+        bodies = await trio.to_thread.run_sync(
+            stamp_all, {name: (changed[name].encoded.content, v) for name, v in versions.items()}
+        )
+        for name, version in versions.items():
+            content, digest = changed[name].encoded.content, changed[name].routing.digest
+            self._served[name] = self._stamp(content, version, now, digest, bodies[name])
             self._wake(name)
         self._last_world = world
         return len(changed)
@@ -347,6 +376,8 @@ class SnapshotPublisher:
                     self._pending_reports.add(change.subject)
                     self._dirty.set()
                 elif change.kind in _REBUILD_TOPICS:
+                    if change.kind == "cluster":
+                        self.join_pacer.note_join()
                     self._full = True
                     self._dirty.set()
 
@@ -384,7 +415,8 @@ class SnapshotPublisher:
             self._dirty.set()
 
     async def _lead(self) -> None:
-        """The leader's work: the placement loop beside the snapshot loop, until cancelled.
+        """The leader's work: the placement loop and the maintenance loop (retention,
+        :mod:`federation.service.maintenance`) beside the snapshot loop, until cancelled.
 
         On taking over, lease states are judged first and handed to the placement loop, which
         plans once before the first snapshot is built: snapshots never fall back to the simple
@@ -396,6 +428,7 @@ class SnapshotPublisher:
         try:
             states_known = await self._assess_before_planning()
             async with trio.open_nursery() as nursery:
+                await nursery.start(run_maintenance, self._store, self._clock, self._retention)
                 await nursery.start(self.placement.lead)
                 if states_known:
                     await self._wait_first_plan()
@@ -429,11 +462,14 @@ class SnapshotPublisher:
             with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                 await self._dirty.wait()
                 await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+            await self.join_pacer.settle()  # a burst of joins: one rebuild after it
             self._dirty = trio.Event()
             pending, self._pending_reports = self._pending_reports, set()
             full, self._full = self._full, False
             if timer.cancelled_caught or full or not await self._only_renewals(pending):
+                started = trio.current_time()
                 await self._rebuild_or_retry()
+                self.join_pacer.last_rebuild_s = trio.current_time() - started
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load what the store serves, follow the change feed, and campaign for leadership:

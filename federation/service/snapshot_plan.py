@@ -26,7 +26,12 @@ from federation.model.api import Snapshot
 from federation.model.routing import Locality, PeerGateway, PriorityLevel, RoutingModel
 from federation.service.leases import Reachability
 from federation.service.placement_routes import PlannedTraffic
-from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder
+from federation.service.snapshot_bytes import (
+    EncodedContent,
+    SnapshotBody,
+    SnapshotEncoder,
+    stamp,
+)
 from federation.service.snapshots import (
     EQUAL_WEIGHT,
     MemberView,
@@ -242,3 +247,47 @@ def encode_planned(
         content = EncodedContent(head, item.text[len(_VERSION0) :], shared)
         encoded[name] = EncodedSnapshot(content, SplitJsonObject(head, shared.text))
     return encoded
+
+
+@dataclass(frozen=True)
+class RebuildInput:
+    """Everything one rebuild plans from (immutable once handed over: safe in a thread)."""
+
+    members: Sequence[MemberView]
+    reach: Reachability
+    bundles: Mapping[str, str]
+    bundle_updates: Mapping[str, str]
+    planned: PlannedTraffic
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One cluster whose snapshot changes: its routing (and digest) and its encodings."""
+
+    routing: PlannedRouting
+    encoded: EncodedSnapshot
+
+
+def plan_and_encode(
+    planner: SnapshotPlanner,
+    encoder: SnapshotEncoder,
+    world: RebuildInput,
+    current_digests: Mapping[str, str],
+) -> dict[str, PlannedChange]:
+    """Plan every cluster and encode the changed ones (pure; the publisher runs it in a worker
+    thread, one rebuild at a time, since ``planner`` and ``encoder`` keep caches)."""
+    changed = planner.plan(
+        world.members,
+        world.reach,
+        world.bundles,
+        world.bundle_updates,
+        current_digests,
+        planned=world.planned,
+    )
+    encoded = encode_planned(changed, encoder, world.bundles, world.bundle_updates)
+    return {name: PlannedChange(changed[name], encoded[name]) for name in changed}
+
+
+def stamp_all(items: Mapping[str, tuple[EncodedContent, int]]) -> dict[str, SnapshotBody]:
+    """Each content stamped with its store-assigned version (JSON and gzip; pure)."""
+    return {name: stamp(content, version) for name, (content, version) in items.items()}

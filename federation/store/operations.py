@@ -26,6 +26,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -86,6 +87,28 @@ def upsert_cluster(tx: Transaction, *, cluster: ClusterRecord) -> None:
 def get_cluster(tx: Transaction, *, name: str) -> ClusterRecord | None:
     row = tx.one("SELECT document FROM clusters WHERE name = ?", (name,))
     return None if row is None else ClusterRecord.model_validate_json(row[0])
+
+
+def cluster_of_trust_domain(tx: Transaction, *, trust_domain: str) -> str | None:
+    row = tx.one(
+        "SELECT name FROM clusters WHERE trust_domain = ? ORDER BY name LIMIT 1", (trust_domain,)
+    )
+    return None if row is None else str(row[0])
+
+
+def prune(tx: Transaction, *, events_before: float, tokens_before: float) -> PruneCounts:
+    events = tx.run("DELETE FROM events WHERE at < ?", (events_before,))
+    tokens = tx.run(
+        "DELETE FROM join_tokens WHERE (used_at IS NOT NULL AND used_at < ?) OR expires_at < ?",
+        (tokens_before, tokens_before),
+    )
+    if tokens:
+        tx.run(
+            "DELETE FROM changes WHERE substr(topic, 1, 6) = ? AND substr(topic, 7) NOT IN "
+            "(SELECT token_id FROM join_tokens)",
+            ("token:",),
+        )
+    return PruneCounts(events, tokens)
 
 
 def list_clusters(tx: Transaction) -> list[ClusterRecord]:

@@ -32,6 +32,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -91,6 +92,11 @@ class Store(Protocol):
 
     async def list_clusters(self) -> list[ClusterRecord]:
         """Every cluster, ordered by name."""
+        ...
+
+    async def cluster_of_trust_domain(self, trust_domain: str) -> str | None:
+        """The name of the cluster registered with ``trust_domain`` (the first by name if
+        several), or ``None``: a join's conflict check without reading every cluster."""
         ...
 
     # -- trust bundles -------------------------------------------------------------------------
@@ -232,6 +238,15 @@ class Store(Protocol):
 
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
         """Events with ``id > after_id``, oldest first, at most ``limit``."""
+        ...
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def prune(self, *, events_before: float, tokens_before: float) -> PruneCounts:
+        """Delete timeline events with ``at < events_before`` and join tokens used before
+        ``tokens_before`` or expired before it (with their change-feed topics), in one
+        transaction. Announces no change (nothing anyone watches is removed). Run by the
+        leader's maintenance loop; cheap when there is nothing to delete."""
         ...
 
     # -- change feed ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -115,6 +116,17 @@ class SqlStore(ABC):
 
     async def list_clusters(self) -> list[ClusterRecord]:
         return await self._read(ops.list_clusters)
+
+    async def cluster_of_trust_domain(self, trust_domain: str) -> str | None:
+        return await self._read(partial(ops.cluster_of_trust_domain, trust_domain=trust_domain))
+
+    async def prune(self, *, events_before: float, tokens_before: float) -> PruneCounts:
+        body = partial(
+            ops.prune,
+            events_before=require_time(events_before, "events_before"),
+            tokens_before=require_time(tokens_before, "tokens_before"),
+        )
+        return await self._write(body)
 
     # -- bundles
 
