@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from federation.store.documents import SplitJsonObject
 from federation.store.errors import (
@@ -183,6 +183,20 @@ def record_report(tx: Transaction, *, cluster: str, report: str, received_at: fl
         (cluster, received_at, report),
     )
     tx.changed(f"report:{cluster}")
+
+
+def record_reports(tx: Transaction, *, reports: Sequence[tuple[str, str, float]]) -> None:
+    """Many ``(cluster, report, received_at)`` upserts in one transaction; for a cluster given
+    twice the later one wins (arrival order)."""
+    latest = {cluster: (report, at) for cluster, report, at in reports}
+    tx.run_many(
+        "INSERT INTO reports (cluster, received_at, report) VALUES (?, ?, ?) "
+        "ON CONFLICT (cluster) DO UPDATE SET received_at = excluded.received_at, "
+        "report = excluded.report",
+        [(cluster, at, report) for cluster, (report, at) in sorted(latest.items())],
+    )
+    for cluster in sorted(latest):
+        tx.changed(f"report:{cluster}")
 
 
 def get_report(tx: Transaction, *, cluster: str) -> ReportRecord | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from functools import partial
+from functools import cached_property, partial
 from typing import TypeVar
 
 from federation.store import operations as ops
@@ -26,6 +26,7 @@ from federation.store.documents import (
 )
 from federation.store.errors import InvalidDocument
 from federation.store.event_log import log_event
+from federation.store.group_commit import GroupCommit
 from federation.store.protocol import JsonDocument, LeaderWork
 from federation.store.records import (
     AckState,
@@ -161,13 +162,21 @@ class SqlStore(ABC):
     # -- reports
 
     async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
-        body = partial(
-            ops.record_report,
-            cluster=require_name(cluster, "cluster"),
-            report=document_text(report, "report"),
-            received_at=require_time(received_at, "received_at"),
+        item = (
+            require_name(cluster, "cluster"),
+            document_text(report, "report"),
+            require_time(received_at, "received_at"),
         )
-        await self._write(body)
+        await self._report_commits.submit(item)
+
+    @cached_property
+    def _report_commits(self) -> GroupCommit[tuple[str, str, float]]:
+        """Reports arriving while one commits are committed together (one transaction)."""
+        return GroupCommit(self._flush_reports)
+
+    async def _flush_reports(self, reports: list[tuple[str, str, float]]) -> None:
+        """Store a batch of validated reports in one write (backends may override)."""
+        await self._write(partial(ops.record_reports, reports=reports))
 
     async def get_report(self, cluster: str) -> ReportRecord | None:
         return await self._read(partial(ops.get_report, cluster=cluster))

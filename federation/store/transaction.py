@@ -36,6 +36,10 @@ class Transaction:
         self._cursor.execute(self._sql(sql), tuple(params))
         return int(self._cursor.rowcount)
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Execute a statement once per row of parameters (one call to the driver)."""
+        self._cursor.executemany(self._sql(sql), [tuple(row) for row in rows])
+
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         """Execute a query; return its first row or ``None``."""
         self._cursor.execute(self._sql(sql), tuple(params))
