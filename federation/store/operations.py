@@ -267,7 +267,25 @@ def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
     return SnapshotRecord(str(row[0]), int(row[1]), document, float(row[3]))
 
 
+AckItem = tuple[str, int, bool, str | None, float]
+
+
+def record_acks(tx: Transaction, *, acks: Sequence[AckItem]) -> None:
+    """Many ``(cluster, version, ok, error, at)`` answers in one transaction, in order."""
+    for cluster, version, ok, error, at in acks:
+        _apply_ack(tx, cluster=cluster, version=version, ok=ok, error=error, at=at)
+    for cluster in sorted({ack[0] for ack in acks}):
+        tx.changed(f"ack:{cluster}")
+
+
 def record_ack(
+    tx: Transaction, *, cluster: str, version: int, ok: bool, error: str | None, at: float
+) -> None:
+    _apply_ack(tx, cluster=cluster, version=version, ok=ok, error=error, at=at)
+    tx.changed(f"ack:{cluster}")
+
+
+def _apply_ack(
     tx: Transaction, *, cluster: str, version: int, ok: bool, error: str | None, at: float
 ) -> None:
     tx.run("INSERT INTO snapshot_acks (cluster) VALUES (?) ON CONFLICT DO NOTHING", (cluster,))
@@ -283,7 +301,6 @@ def record_ack(
             "WHERE cluster = ?",
             (version, error or "rejected without a reason", at, cluster),
         )
-    tx.changed(f"ack:{cluster}")
 
 
 def get_ack_state(tx: Transaction, *, cluster: str) -> AckState:

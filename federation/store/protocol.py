@@ -8,7 +8,8 @@ conformance suite (``tests/integration/store``). Rules that hold for every metho
   completion in its thread (a cancelled write may still commit).
 * Every write is one transaction: it is applied completely or not at all, and it bumps the
   global change sequence for its topic (see :class:`~federation.store.records.Change`) in that
-  same transaction, so a replica that sees the change can read the data.
+  same transaction, so a replica that sees the change can read the data. Concurrent
+  ``record_report`` (and ``record_ack``) calls may share one transaction (group commit).
 * JSON document arguments (``JsonDocument``) must be a JSON *object*: a ``str`` holding one
   (stored verbatim) or a ``Mapping`` (serialised compactly). Anything else raises
   :class:`~federation.store.errors.InvalidDocument` and nothing is stored.
@@ -133,7 +134,10 @@ class Store(Protocol):
     async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
         """Replace the cluster's latest report (one upsert, no history): renews its lease.
 
-        Topic ``report:<cluster>``. Cheap enough for 1,000 gateways at 1 report/s.
+        Topic ``report:<cluster>``. Cheap enough for 1,000 gateways at 1 report/s: reports
+        that arrive while one commits are group-committed together in the next transaction
+        (no added delay); each call returns once its own report is durable, and a failed batch
+        raises in every caller of that batch.
         """
         ...
 
@@ -181,7 +185,8 @@ class Store(Protocol):
         """Record a gateway's ACK (``ok``) or NACK (``error`` says why) of ``version``.
 
         An ACK raises ``acked_version`` (never lowers it); a NACK replaces the last NACK.
-        Topic ``ack:<cluster>``.
+        Topic ``ack:<cluster>``. Group-committed like :meth:`record_report` (answers of one
+        batch are applied in arrival order).
         """
         ...
 

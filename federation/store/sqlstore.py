@@ -217,15 +217,23 @@ class SqlStore(ABC):
     ) -> None:
         if not isinstance(ok, bool):
             raise InvalidDocument("ok", f"expected a bool, got {ok!r}")
-        body = partial(
-            ops.record_ack,
-            cluster=require_name(cluster, "cluster"),
-            version=require_count(version, "version"),
-            ok=ok,
-            error=optional_text(error, "error"),
-            at=require_time(at, "at"),
+        item = (
+            require_name(cluster, "cluster"),
+            require_count(version, "version"),
+            ok,
+            optional_text(error, "error"),
+            require_time(at, "at"),
         )
-        await self._write(body)
+        await self._ack_commits.submit(item)
+
+    @cached_property
+    def _ack_commits(self) -> GroupCommit[ops.AckItem]:
+        """ACKs arriving while one commits are committed together (one transaction)."""
+
+        async def flush(acks: list[ops.AckItem]) -> None:
+            await self._write(partial(ops.record_acks, acks=acks))
+
+        return GroupCommit(flush)
 
     async def get_ack_state(self, cluster: str) -> AckState:
         return await self._read(partial(ops.get_ack_state, cluster=cluster))
