@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, LeaseState, ServiceHealth, Snapshot
+from federation.model.api import HealthReport, LeaseState, Snapshot
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -34,6 +33,7 @@ from federation.service.maintenance import Retention, run_maintenance
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
 from federation.service.rebuild_pacing import JoinPacer
+from federation.service.served import ServedSnapshot, report_key, world_key
 from federation.service.snapshot_bytes import (
     EncodedContent,
     SnapshotBody,
@@ -60,40 +60,6 @@ _RETRY_S = 0.5
 #: How long a new leader holds its first snapshot build for the placement loop's first plan.
 DEFAULT_FIRST_PLAN_TIMEOUT_S = 2.0
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServedSnapshot:
-    """A stored snapshot as served: its version, content digest, encoded body and the same
-    body gzip-compressed (both encoded once per version, not per watcher)."""
-
-    version: int
-    digest: str
-    body: bytes
-    created_at: float
-    gzipped: bytes = b""
-
-
-def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:
-    """The part of a cluster's services a snapshot depends on (not load metrics, which change
-    with every report)."""
-    return tuple(
-        (
-            svc.name,
-            svc.endpoints,
-            svc.allowed_sources,
-            svc.tcp_endpoints,
-            svc.timeout_s,
-            svc.retry,
-            svc.fault,
-        )
-        for svc in services
-    )
-
-
-def report_key(report: HealthReport) -> tuple[object, ...]:
-    """What of a report can change any snapshot: routing-relevant services and probe verdicts."""
-    return (routing_key(report.services), tuple((p.cluster, p.ok) for p in report.peers))
 
 
 class SnapshotPublisher:
@@ -282,16 +248,7 @@ class SnapshotPublisher:
 
     async def _rebuild(self) -> int:
         members, bundles, now = await self._assess()
-        world = (
-            tuple(
-                (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
-                for m in members
-            ),
-            tuple(sorted(self.reachability.states.items())),
-            self.reachability.links_down,
-            tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),
-            self.placement.traffic.generation,
-        )
+        world = world_key(members, self.reachability, bundles, self.placement.traffic.generation)
         if world == self._last_world:
             return 0
         trust = {b.trust_domain: b.bundle for b in bundles}
