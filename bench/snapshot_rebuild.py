@@ -8,7 +8,8 @@ Each of N clusters exports one service with one endpoint and its own ~1.2 KiB tr
 endpoint turns unhealthy, so every other cluster's routing changes: the rebuild then plans,
 encodes (the document the store keeps) and stamps (served body + gzip) every changed snapshot,
 as :class:`~federation.service.publisher.SnapshotPublisher` does. Printed: CPU ms per rebuild
-(``time.process_time``) split in plan / encode / stamp, the best of ``--repeat`` runs.
+(``time.process_time``) split in plan / encode / store (``--store``: ``put_snapshots`` on a
+temporary SQLite file, all threads) / stamp, the best of ``--repeat`` runs.
 
 ``--compare DIR`` runs the same measurement with ``DIR`` (another checkout, e.g. ``git archive
 main | tar -x -C DIR``) first on the import path, in a subprocess, alternating with this tree.
@@ -22,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -59,6 +61,7 @@ def _rebuild(
     from federation.service.snapshot_bytes import stamp
 
     encoder = state["encoder"]
+    encoded: dict[str, Any]
     t0 = time.process_time()
     if "planner" in state:
         from federation.service.snapshot_plan import encode_planned
@@ -73,21 +76,53 @@ def _rebuild(
         t1 = time.process_time()
         encoded = {name: encoder.content(p.snapshot) for name, p in changed.items()}
     t2 = time.process_time()
+    write_s = _store_write(state, encoded) if "store" in state else 0.0
+    t2 += write_s
     state["version"] += 1
-    for name, content in encoded.items():
-        stamp(getattr(content, "content", content), state["version"])
+    for name, item in encoded.items():
+        content: Any = getattr(item, "content", item)
+        stamp(content, state["version"])
         state["digests"][name] = changed[name].digest
     t3 = time.process_time()
-    return {"plan": t1 - t0, "encode": t2 - t1, "stamp": t3 - t2, "changed": len(changed)}
+    return {
+        "plan": t1 - t0,
+        "encode": t2 - t1 - write_s,
+        "store": write_s,
+        "stamp": t3 - t2,
+        "changed": len(changed),
+    }
 
 
-def measure(n: int, repeat: int) -> dict[str, float]:
+def _store_write(state: dict[str, Any], encoded: dict[str, Any]) -> float:
+    """CPU seconds of this process (all threads) to store the changed snapshots, as the
+    publisher does: one ``put_snapshots`` on a SQLite file."""
+    import trio
+
+    from federation.store import EncodedJsonObject, open_store
+
+    documents: dict[str, Any] = {
+        name: item.document if hasattr(item, "document") else EncodedJsonObject(item.text)
+        for name, item in encoded.items()
+    }
+
+    async def write() -> None:
+        async with open_store(state["store"]) as store:
+            await store.put_snapshots(documents, 1.0)
+
+    started = time.process_time()
+    trio.run(write)
+    return time.process_time() - started
+
+
+def measure(n: int, repeat: int, store_dir: str | None = None) -> dict[str, float]:
     """Best-of-``repeat`` CPU seconds of a rebuild after one cluster's health flips."""
     from federation.service.snapshot_bytes import SnapshotEncoder
 
     best: dict[str, float] | None = None
     for _ in range(repeat):
         state: dict[str, Any] = {"encoder": SnapshotEncoder(), "digests": {}, "version": 0}
+        if store_dir:
+            state["store"] = f"sqlite:///{store_dir}/rebuild-{n}-{len(os.listdir(store_dir))}.db"
         try:
             from federation.service.snapshot_plan import SnapshotPlanner
 
@@ -98,8 +133,8 @@ def measure(n: int, repeat: int) -> dict[str, float]:
         first = _rebuild(state, members, reach, bundles)
         flipped, _, _ = _fleet(n, healthy_first=False)
         result = _rebuild(state, flipped, reach, bundles)
-        result["first_total"] = first["plan"] + first["encode"] + first["stamp"]
-        result["total"] = result["plan"] + result["encode"] + result["stamp"]
+        result["first_total"] = sum(first[k] for k in ("plan", "encode", "store", "stamp"))
+        result["total"] = sum(result[k] for k in ("plan", "encode", "store", "stamp"))
         if best is None or result["total"] < best["total"]:
             best = result
     assert best is not None
@@ -110,7 +145,8 @@ def _line(label: str, n: int, r: dict[str, float]) -> str:
     return (
         f"{label:>8} N={n:<5} flip rebuild {1000 * r['total']:8.1f} ms CPU "
         f"(plan {1000 * r['plan']:.1f}, encode {1000 * r['encode']:.1f}, "
-        f"stamp {1000 * r['stamp']:.1f}; {int(r['changed'])} changed) | first build "
+        f"store {1000 * r['store']:.1f}, stamp {1000 * r['stamp']:.1f}; "
+        f"{int(r['changed'])} changed) | first build "
         f"{1000 * r['first_total']:.1f} ms"
     )
 
@@ -120,11 +156,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare", metavar="DIR", help="another tree to A/B against")
+    parser.add_argument(
+        "--store", action="store_true", help="also time put_snapshots on a temporary SQLite file"
+    )
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.json:
-        print(json.dumps({n: measure(n, args.repeat) for n in sizes}))
+        print(json.dumps({n: measure(n, args.repeat, args.store_dir) for n in sizes}))
         return 0
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = [("this", here)] + ([("compare", args.compare)] if args.compare else [])
@@ -133,7 +173,9 @@ def main() -> int:
             env = dict(os.environ, PYTHONPATH=root)
             cmd = [sys.executable, os.path.abspath(__file__), "--json", "--sizes", str(n)]
             cmd += ["--repeat", str(args.repeat)]
-            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
+                cmd += ["--store-dir", tmp] if args.store else []
+                out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
             print(_line(label, n, json.loads(out.stdout)[str(n)]), flush=True)
     return 0
 

@@ -48,7 +48,7 @@ from federation.service.snapshot_plan import (
     stamp_all,
 )
 from federation.service.snapshots import MemberView, snapshot_digest, with_version
-from federation.store import ReportRecord, Store, StoreError
+from federation.store import JsonDocument, ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -280,11 +280,12 @@ class SnapshotPublisher:
 
     async def _record_lease_changes(self, before: Mapping[str, LeaseState], now: float) -> None:
         """Timeline events for lease transitions (``lease``: cluster, from, to)."""
-        for cluster, state in sorted(self.reachability.states.items()):
-            previous = before.get(cluster)
-            if previous is not None and previous != state:
-                detail = {"from": previous, "to": state}
-                await self._store.append_event("lease", cluster, detail, now)
+        events: list[tuple[str, str, JsonDocument, float]] = [
+            ("lease", cluster, {"from": previous, "to": state}, now)
+            for cluster, state in sorted(self.reachability.states.items())
+            if (previous := before.get(cluster)) is not None and previous != state
+        ]
+        await self._store.append_events(events)  # one write for a whole lease storm
 
     def _wake(self, cluster: str) -> None:
         event = self._events.pop(cluster, None)

@@ -375,6 +375,20 @@ def append_event(tx: Transaction, *, kind: str, subject: str, detail: str, at: f
     return int(row[0])
 
 
+def append_events(tx: Transaction, *, events: Sequence[tuple[str, str, str, float]]) -> list[int]:
+    ids = []
+    for kind, subject, detail, at in events:
+        row = tx.one(
+            "INSERT INTO events (kind, subject, detail, at) VALUES (?, ?, ?, ?) RETURNING id",
+            (kind, subject, detail, at),
+        )
+        assert row is not None
+        ids.append(int(row[0]))
+    if ids:
+        tx.changed("event")
+    return ids
+
+
 def list_events(tx: Transaction, *, after_id: int, limit: int) -> list[EventRecord]:
     rows = tx.all(
         "SELECT id, kind, subject, detail, at FROM events WHERE id > ? ORDER BY id LIMIT ?",

@@ -21,7 +21,7 @@ conformance suite (``tests/integration/store``). Rules that hold for every metho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -239,6 +239,14 @@ class Store(Protocol):
 
     async def append_event(self, kind: str, subject: str, detail: JsonDocument, at: float) -> int:
         """Append a timeline event and return its id (rising in commit order). Topic ``event``."""
+        ...
+
+    async def append_events(
+        self, events: Sequence[tuple[str, str, JsonDocument, float]]
+    ) -> list[int]:
+        """Append many ``(kind, subject, detail, at)`` events in ONE transaction (all or none,
+        e.g. a lease storm's transitions) and return their ids, in order. Topic ``event``.
+        Raises ``InvalidDocument`` (nothing stored) if any is invalid."""
         ...
 
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:

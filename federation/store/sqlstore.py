@@ -8,7 +8,7 @@ before any transaction opens, so a refused argument stores nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import cached_property, partial
 from typing import TypeVar
@@ -294,6 +294,25 @@ class SqlStore(ABC):
         event_id = await self._write(body)
         log_event(event_id, kind, subject, text, at)  # the one place every event passes
         return event_id
+
+    async def append_events(
+        self, events: Sequence[tuple[str, str, JsonDocument, float]]
+    ) -> list[int]:
+        rows = [
+            (
+                require_name(kind, f"events[{i}].kind"),
+                require_text(subject, f"events[{i}].subject"),
+                document_text(detail, f"events[{i}].detail"),
+                require_time(at, f"events[{i}].at"),
+            )
+            for i, (kind, subject, detail, at) in enumerate(events)
+        ]
+        if not rows:
+            return []
+        ids = await self._write(partial(ops.append_events, events=rows))
+        for event_id, (kind, subject, text, at) in zip(ids, rows, strict=True):
+            log_event(event_id, kind, subject, text, at)
+        return ids
 
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
         after_id = require_count(after_id, "after_id")

@@ -62,3 +62,18 @@ async def test_cluster_of_trust_domain(store: Store) -> None:
     await store.upsert_cluster(cluster("a", "a.example.org"))
     assert await store.cluster_of_trust_domain("a.example.org") == "a"
     assert await store.cluster_of_trust_domain("shared.example.org") == "b"
+
+
+async def test_append_events_stores_many_in_one_write_in_order(store: Store) -> None:
+    assert await store.append_events([]) == []
+    seq = await store.current_change_seq()
+    ids = await store.append_events(
+        [("lease", "a", {"to": "unreachable"}, 1.0), ("lease", "b", '{"to":"healthy"}', 2.0)]
+    )
+    assert len(ids) == 2 and ids[0] < ids[1]
+    events = await store.list_events()
+    assert [(e.id, e.subject, e.at) for e in events] == [(ids[0], "a", 1.0), (ids[1], "b", 2.0)]
+    assert [c.topic for c in await store.changes_since(seq)] == ["event"]
+    with pytest.raises(InvalidDocument):
+        await store.append_events([("lease", "c", {}, 3.0), ("lease", "d", "[1]", 4.0)])
+    assert len(await store.list_events()) == 2  # nothing of the refused batch
