@@ -195,8 +195,7 @@ def record_reports(tx: Transaction, *, reports: Sequence[tuple[str, str, float]]
         "report = excluded.report",
         [(cluster, at, report) for cluster, (report, at) in sorted(latest.items())],
     )
-    for cluster in sorted(latest):
-        tx.changed(f"report:{cluster}")
+    tx.changed_many([f"report:{cluster}" for cluster in sorted(latest)])
 
 
 def get_report(tx: Transaction, *, cluster: str) -> ReportRecord | None:
@@ -274,8 +273,7 @@ def record_acks(tx: Transaction, *, acks: Sequence[AckItem]) -> None:
     """Many ``(cluster, version, ok, error, at)`` answers in one transaction, in order."""
     for cluster, version, ok, error, at in acks:
         _apply_ack(tx, cluster=cluster, version=version, ok=ok, error=error, at=at)
-    for cluster in sorted({ack[0] for ack in acks}):
-        tx.changed(f"ack:{cluster}")
+    tx.changed_many([f"ack:{cluster}" for cluster in sorted({ack[0] for ack in acks})])
 
 
 def record_ack(

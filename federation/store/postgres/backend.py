@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -50,6 +50,9 @@ class PostgresTransaction(Transaction):
     """psycopg placeholders; bumps the change row and notifies in one round trip."""
 
     placeholder = "%s"
+
+    def changed_many(self, topics: Sequence[str]) -> list[Change]:
+        return [self.changed(topic) for topic in topics]  # each notifies in its own statement
 
     def changed(self, topic: str) -> Change:
         row = self.one(_CHANGED_SQL, (topic,))
