@@ -242,7 +242,7 @@ class FederationService:
         now = self.clock()
         # ``raw`` parsed as a HealthReport, so it is a JSON object: the store need not re-parse.
         await self.store.record_report(cluster, EncodedJsonObject(raw), now)
-        self.publisher.note_report(cluster, now, report)
+        self.publisher.note_report(cluster, now, report, raw)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
         """Record an ACK or NACK of a version this cluster was actually served (else

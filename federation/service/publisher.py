@@ -124,13 +124,20 @@ class SnapshotPublisher:
         self._dirty.set()
 
     def note_report(
-        self, cluster: str, received_at: float, report: HealthReport | None = None
+        self,
+        cluster: str,
+        received_at: float,
+        report: HealthReport | None = None,
+        raw: str | None = None,
     ) -> None:
         """A report was stored here (the change feed also tells the leader of any replica).
-        Passing the parsed ``report`` spares the leader a store read to classify it."""
+        Passing the parsed ``report`` spares the leader a store read to classify it, and its
+        stored text ``raw`` spares the next rebuild parsing it again."""
         self._report_times[cluster] = received_at
         if report is not None:
             self._local[cluster] = (received_at, report)
+            if raw is not None:
+                self._reports[cluster] = (raw, report)
         self._pending_reports.add(cluster)
         self.mark_dirty()
 
@@ -197,7 +204,9 @@ class SnapshotPublisher:
         reports = {r.cluster: r for r in await self._store.list_reports()}
         bundles = await self._store.list_bundles()
         members, leases = [], {}
-        for cluster in clusters:
+        for count, cluster in enumerate(clusters):
+            if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
+                await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
             report = self._parse(record) if record is not None else None
             members.append(
