@@ -9,7 +9,10 @@ leader (with its placement loop) and waits for the first snapshots; then every c
 of a round at once, a round every ``--interval`` seconds (the shape of N gateways at 1/s) —
 and prints the CPU seconds of this process (all threads) per 1,000 reports, i.e. what the
 service itself (store write, lease bookkeeping, publisher and placement loop) adds to each
-report on top of HTTP and authentication. Imports nothing from ``bench``.
+report on top of HTTP and authentication. Then cluster 0's endpoint turns unhealthy: printed
+are the time and CPU until every cluster is served its new snapshot, and the longest the event
+loop was held at once meanwhile (a 1 ms heartbeat task's worst lateness). Imports nothing from
+``bench``.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ async def _run(n: int, rounds: int, interval: float, directory: str) -> dict[str
             store, publisher, settings, clock=time.time, metrics=FederationMetrics()
         )
 
+        flipped = False
+
         def report(i: int, sequence: int) -> tuple[HealthReport, str]:
-            endpoint = EndpointHealth(address=f"127.0.0.1:{30000 + i}")
+            healthy = not (flipped and i == 0)
+            endpoint = EndpointHealth(address=f"127.0.0.1:{30000 + i}", healthy=healthy)
             svc = ServiceHealth(
                 name="echo.bench",
                 endpoints=(endpoint,),
@@ -86,8 +92,32 @@ async def _run(n: int, rounds: int, interval: float, directory: str) -> dict[str
             while rounds_done < first + rounds:
                 await round_over.wait()
             cpu = time.process_time() - cpu
+            gaps = [0.0]
+
+            async def heartbeat() -> None:  # how long the event loop is held at a time
+                while True:
+                    before = trio.current_time()
+                    await trio.sleep(0.001)
+                    gaps.append(trio.current_time() - before - 0.001)
+
+            nursery.start_soon(heartbeat)
+            await trio.sleep(0.5)
+            gaps[:] = [0.0]
+            versions = {name: getattr(publisher.current(name), "version", 0) for name in names}
+            flip_cpu, flip_at = time.process_time(), trio.current_time()
+            flipped = True  # cluster 0's endpoint is unhealthy from its next report on
+            with trio.move_on_after(300):
+                for name in names:
+                    await publisher.wait_newer(name, versions[name], 300)
+            flip_s, flip_cpu = trio.current_time() - flip_at, time.process_time() - flip_cpu
             nursery.cancel_scope.cancel()
-    return {"cpu_per_1000": 1000 * cpu / (n * rounds), "reports": n * rounds}
+    return {
+        "cpu_per_1000": 1000 * cpu / (n * rounds),
+        "reports": n * rounds,
+        "flip_s": flip_s,
+        "flip_cpu": flip_cpu,
+        "max_gap_ms": 1000 * max(gaps),
+    }
 
 
 async def _quiet(publisher: Any, names: list[str]) -> None:
@@ -135,7 +165,9 @@ def main() -> int:
         print(
             f"{label:>8} {result['reports']} steady reports from {args.clusters} clusters: "
             f"{result['cpu_per_1000']:.3f} CPU s per 1,000 reports "
-            f"({1000 / result['cpu_per_1000']:.0f} reports per CPU-second)",
+            f"({1000 / result['cpu_per_1000']:.0f} reports per CPU-second) | one health flip: "
+            f"every snapshot rebuilt after {result['flip_s']:.2f} s, {result['flip_cpu']:.2f} s "
+            f"CPU, event loop held at most {result['max_gap_ms']:.0f} ms at a time",
             flush=True,
         )
     return 0
