@@ -131,13 +131,13 @@ class FederationService:
                 "(foreign_trust_domains in federation.yaml); join under another trust domain",
                 reason="trust-domain-foreign",
             )
-        for other in await self.store.list_clusters():
-            if other.trust_domain == td.name and other.name != cluster:
-                raise ConflictError(
-                    f"trust_domain: {td.name} already belongs to cluster {other.name!r}; "
-                    "every cluster has its own trust domain",
-                    reason="trust-domain-taken",
-                )
+        owner = await self.store.cluster_of_trust_domain(td.name)  # one row, not N
+        if owner is not None and owner != cluster:
+            raise ConflictError(
+                f"trust_domain: {td.name} already belongs to cluster {owner!r}; "
+                "every cluster has its own trust domain",
+                reason="trust-domain-taken",
+            )
         current = await self.store.get_bundle(td.name)
         # Gateways accept a change to a known trust domain's bundle only as a signed update; an
         # unsigned replacement relayed here would make every peer NACK every snapshot.
@@ -230,14 +230,25 @@ class FederationService:
 
     async def record_report(self, cluster: str, report: HealthReport, raw: str) -> None:
         """Store the cluster's latest report (renewing its lease) and let the publisher decide
-        whether snapshots change. ``cluster`` must be an authenticated, joined cluster."""
+        whether snapshots change. ``cluster`` must be an authenticated, joined cluster.
+
+        Contract for every caller (the HTTP route, a long-lived stream handler): ``raw`` is the
+        JSON text ``report`` was parsed from (stored verbatim). Returns once the report is
+        durable in the store (on PostgreSQL: visible to every replica, so any leader sees the
+        lease). Call it concurrently, one task per report: reports arriving while one commits
+        are committed together (group commit, no added delay), so 1,000 gateways cost a few
+        transactions per tick. Raises ``StoreError`` if its batch failed (nothing renewed).
+        Cancelling it may still store the report."""
         now = self.clock()
         # ``raw`` parsed as a HealthReport, so it is a JSON object: the store need not re-parse.
         await self.store.record_report(cluster, EncodedJsonObject(raw), now)
-        self.publisher.note_report(cluster, now, report)
+        self.publisher.note_report(cluster, now, report, raw)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
-        """Record an ACK or NACK of a version this cluster was actually served."""
+        """Record an ACK or NACK of a version this cluster was actually served (else
+        ``ConflictError``, 409; an unknown cluster ``NotFoundError``). Same contract as
+        :meth:`record_report`: durable on return, concurrent calls group-committed, a NACK
+        also appends a ``snapshot-nacked`` timeline event."""
         served = self.publisher.current(cluster)
         if served is None:  # a served snapshot implies a joined cluster: no store read then
             await self._require_cluster(cluster)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, LeaseState, ServiceHealth, Snapshot
+from federation.model.api import HealthReport, LeaseState, Snapshot
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -29,16 +29,26 @@ from federation.service.leases import (
     assess_reachability,
     lease_expires_at,
 )
+from federation.service.maintenance import Retention, run_maintenance
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
-from federation.service.snapshot_bytes import EncodedContent, SnapshotEncoder, gzip_body, stamp
-from federation.service.snapshots import (
-    MemberView,
-    plan_snapshots,
-    snapshot_digest,
-    with_version,
+from federation.service.rebuild_pacing import JoinPacer
+from federation.service.served import ServedSnapshot, report_key, world_key
+from federation.service.snapshot_bytes import (
+    EncodedContent,
+    SnapshotBody,
+    SnapshotEncoder,
+    gzip_body,
+    stamp,
 )
-from federation.store import EncodedJsonObject, ReportRecord, Store, StoreError
+from federation.service.snapshot_plan import (
+    RebuildInput,
+    SnapshotPlanner,
+    plan_and_encode,
+    stamp_all,
+)
+from federation.service.snapshots import MemberView, snapshot_digest, with_version
+from federation.store import JsonDocument, ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -50,40 +60,6 @@ _RETRY_S = 0.5
 #: How long a new leader holds its first snapshot build for the placement loop's first plan.
 DEFAULT_FIRST_PLAN_TIMEOUT_S = 2.0
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServedSnapshot:
-    """A stored snapshot as served: its version, content digest, encoded body and the same
-    body gzip-compressed (both encoded once per version, not per watcher)."""
-
-    version: int
-    digest: str
-    body: bytes
-    created_at: float
-    gzipped: bytes = b""
-
-
-def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:
-    """The part of a cluster's services a snapshot depends on (not load metrics, which change
-    with every report)."""
-    return tuple(
-        (
-            svc.name,
-            svc.endpoints,
-            svc.allowed_sources,
-            svc.tcp_endpoints,
-            svc.timeout_s,
-            svc.retry,
-            svc.fault,
-        )
-        for svc in services
-    )
-
-
-def report_key(report: HealthReport) -> tuple[object, ...]:
-    """What of a report can change any snapshot: routing-relevant services and probe verdicts."""
-    return (routing_key(report.services), tuple((p.cluster, p.ok) for p in report.peers))
 
 
 class SnapshotPublisher:
@@ -100,6 +76,7 @@ class SnapshotPublisher:
         metrics: FederationMetrics | None = None,
         placement_debounce_s: float = DEFAULT_PLACEMENT_DEBOUNCE_S,
         first_plan_timeout_s: float = DEFAULT_FIRST_PLAN_TIMEOUT_S,
+        retention: Retention | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -107,6 +84,7 @@ class SnapshotPublisher:
         self._missed = missed_intervals
         self._debounce_s = debounce_s
         self._first_plan_timeout_s = first_plan_timeout_s
+        self._retention = retention or Retention()
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
@@ -131,6 +109,10 @@ class SnapshotPublisher:
             debounce_s=placement_debounce_s,
         )
         self._encoder = SnapshotEncoder()
+        self._planner = SnapshotPlanner()
+        self._rebuilding = trio.Lock()
+        #: holds join-triggered rebuilds until a burst of joins pauses (bounded)
+        self.join_pacer = JoinPacer()
 
     def mark_dirty(self) -> None:
         """Something the snapshots depend on changed: rebuild soon."""
@@ -142,13 +124,20 @@ class SnapshotPublisher:
         self._dirty.set()
 
     def note_report(
-        self, cluster: str, received_at: float, report: HealthReport | None = None
+        self,
+        cluster: str,
+        received_at: float,
+        report: HealthReport | None = None,
+        raw: str | None = None,
     ) -> None:
         """A report was stored here (the change feed also tells the leader of any replica).
-        Passing the parsed ``report`` spares the leader a store read to classify it."""
+        Passing the parsed ``report`` spares the leader a store read to classify it, and its
+        stored text ``raw`` spares the next rebuild parsing it again."""
         self._report_times[cluster] = received_at
         if report is not None:
             self._local[cluster] = (received_at, report)
+            if raw is not None:
+                self._reports[cluster] = (raw, report)
         self._pending_reports.add(cluster)
         self.mark_dirty()
 
@@ -181,14 +170,15 @@ class SnapshotPublisher:
         version: int,
         at: float,
         digest: str | None = None,
+        stamped: SnapshotBody | None = None,
     ) -> ServedSnapshot:
         """The served form of ``content`` at ``version``. Content encoded by this replica's
-        rebuild is stamped without re-encoding (``digest`` required); a snapshot read back from
-        the store is encoded here."""
+        rebuild is stamped without re-encoding (``digest`` required; ``stamped`` if a worker
+        thread already did it); a snapshot read back from the store is encoded here."""
         if isinstance(content, EncodedContent):
             if digest is None:
                 raise ValueError("an encoded snapshot is stamped with its planned digest")
-            encoded = stamp(content, version)
+            encoded = stamped or stamp(content, version)
             return ServedSnapshot(version, digest, encoded.body, at, encoded.gzipped)
         body = with_version(content, version).model_dump_json().encode()
         digest = digest or snapshot_digest(content)
@@ -214,7 +204,9 @@ class SnapshotPublisher:
         reports = {r.cluster: r for r in await self._store.list_reports()}
         bundles = await self._store.list_bundles()
         members, leases = [], {}
-        for cluster in clusters:
+        for count, cluster in enumerate(clusters):
+            if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
+                await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
             report = self._parse(record) if record is not None else None
             members.append(
@@ -258,46 +250,51 @@ class SnapshotPublisher:
         """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
 
         Cheap when nothing that matters changed (steady reports only renew leases): the plan is
-        skipped if members, lease states, links and bundles equal those of the last build."""
+        skipped if members, lease states, links and bundles equal those of the last build.
+        One rebuild at a time (the planner's caches are not shared between threads)."""
+        async with self._rebuilding:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> int:
         members, bundles, now = await self._assess()
-        world = (
-            tuple(
-                (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
-                for m in members
-            ),
-            tuple(sorted(self.reachability.states.items())),
-            self.reachability.links_down,
-            tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),
-            self.placement.traffic.generation,
-        )
+        world = world_key(members, self.reachability, bundles, self.placement.traffic.generation)
         if world == self._last_world:
             return 0
-        changed = plan_snapshots(
-            members,
-            self.reachability,
-            {b.trust_domain: b.bundle for b in bundles},
-            {b.trust_domain: b.signed_update for b in bundles if b.signed_update},
-            {name: served.digest for name, served in self._served.items()},
-            planned=self.placement.traffic,
+        trust = {b.trust_domain: b.bundle for b in bundles}
+        updates = {b.trust_domain: b.signed_update for b in bundles if b.signed_update}
+        # Pure work on inputs nobody mutates, in a worker thread: the event loop keeps serving
+        # reports and watches (it only competes for the GIL) during a 1,000-cluster plan.
+        changed = await trio.to_thread.run_sync(
+            partial(
+                plan_and_encode,
+                self._planner,
+                self._encoder,
+                RebuildInput(members, self.reachability, trust, updates, self.placement.traffic),
+                {name: served.digest for name, served in self._served.items()},
+            )
         )
-        # Encoded once (bundle section shared), stored in ONE transaction, stamped without
-        # re-encoding; then every watcher is woken at once, without the change feed.
-        encoded = {name: self._encoder.content(p.snapshot) for name, p in changed.items()}
-        documents = {name: EncodedJsonObject(e.text) for name, e in encoded.items()}
+        # Stored in ONE transaction (the bundle section once), stamped without re-encoding
+        # (gzip, in a thread: zlib releases the GIL); then every watcher is woken at once.
+        documents = {name: item.encoded.document for name, item in changed.items()}
         versions = await self._store.put_snapshots(documents, now)
+        bodies = await trio.to_thread.run_sync(
+            stamp_all, {name: (changed[name].encoded.content, v) for name, v in versions.items()}
+        )
         for name, version in versions.items():
-            self._served[name] = self._stamp(encoded[name], version, now, changed[name].digest)
+            content, digest = changed[name].encoded.content, changed[name].routing.digest
+            self._served[name] = self._stamp(content, version, now, digest, bodies[name])
             self._wake(name)
         self._last_world = world
         return len(changed)
 
     async def _record_lease_changes(self, before: Mapping[str, LeaseState], now: float) -> None:
         """Timeline events for lease transitions (``lease``: cluster, from, to)."""
-        for cluster, state in sorted(self.reachability.states.items()):
-            previous = before.get(cluster)
-            if previous is not None and previous != state:
-                detail = {"from": previous, "to": state}
-                await self._store.append_event("lease", cluster, detail, now)
+        events: list[tuple[str, str, JsonDocument, float]] = [
+            ("lease", cluster, {"from": previous, "to": state}, now)
+            for cluster, state in sorted(self.reachability.states.items())
+            if (previous := before.get(cluster)) is not None and previous != state
+        ]
+        await self._store.append_events(events)  # one write for a whole lease storm
 
     def _wake(self, cluster: str) -> None:
         event = self._events.pop(cluster, None)
@@ -346,6 +343,8 @@ class SnapshotPublisher:
                     self._pending_reports.add(change.subject)
                     self._dirty.set()
                 elif change.kind in _REBUILD_TOPICS:
+                    if change.kind == "cluster":
+                        self.join_pacer.note_join()
                     self._full = True
                     self._dirty.set()
 
@@ -383,7 +382,8 @@ class SnapshotPublisher:
             self._dirty.set()
 
     async def _lead(self) -> None:
-        """The leader's work: the placement loop beside the snapshot loop, until cancelled.
+        """The leader's work: the placement loop and the maintenance loop (retention,
+        :mod:`federation.service.maintenance`) beside the snapshot loop, until cancelled.
 
         On taking over, lease states are judged first and handed to the placement loop, which
         plans once before the first snapshot is built: snapshots never fall back to the simple
@@ -395,6 +395,7 @@ class SnapshotPublisher:
         try:
             states_known = await self._assess_before_planning()
             async with trio.open_nursery() as nursery:
+                await nursery.start(run_maintenance, self._store, self._clock, self._retention)
                 await nursery.start(self.placement.lead)
                 if states_known:
                     await self._wait_first_plan()
@@ -428,11 +429,14 @@ class SnapshotPublisher:
             with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                 await self._dirty.wait()
                 await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+            await self.join_pacer.settle()  # a burst of joins: one rebuild after it
             self._dirty = trio.Event()
             pending, self._pending_reports = self._pending_reports, set()
             full, self._full = self._full, False
             if timer.cancelled_caught or full or not await self._only_renewals(pending):
+                started = trio.current_time()
                 await self._rebuild_or_retry()
+                self.join_pacer.last_rebuild_s = trio.current_time() - started
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load what the store serves, follow the change feed, and campaign for leadership:

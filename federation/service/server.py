@@ -33,6 +33,7 @@ from federation.service.core import FederationService, ServiceSettings
 from federation.service.foreign import ForeignBundles, ForeignTrustDomain
 from federation.service.hypercorn_compat import install_h2_closed_stream_fix
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
+from federation.service.maintenance import Retention
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
 from federation.service.tls import DEFAULT_HOSTS, ensure_federation_tls
@@ -70,6 +71,12 @@ class FederationConfig(FrozenModel):
     debounce_s: float = Field(default=0.005, ge=0, le=10)
     placement_debounce_s: float = Field(
         default=0.05, ge=0, le=10, description="window that coalesces changes into one plan"
+    )
+    event_retention_s: float = Field(
+        default=7 * 86400.0, gt=0, description="timeline events older than this are pruned"
+    )
+    token_retention_s: float = Field(
+        default=86400.0, gt=0, description="join tokens used or expired longer ago are pruned"
     )
     services: tuple[ServicePolicy, ...] = Field(
         default=(), description="services declared (upserted) at start; see docs/placement.md"
@@ -177,6 +184,7 @@ async def _serve(
         debounce_s=config.debounce_s,
         metrics=metrics,
         placement_debounce_s=config.placement_debounce_s,
+        retention=Retention(config.event_retention_s, config.token_retention_s),
     )
     for policy in config.services:  # declared in federation.yaml: (re)declare at every start
         await store.put_service(policy.name, policy.model_dump_json(), clock())

@@ -55,12 +55,14 @@ def gateway_spiffe_id(trust_domain: str, cluster: str) -> str:
     return f"spiffe://{trust_domain}/isthmus/gateway/{cluster}"
 
 
-def _serves(member: MemberView, service: str) -> bool:
+def serves(member: MemberView, service: str) -> bool:
+    """Whether ``member`` reports a healthy endpoint of ``service``."""
     svc = member.service(service)
     return svc is not None and bool(svc.healthy_endpoints)
 
 
-def _allows(member: MemberView, service: str, source: str) -> bool:
+def allows(member: MemberView, service: str, source: str) -> bool:
+    """Whether ``member``'s ``service`` admits calls from cluster ``source``."""
     svc = member.service(service)
     return svc is not None and ("*" in svc.allowed_sources or source in svc.allowed_sources)
 
@@ -69,7 +71,7 @@ def _sha256_json(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-class _World:
+class World:
     """What every cluster's snapshot shares, computed once per plan: members in name order,
     their peer entries, service names and the bundle maps (with their digest)."""
 
@@ -80,27 +82,40 @@ class _World:
         bundles: Mapping[str, str],
         bundle_updates: Mapping[str, str],
         planned: PlannedTraffic | None = None,
+        *,
+        peers: Mapping[str, PeerGateway] | None = None,
     ) -> None:
         self.planned = planned or PlannedTraffic()
+        if peers is not None:  # already built by the caller (same content as ``peer_of``)
+            self.__dict__["peers"] = dict(peers)
         self.members = sorted(members, key=lambda m: m.name)
         self.reach = reach
         self.bundles = {td: bundles[td] for td in sorted(bundles)}
         self.updates = {td: bundle_updates[td] for td in sorted(bundle_updates)}
         self.names = sorted({svc.name for member in self.members for svc in member.services})
 
+    @staticmethod
+    def peer_of(m: MemberView) -> PeerGateway:
+        """The peer entry of a member with gateway addresses."""
+        return PeerGateway(
+            cluster=m.name,
+            trust_domain=m.trust_domain,
+            spiffe_id=gateway_spiffe_id(m.trust_domain, m.name),
+            addresses=m.gateway_addresses,
+            locality=m.locality,
+        )
+
     @cached_property
     def peers(self) -> dict[str, PeerGateway]:
-        return {
-            m.name: PeerGateway(
-                cluster=m.name,
-                trust_domain=m.trust_domain,
-                spiffe_id=gateway_spiffe_id(m.trust_domain, m.name),
-                addresses=m.gateway_addresses,
-                locality=m.locality,
-            )
-            for m in self.members
-            if m.gateway_addresses
-        }
+        return {m.name: self.peer_of(m) for m in self.members if m.gateway_addresses}
+
+    @cached_property
+    def _link_sources(self) -> frozenset[str]:
+        return frozenset(source for source, _ in self.reach.links_down)
+
+    def links_from(self, source: str) -> bool:
+        """Whether ``source`` reported any link to a peer as down."""
+        return source in self._link_sources
 
     @cached_property
     def trust_digest(self) -> str:
@@ -108,14 +123,14 @@ class _World:
 
     def _usable(self, me: MemberView, name: str, cluster: str) -> bool:
         if cluster == me.name:
-            return _serves(me, name)
+            return serves(me, name)
         other = self.by_name.get(cluster)
         return (
             other is not None
             and cluster in self.peers
             and self.reach.can_reach(me.name, cluster)
-            and _serves(other, name)
-            and _allows(other, name, me.name)
+            and serves(other, name)
+            and allows(other, name, me.name)
         )
 
     @cached_property
@@ -137,8 +152,8 @@ class _World:
             if other.name != me.name
             and other.name in self.peers
             and self.reach.can_reach(me.name, other.name)
-            and _serves(other, name)
-            and _allows(other, name, me.name)
+            and serves(other, name)
+            and allows(other, name, me.name)
         }
         if remote:
             levels.append(PriorityLevel(weights=remote))
@@ -169,6 +184,21 @@ class _World:
         levels: tuple[PriorityLevel, ...],
         health: dict[str, float],
     ) -> ServiceRoute:
+        settings = self._settings_of(own, name, levels)
+        return self.route_of(me, own, name, levels, health, settings=settings)
+
+    def route_of(
+        self,
+        me: MemberView,
+        own: ServiceHealth | None,
+        name: str,
+        levels: tuple[PriorityLevel, ...],
+        health: dict[str, float],
+        *,
+        settings: ServiceHealth | None,
+    ) -> ServiceRoute:
+        """``me``'s route of ``name`` with the given levels, taking retry/fault/timeout from
+        ``settings`` (see :meth:`_settings_of` for whose)."""
         # Every reported endpoint, healthy or not: the set stays stable while health flaps, so
         # the gateway keeps each endpoint's pool and outlier-ejection backoff (its own outlier
         # detection and probes decide health; this cluster's level is dropped above when none
@@ -178,7 +208,6 @@ class _World:
             for ep in sorted(own.endpoints if own else (), key=lambda ep: ep.address)
         )
         tcp = tuple(sorted(ep.address for ep in own.tcp_endpoints)) if own else ()
-        settings = self._settings_of(own, name, levels)
         extra: dict[str, object] = {}
         if settings is not None:
             if settings.timeout_s is not None:
@@ -224,7 +253,7 @@ def build_routing(
     me: MemberView, members: Sequence[MemberView], reach: Reachability, *, version: int = 0
 ) -> RoutingModel:
     """The routing model of cluster ``me`` (``members`` may include ``me``; order is irrelevant)."""
-    return _World(members, reach, {}, {}).routing(me, version)
+    return World(members, reach, {}, {}).routing(me, version)
 
 
 def build_snapshot(
@@ -237,7 +266,7 @@ def build_snapshot(
     version: int = 0,
 ) -> Snapshot:
     """Cluster ``me``'s snapshot: its routing model plus every federated bundle and update."""
-    return _World(members, reach, bundles, bundle_updates).snapshot(me, version)
+    return World(members, reach, bundles, bundle_updates).snapshot(me, version)
 
 
 def with_version(snapshot: Snapshot, version: int) -> Snapshot:
@@ -248,7 +277,7 @@ def with_version(snapshot: Snapshot, version: int) -> Snapshot:
 
 def snapshot_digest(snapshot: Snapshot) -> str:
     """SHA-256 of the snapshot's content, ignoring its version: equal content, equal digest."""
-    world = _World([], Reachability({}), snapshot.bundles, snapshot.bundle_updates)
+    world = World([], Reachability({}), snapshot.bundles, snapshot.bundle_updates)
     return world.digest(snapshot)
 
 
@@ -272,7 +301,7 @@ def plan_snapshots(
     """Snapshots of exactly the clusters whose content differs from ``current_digests``
     (cluster -> digest of what they are served now). ``planned`` traffic (the placement
     engine's) routes the services it declares; the rest follow the simple rule."""
-    world = _World(members, reach, bundles, bundle_updates, planned)
+    world = World(members, reach, bundles, bundle_updates, planned)
     changed: dict[str, PlannedSnapshot] = {}
     for me in world.members:
         snapshot = world.snapshot(me)

@@ -9,7 +9,7 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
-from federation.store.documents import EncodedJsonObject
+from federation.store.documents import EncodedJsonObject, SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
     InvalidDocument,
@@ -33,6 +33,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -57,10 +58,12 @@ __all__ = [
     "JsonDocument",
     "LeaderWork",
     "LeadershipLost",
+    "PruneCounts",
     "ReportRecord",
     "SchemaVersionError",
     "ServiceRecord",
     "SnapshotRecord",
+    "SplitJsonObject",
     "StaleBundleSequence",
     "Store",
     "StoreConfig",

@@ -26,6 +26,34 @@ class EncodedJsonObject(str):
     __slots__ = ()
 
 
+class SplitJsonObject:
+    """A JSON object given as ``head + tail``, trusted like :class:`EncodedJsonObject`, whose
+    ``tail`` many documents of one write share (the snapshots' trust-bundle section, 85 % of
+    each snapshot at 1,000 clusters): ``put_snapshots`` stores each distinct tail once and
+    ``get_snapshot`` returns ``head + tail``. Equal tails must be the same text."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: str, tail: str) -> None:
+        self.head = head
+        self.tail = tail
+
+    def __repr__(self) -> str:
+        return f"SplitJsonObject({len(self.head)} + {len(self.tail)} chars)"
+
+
+def split_document(value: object, field: str) -> SplitJsonObject | str:
+    """:func:`document_text`, but a :class:`SplitJsonObject` is kept split (checked for being
+    an object's two halves, encodable as UTF-8, not re-parsed)."""
+    if not isinstance(value, SplitJsonObject):
+        return document_text(value, field)
+    if not value.head.startswith("{") or not value.tail.endswith("}"):
+        raise InvalidDocument(field, "a SplitJsonObject must hold the two halves of an object")
+    _encodable(value.head, field)
+    _encodable(value.tail, field)
+    return value
+
+
 def document_text(value: object, field: str) -> str:
     """The JSON text to store for ``value``: a ``str`` holding a JSON object (kept verbatim),
     an :class:`EncodedJsonObject` (kept verbatim, not re-parsed) or a mapping (serialised

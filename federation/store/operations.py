@@ -6,9 +6,11 @@ arguments are already validated by :mod:`federation.store.sqlstore`.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from federation.store.documents import SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
     StaleBundleSequence,
@@ -24,6 +26,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -84,6 +87,28 @@ def upsert_cluster(tx: Transaction, *, cluster: ClusterRecord) -> None:
 def get_cluster(tx: Transaction, *, name: str) -> ClusterRecord | None:
     row = tx.one("SELECT document FROM clusters WHERE name = ?", (name,))
     return None if row is None else ClusterRecord.model_validate_json(row[0])
+
+
+def cluster_of_trust_domain(tx: Transaction, *, trust_domain: str) -> str | None:
+    row = tx.one(
+        "SELECT name FROM clusters WHERE trust_domain = ? ORDER BY name LIMIT 1", (trust_domain,)
+    )
+    return None if row is None else str(row[0])
+
+
+def prune(tx: Transaction, *, events_before: float, tokens_before: float) -> PruneCounts:
+    events = tx.run("DELETE FROM events WHERE at < ?", (events_before,))
+    tokens = tx.run(
+        "DELETE FROM join_tokens WHERE (used_at IS NOT NULL AND used_at < ?) OR expires_at < ?",
+        (tokens_before, tokens_before),
+    )
+    if tokens:
+        tx.run(
+            "DELETE FROM changes WHERE substr(topic, 1, 6) = ? AND substr(topic, 7) NOT IN "
+            "(SELECT token_id FROM join_tokens)",
+            ("token:",),
+        )
+    return PruneCounts(events, tokens)
 
 
 def list_clusters(tx: Transaction) -> list[ClusterRecord]:
@@ -160,6 +185,19 @@ def record_report(tx: Transaction, *, cluster: str, report: str, received_at: fl
     tx.changed(f"report:{cluster}")
 
 
+def record_reports(tx: Transaction, *, reports: Sequence[tuple[str, str, float]]) -> None:
+    """Many ``(cluster, report, received_at)`` upserts in one transaction; for a cluster given
+    twice the later one wins (arrival order)."""
+    latest = {cluster: (report, at) for cluster, report, at in reports}
+    tx.run_many(
+        "INSERT INTO reports (cluster, received_at, report) VALUES (?, ?, ?) "
+        "ON CONFLICT (cluster) DO UPDATE SET received_at = excluded.received_at, "
+        "report = excluded.report",
+        [(cluster, at, report) for cluster, (report, at) in sorted(latest.items())],
+    )
+    tx.changed_many([f"report:{cluster}" for cluster in sorted(latest)])
+
+
 def get_report(tx: Transaction, *, cluster: str) -> ReportRecord | None:
     row = tx.one("SELECT cluster, received_at, report FROM reports WHERE cluster = ?", (cluster,))
     return None if row is None else ReportRecord(str(row[0]), float(row[1]), str(row[2]))
@@ -170,37 +208,82 @@ def list_reports(tx: Transaction) -> list[ReportRecord]:
     return [ReportRecord(str(r[0]), float(r[1]), str(r[2])) for r in rows]
 
 
-def put_snapshot(tx: Transaction, *, cluster: str, document: str, now: float) -> int:
+def put_snapshot(
+    tx: Transaction, *, cluster: str, document: str, now: float, section: str | None = None
+) -> int:
     row = tx.one("SELECT version FROM snapshots WHERE cluster = ?", (cluster,))
     version = 1 if row is None else int(row[0]) + 1
     tx.run(
-        "INSERT INTO snapshots (cluster, version, document, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (cluster) DO UPDATE SET version = excluded.version, "
-        "document = excluded.document, created_at = excluded.created_at",
-        (cluster, version, document, now),
+        "INSERT INTO snapshots (cluster, version, document, created_at, section) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET version = excluded.version, "
+        "document = excluded.document, created_at = excluded.created_at, "
+        "section = excluded.section",
+        (cluster, version, document, now, section),
     )
     tx.changed(f"snapshot:{cluster}")
     return version
 
 
-def put_snapshots(tx: Transaction, *, documents: Mapping[str, str], now: float) -> dict[str, int]:
-    return {
-        cluster: put_snapshot(tx, cluster=cluster, document=document, now=now)
-        for cluster, document in sorted(documents.items())
-    }
+def put_snapshots(
+    tx: Transaction, *, documents: Mapping[str, str | SplitJsonObject], now: float
+) -> dict[str, int]:
+    """Split documents keep their head in ``snapshots.document`` and their tail once per
+    distinct text in ``snapshot_sections``; sections no snapshot refers to any more go."""
+    digests: dict[int, str] = {}  # by id(tail): one rebuild shares one tail object
+    versions = {}
+    for cluster, document in sorted(documents.items()):
+        if isinstance(document, str):
+            versions[cluster] = put_snapshot(tx, cluster=cluster, document=document, now=now)
+            continue
+        digest = digests.get(id(document.tail))
+        if digest is None:
+            digest = hashlib.sha256(document.tail.encode()).hexdigest()
+            digests[id(document.tail)] = digest
+            tx.run(
+                "INSERT INTO snapshot_sections (digest, body) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO NOTHING",
+                (digest, document.tail),
+            )
+        versions[cluster] = put_snapshot(
+            tx, cluster=cluster, document=document.head, now=now, section=digest
+        )
+    tx.run(
+        "DELETE FROM snapshot_sections WHERE digest NOT IN "
+        "(SELECT section FROM snapshots WHERE section IS NOT NULL)"
+    )
+    return versions
 
 
 def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
     row = tx.one(
-        "SELECT cluster, version, document, created_at FROM snapshots WHERE cluster = ?",
+        "SELECT s.cluster, s.version, s.document, s.created_at, x.body FROM snapshots s "
+        "LEFT JOIN snapshot_sections x ON x.digest = s.section WHERE s.cluster = ?",
         (cluster,),
     )
     if row is None:
         return None
-    return SnapshotRecord(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
+    document = str(row[2]) + (str(row[4]) if row[4] is not None else "")
+    return SnapshotRecord(str(row[0]), int(row[1]), document, float(row[3]))
+
+
+AckItem = tuple[str, int, bool, str | None, float]
+
+
+def record_acks(tx: Transaction, *, acks: Sequence[AckItem]) -> None:
+    """Many ``(cluster, version, ok, error, at)`` answers in one transaction, in order."""
+    for cluster, version, ok, error, at in acks:
+        _apply_ack(tx, cluster=cluster, version=version, ok=ok, error=error, at=at)
+    tx.changed_many([f"ack:{cluster}" for cluster in sorted({ack[0] for ack in acks})])
 
 
 def record_ack(
+    tx: Transaction, *, cluster: str, version: int, ok: bool, error: str | None, at: float
+) -> None:
+    _apply_ack(tx, cluster=cluster, version=version, ok=ok, error=error, at=at)
+    tx.changed(f"ack:{cluster}")
+
+
+def _apply_ack(
     tx: Transaction, *, cluster: str, version: int, ok: bool, error: str | None, at: float
 ) -> None:
     tx.run("INSERT INTO snapshot_acks (cluster) VALUES (?) ON CONFLICT DO NOTHING", (cluster,))
@@ -216,7 +299,6 @@ def record_ack(
             "WHERE cluster = ?",
             (version, error or "rejected without a reason", at, cluster),
         )
-    tx.changed(f"ack:{cluster}")
 
 
 def get_ack_state(tx: Transaction, *, cluster: str) -> AckState:
@@ -289,6 +371,20 @@ def append_event(tx: Transaction, *, kind: str, subject: str, detail: str, at: f
     assert row is not None
     tx.changed("event")
     return int(row[0])
+
+
+def append_events(tx: Transaction, *, events: Sequence[tuple[str, str, str, float]]) -> list[int]:
+    ids = []
+    for kind, subject, detail, at in events:
+        row = tx.one(
+            "INSERT INTO events (kind, subject, detail, at) VALUES (?, ?, ?, ?) RETURNING id",
+            (kind, subject, detail, at),
+        )
+        assert row is not None
+        ids.append(int(row[0]))
+    if ids:
+        tx.changed("event")
+    return ids
 
 
 def list_events(tx: Transaction, *, after_id: int, limit: int) -> list[EventRecord]:

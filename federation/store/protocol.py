@@ -8,7 +8,8 @@ conformance suite (``tests/integration/store``). Rules that hold for every metho
   completion in its thread (a cancelled write may still commit).
 * Every write is one transaction: it is applied completely or not at all, and it bumps the
   global change sequence for its topic (see :class:`~federation.store.records.Change`) in that
-  same transaction, so a replica that sees the change can read the data.
+  same transaction, so a replica that sees the change can read the data. Concurrent
+  ``record_report`` (and ``record_ack``) calls may share one transaction (group commit).
 * JSON document arguments (``JsonDocument``) must be a JSON *object*: a ``str`` holding one
   (stored verbatim) or a ``Mapping`` (serialised compactly). Anything else raises
   :class:`~federation.store.errors.InvalidDocument` and nothing is stored.
@@ -20,10 +21,11 @@ conformance suite (``tests/integration/store``). Rules that hold for every metho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from federation.store.documents import SplitJsonObject
 from federation.store.records import (
     AckState,
     BundleRecord,
@@ -31,6 +33,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -92,6 +95,11 @@ class Store(Protocol):
         """Every cluster, ordered by name."""
         ...
 
+    async def cluster_of_trust_domain(self, trust_domain: str) -> str | None:
+        """The name of the cluster registered with ``trust_domain`` (the first by name if
+        several), or ``None``: a join's conflict check without reading every cluster."""
+        ...
+
     # -- trust bundles -------------------------------------------------------------------------
 
     async def put_bundle(
@@ -126,7 +134,10 @@ class Store(Protocol):
     async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
         """Replace the cluster's latest report (one upsert, no history): renews its lease.
 
-        Topic ``report:<cluster>``. Cheap enough for 1,000 gateways at 1 report/s.
+        Topic ``report:<cluster>``. Cheap enough for 1,000 gateways at 1 report/s: reports
+        that arrive while one commits are group-committed together in the next transaction
+        (no added delay); each call returns once its own report is durable, and a failed batch
+        raises in every caller of that batch.
         """
         ...
 
@@ -149,15 +160,18 @@ class Store(Protocol):
         ...
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument], now: float
+        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
     ) -> dict[str, int]:
         """Store a new snapshot for every cluster in ``documents`` in ONE transaction (all or
         none) and return each cluster's new version, numbered as by :meth:`put_snapshot`.
 
         What a rebuild that changes many snapshots calls: one write (one commit, one thread
-        hop) instead of one per cluster. An empty mapping stores nothing and returns ``{}``.
-        Raises ``InvalidDocument`` (nothing stored) if any name or document is invalid.
-        Topic ``snapshot:<cluster>`` for each.
+        hop) instead of one per cluster. A document may be a
+        :class:`~federation.store.documents.SplitJsonObject`: its shared tail (the bundle
+        section every snapshot of a rebuild carries) is stored once per distinct text, and
+        :meth:`get_snapshot` returns ``head + tail``. An empty mapping stores nothing and
+        returns ``{}``. Raises ``InvalidDocument`` (nothing stored) if any name or document is
+        invalid. Topic ``snapshot:<cluster>`` for each.
         """
         ...
 
@@ -171,7 +185,8 @@ class Store(Protocol):
         """Record a gateway's ACK (``ok``) or NACK (``error`` says why) of ``version``.
 
         An ACK raises ``acked_version`` (never lowers it); a NACK replaces the last NACK.
-        Topic ``ack:<cluster>``.
+        Topic ``ack:<cluster>``. Group-committed like :meth:`record_report` (answers of one
+        batch are applied in arrival order).
         """
         ...
 
@@ -226,8 +241,25 @@ class Store(Protocol):
         """Append a timeline event and return its id (rising in commit order). Topic ``event``."""
         ...
 
+    async def append_events(
+        self, events: Sequence[tuple[str, str, JsonDocument, float]]
+    ) -> list[int]:
+        """Append many ``(kind, subject, detail, at)`` events in ONE transaction (all or none,
+        e.g. a lease storm's transitions) and return their ids, in order. Topic ``event``.
+        Raises ``InvalidDocument`` (nothing stored) if any is invalid."""
+        ...
+
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
         """Events with ``id > after_id``, oldest first, at most ``limit``."""
+        ...
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def prune(self, *, events_before: float, tokens_before: float) -> PruneCounts:
+        """Delete timeline events with ``at < events_before`` and join tokens used before
+        ``tokens_before`` or expired before it (with their change-feed topics), in one
+        transaction. Announces no change (nothing anyone watches is removed). Run by the
+        leader's maintenance loop; cheap when there is nothing to delete."""
         ...
 
     # -- change feed ---------------------------------------------------------------------------

@@ -132,3 +132,11 @@ class Change:
     def subject(self) -> str:
         """The part of the topic after ``:`` (a cluster name, trust domain, ...; may be empty)."""
         return self.topic.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class PruneCounts:
+    """What :meth:`~federation.store.Store.prune` deleted."""
+
+    events: int = 0
+    tokens: int = 0

@@ -88,6 +88,20 @@ def recoveries_schema(dialect: Dialect) -> Migration:
     return Migration(2, "cluster recoveries (failback windows)", (statement,))
 
 
+def snapshot_sections_schema(dialect: Dialect) -> Migration:
+    """Version 3: ``snapshot_sections``, text many snapshots of one rebuild share (the trust
+    bundles), stored once and referenced by digest from ``snapshots.section``."""
+    del dialect  # the same DDL on both backends
+    return Migration(
+        3,
+        "shared snapshot sections",
+        (
+            "CREATE TABLE snapshot_sections (digest TEXT PRIMARY KEY, body TEXT NOT NULL)",
+            "ALTER TABLE snapshots ADD COLUMN section TEXT",
+        ),
+    )
+
+
 def apply_migrations(tx: Transaction, migrations: Sequence[Migration]) -> int:
     """Apply the pending ``migrations`` in ``tx``; return the resulting schema version.
 

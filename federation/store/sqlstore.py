@@ -8,22 +8,25 @@ before any transaction opens, so a refused argument stores nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from functools import partial
+from functools import cached_property, partial
 from typing import TypeVar
 
 from federation.store import operations as ops
 from federation.store.documents import (
+    SplitJsonObject,
     document_text,
     optional_text,
     require_count,
     require_name,
     require_text,
     require_time,
+    split_document,
 )
 from federation.store.errors import InvalidDocument
 from federation.store.event_log import log_event
+from federation.store.group_commit import GroupCommit
 from federation.store.protocol import JsonDocument, LeaderWork
 from federation.store.records import (
     AckState,
@@ -32,6 +35,7 @@ from federation.store.records import (
     ClusterRecord,
     DecisionRecord,
     EventRecord,
+    PruneCounts,
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
@@ -114,6 +118,17 @@ class SqlStore(ABC):
     async def list_clusters(self) -> list[ClusterRecord]:
         return await self._read(ops.list_clusters)
 
+    async def cluster_of_trust_domain(self, trust_domain: str) -> str | None:
+        return await self._read(partial(ops.cluster_of_trust_domain, trust_domain=trust_domain))
+
+    async def prune(self, *, events_before: float, tokens_before: float) -> PruneCounts:
+        body = partial(
+            ops.prune,
+            events_before=require_time(events_before, "events_before"),
+            tokens_before=require_time(tokens_before, "tokens_before"),
+        )
+        return await self._write(body)
+
     # -- bundles
 
     async def put_bundle(
@@ -147,13 +162,21 @@ class SqlStore(ABC):
     # -- reports
 
     async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
-        body = partial(
-            ops.record_report,
-            cluster=require_name(cluster, "cluster"),
-            report=document_text(report, "report"),
-            received_at=require_time(received_at, "received_at"),
+        item = (
+            require_name(cluster, "cluster"),
+            document_text(report, "report"),
+            require_time(received_at, "received_at"),
         )
-        await self._write(body)
+        await self._report_commits.submit(item)
+
+    @cached_property
+    def _report_commits(self) -> GroupCommit[tuple[str, str, float]]:
+        """Reports arriving while one commits are committed together (one transaction)."""
+        return GroupCommit(self._flush_reports)
+
+    async def _flush_reports(self, reports: list[tuple[str, str, float]]) -> None:
+        """Store a batch of validated reports in one write (backends may override)."""
+        await self._write(partial(ops.record_reports, reports=reports))
 
     async def get_report(self, cluster: str) -> ReportRecord | None:
         return await self._read(partial(ops.get_report, cluster=cluster))
@@ -173,12 +196,12 @@ class SqlStore(ABC):
         return await self._write(body)
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument], now: float
+        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
     ) -> dict[str, int]:
         if not isinstance(documents, Mapping):
             raise InvalidDocument("documents", "expected a mapping of cluster name to document")
         texts = {
-            require_name(cluster, "documents key"): document_text(doc, f"documents[{cluster!r}]")
+            require_name(cluster, "documents key"): split_document(doc, f"documents[{cluster!r}]")
             for cluster, doc in documents.items()
         }
         if not texts:
@@ -194,15 +217,23 @@ class SqlStore(ABC):
     ) -> None:
         if not isinstance(ok, bool):
             raise InvalidDocument("ok", f"expected a bool, got {ok!r}")
-        body = partial(
-            ops.record_ack,
-            cluster=require_name(cluster, "cluster"),
-            version=require_count(version, "version"),
-            ok=ok,
-            error=optional_text(error, "error"),
-            at=require_time(at, "at"),
+        item = (
+            require_name(cluster, "cluster"),
+            require_count(version, "version"),
+            ok,
+            optional_text(error, "error"),
+            require_time(at, "at"),
         )
-        await self._write(body)
+        await self._ack_commits.submit(item)
+
+    @cached_property
+    def _ack_commits(self) -> GroupCommit[ops.AckItem]:
+        """ACKs arriving while one commits are committed together (one transaction)."""
+
+        async def flush(acks: list[ops.AckItem]) -> None:
+            await self._write(partial(ops.record_acks, acks=acks))
+
+        return GroupCommit(flush)
 
     async def get_ack_state(self, cluster: str) -> AckState:
         return await self._read(partial(ops.get_ack_state, cluster=cluster))
@@ -263,6 +294,25 @@ class SqlStore(ABC):
         event_id = await self._write(body)
         log_event(event_id, kind, subject, text, at)  # the one place every event passes
         return event_id
+
+    async def append_events(
+        self, events: Sequence[tuple[str, str, JsonDocument, float]]
+    ) -> list[int]:
+        rows = [
+            (
+                require_name(kind, f"events[{i}].kind"),
+                require_text(subject, f"events[{i}].subject"),
+                document_text(detail, f"events[{i}].detail"),
+                require_time(at, f"events[{i}].at"),
+            )
+            for i, (kind, subject, detail, at) in enumerate(events)
+        ]
+        if not rows:
+            return []
+        ids = await self._write(partial(ops.append_events, events=rows))
+        for event_id, (kind, subject, text, at) in zip(ids, rows, strict=True):
+            log_event(event_id, kind, subject, text, at)
+        return ids
 
     async def list_events(self, after_id: int = 0, limit: int = 100) -> list[EventRecord]:
         after_id = require_count(after_id, "after_id")

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -18,7 +18,6 @@ import psycopg
 import trio
 from psycopg import sql
 
-from federation.store.documents import document_text, require_name, require_time
 from federation.store.feed import ChangeHub
 from federation.store.postgres import leadership
 from federation.store.postgres.connection import (
@@ -29,7 +28,7 @@ from federation.store.postgres.connection import (
 )
 from federation.store.postgres.listener import ChangeListener
 from federation.store.postgres.migrations import MIGRATIONS
-from federation.store.protocol import JsonDocument, LeaderWork
+from federation.store.protocol import LeaderWork
 from federation.store.records import Change
 from federation.store.registry import StoreConfig
 from federation.store.schema import apply_migrations
@@ -52,6 +51,9 @@ class PostgresTransaction(Transaction):
 
     placeholder = "%s"
 
+    def changed_many(self, topics: Sequence[str]) -> list[Change]:
+        return [self.changed(topic) for topic in topics]  # each notifies in its own statement
+
     def changed(self, topic: str) -> Change:
         row = self.one(_CHANGED_SQL, (topic,))
         assert row is not None
@@ -60,31 +62,36 @@ class PostgresTransaction(Transaction):
         return change
 
 
-# record_report is the hot path (1,000 gateways x 1 report/s): lock, upsert and change bump are
-# sent as ONE simple-protocol query (values bound client-side as quoted literals), which runs as
-# one implicit transaction and holds the write lock for no network round trip at all.
-_REPORT_SQL = sql.SQL(
-    "SELECT pg_advisory_xact_lock({lock_class}, {lock_id});"
-    " INSERT INTO reports (cluster, received_at, report) VALUES ({cluster}, {at}, {report})"
+# record_report is the hot path (1,000 gateways x 1 report/s), group-committed by SqlStore: the
+# lock, one multi-row upsert and one change bump per cluster are sent as ONE simple-protocol
+# query (values bound client-side as quoted literals), which runs as one implicit transaction
+# and holds the write lock for no network round trip at all.
+_LOCK_SQL = sql.SQL("SELECT pg_advisory_xact_lock({lock_class}, {lock_id})")
+_UPSERT_SQL = sql.SQL(
+    "INSERT INTO reports (cluster, received_at, report) VALUES {rows}"
     " ON CONFLICT (cluster) DO UPDATE SET received_at = excluded.received_at,"
-    " report = excluded.report;"
-    " WITH bumped AS ("
+    " report = excluded.report"
+)
+_BUMP_SQL = sql.SQL(
+    "WITH bumped AS ("
     " INSERT INTO changes (topic, seq) SELECT {topic}, COALESCE(MAX(seq), 0) + 1 FROM changes"
     " ON CONFLICT (topic) DO UPDATE SET seq = excluded.seq RETURNING seq, topic)"
     " SELECT seq, pg_notify('isthmus_changes', seq || ' ' || topic) FROM bumped"
 )
 
 
-def _run_report(conn: psycopg.Connection[Any], cluster: str, report: str, at: float) -> None:
-    query = _REPORT_SQL.format(
-        lock_class=WRITE_LOCK[0],
-        lock_id=WRITE_LOCK[1],
-        cluster=sql.Literal(cluster),
-        at=sql.Literal(at),
-        report=sql.Literal(report),
-        topic=sql.Literal(f"report:{cluster}"),
+def _run_reports(conn: psycopg.Connection[Any], reports: list[tuple[str, str, float]]) -> None:
+    latest = {cluster: (text, at) for cluster, text, at in reports}  # the later one wins
+    rows = sql.SQL(", ").join(
+        sql.SQL("({}, {}, {})").format(sql.Literal(c), sql.Literal(at), sql.Literal(text))
+        for c, (text, at) in sorted(latest.items())
     )
-    conn.execute(query)
+    statements = [
+        _LOCK_SQL.format(lock_class=WRITE_LOCK[0], lock_id=WRITE_LOCK[1]),
+        _UPSERT_SQL.format(rows=rows),
+        *(_BUMP_SQL.format(topic=sql.Literal(f"report:{c}")) for c in sorted(latest)),
+    ]
+    conn.execute(sql.SQL("; ").join(statements))
 
 
 def _run_write(conn: psycopg.Connection[Any], body: Body[T], lock: tuple[int, int]) -> T:
@@ -123,11 +130,8 @@ class PostgresStore(SqlStore):
             "schema migration",
         )
 
-    async def record_report(self, cluster: str, report: JsonDocument, received_at: float) -> None:
-        cluster = require_name(cluster, "cluster")
-        text = document_text(report, "report")
-        at = require_time(received_at, "received_at")
-        await self._pool.run(lambda conn: _run_report(conn, cluster, text, at), "report")
+    async def _flush_reports(self, reports: list[tuple[str, str, float]]) -> None:
+        await self._pool.run(lambda conn: _run_reports(conn, reports), "report")
 
     def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]:
         return self._hub.subscribe()

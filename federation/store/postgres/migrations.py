@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
-from federation.store.schema import POSTGRES, Migration, initial_schema, recoveries_schema
+from federation.store.schema import (
+    POSTGRES,
+    Migration,
+    initial_schema,
+    recoveries_schema,
+    snapshot_sections_schema,
+)
 
-MIGRATIONS: tuple[Migration, ...] = (initial_schema(POSTGRES), recoveries_schema(POSTGRES))
+MIGRATIONS: tuple[Migration, ...] = (
+    initial_schema(POSTGRES),
+    recoveries_schema(POSTGRES),
+    snapshot_sections_schema(POSTGRES),
+)

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
-from federation.store.schema import SQLITE, Migration, initial_schema, recoveries_schema
+from federation.store.schema import (
+    SQLITE,
+    Migration,
+    initial_schema,
+    recoveries_schema,
+    snapshot_sections_schema,
+)
 
-MIGRATIONS: tuple[Migration, ...] = (initial_schema(SQLITE), recoveries_schema(SQLITE))
+MIGRATIONS: tuple[Migration, ...] = (
+    initial_schema(SQLITE),
+    recoveries_schema(SQLITE),
+    snapshot_sections_schema(SQLITE),
+)

@@ -160,7 +160,9 @@ async def test_forged_bundle_update_is_refused_by_the_gateway_even_if_served(
     async with aws.client() as client, trio.open_nursery() as nursery:
         link = aws.link(client)
         await nursery.start(link.run)
-        await wait_until(lambda: bool(aws.applied))
+        # aws must know gcp's genuine bundle first (joins are rebuilt in bursts, so gcp's may
+        # come later than aws's first snapshot): a first bundle is accepted unsigned
+        await wait_until(lambda: gcp.td in link.bundles)
         good = len(aws.applied)
         # A compromised federation serves gcp's trust domain with an attacker's CA and key,
         # "signed" by the attacker, at a higher sequence (bypassing the API's own checks).

@@ -1,0 +1,136 @@
+"""The shared-work planner writes exactly what the model-by-model builder writes, byte for byte."""
+
+from __future__ import annotations
+
+from federation.model import EndpointHealth, Locality, PeerProbe, ServiceHealth
+from federation.model.api import Snapshot
+from federation.model.routing import FaultPolicy, RetryPolicy
+from federation.service.leases import LeaseInput, Reachability, assess_reachability
+from federation.service.placement_routes import PlannedRoute, PlannedTraffic
+from federation.service.snapshot_bytes import SnapshotEncoder, stamp
+from federation.service.snapshot_plan import SnapshotPlanner, SplicedList, encode_planned
+from federation.service.snapshots import (
+    MemberView,
+    build_snapshot,
+    plan_snapshots,
+    snapshot_digest,
+    with_version,
+)
+
+
+def svc(
+    name: str = "checkout.shop",
+    *,
+    healthy: bool = True,
+    allowed: tuple[str, ...] = ("*",),
+    port: int = 8080,
+    **extra: object,
+) -> ServiceHealth:
+    return ServiceHealth(
+        name=name,
+        endpoints=(EndpointHealth(address=f"127.0.0.1:{port}", healthy=healthy),),
+        allowed_sources=allowed,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def member(name: str, *services: ServiceHealth, addresses: bool = True) -> MemberView:
+    return MemberView(
+        name=name,
+        trust_domain=f"{name}.isthmus.test",
+        locality=Locality(cloud="local", region=name),
+        gateway_addresses=(f"127.0.0.1:{15000 + len(name)}",) if addresses else (),
+        services=services,
+    )
+
+
+def reach_of(
+    names: list[str], probes: dict[str, tuple[PeerProbe, ...]] | None = None
+) -> Reachability:
+    leases = {
+        n: LeaseInput(10.0 if n != "silent" else 1.0, (probes or {}).get(n, ())) for n in names
+    }
+    return assess_reachability(leases, now=10.0, interval_s=1.0)
+
+
+def assert_same(
+    members: list[MemberView], reach: Reachability, planned: PlannedTraffic | None = None
+) -> None:
+    bundles = {m.trust_domain: '{"keys":[]}' for m in members}
+    updates = {members[0].trust_domain: "signed"}
+    old = plan_snapshots(members, reach, bundles, updates, {}, planned=planned)
+    new = SnapshotPlanner().plan(members, reach, bundles, updates, {}, planned=planned)
+    assert set(new) == set(old) == {m.name for m in members}
+    for name, item in new.items():
+        assert item.text == old[name].snapshot.routing.model_dump_json(), name
+        assert item.digest == old[name].digest == snapshot_digest(old[name].snapshot)
+    encoded = encode_planned(new, SnapshotEncoder(), bundles, updates)
+    for name, item in encoded.items():
+        whole = item.document.head + item.document.tail
+        assert whole == old[name].snapshot.model_dump_json()
+        assert Snapshot.model_validate_json(whole) == old[name].snapshot
+        served = stamp(item.content, 7).body
+        assert served == with_version(old[name].snapshot, 7).model_dump_json().encode()
+
+
+def test_simple_rule_fleet_is_byte_identical() -> None:
+    members = [member(f"c{i}", svc(port=8000 + i)) for i in range(6)]
+    assert_same(members, reach_of([m.name for m in members]))
+
+
+def test_unhealthy_silent_link_down_and_restricted_sources_are_byte_identical() -> None:
+    members = [
+        member("a", svc(healthy=False), svc("cart.shop", allowed=("b",))),
+        member("b", svc(), svc("cart.shop", allowed=("a", "cc"))),
+        member("cc", svc(allowed=("a",)), svc("pay.shop")),
+        member("d", svc(timeout_s=3.0, retry=RetryPolicy(attempts=2)), addresses=False),
+        member("e"),
+        member("silent", svc(fault=FaultPolicy(delay_ms=5, delay_percent=1.0))),
+    ]
+    probes = {"b": (PeerProbe(cluster="a", ok=False),)}
+    assert_same(members, reach_of([m.name for m in members], probes))
+
+
+def test_remote_only_route_takes_the_first_exporters_settings() -> None:
+    members = [
+        member("a"),
+        member("b", svc(timeout_s=4.0, fault=FaultPolicy(abort_status=503, abort_percent=1.0))),
+        member("c", svc(timeout_s=9.0)),
+    ]
+    assert_same(members, reach_of(["a", "b", "c"]))
+
+
+def test_planned_traffic_is_byte_identical() -> None:
+    members = [member(n, svc(), svc("cart.shop")) for n in ("a", "b", "c")]
+    routes = {
+        "checkout.shop": {
+            "a": PlannedRoute(({"b": 70, "c": 30},), {"b": 0.5}),
+            "b": PlannedRoute(({"b": 100}, {"a": 100})),
+        }
+    }
+    planned = PlannedTraffic(3, routes, frozenset({"checkout.shop"}))
+    assert_same(members, reach_of(["a", "b", "c"]), planned)
+
+
+def test_only_changed_clusters_are_planned_and_digests_match_the_stored_form() -> None:
+    members = [member(n, svc()) for n in ("a", "b", "c")]
+    reach = reach_of(["a", "b", "c"])
+    planner = SnapshotPlanner()
+    first = planner.plan(members, reach, {}, {}, {})
+    digests = {name: item.digest for name, item in first.items()}
+    assert planner.plan(members, reach, {}, {}, digests) == {}
+    flipped = [member("a", svc(healthy=False)), *members[1:]]
+    again = planner.plan(flipped, reach, {}, {}, digests)
+    assert set(again) == {"a", "b", "c"}  # everyone stops routing to a (a itself goes remote)
+    assert '"a":1' not in again["b"].text
+    snap = build_snapshot(members[1], flipped, reach, {}, {})
+    assert again["b"].digest == snapshot_digest(snap)
+
+
+def test_spliced_list_drops_one_item() -> None:
+    items = SplicedList([("a", "1"), ("b", "22"), ("c", "333")])
+    assert items.without("a") == "22,333"
+    assert items.without("b") == "1,333"
+    assert items.without("c") == "1,22"
+    assert items.without("zz") == "1,22,333"
+    assert SplicedList([("a", "1")]).without("a") == ""
