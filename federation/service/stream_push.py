@@ -16,11 +16,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from federation.model.routing_delta import routing_delta
+
 #: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
 #: escaped, and the only maps in routing (weights, cluster health) have numbers as values.
 _BUNDLES_KEY = b',"bundles":{'
 #: Bundle sections remembered (current, previous, and a little slack for replicas catching up).
 _KEEP_SECTIONS = 4
+#: Parsed routings kept per cluster (delta bases).
+_KEEP_PARSED = 3
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class Push:
     bundles: BundleSection
     snapshot_line: bytes
 
+    @property
+    def routing(self) -> bytes:
+        """The routing JSON inside :attr:`snapshot_line`."""
+        start = self.snapshot_line.index(b'"routing":') + len(b'"routing":')
+        return self.snapshot_line[start:-2]
+
 
 def _section(raw: bytes) -> BundleSection:
     digest = hashlib.sha256(raw).hexdigest()[:32]
@@ -59,6 +69,43 @@ class PushEncoder:
     def __init__(self) -> None:
         self._pushes: dict[str, Push] = {}
         self._sections: list[BundleSection] = []
+        self._deltas: dict[str, tuple[int, int, bytes | None]] = {}
+        self._parsed_routing: dict[str, dict[int, object]] = {}
+
+    def delta(self, cluster: str, base: Push, push: Push) -> bytes | None:
+        """The ``delta`` message taking a gateway from ``base`` to ``push`` (both ``cluster``'s),
+        computed once per (base, version) and shared by the cluster's streams; ``None`` when a
+        full ``snapshot`` message is as small or the routings do not diff (send ``push``)."""
+        cached = self._deltas.get(cluster)
+        if cached is not None and cached[:2] == (base.version, push.version):
+            return cached[2]
+        line = self._delta_line(cluster, base, push)
+        self._deltas[cluster] = (base.version, push.version, line)
+        return line
+
+    def _routing_of(self, cluster: str, push: Push) -> object:
+        """``push``'s routing parsed, kept for the cluster's last few versions (each one is
+        the new side of one delta, then the base of the next)."""
+        parsed = self._parsed_routing.setdefault(cluster, {})
+        if push.version in parsed:
+            return parsed[push.version]
+        try:
+            value: object = json.loads(push.routing)
+        except ValueError:
+            value = None
+        parsed[push.version] = value
+        for old in sorted(parsed)[:-_KEEP_PARSED]:
+            del parsed[old]
+        return value
+
+    def _delta_line(self, cluster: str, base: Push, push: Push) -> bytes | None:
+        old = self._routing_of(cluster, base)
+        delta = routing_delta(old, self._routing_of(cluster, push))
+        if delta is None:
+            return None
+        line = b'{"type":"delta","version":%d,"base":%d,"routing":%s}\n' % (
+            push.version, base.version, _compact(delta))  # fmt: skip
+        return line if len(line) < len(push.snapshot_line) else None
 
     def push(self, cluster: str, version: int, body: bytes) -> Push:
         """The messages for ``cluster``'s snapshot ``version`` whose served body is ``body``."""
@@ -71,6 +118,8 @@ class PushEncoder:
 
     def forget(self, cluster: str) -> None:
         self._pushes.pop(cluster, None)
+        self._deltas.pop(cluster, None)
+        self._parsed_routing.pop(cluster, None)
 
     def _cut(self, version: int, body: bytes) -> Push | None:
         """The fast path: slice the canonical body (``None`` if it is not canonical)."""
