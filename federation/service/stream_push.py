@@ -16,15 +16,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from federation.model.routing_delta import routing_delta
+from federation.service.stream_delta import routing_delta_bytes
 
 #: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
 #: escaped, and the only maps in routing (weights, cluster health) have numbers as values.
 _BUNDLES_KEY = b',"bundles":{'
 #: Bundle sections remembered (current, previous, and a little slack for replicas catching up).
 _KEEP_SECTIONS = 4
-#: Parsed routings kept per cluster (delta bases).
-_KEEP_PARSED = 3
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,6 @@ class PushEncoder:
         self._pushes: dict[str, Push] = {}
         self._sections: list[BundleSection] = []
         self._deltas: dict[str, tuple[int, int, bytes | None]] = {}
-        self._parsed_routing: dict[str, dict[int, object]] = {}
 
     def delta(self, cluster: str, base: Push, push: Push) -> bytes | None:
         """The ``delta`` message taking a gateway from ``base`` to ``push`` (both ``cluster``'s),
@@ -79,32 +76,16 @@ class PushEncoder:
         cached = self._deltas.get(cluster)
         if cached is not None and cached[:2] == (base.version, push.version):
             return cached[2]
-        line = self._delta_line(cluster, base, push)
+        line = self._delta_line(base, push)
         self._deltas[cluster] = (base.version, push.version, line)
         return line
 
-    def _routing_of(self, cluster: str, push: Push) -> object:
-        """``push``'s routing parsed, kept for the cluster's last few versions (each one is
-        the new side of one delta, then the base of the next)."""
-        parsed = self._parsed_routing.setdefault(cluster, {})
-        if push.version in parsed:
-            return parsed[push.version]
-        try:
-            value: object = json.loads(push.routing)
-        except ValueError:
-            value = None
-        parsed[push.version] = value
-        for old in sorted(parsed)[:-_KEEP_PARSED]:
-            del parsed[old]
-        return value
-
-    def _delta_line(self, cluster: str, base: Push, push: Push) -> bytes | None:
-        old = self._routing_of(cluster, base)
-        delta = routing_delta(old, self._routing_of(cluster, push))
+    def _delta_line(self, base: Push, push: Push) -> bytes | None:
+        delta = routing_delta_bytes(base.routing, push.routing, push.version)
         if delta is None:
             return None
         line = b'{"type":"delta","version":%d,"base":%d,"routing":%s}\n' % (
-            push.version, base.version, _compact(delta))  # fmt: skip
+            push.version, base.version, delta)  # fmt: skip
         return line if len(line) < len(push.snapshot_line) else None
 
     def push(self, cluster: str, version: int, body: bytes) -> Push:
@@ -119,7 +100,6 @@ class PushEncoder:
     def forget(self, cluster: str) -> None:
         self._pushes.pop(cluster, None)
         self._deltas.pop(cluster, None)
-        self._parsed_routing.pop(cluster, None)
 
     def _cut(self, version: int, body: bytes) -> Push | None:
         """The fast path: slice the canonical body (``None`` if it is not canonical)."""
