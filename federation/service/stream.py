@@ -52,6 +52,11 @@ _KEEP_UNACKED = 8
 _MESSAGE_TYPES = frozenset({"report", "ack"})
 #: A report line whose only other keys come first: what follows is the report, then ``}``.
 _REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
+#: An ACK line as gateways send it (``ok``, no error): read without pydantic.
+_PLAIN_ACK = re.compile(
+    rb'\{"type":"ack"(?:,"id":([0-9]{1,16}))?,"ack":\{"version":([0-9]{1,16}),"ok":true'
+    rb'(?:,"error":"")?\}\}'
+)
 
 
 def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
@@ -108,6 +113,19 @@ def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
     return message_id, report, raw.decode()
 
 
+def fast_ack(line: bytes) -> tuple[int | None, Ack] | None:
+    """``(id, ACK)`` of a line of exactly the form gateways send for an ACK
+    (``{"type":"ack"[,"id":N],"ack":{"version":V,"ok":true[,"error":""]}}``); ``None`` for any
+    other line (then it is parsed and validated whole)."""
+    match = _PLAIN_ACK.fullmatch(line.strip())
+    if match is None:
+        return None
+    message_id = None if match.group(1) is None else int(match.group(1))
+    if message_id is not None and message_id > MAX_MESSAGE_ID:
+        return None
+    return message_id, Ack.model_construct(version=int(match.group(2)), ok=True, error="")
+
+
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """A field path without the union's tag pydantic puts first (``report.report.x``)."""
     return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
@@ -132,6 +150,9 @@ def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
     fast = fast_report(line)
     if fast is not None:
         return fast
+    ack = fast_ack(line)
+    if ack is not None:
+        return ack[0], ack[1], ""
     message = parse_message(line)
     if isinstance(message, StreamReport):
         return message.id, message.report, message.report.model_dump_json()
