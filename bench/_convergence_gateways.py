@@ -283,6 +283,8 @@ async def report_loop(
 
 
 _SNAPSHOT_HEAD = b'{"type":"snapshot","version":'
+#: A routing delta (the sim gateway ACKs it by version, as it does a full routing).
+_DELTA_HEAD = b'{"type":"delta","version":'
 _OK_HEAD = b'{"type":"ok","id":'
 _BUNDLES_HEAD = b'{"type":"bundles","digest":"'
 
@@ -290,7 +292,7 @@ _BUNDLES_HEAD = b'{"type":"bundles","digest":"'
 async def _on_snapshot(
     gw: SimGateway, stream: SnapshotStream, line: bytes, obs: Observations
 ) -> None:
-    start = len(_SNAPSHOT_HEAD)
+    start = len(_SNAPSHOT_HEAD) if line.startswith(_SNAPSHOT_HEAD) else len(_DELTA_HEAD)
     version = int(line[start : line.index(b",", start)])
     routed = obs.marker in line
     gw.snapshot_bytes, gw.after = len(line), version
@@ -317,7 +319,7 @@ async def _read_stream(gw: SimGateway, stream: SnapshotStream, obs: Observations
     """Dispatch every line until the stream ends (raises what ended it)."""
     while True:
         line = await stream.duplex.receive_line()
-        if line.startswith(_SNAPSHOT_HEAD):
+        if line.startswith(_SNAPSHOT_HEAD) or line.startswith(_DELTA_HEAD):
             await _on_snapshot(gw, stream, line, obs)
         elif line.startswith(_OK_HEAD):
             _on_ok(gw, line, obs)

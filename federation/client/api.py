@@ -232,7 +232,7 @@ class FederationClient:
         Raises :class:`FederationUnavailable` (network, 5xx: the next replica is tried next) or
         :class:`FederationRefused` (4xx)."""
         url = self.url
-        query = urlencode({"after": after, "bundles": bundles.digest})
+        query = urlencode({"after": after, "bundles": bundles.digest, "deltas": 1})
         headers = (
             ("authorization", self._authorization(fresh=True)["authorization"]),
             ("content-type", STREAM_MEDIA_TYPE),

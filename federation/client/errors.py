@@ -26,10 +26,13 @@ class SnapshotRejected(FederationClientError):
     """A snapshot failed the gateway's checks and is NACKed; the last good one stays active.
 
     ``version`` is the refused version when it could be read (``None`` for unreadable bodies).
+    ``refetch``: the version itself was not judged (a stream delta against a routing this
+    gateway does not hold); the NACK asks for it in full, so it still counts as unseen.
     """
 
-    def __init__(self, message: str, *, version: int | None = None) -> None:
+    def __init__(self, message: str, *, version: int | None = None, refetch: bool = False) -> None:
         self.version = version
+        self.refetch = refetch
         super().__init__(message)
 
 

@@ -329,7 +329,8 @@ class FederationLink:
         except SnapshotRejected as err:
             if err.version is None:
                 raise
-            self._last_seen, self.last_error = err.version, str(err)
+            if not err.refetch:
+                self._last_seen, self.last_error = err.version, str(err)
             await self._answer(err.version, ok=False, error=str(err))
             return
         if snapshot.version != self._last_seen:

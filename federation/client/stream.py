@@ -25,11 +25,14 @@ from federation.client.errors import (
 from federation.client.h2duplex import DuplexBroken, DuplexError, DuplexStream, StreamClosed
 from federation.model.api import Ack, HealthReport, Snapshot
 from federation.model.base import describe_validation_error
+from federation.model.routing import RoutingModel
+from federation.model.routing_delta import apply_delta
 from federation.model.stream import (
     DOWNSTREAM,
+    Downstream,
     StreamAck,
     StreamBundles,
-    StreamEnd,
+    StreamDelta,
     StreamError,
     StreamReply,
     StreamReport,
@@ -37,6 +40,8 @@ from federation.model.stream import (
 )
 
 _log = logging.getLogger(__name__)
+#: Routings kept as delta bases: the ones ACKed last, and the ones delivered not yet answered.
+_KEEP_BASES = 4
 
 
 class StreamEnded(FederationClientError):
@@ -78,6 +83,8 @@ class SnapshotStream:
         #: the federation's last refusal of one of our messages (reason: message)
         self.last_refusal = ""
         self.replies = 0
+        self._delivered: dict[int, RoutingModel] = {}
+        self._bases: dict[int, RoutingModel] = {}
 
     async def _send(self, line: bytes) -> None:
         try:
@@ -94,6 +101,9 @@ class SnapshotStream:
         self, version: int, ok: bool, error: str = "", message_id: int | None = None
     ) -> None:
         """ACK (``ok``) or NACK (with ``error``) a snapshot version."""
+        if ok and version in self._delivered:
+            self._bases[version] = self._delivered.pop(version)
+            _trim(self._bases)
         ack = Ack(version=version, ok=ok, error=error[:4000])
         message = StreamAck(type="ack", id=message_id, ack=ack)
         await self._send(message.model_dump_json(exclude_none=True).encode() + b"\n")
@@ -128,14 +138,40 @@ class SnapshotStream:
             if snapshot is not None:
                 return snapshot
 
-    def _take(
-        self, message: StreamBundles | StreamSnapshot | StreamReply | StreamError | StreamEnd
-    ) -> Snapshot | None:
-        if isinstance(message, StreamSnapshot):
+    def _routing_of(self, message: StreamDelta) -> RoutingModel:
+        base = self._bases.get(message.base)
+        if base is None:
+            raise SnapshotRejected(
+                f"delta v{message.version} is against v{message.base}, which this gateway "
+                "does not hold: send the full snapshot",
+                version=message.version,
+                refetch=True,
+            )
+        try:
+            return apply_delta(base, message.routing)
+        except ValidationError as err:
+            problems = "; ".join(describe_validation_error(err)[:5])
+            raise SnapshotRejected(
+                f"snapshot is not valid: {problems}", version=message.version
+            ) from err
+        except ValueError as err:
+            raise SnapshotRejected(
+                f"snapshot delta is not valid: {err}", version=message.version
+            ) from err
+
+    def _take(self, message: Downstream) -> Snapshot | None:
+        if isinstance(message, StreamSnapshot | StreamDelta):
+            routing = (
+                message.routing
+                if isinstance(message, StreamSnapshot)
+                else self._routing_of(message)
+            )
+            self._delivered[message.version] = routing
+            _trim(self._delivered)
             state = self.bundles
             return Snapshot(
                 version=message.version,
-                routing=message.routing,
+                routing=routing,
                 bundles=state.bundles,
                 bundle_updates=state.bundle_updates,
             )
@@ -151,3 +187,8 @@ class SnapshotStream:
         else:
             raise StreamEnded(message.reason, message.message)
         return None
+
+
+def _trim(routings: dict[int, RoutingModel]) -> None:
+    for version in sorted(routings)[:-_KEEP_BASES]:
+        del routings[version]

@@ -12,13 +12,14 @@ for a :class:`StreamReply` once the message is stored; a refused message is answ
 Down (federation -> gateway): :class:`StreamBundles` (every trust bundle and signed update, a
 separately versioned resource identified by ``digest``), :class:`StreamSnapshot` (the routing of
 snapshot ``version``; the snapshot is that routing with the latest bundles received on the same
-stream), :class:`StreamReply`, :class:`StreamError` and :class:`StreamEnd` (the server ends the
+stream), :class:`StreamDelta` (the same, told against a version the gateway ACKed),
+:class:`StreamReply`, :class:`StreamError` and :class:`StreamEnd` (the server ends the
 stream, e.g. when the JWT-SVID that opened it expires; reconnect with a fresh one).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -70,6 +71,18 @@ class StreamSnapshot(FrozenModel):
     routing: RoutingModel
 
 
+class StreamDelta(FrozenModel):
+    """The routing of snapshot ``version`` as what changed against version ``base``, the last
+    one this gateway ACKed on this stream (only to gateways that opened it with ``?deltas=1``;
+    see :mod:`federation.model.routing_delta`). A gateway that does not hold ``base`` NACKs
+    ``version``; the federation then sends the current version in full."""
+
+    type: Literal["delta"]
+    version: int = Field(ge=0)
+    base: int = Field(ge=0)
+    routing: dict[str, Any]
+
+
 class StreamReply(FrozenModel):
     """The up message with this ``id`` was stored."""
 
@@ -100,10 +113,6 @@ class StreamEnd(FrozenModel):
     message: str = ""
 
 
-DownstreamMessage = Annotated[
-    StreamBundles | StreamSnapshot | StreamReply | StreamError | StreamEnd,
-    Field(discriminator="type"),
-]
-DOWNSTREAM = TypeAdapter[StreamBundles | StreamSnapshot | StreamReply | StreamError | StreamEnd](
-    DownstreamMessage
-)
+Downstream = StreamBundles | StreamSnapshot | StreamDelta | StreamReply | StreamError | StreamEnd
+DownstreamMessage = Annotated[Downstream, Field(discriminator="type")]
+DOWNSTREAM = TypeAdapter[Downstream](DownstreamMessage)

@@ -22,6 +22,7 @@ from federation.model.stream import (
     STREAM_MEDIA_TYPE,
     StreamAck,
     StreamBundles,
+    StreamDelta,
     StreamEnd,
     StreamError,
     StreamReply,
@@ -45,12 +46,20 @@ _MODELS: tuple[type[BaseModel], ...] = (
     StreamAck,
     StreamBundles,
     StreamSnapshot,
+    StreamDelta,
     StreamReply,
     StreamError,
     StreamEnd,
 )
 _UP = ("StreamReport", "StreamAck")
-_DOWN = ("StreamBundles", "StreamSnapshot", "StreamReply", "StreamError", "StreamEnd")
+_DOWN = (
+    "StreamBundles",
+    "StreamSnapshot",
+    "StreamDelta",
+    "StreamReply",
+    "StreamError",
+    "StreamEnd",
+)
 _REF = "#/components/schemas/"
 _ERROR = {
     "description": "error",
@@ -108,6 +117,8 @@ def _stream_op() -> dict[str, Any]:
          "description": "the last version this gateway considered; not pushed again"},
         {"name": "bundles", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "digest of the bundles this gateway holds; not sent again"},
+        {"name": "deltas", "in": "query", "required": False, "schema": {"type": "integer"},
+         "description": "1: after an ACKed version, push routing as 'delta' messages"},
     ]  # fmt: skip
     op["requestBody"] = {"required": True, "content": _ndjson(_UP)}
     op["responses"]["200"] = {

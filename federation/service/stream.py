@@ -39,7 +39,7 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
-from federation.service.stream_push import PushEncoder
+from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
 Scope = MutableMapping[str, Any]
@@ -47,9 +47,16 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: How long the end of a stream may take to reach a slow gateway before it is dropped.
 _CLOSE_S = 5.0
+#: Versions sent and not yet ACKed that are remembered (one may become the delta base).
+_KEEP_UNACKED = 8
 _MESSAGE_TYPES = frozenset({"report", "ack"})
 #: A report line whose only other keys come first: what follows is the report, then ``}``.
 _REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
+#: An ACK line as gateways send it (``ok``, no error): read without pydantic.
+_PLAIN_ACK = re.compile(
+    rb'\{"type":"ack"(?:,"id":([0-9]{1,16}))?,"ack":\{"version":([0-9]{1,16}),"ok":true'
+    rb'(?:,"error":"")?\}\}'
+)
 
 
 def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
@@ -106,6 +113,19 @@ def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
     return message_id, report, raw.decode()
 
 
+def fast_ack(line: bytes) -> tuple[int | None, Ack] | None:
+    """``(id, ACK)`` of a line of exactly the form gateways send for an ACK
+    (``{"type":"ack"[,"id":N],"ack":{"version":V,"ok":true[,"error":""]}}``); ``None`` for any
+    other line (then it is parsed and validated whole)."""
+    match = _PLAIN_ACK.fullmatch(line.strip())
+    if match is None:
+        return None
+    message_id = None if match.group(1) is None else int(match.group(1))
+    if message_id is not None and message_id > MAX_MESSAGE_ID:
+        return None
+    return message_id, Ack.model_construct(version=int(match.group(2)), ok=True, error="")
+
+
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """A field path without the union's tag pydantic puts first (``report.report.x``)."""
     return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
@@ -130,6 +150,9 @@ def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
     fast = fast_report(line)
     if fast is not None:
         return fast
+    ack = fast_ack(line)
+    if ack is not None:
+        return ack[0], ack[1], ""
     message = parse_message(line)
     if isinstance(message, StreamReport):
         return message.id, message.report, message.report.model_dump_json()
@@ -189,7 +212,9 @@ class SnapshotStreamEndpoint:
                 fields=(("after", "not an integer"),),
             ) from err
         digest = (query.get("bundles") or [""])[0]
-        return StreamSession(self, cluster, expires_at=expires_at, after=after, bundles=digest)
+        session = StreamSession(self, cluster, expires_at=expires_at, after=after, bundles=digest)
+        session.deltas = (query.get("deltas") or ["0"])[0] == "1"
+        return session
 
     async def _refuse(self, send: Send, err: ServiceError) -> None:
         self.service.metrics.reject(err.reason)
@@ -226,6 +251,14 @@ class StreamSession:
         self.replies: list[bytes] = []
         self.wake = trio.Event()
         self.ending: bytes | None = None
+        #: whether the gateway asked for ``delta`` messages (``?deltas=1``)
+        self.deltas = False
+        #: the last version the gateway ACKed (its delta base), versions sent since, and the
+        #: versions sent as deltas (a NACK of one re-sends the current version in full)
+        self.base: Push | None = None
+        self.unacked: dict[int, Push] = {}
+        self.sent_as_delta: set[int] = set()
+        self.full_again = False
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -273,19 +306,53 @@ class StreamSession:
             await self.wake.wait()
             self.wake = trio.Event()
             served = publisher.current(self.cluster)
-            if served is not None and served.version != self.sent_version:
+            data = b""
+            if served is not None and (served.version != self.sent_version or self.full_again):
                 push = encoder.push(self.cluster, served.version, served.body)
                 if push.bundles.digest != self.sent_digest:
-                    await send({"type": "http.response.body", "body": push.bundles.line,
-                                "more_body": True})  # fmt: skip
+                    data = push.bundles.line
                     self.sent_digest = push.bundles.digest
-                await send({"type": "http.response.body", "body": push.snapshot_line,
-                            "more_body": True})  # fmt: skip
+                data += self._routing_line(push)
                 self.sent_version = push.version
                 self.service.metrics.pushed(self.cluster, push.version, self.service.clock())
             if self.replies:
-                data, self.replies = b"".join(self.replies), []
+                data, self.replies = data + b"".join(self.replies), []
+            if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def _routing_line(self, push: Push) -> bytes:
+        """``push`` as a delta against the ACKed base when the gateway takes deltas and one is
+        smaller; else in full."""
+        full_again, self.full_again = self.full_again, False
+        self.unacked[push.version] = push
+        for version in sorted(self.unacked)[:-_KEEP_UNACKED]:
+            del self.unacked[version]
+        base = self.base
+        if not self.deltas or full_again or base is None or base.version >= push.version:
+            self.sent_as_delta.discard(push.version)
+            return push.snapshot_line
+        line = self.endpoint.encoder.delta(self.cluster, base, push)
+        if line is None:
+            self.sent_as_delta.discard(push.version)
+            return push.snapshot_line
+        self.sent_as_delta.add(push.version)
+        return line
+
+    def _acked(self, ack: Ack) -> None:
+        """Track the gateway's delta base: an ACKed version becomes it; a NACKed delta is
+        followed by the current version in full (the gateway may lack the base)."""
+        if ack.ok:
+            push = self.unacked.get(ack.version)
+            if push is not None and (self.base is None or self.base.version < push.version):
+                self.base = push
+            for version in [v for v in self.unacked if v <= ack.version]:
+                del self.unacked[version]
+            self.sent_as_delta = {v for v in self.sent_as_delta if v > ack.version}
+        elif ack.version in self.sent_as_delta:
+            self.sent_as_delta.discard(ack.version)
+            self.base = None
+            self.full_again = True
+            self.wake.set()
 
     async def _read(self, receive: Receive) -> bool:
         """Handle every line until the gateway closes its side (False) or leaves (True)."""
@@ -330,6 +397,7 @@ class StreamSession:
             if isinstance(content, HealthReport):
                 await self.service.record_report(self.cluster, content, raw)
             else:
+                self._acked(content)
                 await self.service.record_ack(self.cluster, content)
         except ServiceError as err:
             self._refused(err, message_id)

@@ -16,6 +16,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from federation.service.stream_delta import routing_delta_bytes
+
 #: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
 #: escaped, and the only maps in routing (weights, cluster health) have numbers as values.
 _BUNDLES_KEY = b',"bundles":{'
@@ -42,6 +44,12 @@ class Push:
     bundles: BundleSection
     snapshot_line: bytes
 
+    @property
+    def routing(self) -> bytes:
+        """The routing JSON inside :attr:`snapshot_line`."""
+        start = self.snapshot_line.index(b'"routing":') + len(b'"routing":')
+        return self.snapshot_line[start:-2]
+
 
 def _section(raw: bytes) -> BundleSection:
     digest = hashlib.sha256(raw).hexdigest()[:32]
@@ -59,6 +67,26 @@ class PushEncoder:
     def __init__(self) -> None:
         self._pushes: dict[str, Push] = {}
         self._sections: list[BundleSection] = []
+        self._deltas: dict[str, tuple[int, int, bytes | None]] = {}
+
+    def delta(self, cluster: str, base: Push, push: Push) -> bytes | None:
+        """The ``delta`` message taking a gateway from ``base`` to ``push`` (both ``cluster``'s),
+        computed once per (base, version) and shared by the cluster's streams; ``None`` when a
+        full ``snapshot`` message is as small or the routings do not diff (send ``push``)."""
+        cached = self._deltas.get(cluster)
+        if cached is not None and cached[:2] == (base.version, push.version):
+            return cached[2]
+        line = self._delta_line(base, push)
+        self._deltas[cluster] = (base.version, push.version, line)
+        return line
+
+    def _delta_line(self, base: Push, push: Push) -> bytes | None:
+        delta = routing_delta_bytes(base.routing, push.routing, push.version)
+        if delta is None:
+            return None
+        line = b'{"type":"delta","version":%d,"base":%d,"routing":%s}\n' % (
+            push.version, base.version, delta)  # fmt: skip
+        return line if len(line) < len(push.snapshot_line) else None
 
     def push(self, cluster: str, version: int, body: bytes) -> Push:
         """The messages for ``cluster``'s snapshot ``version`` whose served body is ``body``."""
@@ -71,6 +99,7 @@ class PushEncoder:
 
     def forget(self, cluster: str) -> None:
         self._pushes.pop(cluster, None)
+        self._deltas.pop(cluster, None)
 
     def _cut(self, version: int, body: bytes) -> Push | None:
         """The fast path: slice the canonical body (``None`` if it is not canonical)."""

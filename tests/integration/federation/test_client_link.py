@@ -318,3 +318,35 @@ async def test_link_reopens_its_stream_at_once_when_the_token_expires(
         await wait_until(lambda: bool(aws.applied[-1][0].routing.services))
         assert link.failures == 0 and link.describe()["streaming"] is True
         nursery.cancel_scope.cancel()
+
+
+async def test_streamed_health_changes_end_in_the_snapshot_the_rest_api_serves(
+    federation: RunningFederation, tmp_path: Path
+) -> None:
+    """After the first ACK, pushes are deltas: what the gateway applies after each health
+    change is still exactly the snapshot the long-poll serves."""
+    aws, gcp = Gateway("aws", tmp_path), Gateway("gcp", tmp_path, services=(CHECKOUT,))
+    for gw in (aws, gcp):
+        await gw.join(await federation.service.create_join_token(gw.name))
+    async with aws.client() as c1, gcp.client() as c2, trio.open_nursery() as nursery:
+        for link in (aws.link(c1), gcp.link(c2)):
+            await nursery.start(link.run)
+        for healthy in (True, False, True):
+            gcp.services = (
+                CHECKOUT.model_copy(
+                    update={
+                        "endpoints": (EndpointHealth(address="127.0.0.1:8080", healthy=healthy),)
+                    }
+                ),
+            )
+
+            def applied(healthy: bool = healthy) -> bool:
+                # gcp's only backend down: aws has no route to checkout.shop at all
+                return bool(aws.applied) and bool(aws.applied[-1][0].routing.services) is healthy
+
+            await wait_until(applied, timeout=15)
+            served = federation.service.publisher.current("aws")
+            assert served is not None
+            if served.version == aws.applied[-1][0].version:
+                assert aws.applied[-1][0] == Snapshot.model_validate_json(served.body)
+        nursery.cancel_scope.cancel()

@@ -15,6 +15,8 @@ import trio
 
 from federation.client.h2duplex import DuplexRefused, DuplexRequest, DuplexStream, open_duplex
 from federation.model import HealthReport, Snapshot
+from federation.model.routing import RoutingModel
+from federation.model.routing_delta import apply_delta
 from federation.service import pinned_client_context
 from federation.service.server import RunningFederation
 from tests.integration.federation.conftest import (
@@ -224,3 +226,35 @@ async def test_a_reconnect_naming_what_it_holds_gets_nothing_again(
     await send(again, {"type": "ack", "id": 1, "ack": {"version": version, "ok": True}})
     assert await message(again) == {"type": "ok", "id": 1}  # no bundles, no snapshot first
     await again.aclose()
+
+
+async def test_a_gateway_asking_for_deltas_gets_changes_against_what_it_acked(
+    federation: RunningFederation, api: httpx.AsyncClient, nursery: trio.Nursery
+) -> None:
+    clusters = await joined(federation, api, "aws", "gcp")
+    aws = await open_stream(federation, nursery, clusters["aws"], query="?deltas=1")
+    gcp = await open_stream(federation, nursery, clusters["gcp"])
+    first = await message(aws, "snapshot")  # the first routing is always whole
+    await send(aws, {"type": "ack", "id": 1, "ack": {"version": first["version"], "ok": True}})
+    assert await answer(aws) == {"type": "ok", "id": 1}
+    await send(gcp, {"type": "report", "id": 1, "report": report(1)})
+    assert await message(gcp, "ok") == {"type": "ok", "id": 1}
+    with trio.fail_after(5):
+        pushed = await message(aws)
+    assert pushed["type"] == "delta", pushed
+    assert pushed["base"] == first["version"]
+    held = RoutingModel.model_validate(first["routing"])
+    served = await api.get(
+        "/v1/clusters/aws/snapshot", params={"after": -1}, headers=clusters["aws"].auth()
+    )
+    expected = Snapshot.model_validate_json(served.content)
+    assert expected.version == pushed["version"]
+    assert apply_delta(held, pushed["routing"]) == expected.routing
+    # a gateway that cannot apply it NACKs it: the version comes again, whole
+    nack = {"version": pushed["version"], "ok": False, "error": "no base"}
+    await send(aws, {"type": "ack", "ack": nack})
+    again = await message(aws, "snapshot")
+    assert again["version"] == pushed["version"]
+    assert RoutingModel.model_validate(again["routing"]) == expected.routing
+    await aws.aclose()
+    await gcp.aclose()
