@@ -130,3 +130,37 @@ async def test_sequential_requests_reuse_one_worker_task(clock: trio.testing.Moc
         assert len(handler.tasks) == 1
         assert [client.status(1 + 2 * n) for n in range(20)] == [b"200"] * 20
         nursery.cancel_scope.cancel()
+
+
+async def test_workers_serve_on_after_timeouts_and_resets(
+    clock: trio.testing.MockClock,
+) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=5.0), nursery)
+        client.h2.send_headers(1, [*REQUEST, (b":path", b"/hang1")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(1) is not None)
+        assert client.status(1) == b"504"
+        client.h2.send_headers(3, [*REQUEST, (b":path", b"/hang2")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.reset_stream(3)
+        await client.send()
+        await trio.sleep(1)
+        for sid in (5, 7):  # the worker that ran the cancelled ones serves on
+            client.h2.send_headers(sid, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+            await client.send()
+            await client.read_until(lambda _, sid=sid: client.status(sid) is not None)
+        client.h2.send_headers(9, [*REQUEST, (b":path", b"/hang3")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.send_headers(11, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(11) is not None)
+        assert [client.status(s) for s in (5, 7, 11)] == [b"200"] * 3
+        assert client.status(9) is None  # still waiting for its deadline
+        await client.read_until(lambda _: client.status(9) is not None)
+        assert client.status(9) == b"504"
+        assert handler.cancelled == [b"/hang1", b"/hang2", b"/hang3"]
+        nursery.cancel_scope.cancel()
