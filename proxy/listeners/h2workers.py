@@ -17,7 +17,8 @@ from typing import Generic, Protocol, TypeVar
 
 import trio
 
-MAX_IDLE_WORKERS = 16
+MIN_IDLE_WORKERS = 16
+MAX_IDLE_WORKERS = 256
 
 
 class Runnable(Protocol):
@@ -53,12 +54,17 @@ class StreamWorkers(Generic[R]):
         self._timer_wake = trio.Event()
         self._timer_started = False
         self.active = 0
+        # Parked workers kept: the most streams that ran at once (a peer gateway's link
+        # carries ~100: ending the extra workers after each burst respawned 0.7 per request).
+        self._keep = MIN_IDLE_WORKERS
 
     def submit(self, item: R, timeout: float) -> None:
         """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) it is marked
         ``timed_out`` and its scope cancelled."""
         self._ready.append(item)
         self.active += 1
+        if self.active > self._keep:
+            self._keep = min(self.active, MAX_IDLE_WORKERS)
         if self._parked:
             self._parked.unpark()
         else:
@@ -102,7 +108,7 @@ class StreamWorkers(Generic[R]):
                 self.active -= 1
                 if scope.cancel_called:  # came after the item's last checkpoint
                     return True
-            elif len(self._parked) >= MAX_IDLE_WORKERS:
+            elif len(self._parked) >= self._keep:
                 return False
             else:
                 await self._parked.park()
