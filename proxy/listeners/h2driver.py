@@ -95,7 +95,7 @@ class H2Connection:
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self.writer.scope = nursery.cancel_scope
-            self._workers = StreamWorkers(nursery, self._run_stream)
+            self._workers = StreamWorkers(nursery, self._run_stream, self._stream_cancelled)
             nursery.start_soon(self.writer.run)
             nursery.start_soon(self._watch_drain, nursery.cancel_scope)
             try:
@@ -205,22 +205,24 @@ class H2Connection:
         self._workers.submit(ex, math.inf if tunnel else self.limits.request_timeout_s)
 
     async def _run_stream(self, ex: H2Exchange) -> None:
-        """One exchange on a worker task; its scope is cancelled by the client's reset or by
-        the workers' timer at the request deadline (then 504, or a reset once the response
-        started)."""
+        """One exchange on a worker task, inside the worker's scope (``ex.scope``), which
+        the client's reset or the workers' timer at the request deadline cancel (then
+        :meth:`_stream_cancelled` answers)."""
+        scope = ex.scope
+        assert scope is not None
+        if ex.timed_out or ex.reset_by_peer:
+            scope.cancel()
+        ours = False
         try:
-            with trio.CancelScope() as scope:
-                ex.scope = scope
-                if ex.timed_out or ex.reset_by_peer:
-                    scope.cancel()
+            try:
                 await self.handler.handle(ex)
-            if scope.cancelled_caught and not ex.reset_by_peer:
-                if ex.response_started:
-                    await ex.abort()
-                else:
-                    await ex.respond_simple(504, b"request timeout")
-            elif not ex.ended:
+            finally:
+                ex.scope = None  # from here on a reset must not cancel the worker's scope
+            if not ex.ended:
                 await ex.abort()
+        except trio.Cancelled:
+            ours = scope.cancel_called  # then _stream_cancelled answers and cleans up
+            raise
         except DownstreamGone:
             pass
         except Exception:
@@ -228,11 +230,32 @@ class H2Connection:
             log.exception("stream %d from %s failed", ex.stream_id, self.downstream.remote)
             await ex.abort()
         finally:
-            ex.release()
-            del self.streams[ex.stream_id]
-            if not self.streams:
-                self._idle.set()
-                self._arm_idle_deadline()
+            if not ours:
+                self._stream_done(ex)
+
+    async def _stream_cancelled(self, ex: H2Exchange) -> None:
+        """The exchange's scope was cancelled: 504 by the deadline (a reset once the
+        response started); nothing when the client reset it."""
+        try:
+            if not ex.reset_by_peer:
+                if ex.response_started:
+                    await ex.abort()
+                else:
+                    await ex.respond_simple(504, b"request timeout")
+        except DownstreamGone:
+            pass
+        except Exception:
+            log.exception("stream %d from %s failed", ex.stream_id, self.downstream.remote)
+            await ex.abort()
+        finally:
+            self._stream_done(ex)
+
+    def _stream_done(self, ex: H2Exchange) -> None:
+        ex.release()
+        del self.streams[ex.stream_id]
+        if not self.streams:
+            self._idle.set()
+            self._arm_idle_deadline()
 
     async def _watch_drain(self, scope: trio.CancelScope) -> None:
         await self.drain.wait()

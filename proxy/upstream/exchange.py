@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -9,6 +10,7 @@ from proxy.errors import ResetBeforeHeaders
 from proxy.protocol.h2core import H2StateError
 from proxy.upstream.endpoint_pool import EndpointPool, Slot
 from proxy.upstream.h1conn import H1Body, H1Connection
+from proxy.upstream.h1deadlines import H1Deadlines
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import UpstreamRequest, UpstreamResponse
@@ -33,6 +35,13 @@ class H2Body:
         follow (the consumer may stop iterating; ``aclose`` then releases the stream)."""
         s = self._stream
         return s.ended and not s.inbox and not s.trailers and s.error is None and not self._done
+
+    @property
+    def buffered_to_end(self) -> bool:
+        """The rest of the body is already received (END_STREAM or an error came): iterating
+        it never waits for the upstream (the engine then relays it without a timeout scope)."""
+        s = self._stream
+        return self._done or s.ended or s.error is not None
 
     async def __anext__(self) -> bytes:
         if self._done:
@@ -97,11 +106,60 @@ async def h2_exchange(
     return response
 
 
-async def h1_exchange(pool: EndpointPool, req: UpstreamRequest) -> UpstreamResponse:
+class Retry(enum.Enum):
+    """:func:`h1_exchange_on` could not use its connection: go the slow way."""
+
+    STALE = "stale"  # closed by the backend while idle: nothing was sent
+    RESET = "reset"  # reset before the head of a body-less request: the one retry is used
+
+
+async def h1_exchange_on(
+    pool: EndpointPool,
+    req: UpstreamRequest,
+    slot: Slot,
+    deadlines: H1Deadlines,
+    deadline: float,
+) -> UpstreamResponse | Retry | None:
+    """The common case of :func:`h1_exchange` under a deadline, without a cancel scope: on
+    ``slot`` (an idle connection :meth:`EndpointPool.try_acquire` reserved), the wait for
+    the response head bounded by ``deadlines`` (which closes the connection at
+    ``deadline``). ``None``: no head by then. A :class:`Retry`: the connection was stale or reset
+    before anything could have been processed; the caller retries with :func:`h1_exchange`
+    (``retried=True`` after ``RESET``), which may wait for a connection."""
+    conn = slot.conn
+    assert isinstance(conn, H1Connection)
+    if conn.looks_stale():
+        await pool.release_h1(slot, reusable=False)
+        return Retry.STALE
+    watch = deadlines.watch(conn.stream, deadline)
+    try:
+        await conn.send_request(req)
+        status, headers = await conn.receive_response()
+    except ResetBeforeHeaders:
+        deadlines.finished(watch)
+        await pool.release_h1(slot, reusable=False)
+        if watch.expired:
+            return None
+        if req.body is None:
+            return Retry.RESET
+        raise
+    except BaseException:
+        deadlines.finished(watch)
+        await pool.release_h1(slot, reusable=False)
+        if watch.expired:
+            return None
+        raise
+    deadlines.finished(watch)
+    body = H1Body(conn, partial(pool.release_h1, slot))
+    return UpstreamResponse(status, headers, body, closer=partial(body.finish, reusable=False))
+
+
+async def h1_exchange(
+    pool: EndpointPool, req: UpstreamRequest, *, retried: bool = False
+) -> UpstreamResponse:
     """One request on a kept-alive (or new) connection. A kept-alive connection the backend
     had closed in the meantime is retried once on a fresh one when nothing of the request
-    could have been processed (no body)."""
-    retried = False
+    could have been processed (no body); ``retried``: that retry was already used."""
     for _ in range(pool.limits.max_idle + 2):  # each stale idle connection is skipped once
         slot = await pool.acquire()
         conn = slot.conn

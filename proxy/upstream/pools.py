@@ -10,7 +10,8 @@ import trio
 from proxy.errors import ConnectFailure, TunnelRefused, UpstreamError, UpstreamTimeout
 from proxy.routes.table import Endpoint
 from proxy.upstream.endpoint_pool import EndpointPool, Slot
-from proxy.upstream.exchange import h1_exchange, h2_exchange
+from proxy.upstream.exchange import Retry, h1_exchange, h1_exchange_on, h2_exchange
+from proxy.upstream.h1deadlines import H1Deadlines
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.models import PoolSettings, UpstreamRequest, UpstreamResponse
 from proxy.upstream.network import (
@@ -57,6 +58,7 @@ class UpstreamPools:
         self._verify_peer = verify_peer
         self._settings = settings
         self._nursery = nursery
+        self._h1_deadlines = H1Deadlines(nursery)
         self._pools: dict[PoolKey, EndpointPool] = {}
         self._retired: list[EndpointPool] = []
         self._closed = False
@@ -100,13 +102,22 @@ class UpstreamPools:
         pool = self._pool(endpoint)
         if timeout_s is None:
             return await self._exchange(pool, req)
-        slot = pool.try_acquire() if pool.multiplexed else None
+        slot = pool.try_acquire()
+        response: UpstreamResponse | None = None
         if slot is not None:
-            # The common case: the connection's timer bounds the wait for headers.
+            # The common case: a timer (the connection's, or the HTTP/1.1 deadlines') bounds
+            # the wait for headers; no cancel scope.
             deadline = trio.current_time() + timeout_s
-            response = await h2_exchange(pool, req, slot=slot, deadline=deadline)
+            if pool.multiplexed:
+                response = await h2_exchange(pool, req, slot=slot, deadline=deadline)
+            else:
+                first = await h1_exchange_on(pool, req, slot, self._h1_deadlines, deadline)
+                if not isinstance(first, Retry):
+                    response = first
+                else:
+                    with trio.move_on_at(deadline):
+                        response = await h1_exchange(pool, req, retried=first is Retry.RESET)
         else:
-            response = None
             with trio.move_on_after(timeout_s):
                 response = await self._exchange(pool, req)
         if response is None:

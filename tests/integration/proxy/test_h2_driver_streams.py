@@ -24,7 +24,8 @@ def clock() -> trio.testing.MockClock:
 
 
 class Handler:
-    """``/hang`` waits forever (until cancelled); anything else answers 200 at once."""
+    """``/hang`` waits forever (until cancelled), ``/slow`` 1 s; anything else answers 200
+    at once."""
 
     def __init__(self) -> None:
         self.cancelled: list[bytes] = []
@@ -38,6 +39,8 @@ class Handler:
             except trio.Cancelled:
                 self.cancelled.append(exchange.path)
                 raise
+        if exchange.path == b"/slow":
+            await trio.sleep(1)
         await exchange.start_response(200, [(b"content-length", b"2")])
         await exchange.send_data(b"ok", end_stream=True)
 
@@ -129,4 +132,54 @@ async def test_sequential_requests_reuse_one_worker_task(clock: trio.testing.Moc
         await trio.sleep(5)  # every deadline passes; none of the finished requests is hurt
         assert len(handler.tasks) == 1
         assert [client.status(1 + 2 * n) for n in range(20)] == [b"200"] * 20
+        nursery.cancel_scope.cancel()
+
+
+async def test_workers_serve_on_after_timeouts_and_resets(
+    clock: trio.testing.MockClock,
+) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=5.0), nursery)
+        client.h2.send_headers(1, [*REQUEST, (b":path", b"/hang1")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(1) is not None)
+        assert client.status(1) == b"504"
+        client.h2.send_headers(3, [*REQUEST, (b":path", b"/hang2")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.reset_stream(3)
+        await client.send()
+        await trio.sleep(1)
+        for sid in (5, 7):  # the worker that ran the cancelled ones serves on
+            client.h2.send_headers(sid, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+            await client.send()
+            await client.read_until(lambda _, sid=sid: client.status(sid) is not None)
+        client.h2.send_headers(9, [*REQUEST, (b":path", b"/hang3")], end_stream=True)
+        await client.send()
+        await trio.sleep(1)
+        client.h2.send_headers(11, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(11) is not None)
+        assert [client.status(s) for s in (5, 7, 11)] == [b"200"] * 3
+        assert client.status(9) is None  # still waiting for its deadline
+        await client.read_until(lambda _: client.status(9) is not None)
+        assert client.status(9) == b"504"
+        assert handler.cancelled == [b"/hang1", b"/hang2", b"/hang3"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_workers_of_a_burst_are_kept_for_the_next_one(
+    clock: trio.testing.MockClock,
+) -> None:
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, ListenerLimits(request_timeout_s=5.0), nursery)
+        for burst in range(3):
+            sids = [1 + 2 * (40 * burst + n) for n in range(40)]
+            for sid in sids:
+                client.h2.send_headers(sid, [*REQUEST, (b":path", b"/slow")], end_stream=True)
+            await client.send()
+            await client.read_until(lambda _, s=sids: all(client.status(i) for i in s))
+        assert len(handler.tasks) == 40  # not 40 + 2 * 24: the first burst's 40 served on
         nursery.cancel_scope.cancel()

@@ -223,7 +223,8 @@ Handler = Callable[[h11.Request, bytes], Awaitable[tuple[int, list[tuple[bytes, 
 @dataclass
 class H1Server:
     """HTTP/1.1 keep-alive server: answers ``/hello``, echoes ``/echo``; ``/close`` answers
-    with ``connection: close``. Counts accepted connections and requests."""
+    with ``connection: close``; ``/hang`` never answers. Counts accepted connections and
+    requests."""
 
     port: int = 0
     connections: int = 0
@@ -249,6 +250,8 @@ class H1Server:
                 if request is None:
                     return
                 self.requests += 1
+                if request.target == b"/hang":
+                    await trio.sleep_forever()  # until the client closes the connection
                 close = request.target == b"/close"
                 headers = [(b"content-length", b"%d" % len(body or b"hello"))]
                 if close:

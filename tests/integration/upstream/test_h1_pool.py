@@ -8,7 +8,8 @@ from functools import partial
 import pytest
 import trio
 
-from proxy.errors import ConnectFailure
+from proxy.errors import ConnectFailure, UpstreamTimeout
+from proxy.retry import FailureKind
 from proxy.upstream import PoolSettings, UpstreamPools, UpstreamRequest, open_upstream_pools
 from tests.integration.upstream.conftest import Pki, local
 from tests.integration.upstream.servers import H1Server, echo_tcp
@@ -80,6 +81,31 @@ async def test_backend_closing_an_idle_connection_is_retried_on_a_fresh_one(
         assert await fetch(pools, h1_server.port) == (200, b"hello")
         await trio.sleep(0.1)  # the backend drops the kept-alive connection meanwhile
     assert h1_server.connections == 3
+
+
+async def test_no_head_within_timeout_on_a_new_or_kept_alive_connection(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    endpoint = local(h1_server.port)
+
+    async def hang() -> None:
+        start = trio.current_time()
+        with trio.fail_after(2), pytest.raises(UpstreamTimeout) as info:
+            await pools.request(endpoint, req(b"/hang"), timeout_s=0.2)
+        assert info.value.failure is FailureKind.PER_TRY_TIMEOUT
+        assert 0.2 <= trio.current_time() - start < 1.0
+
+    async def hello() -> None:
+        response = await pools.request(endpoint, req(b"/hello"), timeout_s=2)
+        assert (response.status, b"".join([c async for c in response.body])) == (200, b"hello")
+
+    await hang()  # on a new connection
+    await hello()
+    await hang()  # on the kept-alive connection
+    await hello()
+    await hello()
+    assert h1_server.connections == 3  # each timed-out connection was discarded
+    assert h1_server.requests == 5
 
 
 async def test_idle_connections_are_closed_after_the_idle_timeout(
