@@ -17,12 +17,19 @@ are validated as a full routing is, so the result equals the full routing's mode
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from federation.model.routing import RoutingModel
 
 #: The list fields sent element-wise, and the key naming an element.
 LIST_KEYS = {"peers": "cluster", "services": "name"}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal including the order of object keys (``==`` on dicts ignores it, and the gateway
+    must end with byte-for-byte the routing a full push gives)."""
+    return a == b and json.dumps(a) == json.dumps(b)
 
 
 def _list_delta(base: list[Any], new: list[Any], key: str) -> list[Any] | None:
@@ -35,7 +42,7 @@ def _list_delta(base: list[Any], new: list[Any], key: str) -> list[Any] | None:
         if not isinstance(item, dict):
             return None
         i = index.get(item.get(key))
-        if i is not None and base[i] == item:
+        if i is not None and _same(base[i], item):
             last = entries[-1] if entries else None
             if isinstance(last, list) and last[1] == i:
                 last[1] = i + 1
@@ -56,7 +63,7 @@ def routing_delta(base: Any, new: Any) -> dict[str, Any] | None:
     delta: dict[str, Any] = {"version": new["version"]}
     for name, value in new.items():
         old = base[name]
-        if name == "version" or old == value:
+        if name == "version" or _same(old, value):
             continue
         key = LIST_KEYS.get(name)
         if key is not None and isinstance(old, list) and isinstance(value, list):
