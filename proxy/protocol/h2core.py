@@ -18,6 +18,8 @@ PRIORITY (RFC 9113 deprecates it), unknown frame types and settings. Refused: se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from proxy.errors import ProxyError
 from proxy.protocol import h2wire as w
 from proxy.protocol.events import (
@@ -299,6 +301,16 @@ class H2Core(ReceiveMixin):
                 s.recv_window += pending
                 pending = 0
             s.unacked = pending
+
+    def forward_data(self, sid: int, forward: Callable[[memoryview, int], None] | None) -> None:
+        """From now on hand ``sid``'s DATA payloads to ``forward(view, flow_length)`` as they
+        are parsed, instead of :class:`DataReceived` events (``None``: events again). The
+        view is valid only during the call (a tunnel writes it straight to its socket, or
+        copies what it cannot write); its credit is the callee's to :meth:`acknowledge`.
+        Ignored for a stream that is gone."""
+        s = self.streams.get(sid)
+        if s is not None:
+            s.forward = forward
 
     def ping(self, payload: bytes) -> None:
         if self.closed:

@@ -23,6 +23,14 @@ class ReceivesInto(Protocol):
     async def receive_into(self, buffer: memoryview) -> int: ...
 
 
+@runtime_checkable
+class ForwardsInto(Protocol):
+    """A stream that passes what it receives to a socket itself (an HTTP/2 tunnel on a
+    listener: straight from the connection's receive buffer); returns at end of stream."""
+
+    async def forward_into(self, sink: SocketIO, moved: Callable[[int], None]) -> None: ...
+
+
 PUMP_BUFFER = 256 * 1024
 
 
@@ -96,6 +104,18 @@ class _Pump:
     ) -> None:
         counts = self.counts
         clock = trio.lowlevel.current_clock().current_time  # same clock, fewer calls
+        if isinstance(source, ForwardsInto) and isinstance(sink, trio.SocketStream):
+
+            def moved(n: int) -> None:
+                self.active_at = clock()
+                if up:
+                    counts.up += n
+                else:
+                    counts.down += n
+
+            await source.forward_into(SocketIO(sink.socket), moved)
+            await sink.send_eof()
+            return
         send_all = _writer(sink)
         receive_into = _reader(source)
         if receive_into is None:
