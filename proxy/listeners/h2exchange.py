@@ -7,7 +7,7 @@ The connection driver (:mod:`proxy.listeners.h2driver`) feeds it events from its
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -120,6 +120,21 @@ class H2Exchange:
             else:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
+
+    # -- a tunnel's direct path (proxy.listeners.h2tunnel) ---------------------------------
+    def forward(self, forward: Callable[[memoryview, int], None] | None) -> None:
+        """Received DATA goes to ``forward`` as it is parsed (see
+        :meth:`proxy.protocol.h2core.H2Core.forward_data`); ``None`` queues it again."""
+        self._conn.session.forward_data(self.stream_id, forward)
+
+    @property
+    def data_queued(self) -> bool:
+        """Received DATA waits to be read."""
+        return bool(self._chunks)
+
+    def credit(self, flow: int) -> None:
+        """``flow`` received bytes were consumed: give the client credit back."""
+        self._conn.session.acknowledge_received_data(self.stream_id, flow)
 
     async def start_response(
         self, status: int, headers: Headers, *, end_stream: bool = False

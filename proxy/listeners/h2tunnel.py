@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from proxy.listeners.exchange import DownstreamGone
+from proxy.tls.sockio import SocketIO
 
 _JOIN_LIMIT = 1 << 20
 
@@ -21,6 +24,7 @@ class H2TunnelStream(trio.abc.HalfCloseableStream):
         self._ex = exchange
         self._open = exchange.body is not None
         self._pending = b""
+        self._sink_busy = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Received DATA, joined up to ``max_bytes`` (default 1 MiB); ``b""`` at the end."""
@@ -43,6 +47,57 @@ class H2TunnelStream(trio.abc.HalfCloseableStream):
         else:
             data, self._pending = self._pending[:limit], self._pending[limit:]
         return data
+
+    async def forward_into(self, sink: SocketIO, moved: Callable[[int], None]) -> None:
+        """Pass the received DATA to ``sink`` until END_STREAM (then return; the caller
+        sends the EOF). Payloads are written to the socket by the connection's reader as it
+        parses them, straight from its receive buffer, when the socket takes them at once
+        and nothing is queued before them; the rest is copied, queued and written by this
+        task. Credit goes back as the kernel takes the bytes (or as this task takes them),
+        so a stalled sink stops the client within the flow-control windows. ``moved(n)``
+        is called for every ``n`` bytes passed on. Raises ``trio.BrokenResourceError``."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            await sink.send_all(data)
+            moved(len(data))
+        raw = sink.raw
+        if raw is not None and self._open:
+            self._ex.forward(self._direct(raw, moved))
+        try:
+            while data := await self.receive_some():
+                self._sink_busy = True
+                try:
+                    await sink.send_all(data)
+                finally:
+                    self._sink_busy = False
+                moved(len(data))
+        finally:
+            self._ex.forward(None)
+
+    def _direct(
+        self, raw: socket.socket, moved: Callable[[int], None]
+    ) -> Callable[[memoryview, int], None]:
+        ex = self._ex
+
+        def take(view: memoryview, flow: int) -> None:
+            if self._sink_busy or ex.data_queued:  # keep the order: queue behind them
+                ex.on_data(bytes(view), flow)
+                return
+            try:
+                n = raw.send(view)
+            except OSError:  # full (or broken: the queued path reports it)
+                n = 0
+            size = len(view)
+            if n:
+                moved(n)
+            if n == size:
+                ex.credit(flow)
+                return
+            if n:
+                ex.credit(n)
+            ex.on_data(bytes(view[n:]), flow - n)
+
+        return take
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:

@@ -7,6 +7,8 @@ error) or calls ``_stream_error`` (a stream error), as the RFC assigns them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from proxy.protocol import h2wire as w
 from proxy.protocol.events import (
     ClientEvent,
@@ -34,6 +36,7 @@ class Stream:
 
     __slots__ = (
         "expect_length",
+        "forward",
         "head_request",
         "head_sent",
         "headers_in",
@@ -56,6 +59,9 @@ class Stream:
         self.head_request = False
         self.expect_length = -1
         self.received = 0
+        # Takes DATA payload views (valid only during the call) and their flow-control
+        # length instead of DataReceived events; see H2Core.forward_data.
+        self.forward: Callable[[memoryview, int], None] | None = None
 
 
 class ControlMixin:

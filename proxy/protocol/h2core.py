@@ -18,6 +18,8 @@ PRIORITY (RFC 9113 deprecates it), unknown frame types and settings. Refused: se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from proxy.errors import ProxyError
 from proxy.protocol import h2wire as w
 from proxy.protocol.events import (
@@ -59,7 +61,7 @@ class H2Core(ReceiveMixin):
         self.streams: dict[int, Stream] = {}
         self._in = bytearray()
         self._out = bytearray()
-        self._parts: list[bytes] = []  # output before _out: big DATA payloads by reference
+        self._parts: list[bytes | memoryview] = []  # before _out: big DATA payloads by reference
         self._events: list[Event | ClientEvent] = []
         self.encoder = FastEncoder()
         self.decoder = FastDecoder()
@@ -185,6 +187,17 @@ class H2Core(ReceiveMixin):
         out.clear()
         return data
 
+    def take_output(self) -> list[bytes | memoryview]:
+        """What :meth:`data_to_send` would return, as pieces in order (big DATA payloads by
+        reference, not joined): for a transport that writes pieces without joining them."""
+        parts = self._parts
+        out = self._out
+        if out:
+            parts.append(bytes(out))
+            out.clear()
+        self._parts = []
+        return parts
+
     def open_stream(self) -> int:
         """Client role: allocate the next stream id (its HEADERS must be sent next)."""
         sid = self._next_id
@@ -212,8 +225,12 @@ class H2Core(ReceiveMixin):
         if end_stream:
             self._local_end(s, sid)
 
-    def send_data(self, sid: int, data: bytes | memoryview, *, end_stream: bool = False) -> None:
-        """At most :meth:`send_window` bytes; raises :class:`H2StateError`."""
+    def send_data(
+        self, sid: int, data: bytes | memoryview, *, end_stream: bool = False, borrow: bool = False
+    ) -> None:
+        """At most :meth:`send_window` bytes; raises :class:`H2StateError`. ``borrow``: the
+        caller takes the output (:meth:`take_output`) before ``data`` changes, so a big
+        mutable payload is queued by reference too."""
         s = self._sendable(sid)
         n = len(data)
         if n > s.send_window or n > self.conn_send_window or n > self.max_out_frame:
@@ -222,8 +239,8 @@ class H2Core(ReceiveMixin):
         self.conn_send_window -= n
         out = self._out
         out += w.pack_header(n >> 16, n & 0xFFFF, w.DATA, w.END_STREAM if end_stream else 0, sid)
-        if n >= _BY_REFERENCE and type(data) is bytes:
-            # Immutable: keep a reference, so a bulk payload is copied once (by the join).
+        if n >= _BY_REFERENCE and (borrow or type(data) is bytes):
+            # Immutable (or borrowed): keep a reference, a bulk payload is copied once at most.
             self._parts.append(bytes(out))
             out.clear()
             self._parts.append(data)
@@ -284,6 +301,16 @@ class H2Core(ReceiveMixin):
                 s.recv_window += pending
                 pending = 0
             s.unacked = pending
+
+    def forward_data(self, sid: int, forward: Callable[[memoryview, int], None] | None) -> None:
+        """From now on hand ``sid``'s DATA payloads to ``forward(view, flow_length)`` as they
+        are parsed, instead of :class:`DataReceived` events (``None``: events again). The
+        view is valid only during the call (a tunnel writes it straight to its socket, or
+        copies what it cannot write); its credit is the callee's to :meth:`acknowledge`.
+        Ignored for a stream that is gone."""
+        s = self.streams.get(sid)
+        if s is not None:
+            s.forward = forward
 
     def ping(self, payload: bytes) -> None:
         if self.closed:

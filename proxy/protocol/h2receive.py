@@ -117,7 +117,11 @@ class ReceiveMixin(ControlMixin):
             if s.received > s.expect_length:
                 self._stream_error(sid, w.PROTOCOL_ERROR, "body longer than content-length")
                 return False
-        self._events.append(DataReceived(sid, bytes(data), flow))
+        forward = s.forward
+        if forward is None:
+            self._events.append(DataReceived(sid, bytes(data), flow))
+        else:
+            forward(data, flow)
         return True
 
     def _data_continue(self, mv: memoryview, pos: int, end: int) -> int:

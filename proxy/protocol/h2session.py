@@ -8,6 +8,7 @@ queues GOAWAY (PROTOCOL_ERROR or the code the rule names) and yields
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.errors import ProxyError
@@ -60,6 +61,12 @@ class H2ServerSession:
         if self._conn.closed or self._conn.goaway_received:
             self.closed = True
         return events  # type: ignore[return-value]
+
+    def forward_data(
+        self, stream_id: int, forward: Callable[[memoryview, int], None] | None
+    ) -> None:
+        """See :meth:`proxy.protocol.h2core.H2Core.forward_data`."""
+        self._conn.forward_data(stream_id, forward)
 
     def acknowledge_received_data(self, stream_id: int, flow_length: int) -> None:
         """Give the client credit back for bytes consumed downstream (backpressure)."""

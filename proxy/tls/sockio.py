@@ -49,6 +49,11 @@ class SocketIO:
         self._raw = _os_socket(sock)
         self._streak = 0
 
+    @property
+    def raw(self) -> socket.socket | None:
+        """The OS socket (``None`` when only trio's methods can reach it)."""
+        return self._raw
+
     async def _pace(self) -> None:
         """Cancellation point on every call; a schedule point every ``YIELD_EVERY`` calls."""
         self._streak += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import trio
@@ -200,6 +200,52 @@ class TLSStream(trio.abc.Stream):
             await self._flush()
         finally:
             self._sending = False
+
+    def send_nowait(self, parts: Sequence[bytes | bytearray | memoryview]) -> int | None:
+        """Encrypt ``parts`` and write them to the socket now, without waiting: ``None`` (and
+        nothing done) when that is not possible now (another task is sending or flushing,
+        no handshake yet, closed); else the count of encrypted bytes the kernel did not take,
+        kept in order ahead of anything sent later: call :meth:`send_all` (``b""`` will do)
+        to push them out. The caller may reuse its buffers as soon as this returns. Raises
+        ``trio.BrokenResourceError`` on a TLS or socket error."""
+        raw = self._writer.raw
+        if raw is None or not self.send_ready:
+            return None
+        write = self._ssl.write
+        try:
+            for part in parts:
+                if part:
+                    write(part)
+        except ssl.SSLError as err:
+            raise trio.BrokenResourceError(f"TLS error while writing: {err}") from err
+        out = self._outgoing
+        data = out.read()
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as err:
+            raise trio.BrokenResourceError(f"socket error: {err}") from err
+        if sent < len(data):
+            out.write(memoryview(data)[sent:])  # the BIO is empty: the rest stays first
+        return out.pending
+
+    @property
+    def send_ready(self) -> bool:
+        """:meth:`send_nowait` can write now (it stays so until the caller awaits)."""
+        return not (
+            self._sending
+            or self._send_lock.locked()
+            or not self._handshake_done
+            or self._close_notify_sent
+            or self._closed
+            or self._writer.raw is None
+        )
+
+    @property
+    def output_pending(self) -> bool:
+        """Encrypted bytes wait for :meth:`send_all` (left by :meth:`send_nowait`)."""
+        return self._outgoing.pending > 0
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()

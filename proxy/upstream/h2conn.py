@@ -38,6 +38,7 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2core import H2Core, H2StateError
+from proxy.tls.stream import TLSStream
 from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import UpstreamRequest
 
@@ -83,6 +84,9 @@ class H2ClientConnection:
             max_frame_size=MAX_FRAME_SIZE,
         )
         self._stream = stream
+        # DATA is written from the sending task itself when the TLS stream is free (no
+        # switch to the writer task, no copy of the payload into the frame buffer).
+        self._tls = stream if isinstance(stream, TLSStream) else None
         self._label = label
         self._key = endpoint_key
         self._on_change = on_change
@@ -206,7 +210,7 @@ class H2ClientConnection:
                 self._write_wanted = trio.Event()
                 data = self._h2.data_to_send()
                 self._pending_bytes = 0
-                if data:
+                if data or (self._tls is not None and self._tls.output_pending):
                     await self._stream.send_all(data)
                 flushed, self._flushed = self._flushed, trio.Event()
                 flushed.set()
@@ -384,16 +388,38 @@ class H2ClientConnection:
                 await s.window.wait()
                 continue
             n = min(window, size - pos)
+            chunk = data[pos : pos + n] if n < size else data
+            tls = self._tls
+            now = tls is not None and tls.send_ready
             try:
-                self._h2.send_data(s.stream_id, data[pos : pos + n] if n < size else data)
+                self._h2.send_data(s.stream_id, chunk, borrow=now)
             except H2StateError as err:
                 msg = f"{self._label}: stream {s.stream_id} closed while sending"
                 raise UpstreamStreamBroken(msg, endpoint=self._key) from err
             pos += n
-            self._pending_bytes += n
-            self._kick()
+            if now:
+                assert tls is not None
+                self._write_now(tls)
+            else:
+                self._pending_bytes += n
+                self._kick()
         while self._pending_bytes > _SEND_HIGH_WATER and not self.closed:
             await self._flushed.wait()
+
+    def _write_now(self, tls: TLSStream) -> None:
+        """Write all queued output from the calling task (``tls.send_ready`` was checked with
+        no await since); what the kernel did not take is left to the writer task."""
+        try:
+            left = tls.send_nowait(self._h2.take_output())
+        except trio.BrokenResourceError as err:
+            self._broken = True
+            self.abort()
+            raise UpstreamStreamBroken(f"{self._label}: {err}", endpoint=self._key) from err
+        if left is None:  # cannot happen after send_ready: fail loudly rather than reorder
+            raise RuntimeError("TLS stream refused a write it declared ready for")
+        if left:
+            self._pending_bytes = left
+            self._kick()
 
     def end_stream(self, s: H2Stream) -> None:
         if not (s.local_ended or s.released or self.closed or s.error):

@@ -176,3 +176,41 @@ async def test_tcp_close_without_close_notify_is_a_broken_stream(
                 assert await client.receive_some() == b"partial"
                 with pytest.raises(trio.BrokenResourceError):
                     await client.receive_some()
+
+
+async def test_send_nowait_keeps_order_with_send_all(pki: tuple[CA, Leaf, Leaf]) -> None:
+    """Pieces written without waiting (what the kernel did not take is flushed by the next
+    ``send_all``) arrive intact and in order, followed by what ``send_all`` sends."""
+    ca, _, client_leaf = pki
+    pieces = [bytes([i]) * (i * 50_000 + 9) for i in range(1, 40)]
+    expected = hashlib.sha256(b"".join(pieces) + b"tail").hexdigest()
+    digests: list[str] = []
+    done = trio.Event()
+
+    async def sink(stream: TLSStream) -> None:
+        digest = hashlib.sha256()
+        while data := await stream.receive_some():
+            digest.update(data)
+        digests.append(digest.hexdigest())
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        port = await _serve_one(nursery, pki, sink)
+        client = await open_tls_stream(
+            "127.0.0.1", port, client_context(ca, client_leaf), server_hostname="localhost"
+        )
+        async with client:
+            flushes = 0
+            for piece in pieces:
+                assert client.send_ready
+                left = client.send_nowait([piece[:9], memoryview(piece)[9:]])
+                assert left is not None
+                assert client.output_pending == (left > 0)
+                if left:
+                    flushes += 1
+                    await client.send_all(b"")
+            assert flushes > 0, "the kernel took everything: the leftover path was not tested"
+            await client.send_all(b"tail")
+            await client.send_eof()
+            await done.wait()
+    assert digests == [expected]

@@ -359,3 +359,34 @@ def test_a_large_data_frame_is_delivered_as_it_arrives_and_credited_exactly() ->
     events += core.receive_data(second[5:30]) + core.receive_data(second[30:])
     assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"b" * 70_000
     assert type(events[-1]).__name__ == "EndOfStream"
+
+
+def test_forwarded_data_goes_to_the_callee_as_views_with_exact_credit() -> None:
+    """A forwarded stream's payload pieces reach the callee (no DataReceived), padding
+    included in their flow length; END_STREAM still comes as an event; credit is the
+    callee's: the window stays short until it acknowledges."""
+    core = server(max_frame_size=1 << 20, initial_window_size=1 << 20)
+    core.receive_data(headers(1, GET, flags=0x4))
+    taken: list[tuple[bytes, int]] = []
+    core.forward_data(1, lambda view, flow: taken.append((bytes(view), flow)))
+    frame = w.frame(w.DATA, 0, 1, b"x" * 50_000)
+    padded = w.frame(w.DATA, w.PADDED | w.END_STREAM, 1, b"\x03abc\0\0\0")
+    events = core.receive_data(frame[:20_009]) + core.receive_data(frame[20_009:] + padded)
+    assert [type(e).__name__ for e in events] == ["EndOfStream"]
+    assert taken == [(b"x" * 20_000, 20_000), (b"x" * 30_000, 30_000), (b"abc", 7)]
+    assert core._conn_recv_window == core._conn_recv_max - 50_007
+    core.acknowledge(1, 50_007)
+    assert core._conn_recv_window + core._conn_unacked == core._conn_recv_max
+
+
+def test_borrowed_data_is_queued_by_reference_and_taken_in_order() -> None:
+    core = server()
+    core.receive_data(headers(1, GET, flags=0x4))
+    core.send_headers(1, [(b":status", b"200")])
+    buffer = bytearray(b"y" * w.DEFAULT_MAX_FRAME)
+    core.send_data(1, memoryview(buffer), borrow=True)
+    parts = core.take_output()
+    assert isinstance(parts[-1], memoryview) and parts[-1].obj is buffer  # not copied
+    kinds = [(f[0], len(f[3])) for f in frames_out(b"".join(parts))]
+    assert kinds == [(w.HEADERS, kinds[0][1]), (w.DATA, w.DEFAULT_MAX_FRAME)]
+    assert core.take_output() == [] and core.data_to_send() == b""
