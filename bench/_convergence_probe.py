@@ -1,12 +1,12 @@
 """CPU cost of the federation's snapshot build at N clusters, measured in this process.
 
-The publisher's rebuild calls ``plan_snapshots`` (every cluster's snapshot and digest), then for
-each changed cluster serialises the snapshot once to store it and once more, stamped with its
-version, to serve it. This probe runs exactly those functions of
-:mod:`federation.service.snapshots` on the shape of data the simulated fleet produces (own trust
-domain and CA root, one exported service with one endpoint, every cluster healthy): the whole
-plan, and the encoding for a sample of clusters scaled to N. Pure core only: no store, no HTTP,
-no event loop.
+The publisher's rebuild runs ``plan_and_encode`` (every cluster's routing text and digest, and
+the store/serve encoding of the changed ones), stores them, then ``stamp_all`` (each body with
+its version, JSON and gzip). This probe runs exactly those two functions of
+:mod:`federation.service.snapshot_plan` on the shape of data the simulated fleet produces (own
+trust domain and CA root, one exported service with one endpoint, every cluster healthy), for
+a first build in which every snapshot is new. Pure core only: no store, no HTTP, no event
+loop.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ from bench._convergence_gateways import SERVICE, Identity
 from federation.model.api import EndpointHealth, ServiceHealth
 from federation.model.routing import Locality
 from federation.service.leases import Reachability
-from federation.service.snapshots import MemberView, plan_snapshots, with_version
+from federation.service.placement_routes import PlannedTraffic
+from federation.service.snapshot_bytes import SnapshotEncoder
+from federation.service.snapshot_plan import (
+    RebuildInput,
+    SnapshotPlanner,
+    plan_and_encode,
+    stamp_all,
+)
+from federation.service.snapshots import MemberView
 
 
 @dataclass(frozen=True)
 class BuildCost:
     clusters: int
-    sample: int
     plan_ms_per_cluster: float
     stamp_ms_per_cluster: float
     snapshot_bytes: int
@@ -36,9 +43,9 @@ class BuildCost:
 
     def line(self) -> str:
         return (
-            f"  snapshot build core (this process; encoding sampled on {self.sample}): "
-            f"plan {self.plan_ms_per_cluster:.1f} ms + store/serve encoding "
-            f"{self.stamp_ms_per_cluster:.1f} ms per cluster -> {self.full_rebuild_s:.1f} s of "
+            "  snapshot build core (this process, the publisher's functions): plan and "
+            f"encode {self.plan_ms_per_cluster:.2f} ms + stamp "
+            f"{self.stamp_ms_per_cluster:.2f} ms per cluster -> {self.full_rebuild_s:.2f} s of "
             f"CPU per rebuild when every snapshot changes ({self.snapshot_bytes / 1024:.0f} KiB "
             "each)"
         )
@@ -61,21 +68,18 @@ def _members(identities: list[Identity]) -> list[MemberView]:
     return members
 
 
-def measure_build(identities: list[Identity], sample: int = 20) -> BuildCost:
-    """Time ``plan_snapshots`` for all clusters and the encoding for ``sample`` of them."""
+def measure_build(identities: list[Identity]) -> BuildCost:
+    """Time ``plan_and_encode`` and ``stamp_all`` for every cluster (a first build)."""
     members = _members(identities)
     reach = Reachability({m.name: "healthy" for m in members})
     bundles = {ident.trust_domain: ident.bundle.to_json() for ident in identities}
-    started = time.perf_counter()
-    planned = plan_snapshots(members, reach, bundles, {}, {})
-    plan = time.perf_counter() - started
-    picked = list(planned.values())[:: max(1, len(planned) // sample)][:sample]
-    size = 0
-    started = time.perf_counter()
-    for item in picked:
-        stored = item.snapshot.model_dump_json()  # what rebuild() stores
-        served = with_version(item.snapshot, 1).model_dump_json().encode()  # what it serves
-        size = max(size, len(stored), len(served))
-    encode = time.perf_counter() - started
+    world = RebuildInput(members, reach, bundles, {}, PlannedTraffic())
+    started = time.process_time()
+    changed = plan_and_encode(SnapshotPlanner(), SnapshotEncoder(), world, {})
+    plan = time.process_time() - started
+    started = time.process_time()
+    bodies = stamp_all({name: (item.encoded.content, 1) for name, item in changed.items()})
+    stamp = time.process_time() - started
+    size = max(len(body.body) for body in bodies.values())
     count = len(members)
-    return BuildCost(count, len(picked), 1000 * plan / count, 1000 * encode / len(picked), size)
+    return BuildCost(count, 1000 * plan / count, 1000 * stamp / count, size)
