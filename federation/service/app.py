@@ -33,7 +33,7 @@ from federation.service.errors import (
 from federation.service.openapi import openapi_document
 from federation.service.placement_api import PlacementHandlers, placement_routes
 from federation.service.snapshot_bytes import accepts_gzip
-from federation.service.stream import SnapshotStreamEndpoint, store_failure
+from federation.service.stream import SnapshotStreamEndpoint, parse_after, store_failure
 from federation.store import StoreError
 from federation.ui import ui_routes
 
@@ -186,14 +186,7 @@ class _Handlers:
 
     async def snapshot(self, request: Request) -> Response:
         cluster = await self._own(request, "the snapshot")
-        after_text = request.query_params.get("after", "-1")
-        try:
-            after = int(after_text)
-        except ValueError as err:
-            raise BadRequestError(
-                f"after: {after_text!r} is not an integer version",
-                fields=(("after", "not an integer"),),
-            ) from err
+        after = parse_after(request.query_params.get("after", "-1"))
         wait_s = self.service.settings.long_poll_s
         served = await self.service.publisher.wait_newer(cluster, after, wait_s)
         if served is None:

@@ -70,6 +70,17 @@ def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, ob
     }
 
 
+def parse_after(text: str) -> int:
+    """The ``after`` query parameter (a snapshot version) of a watch, long-poll or stream;
+    ``BadRequestError`` naming it when it is not an integer."""
+    try:
+        return int(text)
+    except ValueError as err:
+        raise BadRequestError(
+            f"after: {text!r} is not an integer version", fields=(("after", "not an integer"),)
+        ) from err
+
+
 def store_failure(err: StoreError) -> ServiceError:
     """The service error (and HTTP status) a store failure maps to."""
     if isinstance(err, StaleBundleSequence):
@@ -203,14 +214,7 @@ class SnapshotStreamEndpoint:
         caller = await self.auth.cluster_of(authorization)
         require_own(caller, cluster, "the snapshot stream")
         expires_at = float(unverified_claims(bearer_token(authorization)).get("exp", 0))
-        after_text = (query.get("after") or ["-1"])[0]
-        try:
-            after = int(after_text)
-        except ValueError as err:
-            raise BadRequestError(
-                f"after: {after_text!r} is not an integer version",
-                fields=(("after", "not an integer"),),
-            ) from err
+        after = parse_after((query.get("after") or ["-1"])[0])
         digest = (query.get("bundles") or [""])[0]
         session = StreamSession(self, cluster, expires_at=expires_at, after=after, bundles=digest)
         session.deltas = (query.get("deltas") or ["0"])[0] == "1"

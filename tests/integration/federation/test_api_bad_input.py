@@ -102,3 +102,14 @@ async def test_early_refusal_of_a_large_body_does_not_take_the_server_down(
     refused = await api.post("/v1/clusters/aws/reports", content=body)
     assert refused.status_code == 401
     assert (await api.get("/openapi.json")).status_code == 200
+
+
+async def test_a_watch_after_a_version_that_is_no_integer_is_named(
+    federation: RunningFederation, api: httpx.AsyncClient
+) -> None:
+    c = await joined(federation, api, "aws")
+    response = await api.get("/v1/clusters/aws/snapshot?after=soon", headers=c["aws"].auth())
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["message"] == "after: 'soon' is not an integer version"
+    assert error["fields"] == [{"field": "after", "message": "not an integer"}]
