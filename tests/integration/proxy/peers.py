@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from proxy.listeners import ListenerLimits, PeerIdentity
 from proxy.routes.table import Endpoint, Locality, Route, RoutingTable
 from tests.integration.proxy.certs import CA, Leaf, client_context, server_context
-from tests.integration.proxy.harness import Gateway, running_gateway
+from tests.integration.proxy.harness import (
+    FAST_RETRY,
+    Gateway,
+    local_endpoint,
+    route,
+    running_gateway,
+    table,
+)
 
 ID_A = "spiffe://a.test/isthmus/gateway/a"
 ID_B = "spiffe://b.test/isthmus/gateway/b"
@@ -35,6 +42,21 @@ def expect_identity(endpoint: Endpoint, ssl_object: ssl.SSLObject) -> None:
 
 def peer_endpoint(port: int, key: str = "gw-b") -> Endpoint:
     return Endpoint(key, "127.0.0.1", port, "peer", Locality("b"), expected_identity=ID_B)
+
+
+def db_tunnel_routes(target_port: int) -> tuple[list[Route], RoutingTable]:
+    """Routes of A and B for ``db.shop``: A sends its CONNECTs to peer B, which admits
+    cluster ``a`` and tunnels to 127.0.0.1:``target_port``."""
+    routes_b = table(
+        route(
+            "db.shop",
+            (local_endpoint("db-b", 1, cluster="b"),),
+            tcp_targets=(("127.0.0.1", target_port),),
+            allowed_sources=frozenset({"a"}),
+        ),
+        cluster="b",
+    )
+    return [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)], routes_b
 
 
 @dataclass

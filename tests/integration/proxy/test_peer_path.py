@@ -19,7 +19,7 @@ from tests.integration.proxy.harness import (
     serve_backend,
     table,
 )
-from tests.integration.proxy.peers import ID_A, gateway_pair, peer_endpoint
+from tests.integration.proxy.peers import ID_A, db_tunnel_routes, gateway_pair, peer_endpoint
 
 PKI = tuple[CA, Leaf, Leaf]
 
@@ -231,16 +231,7 @@ async def test_a_tunnel_to_a_stalled_target_stops_the_sender_then_delivers_every
         listeners[0].socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         target_port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(trio.serve_listeners, slow_target, listeners)
-        routes_b = table(
-            route(
-                "db.shop",
-                (local_endpoint("db-b", 1, cluster="b"),),
-                tcp_targets=(("127.0.0.1", target_port),),
-                allowed_sources=frozenset({"a"}),
-            ),
-            cluster="b",
-        )
-        routes_a = [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        routes_a, routes_b = db_tunnel_routes(target_port)
         async with gateway_pair(pki, routes_a, routes_b) as pair:
             stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
             async with stream:

@@ -11,8 +11,8 @@ from proxy.listeners import ListenerLimits
 from proxy.tunnel import PumpCounts, TunnelIdleTimeout, pump
 from tests.integration.proxy.backends import serve_tcp_echo
 from tests.integration.proxy.certs import CA, Leaf
-from tests.integration.proxy.harness import FAST_RETRY, eventually, local_endpoint, route, table
-from tests.integration.proxy.peers import gateway_pair, peer_endpoint
+from tests.integration.proxy.harness import eventually
+from tests.integration.proxy.peers import db_tunnel_routes, gateway_pair
 
 PKI = tuple[CA, Leaf, Leaf]
 IDLE_S = 60.0
@@ -92,16 +92,7 @@ async def test_idle_tunnels_through_both_gateways_are_closed_and_recorded(pki: P
     short = ListenerLimits(tunnel_idle_timeout_s=0.3)
     async with trio.open_nursery() as nursery:
         echo_port = await nursery.start(serve_tcp_echo)
-        routes_b = table(
-            route(
-                "db.shop",
-                (local_endpoint("db-b", 1, cluster="b"),),
-                tcp_targets=(("127.0.0.1", echo_port),),
-                allowed_sources=frozenset({"a"}),
-            ),
-            cluster="b",
-        )
-        routes_a = [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        routes_a, routes_b = db_tunnel_routes(echo_port)
         long = ListenerLimits(tunnel_idle_timeout_s=30.0)
         async with gateway_pair(pki, routes_a, routes_b, limits_a=short, limits_b=long) as pair:
             stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
@@ -132,16 +123,7 @@ async def test_bytes_sent_with_the_connect_head_go_through_first(pki: PKI) -> No
     gets them through the tunnel before anything it sends later."""
     async with trio.open_nursery() as nursery:
         echo_port = await nursery.start(serve_tcp_echo)
-        routes_b = table(
-            route(
-                "db.shop",
-                (local_endpoint("db-b", 1, cluster="b"),),
-                tcp_targets=(("127.0.0.1", echo_port),),
-                allowed_sources=frozenset({"a"}),
-            ),
-            cluster="b",
-        )
-        routes_a = [route("db.shop", (peer_endpoint(0),), retry=FAST_RETRY)]
+        routes_a, routes_b = db_tunnel_routes(echo_port)
         async with gateway_pair(pki, routes_a, routes_b) as pair:
             stream = await trio.open_tcp_stream("127.0.0.1", pair.a.port)
             async with stream:
