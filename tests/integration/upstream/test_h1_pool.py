@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
 from proxy.errors import ConnectFailure, UpstreamTimeout
 from proxy.retry import FailureKind
@@ -257,7 +258,7 @@ async def test_an_early_response_is_read_while_the_body_is_still_uploading(
         assert response.status == 413
         assert b"".join([c async for c in response.body]) == b"big"
     pulled = upload.pulled
-    await trio.sleep(0.05)
+    await trio.testing.wait_all_tasks_blocked()  # an upload still running would pull on
     assert upload.pulled == pulled < 64 << 20  # the upload stopped with the response
     # the body was not fully sent: that connection is closed, not reused
     assert pools.connection_count(local(port)) == 0
