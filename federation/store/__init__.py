@@ -9,6 +9,7 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
+from federation.store.composed import ComposedJsonObject, SharedText, TextSlice
 from federation.store.documents import EncodedJsonObject, SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
@@ -50,6 +51,7 @@ __all__ = [
     "BundleRecord",
     "Change",
     "ClusterRecord",
+    "ComposedJsonObject",
     "DecisionRecord",
     "DuplicateToken",
     "EncodedJsonObject",
@@ -62,6 +64,7 @@ __all__ = [
     "ReportRecord",
     "SchemaVersionError",
     "ServiceRecord",
+    "SharedText",
     "SnapshotRecord",
     "SplitJsonObject",
     "StaleBundleSequence",
@@ -70,6 +73,7 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreUnavailable",
+    "TextSlice",
     "TokenAlreadyUsed",
     "TokenError",
     "TokenExpired",

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from federation.store.composed import ComposedJsonObject
 from federation.store.documents import SplitJsonObject
 from federation.store.records import (
     AckState,
@@ -160,7 +161,9 @@ class Store(Protocol):
         ...
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
+        self,
+        documents: Mapping[str, JsonDocument | SplitJsonObject | ComposedJsonObject],
+        now: float,
     ) -> dict[str, int]:
         """Store a new snapshot for every cluster in ``documents`` in ONE transaction (all or
         none) and return each cluster's new version, numbered as by :meth:`put_snapshot`.
@@ -169,9 +172,11 @@ class Store(Protocol):
         hop) instead of one per cluster. A document may be a
         :class:`~federation.store.documents.SplitJsonObject`: its shared tail (the bundle
         section every snapshot of a rebuild carries) is stored once per distinct text, and
-        :meth:`get_snapshot` returns ``head + tail``. An empty mapping stores nothing and
-        returns ``{}``. Raises ``InvalidDocument`` (nothing stored) if any name or document is
-        invalid. Topic ``snapshot:<cluster>`` for each.
+        :meth:`get_snapshot` returns ``head + tail``; likewise a
+        :class:`~federation.store.composed.ComposedJsonObject`'s shared texts are stored once
+        each and :meth:`get_snapshot` returns its joined text and its ``digest``. An empty
+        mapping stores nothing and returns ``{}``. Raises ``InvalidDocument`` (nothing stored)
+        if any name or document is invalid. Topic ``snapshot:<cluster>`` for each.
         """
         ...
 

@@ -57,12 +57,14 @@ class ReportRecord:
 
 @dataclass(frozen=True)
 class SnapshotRecord:
-    """The current snapshot of a cluster; ``version`` is assigned by the store, strictly rising."""
+    """The current snapshot of a cluster; ``version`` is assigned by the store, strictly rising.
+    ``digest`` is the content digest its writer stored with it (``None`` if it gave none)."""
 
     cluster: str
     version: int
     document: str
     created_at: float
+    digest: str | None = None
 
 
 @dataclass(frozen=True)

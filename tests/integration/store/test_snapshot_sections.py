@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from federation.store import InvalidDocument, SplitJsonObject, Store, open_store
+from federation.store import (
+    ComposedJsonObject,
+    InvalidDocument,
+    SharedText,
+    SplitJsonObject,
+    Store,
+    TextSlice,
+    open_store,
+)
 
 
 async def _sections(store: Store) -> int:
-    row = await store._read(  # type: ignore[attr-defined]
-        lambda tx: tx.one("SELECT COUNT(*) FROM snapshot_sections")
-    )
+    row = await store._read(lambda tx: tx.one("SELECT COUNT(*) FROM snapshot_sections"))
     return int(row[0])
 
 
@@ -47,4 +53,62 @@ async def test_a_split_document_that_is_not_an_object_is_refused(store: Store) -
         await store.put_snapshots({"a": SplitJsonObject("[1", "]")}, now=1.0)
     with pytest.raises(InvalidDocument):
         await store.put_snapshots({"a": SplitJsonObject('{"a":"\ud800"', "}")}, now=1.0)
+    assert await store.get_snapshot("a") is None
+
+
+def _composed(name: str, peers: SharedText, bundles: SharedText, digest: str) -> ComposedJsonObject:
+    """``name``'s routing: the shared peer list with its own entry cut out, then the bundles."""
+    start = peers.text.index(f'"{name}"')
+    end = start + len(name) + 2
+    if start == 0:
+        kept = [TextSlice(peers, end + 1, len(peers.text))]
+    else:
+        kept = [TextSlice(peers, 0, start - 1), TextSlice(peers, end, len(peers.text))]
+    head = '{"routing":{"cluster":"' + name + '","peers":['
+    tail = TextSlice(bundles, 0, len(bundles.text))
+    return ComposedJsonObject((head, *kept, "]}", tail), digest)
+
+
+async def test_composed_documents_read_back_whole_with_their_digest(
+    store: Store, store_url: str
+) -> None:
+    peers = SharedText('"a","b","c"')
+    bundles = SharedText(',"bundles":{"td":"' + "k" * 5000 + '"}}')
+    docs = {n: _composed(n, peers, bundles, f"digest-{n}") for n in ("a", "b", "c")}
+    assert await store.put_snapshots(docs, now=1.0) == {"a": 1, "b": 1, "c": 1}
+    assert await _sections(store) == 2  # peers and bundles, once each
+    expected = {
+        "a": '{"routing":{"cluster":"a","peers":["b","c"]}',
+        "b": '{"routing":{"cluster":"b","peers":["a","c"]}',
+        "c": '{"routing":{"cluster":"c","peers":["a","b"]}',
+    }
+    async with open_store(store_url) as other_replica:
+        for name, head in expected.items():
+            got = await other_replica.get_snapshot(name)
+            assert got is not None
+            assert got.document == docs[name].text == head + bundles.text
+            assert (got.version, got.digest) == (1, f"digest-{name}")
+    # the next rebuild: new peers, the same bundles; the old peer list goes
+    peers2 = SharedText('"a","b","c","d"')
+    docs2 = {n: _composed(n, peers2, bundles, f"digest2-{n}") for n in ("a", "b")}
+    assert await store.put_snapshots(docs2, now=2.0) == {"a": 2, "b": 2}
+    assert await _sections(store) == 3  # c still uses the first peer list
+    await store.put_snapshots({"c": '{"n":1}'}, now=3.0)
+    assert await _sections(store) == 2
+    got = await store.get_snapshot("a")
+    assert got is not None and got.document.startswith(
+        '{"routing":{"cluster":"a","peers":["b","c","d"]}'
+    )
+    got = await store.get_snapshot("c")
+    assert got is not None and (got.version, got.document, got.digest) == (2, '{"n":1}', None)
+
+
+async def test_a_composed_document_that_is_not_an_object_is_refused(store: Store) -> None:
+    shared = SharedText("[1]")
+    for parts in (("[", TextSlice(shared, 1, 2), "]"), ("{", TextSlice(shared, 0, 9), "}")):
+        with pytest.raises(InvalidDocument):
+            await store.put_snapshots({"a": ComposedJsonObject(parts)}, now=1.0)
+    with pytest.raises(InvalidDocument):
+        bad = ComposedJsonObject(('{"a":"', TextSlice(SharedText("\ud800"), 0, 1), '"}'))
+        await store.put_snapshots({"a": bad}, now=1.0)
     assert await store.get_snapshot("a") is None

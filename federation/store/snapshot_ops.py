@@ -1,0 +1,133 @@
+"""Snapshot operations as synchronous transaction bodies, shared by every SQL backend.
+
+A snapshot row holds one of three stored forms (schema v1, v3, v4):
+
+* ``document`` alone: the whole JSON text;
+* ``document`` + ``section``: the head, followed by one shared section (a
+  :class:`~federation.store.documents.SplitJsonObject`'s tail);
+* ``document`` + ``sections``: a recipe (:func:`~federation.store.composed.recipe`) over the
+  space-separated shared sections it names (a :class:`ComposedJsonObject`).
+
+Shared sections live once each in ``snapshot_sections`` (keyed by SHA-256) and go when no
+snapshot names them any more. ``digest`` keeps the writer's content digest, if it gave one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from federation.store.composed import ComposedJsonObject, from_recipe, recipe
+from federation.store.documents import SplitJsonObject
+from federation.store.records import SnapshotRecord
+from federation.store.transaction import Transaction
+
+StoredDocument = str | SplitJsonObject | ComposedJsonObject
+#: ``(document, section, sections, digest)`` as the columns of ``snapshots`` keep them.
+_Row = tuple[str, str | None, str | None, str | None]
+
+_UPSERT = (
+    "INSERT INTO snapshots (cluster, version, document, created_at, section, sections, digest) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET "
+    "version = excluded.version, document = excluded.document, "
+    "created_at = excluded.created_at, section = excluded.section, "
+    "sections = excluded.sections, digest = excluded.digest"
+)
+
+
+def put_snapshot(tx: Transaction, *, cluster: str, document: str, now: float) -> int:
+    row = tx.one("SELECT version FROM snapshots WHERE cluster = ?", (cluster,))
+    version = 1 if row is None else int(row[0]) + 1
+    tx.run(_UPSERT, (cluster, version, document, now, None, None, None))
+    tx.changed(f"snapshot:{cluster}")
+    return version
+
+
+class _Sections:
+    """The shared sections of one write: each distinct one inserted once, the rest known."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self.stored = {str(row[0]) for row in tx.all("SELECT digest FROM snapshot_sections")}
+        self._tails: dict[int, str] = {}  # by id(tail): one rebuild shares one tail object
+
+    def add(self, digest: str, body: str) -> str:
+        if digest not in self.stored:
+            self._tx.run(
+                "INSERT INTO snapshot_sections (digest, body) VALUES (?, ?)", (digest, body)
+            )
+            self.stored.add(digest)
+        return digest
+
+    def row_of(self, document: StoredDocument) -> _Row:
+        if isinstance(document, str):
+            return document, None, None, None
+        if isinstance(document, SplitJsonObject):
+            digest = self._tails.get(id(document.tail))
+            if digest is None:
+                digest = hashlib.sha256(document.tail.encode()).hexdigest()
+                self._tails[id(document.tail)] = digest
+            return document.head, self.add(digest, document.tail), None, None
+        text, sections = recipe(document)
+        names = " ".join(self.add(s.digest, s.text) for s in sections)
+        return text, None, names, document.digest
+
+    def drop_unused(self) -> None:
+        used: set[str] = set()
+        rows = self._tx.all(
+            "SELECT section, sections FROM snapshots "
+            "WHERE section IS NOT NULL OR sections IS NOT NULL"
+        )
+        for section, sections in rows:
+            if section is not None:
+                used.add(str(section))
+            if sections:
+                used.update(str(sections).split())
+        stale = sorted(self.stored - used)
+        if stale:
+            self._tx.run_many(
+                "DELETE FROM snapshot_sections WHERE digest = ?", [(d,) for d in stale]
+            )
+            self.stored -= set(stale)
+
+
+def put_snapshots(
+    tx: Transaction, *, documents: Mapping[str, StoredDocument], now: float
+) -> dict[str, int]:
+    """Every document upserted with the next version of its cluster, in one batch; shared
+    sections stored once per distinct text; sections no snapshot refers to any more go."""
+    names = sorted(documents)
+    current = {str(r[0]): int(r[1]) for r in tx.all("SELECT cluster, version FROM snapshots")}
+    sections = _Sections(tx)
+    versions = {name: current.get(name, 0) + 1 for name in names}
+    rows = []
+    for name in names:
+        document, section, shared, digest = sections.row_of(documents[name])
+        rows.append((name, versions[name], document, now, section, shared, digest))
+    tx.run_many(_UPSERT, rows)
+    tx.changed_many([f"snapshot:{name}" for name in names])
+    sections.drop_unused()
+    return versions
+
+
+def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
+    row = tx.one(
+        "SELECT s.cluster, s.version, s.document, s.created_at, x.body, s.sections, s.digest "
+        "FROM snapshots s LEFT JOIN snapshot_sections x ON x.digest = s.section "
+        "WHERE s.cluster = ?",
+        (cluster,),
+    )
+    if row is None:
+        return None
+    document = str(row[2])
+    if row[5] is not None:
+        digests = str(row[5]).split()
+        bodies = {}
+        for digest in set(digests):  # a few sections (peers, weights, bundles): one read each
+            found = tx.one("SELECT body FROM snapshot_sections WHERE digest = ?", (digest,))
+            bodies[digest] = "" if found is None else str(found[0])
+        document = from_recipe(document, [bodies[d] for d in digests])
+    elif row[4] is not None:
+        document += str(row[4])
+    content_digest = None if row[6] is None else str(row[6])
+    return SnapshotRecord(str(row[0]), int(row[1]), document, float(row[3]), content_digest)
