@@ -36,19 +36,13 @@ from federation.service.rebuild_pacing import JoinPacer
 from federation.service.served import ServedSnapshot, report_key, world_key
 from federation.service.snapshot_bytes import (
     EncodedContent,
-    SnapshotBody,
+    SectionCache,
     SnapshotEncoder,
-    gzip_body,
-    stamp,
+    stored_content,
 )
-from federation.service.snapshot_plan import (
-    RebuildInput,
-    SnapshotPlanner,
-    plan_and_encode,
-    stamp_all,
-)
-from federation.service.snapshots import MemberView, snapshot_digest, with_version
-from federation.store import JsonDocument, ReportRecord, Store, StoreError
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
+from federation.service.snapshots import MemberView, snapshot_digest
+from federation.store import JsonDocument, ReportRecord, SnapshotRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -110,6 +104,9 @@ class SnapshotPublisher:
         )
         self._encoder = SnapshotEncoder()
         self._planner = SnapshotPlanner()
+        #: bundle sections of snapshots read back from the store (load, other replicas' writes)
+        self._stored_sections = SectionCache()
+        self._stored_encoder = SnapshotEncoder()
         self._rebuilding = trio.Lock()
         #: holds join-triggered rebuilds until a burst of joins pauses (bounded)
         self.join_pacer = JoinPacer()
@@ -160,29 +157,25 @@ class SnapshotPublisher:
         for record in await self._store.list_clusters():
             stored = await self._store.get_snapshot(record.name)
             if stored is not None:
-                self._served[record.name] = self._stamp(
-                    Snapshot.model_validate_json(stored.document), stored.version, stored.created_at
-                )
+                self._served[record.name] = self._from_store(stored)
+
+    def _from_store(self, stored: SnapshotRecord) -> ServedSnapshot:
+        """A snapshot read back from the store, served as its writer stored it: its text is
+        not parsed when it has the canonical form a rebuild writes and its digest was stored
+        with it (what a rebuild compares, so an unchanged snapshot keeps its version)."""
+        content = stored_content(stored.document, self._stored_sections)
+        digest = stored.digest
+        if content is None or digest is None:
+            snapshot = Snapshot.model_validate_json(stored.document)
+            content = content or self._stored_encoder.content(snapshot)
+            digest = digest or snapshot_digest(snapshot)
+        return self._stamp(content, stored.version, stored.created_at, digest)
 
     def _stamp(
-        self,
-        content: Snapshot | EncodedContent,
-        version: int,
-        at: float,
-        digest: str | None = None,
-        stamped: SnapshotBody | None = None,
+        self, content: EncodedContent, version: int, at: float, digest: str
     ) -> ServedSnapshot:
-        """The served form of ``content`` at ``version``. Content encoded by this replica's
-        rebuild is stamped without re-encoding (``digest`` required; ``stamped`` if a worker
-        thread already did it); a snapshot read back from the store is encoded here."""
-        if isinstance(content, EncodedContent):
-            if digest is None:
-                raise ValueError("an encoded snapshot is stamped with its planned digest")
-            encoded = stamped or stamp(content, version)
-            return ServedSnapshot(version, digest, encoded.body, at, encoded.gzipped)
-        body = with_version(content, version).model_dump_json().encode()
-        digest = digest or snapshot_digest(content)
-        return ServedSnapshot(version, digest, body, at, gzip_body(body))
+        """The served form of ``content`` at ``version`` (its bytes built when first asked)."""
+        return ServedSnapshot(version, digest, None, at, content=content)
 
     def _parse(self, record: ReportRecord) -> HealthReport:
         cached = self._reports.get(record.cluster)
@@ -273,16 +266,13 @@ class SnapshotPublisher:
                 {name: served.digest for name, served in self._served.items()},
             )
         )
-        # Stored in ONE transaction (the bundle section once), stamped without re-encoding
-        # (gzip, in a thread: zlib releases the GIL); then every watcher is woken at once.
+        # Stored in ONE transaction, each shared text once (peer list, weights, bundles);
+        # served without copying anything per cluster (bytes are built when a watcher asks).
         documents = {name: item.encoded.document for name, item in changed.items()}
         versions = await self._store.put_snapshots(documents, now)
-        bodies = await trio.to_thread.run_sync(
-            stamp_all, {name: (changed[name].encoded.content, v) for name, v in versions.items()}
-        )
         for name, version in versions.items():
             content, digest = changed[name].encoded.content, changed[name].routing.digest
-            self._served[name] = self._stamp(content, version, now, digest, bodies[name])
+            self._served[name] = self._stamp(content, version, now, digest)
             self._wake(name)
         self._last_world = world
         return len(changed)
@@ -307,8 +297,7 @@ class SnapshotPublisher:
         served = self._served.get(cluster)
         if stored is None or (served is not None and served.version == stored.version):
             return
-        content = Snapshot.model_validate_json(stored.document)
-        self._served[cluster] = self._stamp(content, stored.version, stored.created_at)
+        self._served[cluster] = self._from_store(stored)
         self._wake(cluster)
 
     def _seconds_to_next_expiry(self) -> float:

@@ -9,7 +9,14 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
-from federation.store.composed import ComposedJsonObject, SharedText, TextSlice
+from federation.store.composed import (
+    ComposedJsonObject,
+    DocumentPart,
+    SharedText,
+    TextSlice,
+    join_parts,
+    normalise_parts,
+)
 from federation.store.documents import EncodedJsonObject, SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
@@ -53,6 +60,7 @@ __all__ = [
     "ClusterRecord",
     "ComposedJsonObject",
     "DecisionRecord",
+    "DocumentPart",
     "DuplicateToken",
     "EncodedJsonObject",
     "EventRecord",
@@ -79,6 +87,8 @@ __all__ = [
     "TokenExpired",
     "TokenNotFound",
     "TokenSecretMismatch",
+    "join_parts",
+    "normalise_parts",
     "open_store",
     "register_backend",
     "sqlite_url_for_state_dir",

@@ -6,7 +6,7 @@ bundles every snapshot carries. Storing each routing whole wrote ~190 MiB per fl
 :class:`ComposedJsonObject` names those shared texts (:class:`SharedText`) instead of copying
 them: ``put_snapshots`` stores each distinct shared text once (by SHA-256, in
 ``snapshot_sections``) and per snapshot only its literal parts and ``(section, start, end)``
-references (a "recipe"); ``get_snapshot`` returns the joined text. Pure: no I/O.
+references (a "recipe"); ``get_snapshot`` returns the join_parts text. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -64,18 +64,18 @@ class TextSlice:
         return self.section.text[self.start : self.end]
 
 
-Part = str | TextSlice
+DocumentPart = str | TextSlice
 
 
-def joined(parts: Iterable[Part]) -> str:
+def join_parts(parts: Iterable[DocumentPart]) -> str:
     """The text ``parts`` stand for."""
     return "".join(part if isinstance(part, str) else part.text for part in parts)
 
 
-def normalised(parts: Iterable[Part]) -> tuple[Part, ...]:
+def normalise_parts(parts: Iterable[DocumentPart]) -> tuple[DocumentPart, ...]:
     """``parts`` with empty parts dropped and adjacent literals merged (one canonical form for
     one structure, so digests over parts are stable)."""
-    out: list[Part] = []
+    out: list[DocumentPart] = []
     for part in parts:
         if isinstance(part, str):
             if not part:
@@ -96,13 +96,13 @@ class ComposedJsonObject:
 
     __slots__ = ("digest", "parts")
 
-    def __init__(self, parts: Sequence[Part], digest: str | None = None) -> None:
-        self.parts = normalised(parts)
+    def __init__(self, parts: Sequence[DocumentPart], digest: str | None = None) -> None:
+        self.parts = normalise_parts(parts)
         self.digest = digest
 
     @property
     def text(self) -> str:
-        return joined(self.parts)
+        return join_parts(self.parts)
 
     def __repr__(self) -> str:
         return f"ComposedJsonObject({len(self.parts)} parts)"
