@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from federation.model.routing import PeerGateway, PriorityLevel, RoutingModel
@@ -163,6 +163,19 @@ class SnapshotPlanner:
     def __init__(self) -> None:
         self._peer_cache: dict[tuple[object, ...], tuple[PeerGateway, str]] = {}
         self._peer_list: SplicedList | None = None
+        #: literal texts by what they are a pure function of, kept while used (see _literal)
+        self._literals: dict[tuple[object, ...], str] = {}
+        self._used: dict[tuple[object, ...], str] = {}
+
+    def _literal(self, key: tuple[object, ...], build: Callable[[], str]) -> str:
+        """``build()``, or the text it returned for ``key`` in this or the previous plan: a
+        cluster's routing head and its route skeletons change only when its own registration
+        or service declaration does, so most are not encoded again (pydantic, ~20 us each)."""
+        text = self._literals.get(key) or self._used.get(key)
+        if text is None:
+            text = build()
+        self._used[key] = text
+        return text
 
     def _peers(self, members: Sequence[MemberView]) -> tuple[dict[str, PeerGateway], SplicedList]:
         cache: dict[tuple[object, ...], tuple[PeerGateway, str]] = {}
@@ -200,6 +213,7 @@ class SnapshotPlanner:
         differs from ``current_digests`` (same inputs and meaning as
         :func:`~federation.service.snapshots.plan_snapshots`, whose routings these equal)."""
         peers, peer_list = self._peers(members)
+        self._literals, self._used = self._used, {}  # kept: what the last plan used
         world = World(members, reach, bundles, bundle_updates, planned, peers=peers)
         shares = {name: _ServiceShare(world, name) for name in world.names}
         fallback = _PLACEHOLDER in world.by_name
@@ -221,12 +235,8 @@ class SnapshotPlanner:
         shares: Mapping[str, _ServiceShare],
         peer_list: SplicedList,
     ) -> list[DocumentPart]:
-        head = RoutingModel(
-            version=0, cluster=me.name, trust_domain=me.trust_domain, locality=me.locality
-        ).model_dump_json()
-        if not head.endswith(_EMPTY_TAIL):  # the model changed shape: fail loudly in tests
-            raise ValueError(f"routing JSON does not end with {_EMPTY_TAIL!r}")
-        parts: list[DocumentPart] = [head[: -len(_EMPTY_TAIL)], '"peers":[']
+        key = ("head", me.name, me.trust_domain, me.locality)
+        parts: list[DocumentPart] = [self._literal(key, lambda: _head(me)), '"peers":[']
         parts += peer_list.without_parts(me.name)
         parts.append('],"services":[')
         separator = ""
@@ -239,9 +249,8 @@ class SnapshotPlanner:
         parts.append("]}")
         return parts
 
-    @staticmethod
     def _route_parts(
-        world: World, me: MemberView, name: str, share: _ServiceShare
+        self, world: World, me: MemberView, name: str, share: _ServiceShare
     ) -> tuple[DocumentPart, ...] | None:
         if world.planned.routes.get(name, {}).get(me.name) is not None:
             route = world.route(me, name)  # the engine's levels: small, built in full
@@ -250,23 +259,45 @@ class SnapshotPlanner:
         remote, first = share.remote(world, me, name)
         if own is None and not remote:
             return None
-        levels = []
-        if own is not None and own.healthy_endpoints:
-            levels.append(PriorityLevel(weights={me.name: EQUAL_WEIGHT}))
-        if remote:
-            levels.append(PriorityLevel(weights={_PLACEHOLDER: EQUAL_WEIGHT}))
+        local = own is not None and bool(own.healthy_endpoints)
         settings = own
         if settings is None and first is not None:
             settings = world.by_name[first].service(name)
-        skeleton = world.route_of(
-            me, own, name, tuple(levels), {}, settings=settings
-        ).model_dump_json()
+        key = (
+            "route",
+            me.name if local else None,
+            name,
+            bool(remote),
+            None if own is None else (own.endpoints, own.tcp_endpoints, own.allowed_sources),
+            None if settings is None else (settings.timeout_s, settings.retry, settings.fault),
+        )
+
+        def skeleton_of() -> str:
+            levels = []
+            if local:
+                levels.append(PriorityLevel(weights={me.name: EQUAL_WEIGHT}))
+            if remote:
+                levels.append(PriorityLevel(weights={_PLACEHOLDER: EQUAL_WEIGHT}))
+            route = world.route_of(me, own, name, tuple(levels), {}, settings=settings)
+            return route.model_dump_json()
+
+        skeleton = self._literal(key, skeleton_of)
         if not remote:
             return (skeleton,)
         before, found, after = skeleton.partition(_PLACEHOLDER_LEVEL)
         if not found:  # the model changed shape: fail loudly in tests
             raise ValueError(f"route JSON lacks the placeholder level {_PLACEHOLDER_LEVEL!r}")
         return (before, '{"weights":{', *remote, "}}", after)
+
+
+def _head(me: MemberView) -> str:
+    """``me``'s routing JSON up to its peer list (version 0)."""
+    head = RoutingModel(
+        version=0, cluster=me.name, trust_domain=me.trust_domain, locality=me.locality
+    ).model_dump_json()
+    if not head.endswith(_EMPTY_TAIL):  # the model changed shape: fail loudly in tests
+        raise ValueError(f"routing JSON does not end with {_EMPTY_TAIL!r}")
+    return head[: -len(_EMPTY_TAIL)]
 
 
 @dataclass(frozen=True)

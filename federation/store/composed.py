@@ -119,7 +119,8 @@ def check_composed(value: ComposedJsonObject, field: str) -> ComposedJsonObject:
         raise InvalidDocument(field, "a ComposedJsonObject must hold a JSON object's text")
     for part in parts:
         if isinstance(part, str):
-            SharedText(part).check(field)
+            if not part.isascii():  # the common case costs no encoding
+                SharedText(part).check(field)
         else:
             if not 0 <= part.start < part.end <= len(part.section.text):
                 raise InvalidDocument(field, f"slice {part.start}:{part.end} is out of range")

@@ -160,8 +160,12 @@ def _random_fleet(rng: random.Random, size: int) -> list[MemberView]:
             if rng.random() < 0.8:
                 allowed = ("*",) if rng.random() < 0.8 else tuple(rng.sample(names, min(2, size)))
                 healthy = rng.random() < 0.8
+                settings: dict[str, object] = {"timeout_s": rng.choice((None, 1.0, 2.5))}
+                if rng.random() < 0.3:
+                    settings["fault"] = FaultPolicy(delay_ms=rng.randrange(3), delay_percent=1.0)
+                port = 8000 + rng.randrange(9)
                 services.append(
-                    svc(service, healthy=healthy, allowed=allowed, port=8000 + rng.randrange(9))
+                    svc(service, healthy=healthy, allowed=allowed, port=port, **settings)
                 )
         members.append(member(name, *services, addresses=rng.random() < 0.9))
     return members
@@ -171,7 +175,7 @@ def test_successive_random_rebuilds_equal_the_reference_and_miss_no_change() -> 
     """A publisher's planner over many rebuilds (its caches carried along): every routing is
     the reference builder's, and every cluster whose reference snapshot changed is replanned."""
     rng = random.Random(4)
-    for _ in range(30):
+    for _ in range(40):
         planner = SnapshotPlanner()
         served: dict[str, str] = {}
         reference: dict[str, str] = {}
