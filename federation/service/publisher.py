@@ -38,11 +38,19 @@ from federation.service.snapshot_bytes import (
     EncodedContent,
     SectionCache,
     SnapshotEncoder,
+    composed_content,
     stored_content,
 )
 from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.snapshots import MemberView, snapshot_digest
-from federation.store import JsonDocument, ReportRecord, SnapshotRecord, Store, StoreError
+from federation.store import (
+    ComposedSnapshot,
+    JsonDocument,
+    ReportRecord,
+    SnapshotRecord,
+    Store,
+    StoreError,
+)
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -155,15 +163,19 @@ class SnapshotPublisher:
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
         for record in await self._store.list_clusters():
-            stored = await self._store.get_snapshot(record.name)
+            stored = await self._store.get_snapshot_parts(record.name)
             if stored is not None:
                 self._served[record.name] = self._from_store(stored)
 
-    def _from_store(self, stored: SnapshotRecord) -> ServedSnapshot:
-        """A snapshot read back from the store, served as its writer stored it: its text is
-        not parsed when it has the canonical form a rebuild writes and its digest was stored
+    def _from_store(self, stored: SnapshotRecord | ComposedSnapshot) -> ServedSnapshot:
+        """A snapshot read back from the store, served as its writer stored it: neither parsed
+        nor joined when it has the canonical form a rebuild writes and its digest was stored
         with it (what a rebuild compares, so an unchanged snapshot keeps its version)."""
-        content = stored_content(stored.document, self._stored_sections)
+        content = None
+        if isinstance(stored, ComposedSnapshot):
+            content = composed_content(stored.parts, self._stored_sections)
+        if content is None:
+            content = stored_content(stored.document, self._stored_sections)
         digest = stored.digest
         if content is None or digest is None:
             snapshot = Snapshot.model_validate_json(stored.document)
@@ -293,7 +305,7 @@ class SnapshotPublisher:
 
     async def _refresh(self, cluster: str) -> None:
         """Another replica (or we) stored a snapshot of ``cluster``: serve it here too."""
-        stored = await self._store.get_snapshot(cluster)
+        stored = await self._store.get_snapshot_parts(cluster)
         served = self._served.get(cluster)
         if stored is None or (served is not None and served.version == stored.version):
             return

@@ -143,13 +143,38 @@ class SectionCache:
         self._keep = keep
         self._sections: list[_SharedSection] = []
 
-    def section(self, text: str) -> _SharedSection:
+    def section(self, text: str | SharedText) -> _SharedSection:
+        """The section of ``text``; a :class:`SharedText` is recognised by identity first."""
         for known in self._sections:
-            if len(known.text.text) == len(text) and known.text.text == text:
+            if known.text is text:
                 return known
-        section = shared_section(text)
+        plain = text.text if isinstance(text, SharedText) else text
+        for known in self._sections:
+            if len(known.text.text) == len(plain) and known.text.text == plain:
+                return known
+        shared = text if isinstance(text, SharedText) else SharedText(text)
+        section = _SharedSection(shared, plain.encode())
         self._sections = [section, *self._sections[: self._keep - 1]]
         return section
+
+
+def composed_content(
+    parts: tuple[DocumentPart, ...], sections: SectionCache
+) -> EncodedContent | None:
+    """A stored composed snapshot (version 0) as content, without joining it, when it has the
+    shape :meth:`EncodedContent.document` writes: a literal head, the routing's parts, and the
+    whole bundle section as its last slice (``None`` otherwise: use its text)."""
+    if len(parts) < 2:
+        return None
+    first, last = parts[0], parts[-1]
+    if not isinstance(first, str) or not first.startswith(_SNAPSHOT0 + _ROUTING0):
+        return None
+    if not isinstance(last, TextSlice) or (last.start, last.end) != (0, len(last.section.text)):
+        return None
+    if not last.section.text.startswith(',"bundles":{'):
+        return None
+    routing = (first[len(_SNAPSHOT0) :], *parts[1:-1])
+    return EncodedContent(routing, sections.section(last.section))
 
 
 def stored_content(document: str, sections: SectionCache) -> EncodedContent | None:

@@ -32,6 +32,7 @@ from federation.store.records import (
     BundleRecord,
     Change,
     ClusterRecord,
+    ComposedSnapshot,
     DecisionRecord,
     EventRecord,
     PruneCounts,
@@ -182,6 +183,14 @@ class Store(Protocol):
 
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
         """The cluster's latest snapshot, or ``None``."""
+        ...
+
+    async def get_snapshot_parts(self, cluster: str) -> SnapshotRecord | ComposedSnapshot | None:
+        """:meth:`get_snapshot`, but a snapshot stored as a ``ComposedJsonObject`` comes as a
+        :class:`~federation.store.records.ComposedSnapshot`: its parts, whose slices refer to
+        shared texts this store reads once and hands out as the same objects while they are
+        current (a replica following a rebuild of N snapshots reads each shared text once,
+        not N times). Equal ``document`` to :meth:`get_snapshot`'s."""
         ...
 
     async def record_ack(

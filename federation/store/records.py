@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from federation.model import FrozenModel, Locality
+from federation.store.composed import DocumentPart, join_parts
 
 
 class ClusterRecord(FrozenModel):
@@ -65,6 +66,23 @@ class SnapshotRecord:
     document: str
     created_at: float
     digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ComposedSnapshot:
+    """A cluster's latest snapshot stored as a composed document, as its parts: literals and
+    slices of shared texts that are the same objects for every snapshot read through one
+    store while they are current (see :meth:`Store.get_snapshot_parts`)."""
+
+    cluster: str
+    version: int
+    created_at: float
+    digest: str | None
+    parts: tuple[DocumentPart, ...]
+
+    @property
+    def document(self) -> str:
+        return join_parts(self.parts)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,19 @@ snapshot names them any more. ``digest`` keeps the writer's content digest, if i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, MutableMapping
 
-from federation.store.composed import ComposedJsonObject, from_recipe, recipe
+from federation.store.composed import (
+    ComposedJsonObject,
+    DocumentPart,
+    SharedText,
+    TextSlice,
+    from_recipe,
+    recipe,
+)
 from federation.store.documents import SplitJsonObject
-from federation.store.records import SnapshotRecord
+from federation.store.records import ComposedSnapshot, SnapshotRecord
 from federation.store.transaction import Transaction
 
 StoredDocument = str | SplitJsonObject | ComposedJsonObject
@@ -131,3 +139,40 @@ def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
         document += str(row[4])
     content_digest = None if row[6] is None else str(row[6])
     return SnapshotRecord(str(row[0]), int(row[1]), document, float(row[3]), content_digest)
+
+
+#: Shared sections a store keeps between reads (a rebuild writes ~3: peers, weights, bundles).
+SECTIONS_KEPT = 16
+
+
+def get_snapshot_parts(
+    tx: Transaction, *, cluster: str, sections: MutableMapping[str, SharedText]
+) -> SnapshotRecord | ComposedSnapshot | None:
+    """:func:`get_snapshot`, but a composed snapshot comes as its parts over the shared texts
+    in ``sections`` (by digest; read once, then reused while current)."""
+    row = tx.one(
+        "SELECT cluster, version, document, created_at, sections, digest FROM snapshots "
+        "WHERE cluster = ?",
+        (cluster,),
+    )
+    if row is None or row[4] is None:
+        return None if row is None else get_snapshot(tx, cluster=cluster)
+    digests = str(row[4]).split()
+    texts: dict[str, SharedText] = {}  # this read's own view: other reads may evict meanwhile
+    for digest in digests:
+        text = sections.get(digest)
+        if text is None:
+            found = tx.one("SELECT body FROM snapshot_sections WHERE digest = ?", (digest,))
+            text = sections[digest] = SharedText("" if found is None else str(found[0]))
+        texts[digest] = text
+    for stale in [d for d in sections if d not in texts][: max(0, len(sections) - SECTIONS_KEPT)]:
+        sections.pop(stale, None)
+    parts: list[DocumentPart] = []
+    for item in json.loads(str(row[2])):
+        if isinstance(item, str):
+            parts.append(item)
+        else:
+            index, start, end = item
+            parts.append(TextSlice(texts[digests[index]], start, end))
+    content_digest = None if row[5] is None else str(row[5])
+    return ComposedSnapshot(str(row[0]), int(row[1]), float(row[3]), content_digest, tuple(parts))

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from federation.store import operations as ops
 from federation.store import snapshot_ops
-from federation.store.composed import ComposedJsonObject, check_composed
+from federation.store.composed import ComposedJsonObject, SharedText, check_composed
 from federation.store.documents import (
     SplitJsonObject,
     document_text,
@@ -35,6 +35,7 @@ from federation.store.records import (
     BundleRecord,
     Change,
     ClusterRecord,
+    ComposedSnapshot,
     DecisionRecord,
     EventRecord,
     PruneCounts,
@@ -217,6 +218,16 @@ class SqlStore(ABC):
 
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
         return await self._read(partial(snapshot_ops.get_snapshot, cluster=cluster))
+
+    async def get_snapshot_parts(self, cluster: str) -> SnapshotRecord | ComposedSnapshot | None:
+        body = partial(
+            snapshot_ops.get_snapshot_parts, cluster=cluster, sections=self._read_sections
+        )
+        return await self._read(body)
+
+    @cached_property
+    def _read_sections(self) -> dict[str, SharedText]:
+        return {}
 
     async def record_ack(
         self, cluster: str, version: int, ok: bool, error: str | None, at: float

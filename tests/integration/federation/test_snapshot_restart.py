@@ -79,4 +79,8 @@ async def test_a_reading_replica_serves_what_the_leader_serves(tmp_path: Path) -
                     assert theirs.body == mine.body
                     assert gzip.decompress(theirs.gzipped) == gzip.decompress(mine.gzipped)
                     assert theirs.routing_parts() == mine.routing_parts()
+                    assert theirs.content is not None and mine.content is not None
+                    first = reader.current(NAMES[0])
+                    assert first is not None and first.content is not None
+                    assert theirs.content.shared is first.content.shared  # read and kept once
             nursery.cancel_scope.cancel()

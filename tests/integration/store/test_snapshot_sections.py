@@ -7,8 +7,10 @@ import pytest
 
 from federation.store import (
     ComposedJsonObject,
+    ComposedSnapshot,
     InvalidDocument,
     SharedText,
+    SnapshotRecord,
     SplitJsonObject,
     Store,
     TextSlice,
@@ -112,3 +114,25 @@ async def test_a_composed_document_that_is_not_an_object_is_refused(store: Store
         bad = ComposedJsonObject(('{"a":"', TextSlice(SharedText("\ud800"), 0, 1), '"}'))
         await store.put_snapshots({"a": bad}, now=1.0)
     assert await store.get_snapshot("a") is None
+
+
+async def test_composed_snapshots_read_as_parts_share_one_text_per_section(
+    store: Store, store_url: str
+) -> None:
+    peers = SharedText('"a","b","c"')
+    bundles = SharedText(',"bundles":{"td":"' + "k" * 5000 + '"}}')
+    docs = {n: _composed(n, peers, bundles, f"digest-{n}") for n in ("a", "b", "c")}
+    await store.put_snapshots(docs, now=1.0)
+    await store.put_snapshots({"plain": '{"n":1}'}, now=1.0)
+    async with open_store(store_url) as other_replica:
+        read = {n: await other_replica.get_snapshot_parts(n) for n in ("a", "b", "c")}
+        plain = await other_replica.get_snapshot_parts("plain")
+        assert await other_replica.get_snapshot_parts("nobody") is None
+    for name, got in read.items():
+        assert isinstance(got, ComposedSnapshot)
+        assert (got.version, got.digest) == (1, f"digest-{name}")
+        assert got.document == docs[name].text
+    tails = [got.parts[-1] for got in read.values() if isinstance(got, ComposedSnapshot)]
+    assert all(isinstance(t, TextSlice) for t in tails)
+    assert len({id(t.section) for t in tails if isinstance(t, TextSlice)}) == 1  # read once
+    assert isinstance(plain, SnapshotRecord) and plain.document == '{"n":1}'
