@@ -57,13 +57,14 @@ class ServedSnapshot:
             self._body, self._gzipped = stamped.body, stamped.gzipped
         return self._gzipped
 
-    def routing_parts(self) -> tuple[bytes, bytes] | None:
-        """``(routing JSON at this version, bundle section)`` without building the body; the
-        section is the same ``bytes`` object for every snapshot of one rebuild. ``None`` for
-        a snapshot made from a ready body."""
+    def routing_parts(self, prefix: bytes = b"", suffix: bytes = b"") -> tuple[bytes, bytes] | None:
+        """``(routing JSON at this version between prefix and suffix, bundle section)``
+        without building the body; the section is the same ``bytes`` object for every
+        snapshot of one rebuild. ``None`` for a snapshot made from a ready body."""
         if self.content is None:
             return None
-        return self.content.routing_bytes(self.version), self.content.shared.raw
+        routing = self.content.routing_bytes(self.version, prefix, suffix)
+        return routing, self.content.shared.raw
 
 
 def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:

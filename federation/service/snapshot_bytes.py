@@ -81,13 +81,25 @@ class EncodedContent:
         tail = TextSlice(section, 0, len(section.text))
         return ComposedJsonObject((_SNAPSHOT0, *self.routing, tail), digest)
 
-    def routing_bytes(self, version: int) -> bytes:
-        """The routing JSON stamped with ``version``."""
+    def routing_bytes(self, version: int, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+        """The routing JSON stamped with ``version`` (between ``prefix`` and ``suffix``), built
+        in one copy: slices of ASCII shared texts are cut from their bytes, not re-encoded."""
         first = self.routing[0]
         if not isinstance(first, str) or not first.startswith(_ROUTING0):
             raise ValueError(f"routing JSON does not start with {_ROUTING0!r}")
-        rest = join_parts(self.routing[1:])
-        return (_ROUTING_HEAD % version + first[len(_ROUTING0) :] + rest).encode()
+        head = (_ROUTING_HEAD % version + first[len(_ROUTING0) :]).encode()
+        chunks: list[bytes | memoryview] = [prefix, head]
+        for part in self.routing[1:]:
+            if isinstance(part, str):
+                chunks.append(part.encode())
+                continue
+            raw = part.section.ascii_bytes()
+            if raw is None:
+                chunks.append(part.text.encode())
+            else:
+                chunks.append(memoryview(raw)[part.start : part.end])
+        chunks.append(suffix)
+        return b"".join(chunks)
 
 
 def _deflate(data: bytes, *, final: bool) -> bytes:

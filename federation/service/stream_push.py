@@ -104,12 +104,12 @@ class PushEncoder:
         cached = self._pushes.get(cluster)
         if cached is not None and cached.version == served.version:
             return cached
-        parts = served.routing_parts()
+        head = b'{"type":"snapshot","version":%d,"routing":' % served.version
+        parts = served.routing_parts(head, b"}\n")  # the message, in one copy
         if parts is None:
             return self.push(cluster, served.version, served.body)
-        routing, raw = parts
-        head = b'{"type":"snapshot","version":%d,"routing":' % served.version
-        push = Push(served.version, self._section_of(raw), head + routing + b"}\n")
+        line, raw = parts
+        push = Push(served.version, self._section_of(raw), line)
         self._pushes[cluster] = push
         return push
 

@@ -24,12 +24,20 @@ class SharedText:
     hand the same object to every document that uses it: its digest and its UTF-8 check are
     computed once per object, not once per document."""
 
-    __slots__ = ("_checked", "_digest", "text")
+    __slots__ = ("_ascii", "_checked", "_digest", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._digest: str | None = None
         self._checked = False
+        self._ascii: bytes | None = None
+
+    def ascii_bytes(self) -> bytes | None:
+        """The text as bytes when it is ASCII (then character offsets are byte offsets, and
+        slices can be cut from these bytes without encoding again), else ``None``."""
+        if self._ascii is None and self.text.isascii():
+            self._ascii = self.text.encode("ascii")
+        return self._ascii
 
     @property
     def digest(self) -> str:

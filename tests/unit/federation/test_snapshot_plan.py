@@ -198,3 +198,17 @@ def test_successive_random_rebuilds_equal_the_reference_and_miss_no_change() -> 
             assert planner.plan(members, reach, bundles, {}, served) == {}
             i = rng.randrange(len(members))  # one cluster's health (or address) changes
             members[i] = _random_fleet(rng, len(members))[i]
+
+
+def test_non_ascii_names_in_shared_texts_are_byte_identical() -> None:
+    members = [
+        MemberView(
+            name=f"c{i}",
+            trust_domain=f"c{i}.isthmus.test",
+            locality=Locality(cloud="local", region="zürich" if i % 2 else "東京"),
+            gateway_addresses=(f"127.0.0.1:{15000 + i}",),
+            services=(svc(port=8000 + i),),
+        )
+        for i in range(4)
+    ]
+    assert_same(members, reach_of([m.name for m in members]))
