@@ -65,9 +65,15 @@ def _rebuild(
     encoded: dict[str, Any]
     t0 = time.process_time()
     if "planner" in state:
+        import inspect
+
         from federation.service.snapshot_plan import encode_planned
 
-        changed = state["planner"].plan(members, reach, bundles, {}, state["digests"])
+        planner, extra = state["planner"], {}
+        if "trust_digest" in inspect.signature(planner.plan).parameters:  # as plan_and_encode
+            section = encoder.section({td: bundles[td] for td in sorted(bundles)}, {})
+            extra["trust_digest"] = section.text.digest
+        changed = planner.plan(members, reach, bundles, {}, state["digests"], **extra)
         t1 = time.process_time()
         encoded = encode_planned(changed, encoder, bundles, {})
     else:
@@ -163,10 +169,13 @@ def _store_write(state: dict[str, Any], encoded: dict[str, Any]) -> float:
     return float(trio.from_thread.run(write, trio_token=state["token"]))
 
 
-def measure(n: int, repeat: int, store_dir: str | None = None) -> dict[str, float]:
-    """Best-of-``repeat`` CPU seconds of a rebuild after one cluster's health flips."""
+def measure(
+    n: int, repeat: int, store_dir: str | None = None, join: bool = False
+) -> dict[str, float]:
+    """Best-of-``repeat`` CPU seconds of a rebuild after one cluster's health flips (or, with
+    ``join``, after cluster N+1 joins with its bundle)."""
     if not store_dir:
-        return _measure(n, repeat, None)
+        return _measure(n, repeat, None, join)
     import trio
 
     from federation.store import open_store
@@ -176,12 +185,14 @@ def measure(n: int, repeat: int, store_dir: str | None = None) -> dict[str, floa
         async with open_store(url) as store:
             token = trio.lowlevel.current_trio_token()
             context = {"store": store, "token": token}
-            return await trio.to_thread.run_sync(_measure, n, repeat, context)
+            return await trio.to_thread.run_sync(_measure, n, repeat, context, join)
 
     return trio.run(run)
 
 
-def _measure(n: int, repeat: int, store: dict[str, Any] | None) -> dict[str, float]:
+def _measure(
+    n: int, repeat: int, store: dict[str, Any] | None, join: bool = False
+) -> dict[str, float]:
     from federation.service.snapshot_bytes import SnapshotEncoder
 
     best: dict[str, float] | None = None
@@ -194,10 +205,14 @@ def _measure(n: int, repeat: int, store: dict[str, Any] | None) -> dict[str, flo
             state["planner"] = SnapshotPlanner()
         except ImportError:
             pass
-        members, reach, bundles = _fleet(n, healthy_first=True)
-        first = _rebuild(state, members, reach, bundles)
-        flipped, _, _ = _fleet(n, healthy_first=False)
-        result = _rebuild(state, flipped, reach, bundles)
+        members, reach, bundles = _fleet(n + 1 if join else n, healthy_first=True)
+        if join:
+            first = _rebuild(state, *_without_last(members, reach, bundles))
+            result = _rebuild(state, members, reach, bundles)
+        else:
+            first = _rebuild(state, members, reach, bundles)
+            flipped, _, _ = _fleet(n, healthy_first=False)
+            result = _rebuild(state, flipped, reach, bundles)
         steps = ("plan", "encode", "store", "stamp")
         result["first_total"] = sum(first[k] for k in steps)
         result["total"] = sum(result[k] for k in steps)
@@ -207,9 +222,20 @@ def _measure(n: int, repeat: int, store: dict[str, Any] | None) -> dict[str, flo
     return best
 
 
+def _without_last(
+    members: list[Any], reach: Any, bundles: dict[str, str]
+) -> tuple[list[Any], Any, dict[str, str]]:
+    """The fleet before its last cluster joined."""
+    from federation.service.leases import Reachability
+
+    kept = members[:-1]
+    states = {m.name: reach.states[m.name] for m in kept}
+    return kept, Reachability(states), {m.trust_domain: bundles[m.trust_domain] for m in kept}
+
+
 def _line(label: str, n: int, r: dict[str, float]) -> str:
     return (
-        f"{label:>8} N={n:<5} flip rebuild {1000 * r['total']:8.1f} ms CPU "
+        f"{label:>8} N={n:<5} rebuild {1000 * r['total']:8.1f} ms CPU "
         f"(plan {1000 * r['plan']:.1f}, encode {1000 * r['encode']:.1f}, "
         f"store {1000 * r['store']:.1f}, serve {1000 * r['stamp']:.1f}; "
         f"{int(r['changed'])} changed) | then per flip: stream messages "
@@ -222,6 +248,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--join", action="store_true", help="a join instead of a flip: cluster N+1 and its bundle"
+    )
     parser.add_argument("--compare", metavar="DIR", help="another tree to A/B against")
     parser.add_argument(
         "--store", action="store_true", help="also time put_snapshots on a temporary SQLite file"
@@ -231,7 +260,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.json:
-        print(json.dumps({n: measure(n, args.repeat, args.store_dir) for n in sizes}))
+        results = {n: measure(n, args.repeat, args.store_dir, args.join) for n in sizes}
+        print(json.dumps(results))
         return 0
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = [("this", here)] + ([("compare", args.compare)] if args.compare else [])
@@ -239,7 +269,7 @@ def main() -> int:
         for label, root in trees:
             env = dict(os.environ, PYTHONPATH=root)
             cmd = [sys.executable, os.path.abspath(__file__), "--json", "--sizes", str(n)]
-            cmd += ["--repeat", str(args.repeat)]
+            cmd += ["--repeat", str(args.repeat)] + (["--join"] if args.join else [])
             with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
                 cmd += ["--store-dir", tmp] if args.store else []
                 out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)

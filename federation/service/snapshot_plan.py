@@ -207,14 +207,20 @@ class SnapshotPlanner:
         current_digests: Mapping[str, str],
         *,
         planned: PlannedTraffic | None = None,
+        trust_digest: str | None = None,
     ) -> dict[str, PlannedRouting]:
         """Routings of exactly the clusters whose snapshot digest (:func:`parts_digest`)
         differs from ``current_digests`` (same inputs and meaning as
-        :func:`~federation.service.snapshots.plan_snapshots`, whose routings these equal)."""
+        :func:`~federation.service.snapshots.plan_snapshots`, whose routings these equal).
+        ``trust_digest`` stands for the bundles in the digests when the caller has one (the
+        SHA-256 of their encoded section); one planner must be given it always or never."""
         peers, peer_list = self._peers(members)
         self._literals, self._used = self._used, {}  # kept: what the last plan used
         world = World(members, reach, bundles, bundle_updates, planned, peers=peers)
-        self._keep_trust_digest(world)
+        if trust_digest is None:
+            self._keep_trust_digest(world)
+        else:
+            world.__dict__["trust_digest"] = trust_digest
         shares = {name: _ServiceShare(world, name) for name in world.names}
         fallback = _PLACEHOLDER in world.by_name
         changed: dict[str, PlannedRouting] = {}
@@ -371,6 +377,9 @@ def plan_and_encode(
 ) -> dict[str, PlannedChange]:
     """Plan every cluster and encode the changed ones (pure; the publisher runs it in a worker
     thread, one rebuild at a time, since ``planner`` and ``encoder`` keep caches)."""
+    bundles = {td: world.bundles[td] for td in sorted(world.bundles)}
+    updates = {td: world.bundle_updates[td] for td in sorted(world.bundle_updates)}
+    section = encoder.section(bundles, updates)  # its digest, not a second 1.2 MiB JSON dump
     changed = planner.plan(
         world.members,
         world.reach,
@@ -378,6 +387,7 @@ def plan_and_encode(
         world.bundle_updates,
         current_digests,
         planned=world.planned,
+        trust_digest=section.text.digest,
     )
     encoded = encode_planned(changed, encoder, world.bundles, world.bundle_updates)
     return {name: PlannedChange(changed[name], encoded[name]) for name in changed}

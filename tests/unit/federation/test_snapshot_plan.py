@@ -12,7 +12,13 @@ from federation.model.routing import FaultPolicy, RetryPolicy
 from federation.service.leases import LeaseInput, Reachability, assess_reachability
 from federation.service.placement_routes import PlannedRoute, PlannedTraffic
 from federation.service.snapshot_bytes import SnapshotEncoder, stamp, stamp_body
-from federation.service.snapshot_plan import SnapshotPlanner, SplicedList, encode_planned
+from federation.service.snapshot_plan import (
+    RebuildInput,
+    SnapshotPlanner,
+    SplicedList,
+    encode_planned,
+    plan_and_encode,
+)
 from federation.service.snapshots import (
     MemberView,
     build_snapshot,
@@ -212,3 +218,25 @@ def test_non_ascii_names_in_shared_texts_are_byte_identical() -> None:
         for i in range(4)
     ]
     assert_same(members, reach_of([m.name for m in members]))
+
+
+def test_plan_and_encode_digests_survive_a_restart_and_follow_the_bundles() -> None:
+    members = [member(n, svc()) for n in ("a", "b", "c")]
+    reach = reach_of(["a", "b", "c"])
+    bundles = {m.trust_domain: '{"keys":[]}' for m in members}
+    world = RebuildInput(members, reach, bundles, {}, PlannedTraffic())
+    first = plan_and_encode(SnapshotPlanner(), SnapshotEncoder(), world, {})
+    digests = {name: item.routing.digest for name, item in first.items()}
+    planner, encoder = SnapshotPlanner(), SnapshotEncoder()  # a restarted leader
+    assert plan_and_encode(planner, encoder, world, digests) == {}
+    reference = plan_snapshots(members, reach, bundles, {}, {})
+    for name, item in first.items():
+        assert item.encoded.document.text == reference[name].snapshot.model_dump_json()
+    rotated = {**bundles, "a.isthmus.test": '{"keys":[1]}'}
+    again = plan_and_encode(
+        planner, encoder, RebuildInput(members, reach, rotated, {}, PlannedTraffic()), digests
+    )
+    assert set(again) == {"a", "b", "c"}
+    for name, item in again.items():
+        want = plan_snapshots(members, reach, rotated, {}, {})[name].snapshot.model_dump_json()
+        assert item.encoded.content.text == want
