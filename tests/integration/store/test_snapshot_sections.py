@@ -4,6 +4,7 @@ a rebuild's N snapshots share one trust-bundle section, which is stored once."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from federation.store import (
     ComposedJsonObject,
@@ -136,3 +137,22 @@ async def test_composed_snapshots_read_as_parts_share_one_text_per_section(
     assert all(isinstance(t, TextSlice) for t in tails)
     assert len({id(t.section) for t in tails if isinstance(t, TextSlice)}) == 1  # read once
     assert isinstance(plain, SnapshotRecord) and plain.document == '{"n":1}'
+
+
+async def test_a_batch_of_snapshots_reaches_another_replica_in_order(
+    store: Store, store_url: str
+) -> None:
+    names = [f"c{i:03d}" for i in range(40)]
+    await store.put_snapshots({"c005": '{"n":0}'}, now=1.0)  # one topic already has a row
+    async with open_store(store_url) as replica, replica.changes() as feed:
+        versions = await store.put_snapshots({n: '{"n":1}' for n in reversed(names)}, now=2.0)
+        seen = []
+        with trio.fail_after(5):
+            async for change in feed:
+                seen.append(change)
+                if len(seen) == len(names):
+                    break
+    assert versions == {n: 2 if n == "c005" else 1 for n in names}
+    assert [c.topic for c in seen] == [f"snapshot:{n}" for n in names]
+    assert [c.seq for c in seen] == list(range(seen[0].seq, seen[0].seq + len(names)))
+    assert await store.changes_since(seen[0].seq - 1) == seen
