@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, LeaseState, Snapshot
+from federation.model.api import HealthReport, LeaseState
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -36,18 +36,14 @@ from federation.service.rebuild_pacing import JoinPacer
 from federation.service.served import ServedSnapshot, report_key, world_key
 from federation.service.snapshot_bytes import (
     EncodedContent,
-    SectionCache,
     SnapshotEncoder,
-    composed_content,
-    stored_content,
 )
 from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
-from federation.service.snapshots import MemberView, snapshot_digest
+from federation.service.snapshots import MemberView
+from federation.service.stored_snapshots import StoredSnapshots
 from federation.store import (
-    ComposedSnapshot,
     JsonDocument,
     ReportRecord,
-    SnapshotRecord,
     Store,
     StoreError,
 )
@@ -112,9 +108,8 @@ class SnapshotPublisher:
         )
         self._encoder = SnapshotEncoder()
         self._planner = SnapshotPlanner()
-        #: bundle sections of snapshots read back from the store (load, other replicas' writes)
-        self._stored_sections = SectionCache()
-        self._stored_encoder = SnapshotEncoder()
+        #: snapshots read back from the store (load, other replicas' rebuilds)
+        self._stored = StoredSnapshots(store)
         self._rebuilding = trio.Lock()
         #: holds join-triggered rebuilds until a burst of joins pauses (bounded)
         self.join_pacer = JoinPacer()
@@ -162,26 +157,15 @@ class SnapshotPublisher:
 
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
-        for record in await self._store.list_clusters():
-            stored = await self._store.get_snapshot_parts(record.name)
-            if stored is not None:
-                self._served[record.name] = self._from_store(stored)
+        names = [record.name for record in await self._store.list_clusters()]
+        self._served.update(await self._stored.read(names))
 
-    def _from_store(self, stored: SnapshotRecord | ComposedSnapshot) -> ServedSnapshot:
-        """A snapshot read back from the store, served as its writer stored it: neither parsed
-        nor joined when it has the canonical form a rebuild writes and its digest was stored
-        with it (what a rebuild compares, so an unchanged snapshot keeps its version)."""
-        content = None
-        if isinstance(stored, ComposedSnapshot):
-            content = composed_content(stored.parts, self._stored_sections)
-        if content is None:
-            content = stored_content(stored.document, self._stored_sections)
-        digest = stored.digest
-        if content is None or digest is None:
-            snapshot = Snapshot.model_validate_json(stored.document)
-            content = content or self._stored_encoder.content(snapshot)
-            digest = digest or snapshot_digest(snapshot)
-        return self._stamp(content, stored.version, stored.created_at, digest)
+    def _deliver_stored(self, cluster: str, served: ServedSnapshot) -> None:
+        """Another replica stored a newer snapshot of ``cluster``: serve it here too."""
+        current = self._served.get(cluster)
+        if current is None or served.version > current.version:
+            self._served[cluster] = served
+            self._wake(cluster)
 
     def _stamp(
         self, content: EncodedContent, version: int, at: float, digest: str
@@ -303,15 +287,6 @@ class SnapshotPublisher:
         if event is not None:
             event.set()
 
-    async def _refresh(self, cluster: str) -> None:
-        """Another replica (or we) stored a snapshot of ``cluster``: serve it here too."""
-        stored = await self._store.get_snapshot_parts(cluster)
-        served = self._served.get(cluster)
-        if stored is None or (served is not None and served.version == stored.version):
-            return
-        self._served[cluster] = self._from_store(stored)
-        self._wake(cluster)
-
     def _seconds_to_next_expiry(self) -> float:
         """Seconds until the earliest lease still judged alive expires (0 if already overdue).
 
@@ -336,10 +311,7 @@ class SnapshotPublisher:
             task_status.started()
             async for change in feed:
                 if change.kind == "snapshot" and not self.leading:  # the leader wrote it
-                    try:
-                        await self._refresh(change.subject)
-                    except StoreError as err:
-                        _log.warning("cannot load the new snapshot of %s: %s", change.subject, err)
+                    self._stored.note(change.subject)  # read with the others of its rebuild
                 elif change.kind == "report":
                     self._pending_reports.add(change.subject)
                     self._dirty.set()
@@ -447,5 +419,6 @@ class SnapshotPublisher:
         await self.load()
         async with trio.open_nursery() as nursery:
             await nursery.start(self._follow)
+            nursery.start_soon(self._stored.follow, self._deliver_stored)
             nursery.start_soon(self._store.run_as_leader, LEADER_NAME, self._lead)
             task_status.started()

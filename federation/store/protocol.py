@@ -193,6 +193,13 @@ class Store(Protocol):
         not N times). Equal ``document`` to :meth:`get_snapshot`'s."""
         ...
 
+    async def get_snapshots_parts(
+        self, clusters: Sequence[str]
+    ) -> dict[str, SnapshotRecord | ComposedSnapshot]:
+        """:meth:`get_snapshot_parts` of every one of ``clusters`` that has a snapshot, in ONE
+        read (a replica following a rebuild reads its N new snapshots together)."""
+        ...
+
     async def record_ack(
         self, cluster: str, version: int, ok: bool, error: str | None, at: float
     ) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from federation.store.composed import (
     ComposedJsonObject,
@@ -28,7 +28,7 @@ from federation.store.composed import (
 )
 from federation.store.documents import SplitJsonObject
 from federation.store.records import ComposedSnapshot, SnapshotRecord
-from federation.store.transaction import Transaction
+from federation.store.transaction import Row, Transaction
 
 StoredDocument = str | SplitJsonObject | ComposedJsonObject
 #: ``(document, section, sections, digest)`` as the columns of ``snapshots`` keep them.
@@ -145,18 +145,47 @@ def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
 SECTIONS_KEPT = 16
 
 
+_PARTS_SELECT = "SELECT cluster, version, document, created_at, sections, digest FROM snapshots"
+#: Above this many clusters a batch read scans every snapshot row once instead of one each.
+_SCAN_ABOVE = 8
+
+
 def get_snapshot_parts(
     tx: Transaction, *, cluster: str, sections: MutableMapping[str, SharedText]
 ) -> SnapshotRecord | ComposedSnapshot | None:
     """:func:`get_snapshot`, but a composed snapshot comes as its parts over the shared texts
     in ``sections`` (by digest; read once, then reused while current)."""
-    row = tx.one(
-        "SELECT cluster, version, document, created_at, sections, digest FROM snapshots "
-        "WHERE cluster = ?",
-        (cluster,),
-    )
-    if row is None or row[4] is None:
-        return None if row is None else get_snapshot(tx, cluster=cluster)
+    return get_snapshots_parts(tx, clusters=[cluster], sections=sections).get(cluster)
+
+
+def get_snapshots_parts(
+    tx: Transaction, *, clusters: Sequence[str], sections: MutableMapping[str, SharedText]
+) -> dict[str, SnapshotRecord | ComposedSnapshot]:
+    """:func:`get_snapshot_parts` of each of ``clusters`` that has a snapshot, in one read."""
+    wanted = set(clusters)
+    if len(wanted) > _SCAN_ABOVE:
+        rows = [row for row in tx.all(_PARTS_SELECT) if row[0] in wanted]
+    else:
+        found = (tx.one(_PARTS_SELECT + " WHERE cluster = ?", (c,)) for c in sorted(wanted))
+        rows = [row for row in found if row is not None]
+    out: dict[str, SnapshotRecord | ComposedSnapshot] = {}
+    used: set[str] = set()
+    for row in rows:
+        cluster = str(row[0])
+        if row[4] is None:  # stored whole or split (schema v1/v3 forms)
+            record = get_snapshot(tx, cluster=cluster)
+            if record is not None:
+                out[cluster] = record
+            continue
+        out[cluster] = _composed_of(tx, row, sections, used)
+    for stale in [d for d in sections if d not in used][: max(0, len(sections) - SECTIONS_KEPT)]:
+        sections.pop(stale, None)
+    return out
+
+
+def _composed_of(
+    tx: Transaction, row: Row, sections: MutableMapping[str, SharedText], used: set[str]
+) -> ComposedSnapshot:
     digests = str(row[4]).split()
     texts: dict[str, SharedText] = {}  # this read's own view: other reads may evict meanwhile
     for digest in digests:
@@ -165,8 +194,7 @@ def get_snapshot_parts(
             found = tx.one("SELECT body FROM snapshot_sections WHERE digest = ?", (digest,))
             text = sections[digest] = SharedText("" if found is None else str(found[0]))
         texts[digest] = text
-    for stale in [d for d in sections if d not in texts][: max(0, len(sections) - SECTIONS_KEPT)]:
-        sections.pop(stale, None)
+    used.update(digests)
     parts: list[DocumentPart] = []
     for item in json.loads(str(row[2])):
         if isinstance(item, str):

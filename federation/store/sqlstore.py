@@ -225,6 +225,17 @@ class SqlStore(ABC):
         )
         return await self._read(body)
 
+    async def get_snapshots_parts(
+        self, clusters: Sequence[str]
+    ) -> dict[str, SnapshotRecord | ComposedSnapshot]:
+        names = [require_name(c, "clusters item") for c in clusters]
+        if not names:
+            return {}
+        body = partial(
+            snapshot_ops.get_snapshots_parts, clusters=names, sections=self._read_sections
+        )
+        return await self._read(body)
+
     @cached_property
     def _read_sections(self) -> dict[str, SharedText]:
         return {}

@@ -156,3 +156,21 @@ async def test_a_batch_of_snapshots_reaches_another_replica_in_order(
     assert [c.topic for c in seen] == [f"snapshot:{n}" for n in names]
     assert [c.seq for c in seen] == list(range(seen[0].seq, seen[0].seq + len(names)))
     assert await store.changes_since(seen[0].seq - 1) == seen
+
+
+async def test_many_snapshots_are_read_as_parts_in_one_call(store: Store, store_url: str) -> None:
+    peers = SharedText('"a","b","c"')
+    bundles = SharedText(',"bundles":{"td":"k"}}')
+    docs: dict[str, object] = {n: _composed(n, peers, bundles, n) for n in ("a", "b", "c")}
+    docs.update({f"plain{i}": f'{{"n":{i}}}' for i in range(10)})
+    await store.put_snapshots(docs, now=1.0)  # type: ignore[arg-type]
+    async with open_store(store_url) as other_replica:
+        for wanted in (["b", "nobody"], [*sorted(docs), "nobody"]):  # one by one, and a scan
+            got = await other_replica.get_snapshots_parts(wanted)
+            assert set(got) == set(wanted) - {"nobody"}
+            for name, record in got.items():
+                document = docs[name]
+                text = document if isinstance(document, str) else document.text  # type: ignore[attr-defined]
+                assert record.document == text and record.version == 1
+                assert isinstance(record, ComposedSnapshot) == (name in "abc")
+        assert await other_replica.get_snapshots_parts([]) == {}
