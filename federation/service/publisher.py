@@ -161,9 +161,10 @@ class SnapshotPublisher:
         self._served.update(await self._stored.read(names))
 
     def _deliver_stored(self, cluster: str, served: ServedSnapshot) -> None:
-        """Another replica stored a newer snapshot of ``cluster``: serve it here too."""
+        """Another replica stored a new snapshot of ``cluster`` (newer, or lower after a store
+        reset): serve it here too, unless this replica leads now (it serves what it builds)."""
         current = self._served.get(cluster)
-        if current is None or served.version > current.version:
+        if not self.leading and (current is None or served.version != current.version):
             self._served[cluster] = served
             self._wake(cluster)
 
