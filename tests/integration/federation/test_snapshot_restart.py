@@ -11,7 +11,8 @@ import trio
 
 from federation.model.api import Snapshot
 from federation.service.publisher import SnapshotPublisher
-from federation.store import Store, open_store
+from federation.service.snapshots import with_version
+from federation.store import SplitJsonObject, Store, open_store
 from tests.integration.federation.test_lease_timer import CHECKOUT, join, remote
 
 NAMES = ("aws", "azure", "gcp")
@@ -84,3 +85,43 @@ async def test_a_reading_replica_serves_what_the_leader_serves(tmp_path: Path) -
                     assert first is not None and first.content is not None
                     assert theirs.content.shared is first.content.shared  # read and kept once
             nursery.cancel_scope.cancel()
+
+
+async def test_snapshots_stored_before_schema_4_are_served_then_stored_once_more(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fed.db'}"
+    async with open_store(url) as store:
+        await _fleet(store)
+        built = await _built(store)
+        legacy = {}  # what a pre-v4 leader stored: the whole text split before the bundles
+        for name, (_, _, body) in built.items():
+            text = with_version(Snapshot.model_validate_json(body), 0).model_dump_json()
+            cut = text.index(',"bundles":')
+            legacy[name] = SplitJsonObject(text[:cut], text[cut:])
+        await store.put_snapshots(legacy, now=50.0)  # one version more each, no digest
+        reader = SnapshotPublisher(store, clock=lambda: 100.5, interval_s=1.0)
+        await reader.load()
+        for name, (version, _, body) in built.items():
+            served = reader.current(name)
+            assert served is not None and served.version == version + 1
+            assert served.body == _restamped(body, version, version + 1)
+        leader = SnapshotPublisher(store, clock=lambda: 100.5, interval_s=1.0, debounce_s=0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(leader.run)
+            with trio.fail_after(5):
+                while not leader.leading:
+                    await trio.sleep(0.01)
+            await leader.rebuild()  # the first rebuild (this one or the leader's own) is done
+            assert await leader.rebuild() == 0
+            for name, (version, _, body) in built.items():
+                served = leader.current(name)
+                assert served is not None and served.version == version + 2
+                assert served.body == _restamped(body, version, version + 2)  # same content
+            nursery.cancel_scope.cancel()
+
+
+def _restamped(body: bytes, old: int, new: int) -> bytes:
+    head = b'{"version":%d,"routing":{"version":%d,'
+    assert body.startswith(head % (old, old))
+    return head % (new, new) + body[len(head % (old, old)) :]
