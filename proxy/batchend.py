@@ -1,0 +1,65 @@
+"""Writes at the end of the scheduler's batch: coalesced output without a writer task's turn.
+
+trio runs every runnable task once (a batch), then polls for I/O. Connections whose tasks
+queued output during a batch register here; just before that poll, :class:`BatchEnd` calls
+each one's ``write_pending()``, which writes without blocking what the kernel takes. So the
+responses of every stream that finished in a batch leave together (one write per connection),
+and they leave *now*: waking a writer task instead would send them only in its turn of the
+next batch, after whatever else that batch runs (the next burst's requests, say) — two more
+passes through the scheduler per write, and the latency of a whole batch.
+
+The hook is a trio :class:`~trio.abc.Instrument` (``before_io_wait``), installed once per
+``trio.run`` on first use. ``write_pending`` must not block and must not raise; a connection
+that cannot write without waiting hands the rest to its own writer task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+class PendingWriter(Protocol):
+    """What :class:`BatchEnd` flushes."""
+
+    def write_pending(self) -> None:
+        """Write what is queued without blocking; never raises."""
+
+
+class BatchEnd(trio.abc.Instrument):
+    """The per-run registry of connections with output queued during the current batch."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, PendingWriter] = {}
+
+    def add(self, writer: PendingWriter) -> None:
+        self._pending[id(writer)] = writer
+
+    def before_io_wait(self, timeout: float) -> None:
+        if not self._pending:
+            return
+        writers = list(self._pending.values())
+        self._pending.clear()
+        for writer in writers:
+            try:
+                writer.write_pending()
+            except Exception:  # an instrument that raises is removed: never let that happen
+                log.exception("end-of-batch write failed")
+
+
+_BATCH_END: trio.lowlevel.RunVar[BatchEnd] = trio.lowlevel.RunVar("isthmus_batch_end")
+
+
+def batch_end() -> BatchEnd:
+    """This run's :class:`BatchEnd`, installed on first use (call from inside ``trio.run``)."""
+    try:
+        return _BATCH_END.get()
+    except LookupError:
+        hook = BatchEnd()
+        trio.lowlevel.add_instrument(hook)
+        _BATCH_END.set(hook)
+        return hook
