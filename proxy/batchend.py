@@ -30,18 +30,32 @@ class PendingWriter(Protocol):
         """Write what is queued without blocking; never raises."""
 
 
+# Batches a write may wait while more tasks are runnable at once (their output joins it).
+HOLD_BATCHES = 2
+
+
 class BatchEnd(trio.abc.Instrument):
     """The per-run registry of connections with output queued during the current batch."""
 
     def __init__(self) -> None:
         self._pending: dict[int, PendingWriter] = {}
+        self._held = 0
 
     def add(self, writer: PendingWriter) -> None:
         self._pending[id(writer)] = writer
 
     def before_io_wait(self, timeout: float) -> None:
+        """While tasks are runnable right away (the next batch runs without waiting for
+        I/O) the writes wait up to :data:`HOLD_BATCHES` batches, so that a busy process
+        writes each connection about as rarely as a writer task did (under full load one
+        write per batch cost ~8 % more CPU per request). When the process is about to sleep
+        they go now: waiting could add only latency."""
         if not self._pending:
             return
+        if self._held < HOLD_BATCHES and trio.lowlevel.current_statistics().tasks_runnable:
+            self._held += 1
+            return
+        self._held = 0
         writers = list(self._pending.values())
         self._pending.clear()
         for writer in writers:

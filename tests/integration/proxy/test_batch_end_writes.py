@@ -1,5 +1,6 @@
-"""Coalesced connection output leaves at the end of the scheduler batch that queued it, in
-order, even when the kernel takes only part of it (the writer task finishes the rest)."""
+"""Coalesced connection output leaves at the end of the scheduler batch that queued it (a
+bounded number of batches later while the loop stays busy), in order, even when the kernel
+takes only part of it (the writer task finishes the rest)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 
 import trio
 
+from proxy.batchend import HOLD_BATCHES
 from proxy.listeners.writer import DeferredWriter
 
 
@@ -28,7 +30,7 @@ def _read_available(sock: socket.socket) -> bytes:
         parts.append(chunk)
 
 
-async def test_output_queued_in_a_batch_leaves_before_the_next_one_without_the_writer() -> None:
+async def test_output_queued_in_a_batch_leaves_before_the_loop_waits_without_the_writer() -> None:
     stream, peer = _stream_pair()
     queued: list[bytes] = []
 
@@ -43,8 +45,28 @@ async def test_output_queued_in_a_batch_leaves_before_the_next_one_without_the_w
             queued.append(part)
             writer.schedule()  # one write for the whole batch's output
         assert _read_available(peer) == b""  # nothing written before the batch ends
-        await trio.lowlevel.cancel_shielded_checkpoint()  # this batch ends
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(peer)  # the loop goes idle: the batch's write
         assert _read_available(peer) == b"HEADERS DATA END"
+        await stream.aclose()
+
+
+async def test_a_busy_loop_holds_the_write_a_bounded_number_of_batches() -> None:
+    stream, peer = _stream_pair()
+    queued = [b"response"]
+
+    def pull() -> bytes:
+        data = b"".join(queued)
+        queued.clear()
+        return data
+
+    with peer:
+        DeferredWriter(stream, pull, "test").schedule()
+        for _ in range(HOLD_BATCHES):
+            await trio.lowlevel.cancel_shielded_checkpoint()  # this task keeps the loop busy
+        assert _read_available(peer) == b""  # held while more output could join it
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        assert _read_available(peer) == b"response"
         await stream.aclose()
 
 
