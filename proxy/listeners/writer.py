@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import trio
 
-from proxy.batchend import batch_end
+from proxy.batchend import NEVER_WRITTEN, batch_end
 from proxy.listeners.exchange import DownstreamGone
 from proxy.tls.sockio import os_socket
 from proxy.tls.stream import TLSStream
@@ -42,6 +42,7 @@ class DeferredWriter:
         "_tls",
         "_wanted",
         "broken",
+        "last_write_batch",
         "scope",
         "who",
     )
@@ -56,6 +57,7 @@ class DeferredWriter:
         self.who = who
         self._batch_end = batch_end()
         self._registered = False
+        self.last_write_batch = NEVER_WRITTEN
         # The non-blocking ways to the kernel: the TLS stream's, or the plain socket (what
         # it does not take is carried to the writer's next flush, ahead of anything newer).
         self._tls = stream if isinstance(stream, TLSStream) else None

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
-from proxy.batchend import batch_end
+from proxy.batchend import NEVER_WRITTEN, batch_end
 from proxy.errors import (
     GoawayReceived,
     RefusedStream,
@@ -96,6 +96,7 @@ class H2ClientConnection:
         self._write_wanted = trio.Event()
         self._batch_end = batch_end()
         self._registered = False
+        self.last_write_batch = NEVER_WRITTEN
         self._flushed = trio.Event()
         self._pending_bytes = 0
         self._nursery: trio.Nursery | None = None

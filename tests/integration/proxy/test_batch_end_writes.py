@@ -51,9 +51,11 @@ async def test_output_queued_in_a_batch_leaves_before_the_loop_waits_without_the
         await stream.aclose()
 
 
-async def test_a_busy_loop_holds_the_write_a_bounded_number_of_batches() -> None:
+async def test_a_busy_loop_holds_a_recently_written_connection_a_bounded_number_of_batches() -> (
+    None
+):
     stream, peer = _stream_pair()
-    queued = [b"response"]
+    queued = [b"first"]
 
     def pull() -> bytes:
         data = b"".join(queued)
@@ -61,12 +63,17 @@ async def test_a_busy_loop_holds_the_write_a_bounded_number_of_batches() -> None
         return data
 
     with peer:
-        DeferredWriter(stream, pull, "test").schedule()
+        writer = DeferredWriter(stream, pull, "test")
+        writer.schedule()
+        await trio.lowlevel.cancel_shielded_checkpoint()  # busy (this task), but quiet till now
+        assert _read_available(peer) == b"first"
+        queued.append(b"second")
+        writer.schedule()
         for _ in range(HOLD_BATCHES):
             await trio.lowlevel.cancel_shielded_checkpoint()  # this task keeps the loop busy
-        assert _read_available(peer) == b""  # held while more output could join it
+        assert _read_available(peer) == b""  # held: more output could join it
         await trio.lowlevel.cancel_shielded_checkpoint()
-        assert _read_available(peer) == b"response"
+        assert _read_available(peer) == b"second"
         await stream.aclose()
 
 
