@@ -132,10 +132,7 @@ async def h1_exchange_on(
     (``retried=True`` after ``RESET``), which may wait for a connection."""
     conn = slot.conn
     assert isinstance(conn, H1Connection)
-    # A body-less request skips the poll(2) that tells a connection the backend closed while
-    # idle (~5 % of a hop's CPU): on such a connection it is reset before any response head
-    # and retried on a fresh one (Retry.RESET below), which nothing could have processed.
-    if req.body is not None and conn.looks_stale():
+    if conn.looks_stale():
         await pool.release_h1(slot, reusable=False)
         return Retry.STALE
     watch = deadlines.watch(conn.stream, deadline)
