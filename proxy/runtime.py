@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 
-DEFAULT_GEN0_THRESHOLD = 50_000
+# A young collection's pause grows with the threshold: at 50,000 a gateway whose requests
+# left reference cycles paused 15-25 ms every ~3,000 requests (two-hop p99 20-22 ms at 2,000
+# req/s); at 5,000, 7 ms, for the same CPU (bench/_tail.py --rt --mode pair, docs/benchmarks.md).
+DEFAULT_GEN0_THRESHOLD = 5_000
 
 
 def tune_gc(gen0_threshold: int = DEFAULT_GEN0_THRESHOLD) -> None:
@@ -13,7 +16,10 @@ def tune_gc(gen0_threshold: int = DEFAULT_GEN0_THRESHOLD) -> None:
 
     A proxied request allocates hundreds of short-lived containers that reference counting
     frees; at the default threshold the cyclic collector still ran every request or two.
-    Older generations keep their thresholds, so real cycles are still collected.
+    The threshold counts allocations net of deallocations, so without reference cycles a
+    collection is rare at any threshold; with cycles (an error path, a closed connection)
+    a lower one collects less at a time: shorter pauses. Older generations keep their
+    thresholds, so real cycles are still collected.
     """
     gc.collect()
     gc.freeze()

@@ -288,15 +288,23 @@ class FastDecoder(Decoder):
         indexing = first & 0x40
         mask = 0x3F if indexing else 0x0F
         index = first & mask
+        at = i + 1
+        if index == mask and at < len(data) and data[at] < 0x80:
+            # A name index past the prefix in one more byte (RFC 7541 §5.1): how our own
+            # encoder sends volatile fields by static name (content-length is 28, date 33).
+            index += data[at]
+            at += 1
         if index == 0:  # a literal name (RFC 7541 §6.2, "new name")
-            found = _string_at(data, i + 1)
+            found = _string_at(data, at)
             if found is None:
                 return None
             name, at = found
-        elif index < mask and index <= _STATIC_COUNT:
-            name, at = _STATIC[index - 1][0], i + 1
-        elif index < mask and index - 62 < len(dynamic):
-            name, at = dynamic[index - 62][0], i + 1
+        elif index == mask:
+            return None  # a longer integer: the parent's path
+        elif index <= _STATIC_COUNT:
+            name = _STATIC[index - 1][0]
+        elif index - 62 < len(dynamic):
+            name = dynamic[index - 62][0]
         else:
             return None
         found = _string_at(data, at)

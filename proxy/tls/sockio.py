@@ -24,7 +24,7 @@ import trio
 YIELD_EVERY: Final = 8
 
 
-def _os_socket(sock: trio.socket.SocketType) -> socket.socket | None:
+def os_socket(sock: trio.socket.SocketType) -> socket.socket | None:
     """The stdlib socket inside a trio socket (trio keeps it as ``_sock``); ``None`` for
     other implementations, which then go through trio's own methods."""
     raw = getattr(sock, "_sock", None)
@@ -46,7 +46,7 @@ class SocketIO:
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
-        self._raw = _os_socket(sock)
+        self._raw = os_socket(sock)
         self._streak = 0
 
     @property

@@ -69,6 +69,7 @@ class TLSStream(trio.abc.Stream):
         # arguments, same exceptions); it runs once per 16 KiB record, ~65k times per GiB.
         inner: Any = getattr(self._ssl, "_sslobj", self._ssl)
         self._read_record: Callable[[int, memoryview], int] = inner.read
+        self._plain_pending: Callable[[], int] = inner.pending
         self._raw = bytearray(receive_buffer_size)
         self._raw_view = memoryview(self._raw)
         self._plain = bytearray(receive_buffer_size)
@@ -153,7 +154,12 @@ class TLSStream(trio.abc.Stream):
         total = 0
         size = len(buffer)
         read = self._read_record
+        incoming = self._incoming
         while total < size:
+            # Nothing buffered, raw or decrypted: a read could only raise SSLWantReadError,
+            # an exception (~2 µs) on every receive when the buffered records are used up.
+            if not incoming.pending and not self._plain_pending():
+                break
             try:
                 got = read(size - total, buffer[total:])
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):

@@ -13,18 +13,22 @@ from proxy.upstream.h1conn import H1Body, H1Connection
 from proxy.upstream.h1deadlines import H1Deadlines
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.h2stream import H2Stream
-from proxy.upstream.models import UpstreamRequest, UpstreamResponse
+from proxy.upstream.models import Headers, UpstreamRequest, UpstreamResponse
 
 
 class H2Body:
     """Response body of one HTTP/2 stream; releases the stream at its end, on error, or on
     ``aclose`` (which resets an unfinished stream). Taking a chunk returns its credit."""
 
-    def __init__(self, conn: H2ClientConnection, stream: H2Stream) -> None:
+    def __init__(self, conn: H2ClientConnection, stream: H2Stream, trailers: Headers) -> None:
         self._conn = conn
         self._stream = stream
         self._done = False
-        self.response: UpstreamResponse | None = None
+        # The response's trailers list, filled at the end. Not the response itself: the
+        # response holds this body, and that cycle left every request's stream, events and
+        # headers to the cyclic GC (a peer-facing gateway then paused 15-25 ms every ~3,000
+        # requests, collecting ~50,000 of them at once).
+        self._trailers = trailers
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -52,8 +56,7 @@ class H2Body:
             await self.aclose()
             raise
         if chunk is None:
-            if self.response is not None:
-                self.response.trailers = self._stream.trailers
+            self._trailers[:] = self._stream.trailers
             await self.aclose()
             raise StopAsyncIteration
         return chunk
@@ -100,10 +103,11 @@ async def h2_exchange(
     if stream.timed_out and not stream.status:
         conn.release(stream)
         return None
-    body = H2Body(conn, stream)
-    response = UpstreamResponse(stream.status, stream.headers, body, closer=body.aclose)
-    body.response = response
-    return response
+    trailers: Headers = []
+    body = H2Body(conn, stream, trailers)
+    return UpstreamResponse(
+        stream.status, stream.headers, body, closer=body.aclose, trailers=trailers
+    )
 
 
 class Retry(enum.Enum):

@@ -8,6 +8,7 @@ nobody asked for ``connection: close``.
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
@@ -44,8 +45,13 @@ class H1Connection:
         nursery: trio.Nursery | None = None,
     ):
         self.stream = stream
-        # Plain TCP: reads and writes go to the socket directly (see _write, _receive).
+        # Plain TCP: reads and writes go to the socket directly (see _write, _receive), and
+        # looks_stale polls it with one poll object (trio's is_readable builds one per call).
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._poller: select.poll | None = None
+        if self._socket is not None:
+            self._poller = select.poll()
+            self._poller.register(self._socket.fileno(), select.POLLIN)
         self._nursery = nursery
         self._sending: trio.CancelScope | None = None
         self._sender_left = trio.Event()
@@ -75,9 +81,11 @@ class H1Connection:
         the server: reusing it would fail."""
         if self._buffer:  # bytes beyond the last response: the stream is out of step
             return True
-        if isinstance(self.stream, trio.SocketStream):
-            return bool(self.stream.socket.is_readable())
-        return False
+        if self._poller is None or self._socket is None:
+            return False
+        if self._socket.fileno() < 0:
+            return True
+        return bool(self._poller.poll(0))  # readable, hung up or failed
 
     async def send_request(self, req: UpstreamRequest) -> None:
         """Send the request head and stream its body (chunked unless the engine gave a

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
+from proxy.batchend import NEVER_WRITTEN, batch_end
 from proxy.errors import (
     GoawayReceived,
     RefusedStream,
@@ -93,6 +94,9 @@ class H2ClientConnection:
         self._read_size = read_size
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
+        self._batch_end = batch_end()
+        self._registered = False
+        self.last_write_batch = NEVER_WRITTEN
         self._flushed = trio.Event()
         self._pending_bytes = 0
         self._nursery: trio.Nursery | None = None
@@ -201,7 +205,30 @@ class H2ClientConnection:
     # -- I/O tasks ------------------------------------------------------------------------
 
     def _kick(self) -> None:
-        self._write_wanted.set()
+        """Output was queued: it is written at the end of this scheduler batch (see
+        :mod:`proxy.batchend`), with everything else queued in the batch."""
+        if not self._registered:
+            self._registered = True
+            self._batch_end.add(self)
+
+    def write_pending(self) -> None:
+        """The end-of-batch write: on a TLS stream that is free, straight to the kernel
+        (no turn of the writer task); otherwise, or for what the kernel did not take, the
+        writer task. Never raises (a broken stream aborts the connection)."""
+        self._registered = False
+        if self.closed:
+            return
+        tls = self._tls
+        if tls is None or not tls.send_ready or tls.output_pending:
+            self._write_wanted.set()
+            return
+        try:
+            self._write_now(tls)
+        except UpstreamStreamBroken:
+            return  # aborted: every stream learns it
+        if not self._pending_bytes:
+            flushed, self._flushed = self._flushed, trio.Event()
+            flushed.set()
 
     async def _write_loop(self) -> None:
         try:
@@ -419,7 +446,7 @@ class H2ClientConnection:
             raise RuntimeError("TLS stream refused a write it declared ready for")
         if left:
             self._pending_bytes = left
-            self._kick()
+            self._write_wanted.set()  # the writer task waits for the kernel
 
     def end_stream(self, s: H2Stream) -> None:
         if not (s.local_ended or s.released or self.closed or s.error):

@@ -100,3 +100,21 @@ def test_fast_decoder_matches_hpack_on_generated_blocks(
         got = fast.decode(data, raw=True)
         assert got == expected
         assert [type(h) for h in got] == [type(h) for h in expected]
+
+
+def test_fast_decoder_reads_our_volatile_literals_by_static_name_like_hpack() -> None:
+    """Our encoder sends volatile fields (a new content-length each response) as literals
+    naming a static entry past the 4-bit prefix (content-length is 28): the fast path reads
+    the one-byte continuation, exactly as hpack reads the whole block."""
+    encoder, reference, fast = FastEncoder(), Decoder(), FastDecoder()
+    for i in range(300):
+        sent = [
+            (b":status", b"200"),
+            (b"content-length", b"%d" % (i * 7919)),
+            (b"date", b"Thu, 26 Nov 2026 01:%02d:00 GMT" % (i % 60)),
+            (b"traceparent", b"00-%032x-%016x-01" % (i, i)),
+            (b"x-entry-%d" % i, b"v"),  # fills the dynamic table: indexes past 142 too
+        ]
+        data = encoder.encode(sent)
+        expected = reference.decode(data, raw=True)
+        assert fast.decode(data, raw=True) == expected == sent
