@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -40,13 +42,9 @@ from federation.service.snapshot_bytes import (
     SnapshotEncoder,
     gzip_body,
     stamp,
+    stamp_body,
 )
-from federation.service.snapshot_plan import (
-    RebuildInput,
-    SnapshotPlanner,
-    plan_and_encode,
-    stamp_all,
-)
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.snapshots import MemberView, snapshot_digest, with_version
 from federation.store import JsonDocument, ReportRecord, Store, StoreError
 
@@ -88,6 +86,7 @@ class SnapshotPublisher:
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._local: dict[str, tuple[float, HealthReport]] = {}
         self._dirty = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
@@ -146,14 +145,41 @@ class SnapshotPublisher:
 
     async def wait_newer(self, cluster: str, after: int, timeout_s: float) -> ServedSnapshot | None:
         """The cluster's snapshot as soon as its version differs from ``after`` (newer, or lower
-        after a store reset), or ``None`` after ``timeout_s``. Cancellation just stops waiting."""
+        after a store reset), with its gzip form, or ``None`` after ``timeout_s``. For
+        long-polls. Cancellation just stops waiting (a gzip form being made is still kept)."""
         with trio.move_on_after(timeout_s):
             while True:
                 served = self._served.get(cluster)
                 if served is not None and served.version != after:
-                    return served
+                    return await self._with_gzip(cluster, served)
                 await self._events.setdefault(cluster, trio.Event()).wait()
         return None
+
+    async def _with_gzip(self, cluster: str, served: ServedSnapshot) -> ServedSnapshot:
+        """``served`` with its gzip form, compressed now (in a worker thread) if no long-poll
+        asked for this version before; kept for the next ones while it is current."""
+        if served.gzipped:
+            return served
+        complete = replace(served, gzipped=await trio.to_thread.run_sync(gzip_body, served.body))
+        current = self._served.get(cluster)
+        if current is not None and current.version == served.version and not current.gzipped:
+            self._served[cluster] = complete
+        return complete
+
+    @contextmanager
+    def watching(self, cluster: str, wake: Callable[[], None]) -> Iterator[None]:
+        """Within the block, call ``wake()`` each time ``cluster``'s served version changes,
+        right when it does: how a stream learns of a version without a task of its own.
+        ``wake`` runs in the publishing task: it must only set an event (no blocking, no
+        raising). Read the version with :meth:`current`."""
+        watchers = self._watchers.setdefault(cluster, [])
+        watchers.append(wake)
+        try:
+            yield
+        finally:
+            watchers.remove(wake)
+            if not watchers:
+                del self._watchers[cluster]
 
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
@@ -200,11 +226,11 @@ class SnapshotPublisher:
         return received_at if since is None else max(received_at, since)
 
     async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
-        clusters = await self._store.list_clusters()
-        reports = {r.cluster: r for r in await self._store.list_reports()}
-        bundles = await self._store.list_bundles()
+        world = await self._store.read_world()  # one transaction, one worker-thread hop
+        reports = {r.cluster: r for r in world.reports}
+        bundles = world.bundles
         members, leases = [], {}
-        for count, cluster in enumerate(clusters):
+        for count, cluster in enumerate(world.clusters):
             if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
                 await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
@@ -273,19 +299,31 @@ class SnapshotPublisher:
                 {name: served.digest for name, served in self._served.items()},
             )
         )
-        # Stored in ONE transaction (the bundle section once), stamped without re-encoding
-        # (gzip, in a thread: zlib releases the GIL); then every watcher is woken at once.
+        # Stored in ONE transaction (the bundle section once), stamped without re-encoding.
         documents = {name: item.encoded.document for name, item in changed.items()}
         versions = await self._store.put_snapshots(documents, now)
-        bodies = await trio.to_thread.run_sync(
-            stamp_all, {name: (changed[name].encoded.content, v) for name, v in versions.items()}
-        )
-        for name, version in versions.items():
-            content, digest = changed[name].encoded.content, changed[name].routing.digest
-            self._served[name] = self._stamp(content, version, now, digest, bodies[name])
-            self._wake(name)
+        contents = {name: changed[name].encoded.content for name in versions}
+        digests = {name: changed[name].routing.digest for name in versions}
         self._last_world = world
+        await self._serve_new(contents, digests, versions, now)
         return len(changed)
+
+    async def _serve_new(
+        self,
+        contents: Mapping[str, EncodedContent],
+        digests: Mapping[str, str],
+        versions: Mapping[str, int],
+        now: float,
+    ) -> None:
+        """Serve newly stored versions and wake their watchers: the JSON bodies only (stamped
+        in a worker thread), all a stream push is cut from. The gzip form, which only
+        long-polls use, is made when one first asks (:meth:`wait_newer`), not on the path from
+        a health change to the gateways' ACKs (nor at all while every gateway streams)."""
+        bodies = await trio.to_thread.run_sync(stamp_bodies, contents, versions)
+        for name, version in versions.items():
+            body = SnapshotBody(bodies[name], b"")
+            self._served[name] = self._stamp(contents[name], version, now, digests[name], body)
+            self._wake(name)
 
     async def _record_lease_changes(self, before: Mapping[str, LeaseState], now: float) -> None:
         """Timeline events for lease transitions (``lease``: cluster, from, to)."""
@@ -297,6 +335,8 @@ class SnapshotPublisher:
         await self._store.append_events(events)  # one write for a whole lease storm
 
     def _wake(self, cluster: str) -> None:
+        for wake in self._watchers.get(cluster, ()):
+            wake()
         event = self._events.pop(cluster, None)
         if event is not None:
             event.set()
@@ -347,6 +387,19 @@ class SnapshotPublisher:
                         self.join_pacer.note_join()
                     self._full = True
                     self._dirty.set()
+
+    def _health_changed(self) -> bool:
+        """Whether a report received here since the last build changes what a snapshot shows
+        (its routing-relevant content, or its cluster was judged down): such a report is
+        rebuilt for at once, without the debounce (it is committed already)."""
+        for cluster in self._pending_reports:
+            local = self._local.get(cluster)
+            if local is not None and (
+                not self.reachability.is_up(cluster)
+                or self._content.get(cluster) != report_key(local[1])
+            ):
+                return True
+        return False
 
     async def _only_renewals(self, clusters: set[str]) -> bool:
         """Whether the new reports of ``clusters`` only renew live leases (nothing a snapshot
@@ -428,7 +481,8 @@ class SnapshotPublisher:
         while True:
             with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                 await self._dirty.wait()
-                await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+                if not self._health_changed():  # a change to show: build at once
+                    await trio.sleep(self._debounce_s)  # else coalesce a burst into one build
             await self.join_pacer.settle()  # a burst of joins: one rebuild after it
             self._dirty = trio.Event()
             pending, self._pending_reports = self._pending_reports, set()
@@ -448,3 +502,10 @@ class SnapshotPublisher:
             await nursery.start(self._follow)
             nursery.start_soon(self._store.run_as_leader, LEADER_NAME, self._lead)
             task_status.started()
+
+
+def stamp_bodies(
+    contents: Mapping[str, EncodedContent], versions: Mapping[str, int]
+) -> dict[str, bytes]:
+    """Each content's JSON body at its store-assigned version (pure; a worker thread)."""
+    return {name: stamp_body(contents[name], version) for name, version in versions.items()}

@@ -101,7 +101,7 @@ class SnapshotEncoder:
 
 def stamp(content: EncodedContent, version: int) -> SnapshotBody:
     """``content`` with ``version`` (in the snapshot and its routing), as JSON and gzip."""
-    head = (_VERSION_HEAD % (version, version) + content.routing_tail).encode()
+    head = _stamped_head(content, version)
     shared = content.shared
     body = head + shared.raw
     crc = zlib.crc32(shared.raw, zlib.crc32(head))
@@ -115,6 +115,15 @@ def stamp(content: EncodedContent, version: int) -> SnapshotBody:
         )
     )
     return SnapshotBody(body, gzipped)
+
+
+def stamp_body(content: EncodedContent, version: int) -> bytes:
+    """The JSON body of :func:`stamp` alone (what a stream push is cut from): no gzip work."""
+    return _stamped_head(content, version) + content.shared.raw
+
+
+def _stamped_head(content: EncodedContent, version: int) -> bytes:
+    return (_VERSION_HEAD % (version, version) + content.routing_tail).encode()
 
 
 def gzip_body(body: bytes) -> bytes:

@@ -37,6 +37,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 from federation.store.registry import (
     StoreConfig,
@@ -75,6 +76,7 @@ __all__ = [
     "TokenExpired",
     "TokenNotFound",
     "TokenSecretMismatch",
+    "WorldRecords",
     "open_store",
     "register_backend",
     "sqlite_url_for_state_dir",

@@ -37,6 +37,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 
 JsonDocument: TypeAlias = str | Mapping[str, Any]
@@ -147,6 +148,12 @@ class Store(Protocol):
 
     async def list_reports(self) -> list[ReportRecord]:
         """The latest report of every cluster that ever reported, ordered by cluster."""
+        ...
+
+    async def read_world(self) -> WorldRecords:
+        """:meth:`list_clusters`, :meth:`list_reports` and :meth:`list_bundles` together, read
+        in ONE transaction (one round trip, one consistent view): what a snapshot rebuild
+        plans from."""
         ...
 
     # -- snapshots -----------------------------------------------------------------------------

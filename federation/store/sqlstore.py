@@ -39,6 +39,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 from federation.store.transaction import Transaction
 
@@ -183,6 +184,9 @@ class SqlStore(ABC):
 
     async def list_reports(self) -> list[ReportRecord]:
         return await self._read(ops.list_reports)
+
+    async def read_world(self) -> WorldRecords:
+        return await self._read(ops.read_world)
 
     # -- snapshots
 
