@@ -35,6 +35,7 @@ from federation.service.maintenance import Retention, run_maintenance
 from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
 from federation.service.rebuild_pacing import JoinPacer
+from federation.service.rebuild_steps import StampedPlan, plan_and_stamp, stamp_bodies
 from federation.service.served import ServedSnapshot, report_key, world_key
 from federation.service.snapshot_bytes import (
     EncodedContent,
@@ -42,9 +43,8 @@ from federation.service.snapshot_bytes import (
     SnapshotEncoder,
     gzip_body,
     stamp,
-    stamp_body,
 )
-from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner
 from federation.service.snapshots import MemberView, snapshot_digest, with_version
 from federation.store import JsonDocument, ReportRecord, Store, StoreError
 
@@ -288,42 +288,43 @@ class SnapshotPublisher:
             return 0
         trust = {b.trust_domain: b.bundle for b in bundles}
         updates = {b.trust_domain: b.signed_update for b in bundles if b.signed_update}
-        # Pure work on inputs nobody mutates, in a worker thread: the event loop keeps serving
-        # reports and watches (it only competes for the GIL) during a 1,000-cluster plan.
-        changed = await trio.to_thread.run_sync(
+        # Pure work on inputs nobody mutates, in ONE worker-thread hop (plan, encode, stamp:
+        # rebuild_steps): the event loop keeps serving reports and watches (it only competes
+        # for the GIL) during a 1,000-cluster plan.
+        plan = await trio.to_thread.run_sync(
             partial(
-                plan_and_encode,
+                plan_and_stamp,
                 self._planner,
                 self._encoder,
                 RebuildInput(members, self.reachability, trust, updates, self.placement.traffic),
-                {name: served.digest for name, served in self._served.items()},
+                {name: (served.version, served.digest) for name, served in self._served.items()},
             )
         )
         # Stored in ONE transaction (the bundle section once), stamped without re-encoding.
+        changed = plan.changed
         documents = {name: item.encoded.document for name, item in changed.items()}
         versions = await self._store.put_snapshots(documents, now)
         contents = {name: changed[name].encoded.content for name in versions}
-        digests = {name: changed[name].routing.digest for name in versions}
+        bodies = await self._bodies_at(contents, versions, plan)
         self._last_world = world
-        await self._serve_new(contents, digests, versions, now)
-        return len(changed)
-
-    async def _serve_new(
-        self,
-        contents: Mapping[str, EncodedContent],
-        digests: Mapping[str, str],
-        versions: Mapping[str, int],
-        now: float,
-    ) -> None:
-        """Serve newly stored versions and wake their watchers: the JSON bodies only (stamped
-        in a worker thread), all a stream push is cut from. The gzip form, which only
-        long-polls use, is made when one first asks (:meth:`wait_newer`), not on the path from
-        a health change to the gateways' ACKs (nor at all while every gateway streams)."""
-        bodies = await trio.to_thread.run_sync(stamp_bodies, contents, versions)
         for name, version in versions.items():
             body = SnapshotBody(bodies[name], b"")
-            self._served[name] = self._stamp(contents[name], version, now, digests[name], body)
-            self._wake(name)
+            digest = changed[name].routing.digest
+            self._served[name] = self._stamp(contents[name], version, now, digest, body)
+            self._wake(name)  # the streams push now; the gzip form waits for a long-poll
+        return len(changed)
+
+    async def _bodies_at(
+        self, contents: Mapping[str, EncodedContent], versions: Mapping[str, int], plan: StampedPlan
+    ) -> dict[str, bytes]:
+        """The bodies of ``plan`` at the versions the store assigned: as stamped when it was
+        predicted right (the leader is the only writer: always, but for a race with a former
+        leader), else stamped again (in a worker thread)."""
+        wrong = {name: v for name, v in versions.items() if plan.predicted.get(name) != v}
+        bodies = {name: plan.bodies[name] for name in versions if name not in wrong}
+        if wrong:
+            bodies.update(await trio.to_thread.run_sync(stamp_bodies, contents, wrong))
+        return bodies
 
     async def _record_lease_changes(self, before: Mapping[str, LeaseState], now: float) -> None:
         """Timeline events for lease transitions (``lease``: cluster, from, to)."""
@@ -502,10 +503,3 @@ class SnapshotPublisher:
             await nursery.start(self._follow)
             nursery.start_soon(self._store.run_as_leader, LEADER_NAME, self._lead)
             task_status.started()
-
-
-def stamp_bodies(
-    contents: Mapping[str, EncodedContent], versions: Mapping[str, int]
-) -> dict[str, bytes]:
-    """Each content's JSON body at its store-assigned version (pure; a worker thread)."""
-    return {name: stamp_body(contents[name], version) for name, version in versions.items()}

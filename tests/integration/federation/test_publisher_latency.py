@@ -121,3 +121,30 @@ async def test_streams_are_called_per_version_and_long_polls_get_gzip(tmp_path: 
             assert gzip.decompress(polled.gzipped) == polled.body
             assert publisher.current("aws") == polled  # made once, kept for the next poll
             nursery.cancel_scope.cancel()
+
+
+async def test_a_body_is_served_with_the_version_the_store_assigned(tmp_path: Path) -> None:
+    """Bodies are stamped before the store assigns versions (predicted: served + 1); when
+    another writer bumped the stored version meanwhile (a former leader), the body is stamped
+    again: a served body always carries its stored version."""
+    async with open_store(f"sqlite:///{tmp_path / 'fed.db'}") as store:
+        await join(store, "aws")
+        await join(store, "gcp")
+        publisher = SnapshotPublisher(store, clock=trio.current_time, interval_s=60.0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.run)
+            first = await publisher.wait_newer("aws", -1, 30)
+            assert first is not None
+            for _ in range(3):  # unknown to this publisher: its prediction is now 3 short
+                await store.put_snapshot("aws", first.body.decode(), trio.current_time())
+            await send_report(store, publisher, report(True))
+            with trio.fail_after(30):
+                while (served := publisher.current("aws")) is None or not routes_to_gcp(
+                    served.body
+                ):
+                    await trio.sleep(0.01)
+            stored = await store.get_snapshot("aws")
+            assert stored is not None and served.version == stored.version == first.version + 4
+            document = json.loads(served.body)
+            assert document["version"] == document["routing"]["version"] == served.version
+            nursery.cancel_scope.cancel()
