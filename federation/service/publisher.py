@@ -89,6 +89,8 @@ class SnapshotPublisher:
         self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._local: dict[str, tuple[float, HealthReport]] = {}
         self._dirty = trio.Event()
+        #: set by a report received here that changes what a snapshot shows: no debounce
+        self._urgent = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
         self._report_times: dict[str, float] = {}
         self._content: dict[str, object] = {}
@@ -130,15 +132,24 @@ class SnapshotPublisher:
         raw: str | None = None,
     ) -> None:
         """A report was stored here (the change feed also tells the leader of any replica).
-        Passing the parsed ``report`` spares the leader a store read to classify it, and its
-        stored text ``raw`` spares the next rebuild parsing it again."""
+        Passing the parsed ``report`` spares the leader a store read to classify it (and one
+        that changes what a snapshot shows is built for at once, without the debounce), and
+        its stored text ``raw`` spares the next rebuild parsing it again."""
         self._report_times[cluster] = received_at
         if report is not None:
             self._local[cluster] = (received_at, report)
+            if self._shows_change(cluster, report):
+                self._urgent.set()
             if raw is not None:
                 self._reports[cluster] = (raw, report)
         self._pending_reports.add(cluster)
         self.mark_dirty()
+
+    def _shows_change(self, cluster: str, report: HealthReport) -> bool:
+        """Whether ``report`` changes a snapshot: its routing-relevant content differs from
+        the last built, or its cluster was judged down."""
+        changed = self._content.get(cluster) != report_key(report)
+        return changed or not self.reachability.is_up(cluster)
 
     def current(self, cluster: str) -> ServedSnapshot | None:
         return self._served.get(cluster)
@@ -389,19 +400,6 @@ class SnapshotPublisher:
                     self._full = True
                     self._dirty.set()
 
-    def _health_changed(self) -> bool:
-        """Whether a report received here since the last build changes what a snapshot shows
-        (its routing-relevant content, or its cluster was judged down): such a report is
-        rebuilt for at once, without the debounce (it is committed already)."""
-        for cluster in self._pending_reports:
-            local = self._local.get(cluster)
-            if local is not None and (
-                not self.reachability.is_up(cluster)
-                or self._content.get(cluster) != report_key(local[1])
-            ):
-                return True
-        return False
-
     async def _only_renewals(self, clusters: set[str]) -> bool:
         """Whether the new reports of ``clusters`` only renew live leases (nothing a snapshot
         shows changed): then no rebuild is needed. The steady state of 1 report/s per gateway."""
@@ -482,10 +480,11 @@ class SnapshotPublisher:
         while True:
             with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                 await self._dirty.wait()
-                if not self._health_changed():  # a change to show: build at once
-                    await trio.sleep(self._debounce_s)  # else coalesce a burst into one build
+                with trio.move_on_after(self._debounce_s):  # coalesce a burst into one build,
+                    await self._urgent.wait()  # unless a report changes what a snapshot shows
             await self.join_pacer.settle()  # a burst of joins: one rebuild after it
             self._dirty = trio.Event()
+            self._urgent = trio.Event()
             pending, self._pending_reports = self._pending_reports, set()
             full, self._full = self._full, False
             if timer.cancelled_caught or full or not await self._only_renewals(pending):
