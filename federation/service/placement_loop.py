@@ -260,7 +260,9 @@ class PlacementLoop:
         Cheap when only steady reports arrived: one batched report read, no plan."""
         await self._sync_recoveries()
         relevant, self._relevant = self._relevant, False
-        last_phase = self._scenario_key[1] if isinstance(self._scenario_key, tuple) else None
+        # No plan yet: no failback window either (``()``, as _failback_phase says); ``None``
+        # here made every report re-read every cluster and service while none was declared.
+        last_phase = self._scenario_key[1] if isinstance(self._scenario_key, tuple) else ()
         relevant = relevant or self._failback_phase(self._clock()) != last_phase
         if not await self._reports_changed() and not relevant:
             return False

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -86,8 +87,11 @@ class SnapshotPublisher:
         self._metrics = metrics or FederationMetrics()
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._local: dict[str, tuple[float, HealthReport]] = {}
         self._dirty = trio.Event()
+        #: set by a report received here that changes what a snapshot shows: no debounce
+        self._urgent = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
         self._report_times: dict[str, float] = {}
         self._content: dict[str, object] = {}
@@ -131,15 +135,24 @@ class SnapshotPublisher:
         raw: str | None = None,
     ) -> None:
         """A report was stored here (the change feed also tells the leader of any replica).
-        Passing the parsed ``report`` spares the leader a store read to classify it, and its
-        stored text ``raw`` spares the next rebuild parsing it again."""
+        Passing the parsed ``report`` spares the leader a store read to classify it (and one
+        that changes what a snapshot shows is built for at once, without the debounce), and
+        its stored text ``raw`` spares the next rebuild parsing it again."""
         self._report_times[cluster] = received_at
         if report is not None:
             self._local[cluster] = (received_at, report)
+            if self._shows_change(cluster, report):
+                self._urgent.set()
             if raw is not None:
                 self._reports[cluster] = (raw, report)
         self._pending_reports.add(cluster)
         self.mark_dirty()
+
+    def _shows_change(self, cluster: str, report: HealthReport) -> bool:
+        """Whether ``report`` changes a snapshot: its routing-relevant content differs from
+        the last built, or its cluster was judged down."""
+        changed = self._content.get(cluster) != report_key(report)
+        return changed or not self.reachability.is_up(cluster)
 
     def current(self, cluster: str) -> ServedSnapshot | None:
         return self._served.get(cluster)
@@ -154,6 +167,21 @@ class SnapshotPublisher:
                     return served
                 await self._events.setdefault(cluster, trio.Event()).wait()
         return None
+
+    @contextmanager
+    def watching(self, cluster: str, wake: Callable[[], None]) -> Iterator[None]:
+        """Within the block, call ``wake()`` each time ``cluster``'s served version changes,
+        right when it does: how a stream learns of a version without a task of its own.
+        ``wake`` runs in the publishing task: it must only set an event (no blocking, no
+        raising). Read the version with :meth:`current`."""
+        watchers = self._watchers.setdefault(cluster, [])
+        watchers.append(wake)
+        try:
+            yield
+        finally:
+            watchers.remove(wake)
+            if not watchers:
+                del self._watchers[cluster]
 
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
@@ -190,11 +218,11 @@ class SnapshotPublisher:
         return received_at if since is None else max(received_at, since)
 
     async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
-        clusters = await self._store.list_clusters()
-        reports = {r.cluster: r for r in await self._store.list_reports()}
-        bundles = await self._store.list_bundles()
+        world = await self._store.read_world()  # one transaction, one worker-thread hop
+        reports = {r.cluster: r for r in world.reports}
+        bundles = world.bundles
         members, leases = [], {}
-        for count, cluster in enumerate(clusters):
+        for count, cluster in enumerate(world.clusters):
             if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
                 await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
@@ -284,6 +312,8 @@ class SnapshotPublisher:
         await self._store.append_events(events)  # one write for a whole lease storm
 
     def _wake(self, cluster: str) -> None:
+        for wake in self._watchers.get(cluster, ()):
+            wake()
         event = self._events.pop(cluster, None)
         if event is not None:
             event.set()
@@ -402,9 +432,11 @@ class SnapshotPublisher:
         while True:
             with trio.move_on_after(self._seconds_to_next_expiry()) as timer:
                 await self._dirty.wait()
-                await trio.sleep(self._debounce_s)  # coalesce a burst into one build
+                with trio.move_on_after(self._debounce_s):  # coalesce a burst into one build,
+                    await self._urgent.wait()  # unless a report changes what a snapshot shows
             await self.join_pacer.settle()  # a burst of joins: one rebuild after it
             self._dirty = trio.Event()
+            self._urgent = trio.Event()
             pending, self._pending_reports = self._pending_reports, set()
             full, self._full = self._full, False
             if timer.cancelled_caught or full or not await self._only_renewals(pending):

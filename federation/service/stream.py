@@ -20,7 +20,6 @@ Authentication happens once, at open, exactly as for REST calls.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -267,12 +266,13 @@ class StreamSession:
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
         gone = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._follow_versions)
-            nursery.start_soon(self._write, send)
-            nursery.start_soon(self._expire, nursery.cancel_scope)
-            gone = await self._read(receive)
-            nursery.cancel_scope.cancel()
+        self.wake.set()  # a version newer than ``after`` may be served already
+        with self.service.publisher.watching(self.cluster, self._poke):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write, send)
+                nursery.start_soon(self._expire, nursery.cancel_scope)
+                gone = await self._read(receive)
+                nursery.cancel_scope.cancel()
         if gone:
             return
         with trio.move_on_after(_CLOSE_S):
@@ -295,14 +295,9 @@ class StreamSession:
         )
         scope.cancel()
 
-    async def _follow_versions(self) -> None:
-        publisher = self.service.publisher
-        seen = self.sent_version
-        while True:
-            served = await publisher.wait_newer(self.cluster, seen, math.inf)
-            if served is not None:
-                seen = served.version
-                self.wake.set()
+    def _poke(self) -> None:
+        """The publisher serves a new version of the cluster: the writer sends it."""
+        self.wake.set()
 
     async def _write(self, send: Send) -> None:
         publisher, encoder = self.service.publisher, self.endpoint.encoder

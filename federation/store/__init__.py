@@ -46,6 +46,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 from federation.store.registry import (
     StoreConfig,
@@ -89,6 +90,7 @@ __all__ = [
     "TokenExpired",
     "TokenNotFound",
     "TokenSecretMismatch",
+    "WorldRecords",
     "join_parts",
     "normalise_parts",
     "open_store",

@@ -63,7 +63,8 @@ class GroupCommit(Generic[T]):
         await batch.turn.wait()  # a checkpoint even when set: same-tick callers join the batch
         if not batch.taken:
             await self._commit(batch)
-        await batch.done.wait()
+        if not batch.done.is_set():  # the committer itself goes on at once, no scheduler pass
+            await batch.done.wait()
         if batch.error is not None:
             raise _fresh(batch.error)
 

@@ -27,6 +27,7 @@ from federation.store.records import (
     PruneCounts,
     ReportRecord,
     ServiceRecord,
+    WorldRecords,
 )
 from federation.store.transaction import Row, Transaction
 
@@ -203,6 +204,10 @@ def get_report(tx: Transaction, *, cluster: str) -> ReportRecord | None:
 def list_reports(tx: Transaction) -> list[ReportRecord]:
     rows = tx.all("SELECT cluster, received_at, report FROM reports ORDER BY cluster")
     return [ReportRecord(str(r[0]), float(r[1]), str(r[2])) for r in rows]
+
+
+def read_world(tx: Transaction) -> WorldRecords:
+    return WorldRecords(list_clusters(tx), list_reports(tx), list_bundles(tx))
 
 
 AckItem = tuple[str, int, bool, str | None, float]

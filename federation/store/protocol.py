@@ -39,6 +39,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 
 JsonDocument: TypeAlias = str | Mapping[str, Any]
@@ -149,6 +150,12 @@ class Store(Protocol):
 
     async def list_reports(self) -> list[ReportRecord]:
         """The latest report of every cluster that ever reported, ordered by cluster."""
+        ...
+
+    async def read_world(self) -> WorldRecords:
+        """:meth:`list_clusters`, :meth:`list_reports` and :meth:`list_bundles` together, read
+        in ONE transaction (one round trip, one consistent view): what a snapshot rebuild
+        plans from."""
         ...
 
     # -- snapshots -----------------------------------------------------------------------------

@@ -160,3 +160,13 @@ class PruneCounts:
 
     events: int = 0
     tokens: int = 0
+
+
+@dataclass(frozen=True)
+class WorldRecords:
+    """Every cluster, latest report and current bundle, read in one transaction
+    (:meth:`~federation.store.Store.read_world`): what the snapshot leader plans from."""
+
+    clusters: list[ClusterRecord]
+    reports: list[ReportRecord]
+    bundles: list[BundleRecord]

@@ -42,6 +42,7 @@ from federation.store.records import (
     ReportRecord,
     ServiceRecord,
     SnapshotRecord,
+    WorldRecords,
 )
 from federation.store.transaction import Transaction
 
@@ -65,6 +66,11 @@ class SqlStore(ABC):
     @abstractmethod
     async def _write(self, body: Body[T]) -> T:
         """Run ``body`` in one serialised write transaction, commit, announce its changes."""
+
+    async def _write_batch(self, body: Body[T]) -> T:
+        """A group commit's write (small rows: reports, ACKs): :meth:`_write`, unless the
+        backend has a cheaper way to commit it."""
+        return await self._write(body)
 
     @abstractmethod
     def changes(self) -> AbstractAsyncContextManager[AsyncIterator[Change]]: ...
@@ -179,13 +185,16 @@ class SqlStore(ABC):
 
     async def _flush_reports(self, reports: list[tuple[str, str, float]]) -> None:
         """Store a batch of validated reports in one write (backends may override)."""
-        await self._write(partial(ops.record_reports, reports=reports))
+        await self._write_batch(partial(ops.record_reports, reports=reports))
 
     async def get_report(self, cluster: str) -> ReportRecord | None:
         return await self._read(partial(ops.get_report, cluster=cluster))
 
     async def list_reports(self) -> list[ReportRecord]:
         return await self._read(ops.list_reports)
+
+    async def read_world(self) -> WorldRecords:
+        return await self._read(ops.read_world)
 
     # -- snapshots
 
@@ -259,7 +268,7 @@ class SqlStore(ABC):
         """ACKs arriving while one commits are committed together (one transaction)."""
 
         async def flush(acks: list[ops.AckItem]) -> None:
-            await self._write(partial(ops.record_acks, acks=acks))
+            await self._write_batch(partial(ops.record_acks, acks=acks))
 
         return GroupCommit(flush)
 

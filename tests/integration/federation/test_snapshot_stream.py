@@ -71,6 +71,25 @@ async def send(stream: DuplexStream, doc: object) -> None:
     await stream.send(json.dumps(doc).encode() + b"\n")
 
 
+async def joined_and_built(
+    federation: RunningFederation, api: httpx.AsyncClient, *names: str
+) -> dict[str, FakeCluster]:
+    """:func:`joined`, then wait until every cluster's snapshot carries every joined bundle
+    (joins are built in bursts, after a short pause: a stream opened sooner sees them later)."""
+    clusters = await joined(federation, api, *names)
+    domains = [f'"{name}.isthmus.test"'.encode() for name in names]
+    with trio.fail_after(10):
+        for name in names:
+            after = -1
+            while True:
+                served = await federation.service.publisher.wait_newer(name, after, 10)
+                assert served is not None
+                if all(domain in served.body for domain in domains):
+                    break
+                after = served.version
+    return clusters
+
+
 def report(sequence: int, healthy: bool = True) -> dict[str, Any]:
     service = {**CHECKOUT, "endpoints": [{"address": "127.0.0.1:8080", "healthy": healthy}]}
     return {"sequence": sequence, "sent_at": time.time(), "services": [service]}
@@ -79,7 +98,7 @@ def report(sequence: int, healthy: bool = True) -> dict[str, Any]:
 async def test_stream_pushes_bundles_once_then_routing_only(
     federation: RunningFederation, api: httpx.AsyncClient, nursery: trio.Nursery
 ) -> None:
-    clusters = await joined(federation, api, "aws", "gcp")
+    clusters = await joined_and_built(federation, api, "aws", "gcp")
     aws = await open_stream(federation, nursery, clusters["aws"])
     gcp = await open_stream(federation, nursery, clusters["gcp"])
     first = await message(aws)
@@ -231,7 +250,7 @@ async def test_a_reconnect_naming_what_it_holds_gets_nothing_again(
 async def test_a_gateway_asking_for_deltas_gets_changes_against_what_it_acked(
     federation: RunningFederation, api: httpx.AsyncClient, nursery: trio.Nursery
 ) -> None:
-    clusters = await joined(federation, api, "aws", "gcp")
+    clusters = await joined_and_built(federation, api, "aws", "gcp")
     aws = await open_stream(federation, nursery, clusters["aws"], query="?deltas=1")
     gcp = await open_stream(federation, nursery, clusters["gcp"])
     first = await message(aws, "snapshot")  # the first routing is always whole

@@ -113,6 +113,22 @@ async def test_bundle_compare_and_set(store: Store) -> None:
     assert [b.trust_domain for b in await store.list_bundles()] == ["td.example"]
 
 
+async def test_read_world_is_the_three_lists_in_one_read(store: Store) -> None:
+    empty = await store.read_world()
+    assert (empty.clusters, empty.reports, empty.bundles) == ([], [], [])
+    for name in ("b-second", "a-first"):
+        await store.upsert_cluster(_cluster(name))
+    await store.put_bundle("td.example", 1, {"keys": [], "spiffe_sequence": 1}, None, now=10.0)
+    await store.record_report("b-second", {"seq": 1}, received_at=1.0)
+    world = await store.read_world()
+    assert world.clusters == await store.list_clusters()
+    assert [c.name for c in world.clusters] == ["a-first", "b-second"]
+    assert world.reports == await store.list_reports()
+    assert [(r.cluster, r.report) for r in world.reports] == [("b-second", '{"seq":1}')]
+    assert world.bundles == await store.list_bundles()
+    assert [b.trust_domain for b in world.bundles] == ["td.example"]
+
+
 async def test_snapshot_versions_rise_per_cluster(store: Store, store_url: str) -> None:
     assert await store.get_snapshot("c1") is None
     versions = [await store.put_snapshot("c1", {"n": n}, now=float(n)) for n in range(3)]
