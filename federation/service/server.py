@@ -213,6 +213,7 @@ async def _serve(
     app = build_app(service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes)
     hc = hypercorn_config(config, tls.cert_path, tls.key_path)
     async with trio.open_nursery() as nursery:
+        await nursery.start(auth.follow_changes)  # a changed bundle forgets verified tokens
         await nursery.start(publisher.run)
         nursery.start_soon(foreign.run)
         serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]
