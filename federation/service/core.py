@@ -228,6 +228,12 @@ class FederationService:
             )
         return record
 
+    def report_arrived(self, cluster: str, at: float) -> None:
+        """A validated report of ``cluster`` (authenticated, joined) arrived at ``at`` and will
+        be passed to :meth:`record_report`: its lease counts as renewed from ``at`` even while
+        the store is busy (see :meth:`SnapshotPublisher.note_arrival`)."""
+        self.publisher.note_arrival(cluster, at)
+
     async def record_report(
         self, cluster: str, report: HealthReport, raw: str, *, received_at: float | None = None
     ) -> None:

@@ -81,6 +81,7 @@ class StreamInbound:
         if message_id is not None:
             ids.append(message_id)
         self._report = _WaitingReport(report, raw, received_at, ids)
+        self._service.report_arrived(self._cluster, received_at)  # renews the lease now
         self._queued.set()
 
     async def put_ack(self, message_id: int | None, ack: Ack) -> None:

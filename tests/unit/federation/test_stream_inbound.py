@@ -23,6 +23,10 @@ class SlowStore:
         self.reports: list[tuple[str, int, float | None]] = []
         self.acks: list[int] = []
         self.fail: Exception | None = None
+        self.arrivals: list[float] = []
+
+    def report_arrived(self, cluster: str, at: float) -> None:
+        self.arrivals.append(at)
 
     async def record_report(
         self, cluster: str, report: HealthReport, raw: str, *, received_at: float | None = None
@@ -73,6 +77,7 @@ async def test_reports_arriving_while_the_store_is_busy_coalesce_to_the_latest()
         store.release.set()
         inbound.close()
     assert store.reports == [("aws", 1, 100.0), ("aws", 4, 104.0)]  # leases as of arrival
+    assert store.arrivals == [100.0, 102.0, 103.0, 104.0]  # each renewed the lease on arrival
     assert answers.ok == [1, 2, 3, 4]  # 2 and 3 answered with the report that replaced them
     assert inbound.superseded == 2
     assert answers.errors == []
