@@ -111,7 +111,9 @@ class FederationProcess:
         self._write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.settings.server_tree is not None:
-            env["PYTHONPATH"] = str(self.settings.server_tree.resolve())
+            inherited = env.get("PYTHONPATH")
+            tree = str(self.settings.server_tree.resolve())
+            env["PYTHONPATH"] = tree + (os.pathsep + inherited if inherited else "")
         argv = [
             *isthmus_argv(self.settings.profile_path, self.settings.switch_interval_s),
             *("federation", "serve", "--config", str(self.config_path)),
