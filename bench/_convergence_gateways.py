@@ -290,9 +290,10 @@ async def report_loop(
     """Report every ``interval_s`` (first after ``offset_s``) until ``stop`` is set; never
     bursts to catch up, never waits for an answer before the next report (a real gateway asks
     for none: had the simulated one waited, a federation slow to answer would have been a
-    gateway silent for as long, and its lease would lapse). Stopping waits for the answers
-    still due (bounded) instead of cancelling: a cancelled request resets its HTTP/2 stream,
-    and the server may then close the connection that other simulated gateways share."""
+    gateway silent for as long, and its lease would lapse). Stopping finishes the report being
+    written instead of cancelling it (a cancelled request resets its HTTP/2 stream, and the
+    server may then close the connection that other simulated gateways share); answers still
+    due are no longer waited for (waiting held the next phase up while leases lapsed)."""
     with trio.move_on_after(offset_s):
         await stop.wait()
     with trio.move_on_after(_ANSWER_S):
@@ -307,6 +308,7 @@ async def report_loop(
             next_at = max(next_at + interval_s, trio.current_time())
             with trio.move_on_at(next_at):
                 await stop.wait()
+        waiters.cancel_scope.cancel()
 
 
 _SNAPSHOT_HEAD = b'{"type":"snapshot","version":'
