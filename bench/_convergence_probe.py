@@ -1,12 +1,13 @@
 """CPU cost of the federation's snapshot build at N clusters, measured in this process.
 
-The publisher's rebuild runs ``plan_and_encode`` (every cluster's routing text and digest, and
-the store/serve encoding of the changed ones), stores them, then ``stamp_all`` (each body with
-its version, JSON and gzip). This probe runs exactly those two functions of
-:mod:`federation.service.snapshot_plan` on the shape of data the simulated fleet produces (own
-trust domain and CA root, one exported service with one endpoint, every cluster healthy), for
-a first build in which every snapshot is new. Pure core only: no store, no HTTP, no event
-loop.
+The publisher's rebuild runs ``plan_and_encode`` (every cluster's routing as parts and its
+digest, and the stored form of the changed ones), stores them and serves each as a
+:class:`~federation.service.served.ServedSnapshot` whose bytes are built when a watcher asks.
+This probe runs ``plan_and_encode`` and then what a stream push asks of every served snapshot
+(its routing bytes at a version, "stamp" below) on the shape of data the simulated fleet
+produces (own trust domain and CA root, one exported service with one endpoint, every cluster
+healthy), for a first build in which every snapshot is new. Pure core only: no store, no
+HTTP, no event loop.
 """
 
 from __future__ import annotations
@@ -19,13 +20,9 @@ from federation.model.api import EndpointHealth, ServiceHealth
 from federation.model.routing import Locality
 from federation.service.leases import Reachability
 from federation.service.placement_routes import PlannedTraffic
+from federation.service.served import ServedSnapshot
 from federation.service.snapshot_bytes import SnapshotEncoder
-from federation.service.snapshot_plan import (
-    RebuildInput,
-    SnapshotPlanner,
-    plan_and_encode,
-    stamp_all,
-)
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.snapshots import MemberView
 
 
@@ -69,7 +66,8 @@ def _members(identities: list[Identity]) -> list[MemberView]:
 
 
 def measure_build(identities: list[Identity]) -> BuildCost:
-    """Time ``plan_and_encode`` and ``stamp_all`` for every cluster (a first build)."""
+    """Time ``plan_and_encode`` and each served snapshot's routing bytes for every cluster
+    (a first build)."""
     members = _members(identities)
     reach = Reachability({m.name: "healthy" for m in members})
     bundles = {ident.trust_domain: ident.bundle.to_json() for ident in identities}
@@ -78,8 +76,13 @@ def measure_build(identities: list[Identity]) -> BuildCost:
     changed = plan_and_encode(SnapshotPlanner(), SnapshotEncoder(), world, {})
     plan = time.process_time() - started
     started = time.process_time()
-    bodies = stamp_all({name: (item.encoded.content, 1) for name, item in changed.items()})
+    sizes = []
+    for item in changed.values():
+        served = ServedSnapshot(1, item.routing.digest, None, 0.0, content=item.encoded.content)
+        parts = served.routing_parts()
+        assert parts is not None
+        sizes.append(len(parts[0]) + len(parts[1]))
     stamp = time.process_time() - started
-    size = max(len(body.body) for body in bodies.values())
+    size = max(sizes)
     count = len(members)
     return BuildCost(count, 1000 * plan / count, 1000 * stamp / count, size)

@@ -193,7 +193,7 @@ class _Handlers:
             return Response(status_code=204)
         self.metrics.pushed(cluster, served.version, self.service.clock())
         headers = {"x-snapshot-version": str(served.version), "vary": "accept-encoding"}
-        if served.gzipped and accepts_gzip(request.headers.get("accept-encoding")):
+        if accepts_gzip(request.headers.get("accept-encoding")) and served.gzipped:
             headers["content-encoding"] = "gzip"  # compressed once per version, 4x smaller
             return Response(served.gzipped, media_type="application/json", headers=headers)
         return Response(served.body, media_type="application/json", headers=headers)

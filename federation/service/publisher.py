@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from federation.model.api import HealthReport, LeaseState, Snapshot
+from federation.model.api import HealthReport, LeaseState
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
@@ -37,19 +37,17 @@ from federation.service.rebuild_pacing import JoinPacer
 from federation.service.served import ServedSnapshot, report_key, world_key
 from federation.service.snapshot_bytes import (
     EncodedContent,
-    SnapshotBody,
     SnapshotEncoder,
-    gzip_body,
-    stamp,
 )
-from federation.service.snapshot_plan import (
-    RebuildInput,
-    SnapshotPlanner,
-    plan_and_encode,
-    stamp_all,
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
+from federation.service.snapshots import MemberView
+from federation.service.stored_snapshots import StoredSnapshots
+from federation.store import (
+    JsonDocument,
+    ReportRecord,
+    Store,
+    StoreError,
 )
-from federation.service.snapshots import MemberView, snapshot_digest, with_version
-from federation.store import JsonDocument, ReportRecord, Store, StoreError
 
 #: Wake slightly after a lease deadline: leases expire strictly after it.
 _EXPIRY_SLACK_S = 0.001
@@ -116,6 +114,8 @@ class SnapshotPublisher:
         )
         self._encoder = SnapshotEncoder()
         self._planner = SnapshotPlanner()
+        #: snapshots read back from the store (load, other replicas' rebuilds)
+        self._stored = StoredSnapshots(store)
         self._rebuilding = trio.Lock()
         #: holds join-triggered rebuilds until a burst of joins pauses (bounded)
         self.join_pacer = JoinPacer()
@@ -172,32 +172,22 @@ class SnapshotPublisher:
 
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
-        for record in await self._store.list_clusters():
-            stored = await self._store.get_snapshot(record.name)
-            if stored is not None:
-                self._served[record.name] = self._stamp(
-                    Snapshot.model_validate_json(stored.document), stored.version, stored.created_at
-                )
+        names = [record.name for record in await self._store.list_clusters()]
+        self._served.update(await self._stored.read(names))
+
+    def _deliver_stored(self, cluster: str, served: ServedSnapshot) -> None:
+        """Another replica stored a new snapshot of ``cluster`` (newer, or lower after a store
+        reset): serve it here too, unless this replica leads now (it serves what it builds)."""
+        current = self._served.get(cluster)
+        if not self.leading and (current is None or served.version != current.version):
+            self._served[cluster] = served
+            self._wake(cluster)
 
     def _stamp(
-        self,
-        content: Snapshot | EncodedContent,
-        version: int,
-        at: float,
-        digest: str | None = None,
-        stamped: SnapshotBody | None = None,
+        self, content: EncodedContent, version: int, at: float, digest: str
     ) -> ServedSnapshot:
-        """The served form of ``content`` at ``version``. Content encoded by this replica's
-        rebuild is stamped without re-encoding (``digest`` required; ``stamped`` if a worker
-        thread already did it); a snapshot read back from the store is encoded here."""
-        if isinstance(content, EncodedContent):
-            if digest is None:
-                raise ValueError("an encoded snapshot is stamped with its planned digest")
-            encoded = stamped or stamp(content, version)
-            return ServedSnapshot(version, digest, encoded.body, at, encoded.gzipped)
-        body = with_version(content, version).model_dump_json().encode()
-        digest = digest or snapshot_digest(content)
-        return ServedSnapshot(version, digest, body, at, gzip_body(body))
+        """The served form of ``content`` at ``version`` (its bytes built when first asked)."""
+        return ServedSnapshot(version, digest, None, at, content=content)
 
     def _parse(self, record: ReportRecord) -> HealthReport:
         cached = self._reports.get(record.cluster)
@@ -302,16 +292,13 @@ class SnapshotPublisher:
                 {name: served.digest for name, served in self._served.items()},
             )
         )
-        # Stored in ONE transaction (the bundle section once), stamped without re-encoding
-        # (gzip, in a thread: zlib releases the GIL); then every watcher is woken at once.
+        # Stored in ONE transaction, each shared text once (peer list, weights, bundles);
+        # served without copying anything per cluster (bytes are built when a watcher asks).
         documents = {name: item.encoded.document for name, item in changed.items()}
         versions = await self._store.put_snapshots(documents, now)
-        bodies = await trio.to_thread.run_sync(
-            stamp_all, {name: (changed[name].encoded.content, v) for name, v in versions.items()}
-        )
         for name, version in versions.items():
             content, digest = changed[name].encoded.content, changed[name].routing.digest
-            self._served[name] = self._stamp(content, version, now, digest, bodies[name])
+            self._served[name] = self._stamp(content, version, now, digest)
             self._wake(name)
         self._last_world = world
         return len(changed)
@@ -329,16 +316,6 @@ class SnapshotPublisher:
         event = self._events.pop(cluster, None)
         if event is not None:
             event.set()
-
-    async def _refresh(self, cluster: str) -> None:
-        """Another replica (or we) stored a snapshot of ``cluster``: serve it here too."""
-        stored = await self._store.get_snapshot(cluster)
-        served = self._served.get(cluster)
-        if stored is None or (served is not None and served.version == stored.version):
-            return
-        content = Snapshot.model_validate_json(stored.document)
-        self._served[cluster] = self._stamp(content, stored.version, stored.created_at)
-        self._wake(cluster)
 
     def _renewed(self, cluster: str, at: float) -> None:
         """Record ``cluster``'s latest report time, keeping the oldest live one known cheaply:
@@ -381,10 +358,7 @@ class SnapshotPublisher:
             task_status.started()
             async for change in feed:
                 if change.kind == "snapshot" and not self.leading:  # the leader wrote it
-                    try:
-                        await self._refresh(change.subject)
-                    except StoreError as err:
-                        _log.warning("cannot load the new snapshot of %s: %s", change.subject, err)
+                    self._stored.note(change.subject)  # read with the others of its rebuild
                 elif change.kind == "report":
                     self._pending_reports.add(change.subject)
                     self._dirty.set()
@@ -492,5 +466,6 @@ class SnapshotPublisher:
         await self.load()
         async with trio.open_nursery() as nursery:
             await nursery.start(self._follow)
+            nursery.start_soon(self._stored.follow, self._deliver_stored)
             nursery.start_soon(self._store.run_as_leader, LEADER_NAME, self._lead)
             task_status.started()

@@ -3,24 +3,68 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from federation.model.api import HealthReport, ServiceHealth
 from federation.service.leases import Reachability
+from federation.service.snapshot_bytes import EncodedContent, stamp, stamp_body
 from federation.service.snapshots import MemberView
 from federation.store import BundleRecord
 
 
-@dataclass(frozen=True)
 class ServedSnapshot:
-    """A stored snapshot as served: its version, content digest, encoded body and the same
-    body gzip-compressed (both encoded once per version, not per watcher)."""
+    """A stored snapshot as served: its version, content digest and creation time, and its
+    bytes, built on first use and kept (per version, not per watcher): ``body`` (JSON),
+    ``gzipped`` (the same body compressed; ``b""`` = not offered) and, for a stream, the
+    routing and bundle section apart (:meth:`routing_parts`).
 
-    version: int
-    digest: str
-    body: bytes
-    created_at: float
-    gzipped: bytes = b""
+    Made either from ``content`` (what a rebuild planned: nothing is copied per cluster until
+    asked for) or from a ready ``body`` (then :meth:`routing_parts` is ``None`` and
+    ``gzipped`` is what was given)."""
+
+    __slots__ = ("_body", "_gzipped", "content", "created_at", "digest", "version")
+
+    def __init__(
+        self,
+        version: int,
+        digest: str,
+        body: bytes | None,
+        created_at: float,
+        gzipped: bytes = b"",
+        *,
+        content: EncodedContent | None = None,
+    ) -> None:
+        if body is None and content is None:
+            raise ValueError("a served snapshot needs a body or content")
+        self.version = version
+        self.digest = digest
+        self.created_at = created_at
+        self.content = content
+        self._body = body
+        self._gzipped: bytes | None = gzipped if content is None else None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            assert self.content is not None
+            self._body = stamp_body(self.content, self.version)
+        return self._body
+
+    @property
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            assert self.content is not None
+            stamped = stamp(self.content, self.version)
+            self._body, self._gzipped = stamped.body, stamped.gzipped
+        return self._gzipped
+
+    def routing_parts(self, prefix: bytes = b"", suffix: bytes = b"") -> tuple[bytes, bytes] | None:
+        """``(routing JSON at this version between prefix and suffix, bundle section)``
+        without building the body; the section is the same ``bytes`` object for every
+        snapshot of one rebuild. ``None`` for a snapshot made from a ready body."""
+        if self.content is None:
+            return None
+        routing = self.content.routing_bytes(self.version, prefix, suffix)
+        return routing, self.content.shared.raw
 
 
 def routing_key(services: tuple[ServiceHealth, ...]) -> tuple[object, ...]:

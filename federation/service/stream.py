@@ -324,7 +324,7 @@ class StreamSession:
             served = publisher.current(self.cluster)
             data = b""
             if served is not None and (served.version != self.sent_version or self.full_again):
-                push = encoder.push(self.cluster, served.version, served.body)
+                push = encoder.push_served(self.cluster, served)
                 if push.bundles.digest != self.sent_digest:
                     data = push.bundles.line
                     self.sent_digest = push.bundles.digest

@@ -31,7 +31,8 @@ def _parts(routing: bytes) -> tuple[bytes, bytes, bytes] | None:
     if match is None or not routing.endswith(_TAIL):
         return None
     peers_at = routing.find(_PEERS, match.end())
-    services_at = routing.find(_SERVICES, peers_at)
+    # from the end: the peer list before it is N entries long, the services key is the last
+    services_at = routing.rfind(_SERVICES, peers_at)
     if peers_at < 0 or services_at < 0:
         return None
     return (

@@ -16,6 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from federation.service.served import ServedSnapshot
 from federation.service.stream_delta import routing_delta_bytes
 
 #: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
@@ -96,6 +97,27 @@ class PushEncoder:
         push = self._cut(version, body) or self._parsed(version, body)
         self._pushes[cluster] = push
         return push
+
+    def push_served(self, cluster: str, served: ServedSnapshot) -> Push:
+        """:meth:`push` of a served snapshot, from its routing and bundle section apart when
+        it has them (no body is built; one rebuild's section is recognised by identity)."""
+        cached = self._pushes.get(cluster)
+        if cached is not None and cached.version == served.version:
+            return cached
+        head = b'{"type":"snapshot","version":%d,"routing":' % served.version
+        parts = served.routing_parts(head, b"}\n")  # the message, in one copy
+        if parts is None:
+            return self.push(cluster, served.version, served.body)
+        line, raw = parts
+        push = Push(served.version, self._section_of(raw), line)
+        self._pushes[cluster] = push
+        return push
+
+    def _section_of(self, raw: bytes) -> BundleSection:
+        for section in self._sections:
+            if section.raw is raw:
+                return section
+        return self._remember(_section(raw))
 
     def forget(self, cluster: str) -> None:
         self._pushes.pop(cluster, None)

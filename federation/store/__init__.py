@@ -9,6 +9,14 @@ with advisory locks, change fan-out with LISTEN/NOTIFY). Open one with :func:`op
 See ``docs/store.md``.
 """
 
+from federation.store.composed import (
+    ComposedJsonObject,
+    DocumentPart,
+    SharedText,
+    TextSlice,
+    join_parts,
+    normalise_parts,
+)
 from federation.store.documents import EncodedJsonObject, SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
@@ -31,6 +39,7 @@ from federation.store.records import (
     BundleRecord,
     Change,
     ClusterRecord,
+    ComposedSnapshot,
     DecisionRecord,
     EventRecord,
     PruneCounts,
@@ -50,7 +59,10 @@ __all__ = [
     "BundleRecord",
     "Change",
     "ClusterRecord",
+    "ComposedJsonObject",
+    "ComposedSnapshot",
     "DecisionRecord",
+    "DocumentPart",
     "DuplicateToken",
     "EncodedJsonObject",
     "EventRecord",
@@ -62,6 +74,7 @@ __all__ = [
     "ReportRecord",
     "SchemaVersionError",
     "ServiceRecord",
+    "SharedText",
     "SnapshotRecord",
     "SplitJsonObject",
     "StaleBundleSequence",
@@ -70,11 +83,14 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreUnavailable",
+    "TextSlice",
     "TokenAlreadyUsed",
     "TokenError",
     "TokenExpired",
     "TokenNotFound",
     "TokenSecretMismatch",
+    "join_parts",
+    "normalise_parts",
     "open_store",
     "register_backend",
     "sqlite_url_for_state_dir",

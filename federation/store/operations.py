@@ -6,11 +6,9 @@ arguments are already validated by :mod:`federation.store.sqlstore`.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from federation.store.documents import SplitJsonObject
 from federation.store.errors import (
     DuplicateToken,
     StaleBundleSequence,
@@ -29,7 +27,6 @@ from federation.store.records import (
     PruneCounts,
     ReportRecord,
     ServiceRecord,
-    SnapshotRecord,
 )
 from federation.store.transaction import Row, Transaction
 
@@ -206,64 +203,6 @@ def get_report(tx: Transaction, *, cluster: str) -> ReportRecord | None:
 def list_reports(tx: Transaction) -> list[ReportRecord]:
     rows = tx.all("SELECT cluster, received_at, report FROM reports ORDER BY cluster")
     return [ReportRecord(str(r[0]), float(r[1]), str(r[2])) for r in rows]
-
-
-def put_snapshot(
-    tx: Transaction, *, cluster: str, document: str, now: float, section: str | None = None
-) -> int:
-    row = tx.one("SELECT version FROM snapshots WHERE cluster = ?", (cluster,))
-    version = 1 if row is None else int(row[0]) + 1
-    tx.run(
-        "INSERT INTO snapshots (cluster, version, document, created_at, section) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET version = excluded.version, "
-        "document = excluded.document, created_at = excluded.created_at, "
-        "section = excluded.section",
-        (cluster, version, document, now, section),
-    )
-    tx.changed(f"snapshot:{cluster}")
-    return version
-
-
-def put_snapshots(
-    tx: Transaction, *, documents: Mapping[str, str | SplitJsonObject], now: float
-) -> dict[str, int]:
-    """Split documents keep their head in ``snapshots.document`` and their tail once per
-    distinct text in ``snapshot_sections``; sections no snapshot refers to any more go."""
-    digests: dict[int, str] = {}  # by id(tail): one rebuild shares one tail object
-    versions = {}
-    for cluster, document in sorted(documents.items()):
-        if isinstance(document, str):
-            versions[cluster] = put_snapshot(tx, cluster=cluster, document=document, now=now)
-            continue
-        digest = digests.get(id(document.tail))
-        if digest is None:
-            digest = hashlib.sha256(document.tail.encode()).hexdigest()
-            digests[id(document.tail)] = digest
-            tx.run(
-                "INSERT INTO snapshot_sections (digest, body) VALUES (?, ?) "
-                "ON CONFLICT (digest) DO NOTHING",
-                (digest, document.tail),
-            )
-        versions[cluster] = put_snapshot(
-            tx, cluster=cluster, document=document.head, now=now, section=digest
-        )
-    tx.run(
-        "DELETE FROM snapshot_sections WHERE digest NOT IN "
-        "(SELECT section FROM snapshots WHERE section IS NOT NULL)"
-    )
-    return versions
-
-
-def get_snapshot(tx: Transaction, *, cluster: str) -> SnapshotRecord | None:
-    row = tx.one(
-        "SELECT s.cluster, s.version, s.document, s.created_at, x.body FROM snapshots s "
-        "LEFT JOIN snapshot_sections x ON x.digest = s.section WHERE s.cluster = ?",
-        (cluster,),
-    )
-    if row is None:
-        return None
-    document = str(row[2]) + (str(row[4]) if row[4] is not None else "")
-    return SnapshotRecord(str(row[0]), int(row[1]), document, float(row[3]))
 
 
 AckItem = tuple[str, int, bool, str | None, float]

@@ -25,12 +25,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from federation.store.composed import ComposedJsonObject
 from federation.store.documents import SplitJsonObject
 from federation.store.records import (
     AckState,
     BundleRecord,
     Change,
     ClusterRecord,
+    ComposedSnapshot,
     DecisionRecord,
     EventRecord,
     PruneCounts,
@@ -160,7 +162,9 @@ class Store(Protocol):
         ...
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
+        self,
+        documents: Mapping[str, JsonDocument | SplitJsonObject | ComposedJsonObject],
+        now: float,
     ) -> dict[str, int]:
         """Store a new snapshot for every cluster in ``documents`` in ONE transaction (all or
         none) and return each cluster's new version, numbered as by :meth:`put_snapshot`.
@@ -169,14 +173,31 @@ class Store(Protocol):
         hop) instead of one per cluster. A document may be a
         :class:`~federation.store.documents.SplitJsonObject`: its shared tail (the bundle
         section every snapshot of a rebuild carries) is stored once per distinct text, and
-        :meth:`get_snapshot` returns ``head + tail``. An empty mapping stores nothing and
-        returns ``{}``. Raises ``InvalidDocument`` (nothing stored) if any name or document is
-        invalid. Topic ``snapshot:<cluster>`` for each.
+        :meth:`get_snapshot` returns ``head + tail``; likewise a
+        :class:`~federation.store.composed.ComposedJsonObject`'s shared texts are stored once
+        each and :meth:`get_snapshot` returns its joined text and its ``digest``. An empty
+        mapping stores nothing and returns ``{}``. Raises ``InvalidDocument`` (nothing stored)
+        if any name or document is invalid. Topic ``snapshot:<cluster>`` for each.
         """
         ...
 
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
         """The cluster's latest snapshot, or ``None``."""
+        ...
+
+    async def get_snapshot_parts(self, cluster: str) -> SnapshotRecord | ComposedSnapshot | None:
+        """:meth:`get_snapshot`, but a snapshot stored as a ``ComposedJsonObject`` comes as a
+        :class:`~federation.store.records.ComposedSnapshot`: its parts, whose slices refer to
+        shared texts this store reads once and hands out as the same objects while they are
+        current (a replica following a rebuild of N snapshots reads each shared text once,
+        not N times). Equal ``document`` to :meth:`get_snapshot`'s."""
+        ...
+
+    async def get_snapshots_parts(
+        self, clusters: Sequence[str]
+    ) -> dict[str, SnapshotRecord | ComposedSnapshot]:
+        """:meth:`get_snapshot_parts` of every one of ``clusters`` that has a snapshot, in ONE
+        read (a replica following a rebuild reads its N new snapshots together)."""
         ...
 
     async def record_ack(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from federation.model import FrozenModel, Locality
+from federation.store.composed import DocumentPart, join_parts
 
 
 class ClusterRecord(FrozenModel):
@@ -57,12 +58,31 @@ class ReportRecord:
 
 @dataclass(frozen=True)
 class SnapshotRecord:
-    """The current snapshot of a cluster; ``version`` is assigned by the store, strictly rising."""
+    """The current snapshot of a cluster; ``version`` is assigned by the store, strictly rising.
+    ``digest`` is the content digest its writer stored with it (``None`` if it gave none)."""
 
     cluster: str
     version: int
     document: str
     created_at: float
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ComposedSnapshot:
+    """A cluster's latest snapshot stored as a composed document, as its parts: literals and
+    slices of shared texts that are the same objects for every snapshot read through one
+    store while they are current (see :meth:`Store.get_snapshot_parts`)."""
+
+    cluster: str
+    version: int
+    created_at: float
+    digest: str | None
+    parts: tuple[DocumentPart, ...]
+
+    @property
+    def document(self) -> str:
+        return join_parts(self.parts)
 
 
 @dataclass(frozen=True)

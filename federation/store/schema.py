@@ -102,6 +102,20 @@ def snapshot_sections_schema(dialect: Dialect) -> Migration:
     )
 
 
+def composed_snapshots_schema(dialect: Dialect) -> Migration:
+    """Version 4: snapshots stored as a recipe over several shared sections (``sections``,
+    space-separated digests into ``snapshot_sections``) and the writer's content ``digest``."""
+    del dialect  # the same DDL on both backends
+    return Migration(
+        4,
+        "composed snapshots and their digests",
+        (
+            "ALTER TABLE snapshots ADD COLUMN sections TEXT",
+            "ALTER TABLE snapshots ADD COLUMN digest TEXT",
+        ),
+    )
+
+
 def apply_migrations(tx: Transaction, migrations: Sequence[Migration]) -> int:
     """Apply the pending ``migrations`` in ``tx``; return the resulting schema version.
 

@@ -14,6 +14,8 @@ from functools import cached_property, partial
 from typing import TypeVar
 
 from federation.store import operations as ops
+from federation.store import snapshot_ops
+from federation.store.composed import ComposedJsonObject, SharedText, check_composed
 from federation.store.documents import (
     SplitJsonObject,
     document_text,
@@ -33,6 +35,7 @@ from federation.store.records import (
     BundleRecord,
     Change,
     ClusterRecord,
+    ComposedSnapshot,
     DecisionRecord,
     EventRecord,
     PruneCounts,
@@ -188,7 +191,7 @@ class SqlStore(ABC):
 
     async def put_snapshot(self, cluster: str, document: JsonDocument, now: float) -> int:
         body = partial(
-            ops.put_snapshot,
+            snapshot_ops.put_snapshot,
             cluster=require_name(cluster, "cluster"),
             document=document_text(document, "document"),
             now=require_time(now, "now"),
@@ -196,21 +199,46 @@ class SqlStore(ABC):
         return await self._write(body)
 
     async def put_snapshots(
-        self, documents: Mapping[str, JsonDocument | SplitJsonObject], now: float
+        self,
+        documents: Mapping[str, JsonDocument | SplitJsonObject | ComposedJsonObject],
+        now: float,
     ) -> dict[str, int]:
         if not isinstance(documents, Mapping):
             raise InvalidDocument("documents", "expected a mapping of cluster name to document")
         texts = {
-            require_name(cluster, "documents key"): split_document(doc, f"documents[{cluster!r}]")
+            require_name(cluster, "documents key"): _snapshot_document(
+                doc, f"documents[{cluster!r}]"
+            )
             for cluster, doc in documents.items()
         }
         if not texts:
             return {}
-        body = partial(ops.put_snapshots, documents=texts, now=require_time(now, "now"))
+        body = partial(snapshot_ops.put_snapshots, documents=texts, now=require_time(now, "now"))
         return await self._write(body)
 
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
-        return await self._read(partial(ops.get_snapshot, cluster=cluster))
+        return await self._read(partial(snapshot_ops.get_snapshot, cluster=cluster))
+
+    async def get_snapshot_parts(self, cluster: str) -> SnapshotRecord | ComposedSnapshot | None:
+        body = partial(
+            snapshot_ops.get_snapshot_parts, cluster=cluster, sections=self._read_sections
+        )
+        return await self._read(body)
+
+    async def get_snapshots_parts(
+        self, clusters: Sequence[str]
+    ) -> dict[str, SnapshotRecord | ComposedSnapshot]:
+        names = [require_name(c, "clusters item") for c in clusters]
+        if not names:
+            return {}
+        body = partial(
+            snapshot_ops.get_snapshots_parts, clusters=names, sections=self._read_sections
+        )
+        return await self._read(body)
+
+    @cached_property
+    def _read_sections(self) -> dict[str, SharedText]:
+        return {}
 
     async def record_ack(
         self, cluster: str, version: int, ok: bool, error: str | None, at: float
@@ -326,3 +354,9 @@ class SqlStore(ABC):
 
     async def current_change_seq(self) -> int:
         return await self._read(ops.current_change_seq)
+
+
+def _snapshot_document(value: object, field: str) -> snapshot_ops.StoredDocument:
+    if isinstance(value, ComposedJsonObject):
+        return check_composed(value, field)
+    return split_document(value, field)

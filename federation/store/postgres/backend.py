@@ -46,13 +46,34 @@ _CHANGED_SQL = (
 )
 
 
+# Many topics in ONE round trip (a rebuild bumps 1,000 ``snapshot:<cluster>`` topics: one
+# statement each took ~0.2 s of round trips): numbered in the given order above the current
+# maximum, notified in that order (the sorted subquery feeds pg_notify row by row).
+_CHANGED_MANY_SQL = (
+    "WITH base AS (SELECT COALESCE(MAX(seq), 0) AS top FROM changes),"
+    " wanted AS (SELECT w.topic, w.n FROM unnest(%s::text[]) WITH ORDINALITY AS w(topic, n)),"
+    " bumped AS (INSERT INTO changes (topic, seq)"
+    " SELECT wanted.topic, base.top + wanted.n FROM wanted, base"
+    " ON CONFLICT (topic) DO UPDATE SET seq = excluded.seq RETURNING seq, topic)"
+    " SELECT o.seq, o.topic, pg_notify('isthmus_changes', o.seq || ' ' || o.topic)"
+    " FROM (SELECT seq, topic FROM bumped ORDER BY seq) AS o"
+)
+
+
 class PostgresTransaction(Transaction):
     """psycopg placeholders; bumps the change row and notifies in one round trip."""
 
     placeholder = "%s"
 
     def changed_many(self, topics: Sequence[str]) -> list[Change]:
-        return [self.changed(topic) for topic in topics]  # each notifies in its own statement
+        if len(set(topics)) != len(topics):  # one statement may not upsert a row twice
+            return [self.changed(topic) for topic in topics]
+        if not topics:
+            return []
+        rows = self.all(_CHANGED_MANY_SQL, (list(topics),))
+        changes = [Change(int(row[0]), str(row[1])) for row in rows]
+        self.changes.extend(changes)
+        return changes
 
     def changed(self, topic: str) -> Change:
         row = self.one(_CHANGED_SQL, (topic,))

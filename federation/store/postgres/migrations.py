@@ -5,6 +5,7 @@ from __future__ import annotations
 from federation.store.schema import (
     POSTGRES,
     Migration,
+    composed_snapshots_schema,
     initial_schema,
     recoveries_schema,
     snapshot_sections_schema,
@@ -14,4 +15,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     initial_schema(POSTGRES),
     recoveries_schema(POSTGRES),
     snapshot_sections_schema(POSTGRES),
+    composed_snapshots_schema(POSTGRES),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from federation.store.schema import (
     SQLITE,
     Migration,
+    composed_snapshots_schema,
     initial_schema,
     recoveries_schema,
     snapshot_sections_schema,
@@ -14,4 +15,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     initial_schema(SQLITE),
     recoveries_schema(SQLITE),
     snapshot_sections_schema(SQLITE),
+    composed_snapshots_schema(SQLITE),
 )

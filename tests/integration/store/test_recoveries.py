@@ -39,7 +39,8 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(store_url: st
         def downgrade(tx: object) -> None:  # what a database written by isthmus 1 looks like
             tx.run("DROP TABLE cluster_recoveries")  # type: ignore[attr-defined]
             tx.run("DROP TABLE snapshot_sections")  # type: ignore[attr-defined]
-            tx.run("ALTER TABLE snapshots DROP COLUMN section")  # type: ignore[attr-defined]
+            for column in ("section", "sections", "digest"):
+                tx.run(f"ALTER TABLE snapshots DROP COLUMN {column}")  # type: ignore[attr-defined]
             tx.run("DELETE FROM schema_version WHERE version >= 2")  # type: ignore[attr-defined]
 
         await old._write(downgrade)  # type: ignore[attr-defined]
@@ -50,4 +51,4 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(store_url: st
         version = await upgraded._read(  # type: ignore[attr-defined]
             lambda tx: tx.one("SELECT MAX(version) FROM schema_version")
         )
-        assert int(version[0]) == 3  # every migration applied: 2 (recoveries), 3 (sections)
+        assert int(version[0]) == 4  # every migration: 2 recoveries, 3 sections, 4 composed

@@ -9,10 +9,13 @@ import pytest
 from federation.model import EndpointHealth, Locality, ServiceHealth, Snapshot
 from federation.service.leases import LeaseInput, assess_reachability
 from federation.service.snapshot_bytes import (
+    SectionCache,
     SnapshotEncoder,
     accepts_gzip,
     gzip_body,
     stamp,
+    stamp_body,
+    stored_content,
 )
 from federation.service.snapshots import MemberView, plan_snapshots, with_version
 
@@ -85,3 +88,40 @@ def test_gzip_body_round_trips() -> None:
 )
 def test_accepts_gzip(header: str | None, expected: bool) -> None:
     assert accepts_gzip(header) is expected
+
+
+def test_served_content_builds_the_same_bytes_and_stream_messages_as_a_ready_body() -> None:
+    from federation.service.served import ServedSnapshot
+    from federation.service.stream_push import PushEncoder
+
+    encoder = SnapshotEncoder()
+    lazy, ready = PushEncoder(), PushEncoder()
+    for snapshot in _snapshots(3):
+        content = encoder.content(snapshot)
+        whole = stamp(content, 5)
+        served = ServedSnapshot(5, "d", None, 0.0, content=content)
+        assert served.body == whole.body == stamp_body(content, 5)
+        assert gzip.decompress(served.gzipped) == whole.body
+        cluster = snapshot.routing.cluster
+        got, want = lazy.push_served(cluster, served), ready.push(cluster, 5, whole.body)
+        assert (got.version, got.snapshot_line, got.bundles) == (
+            want.version,
+            want.snapshot_line,
+            want.bundles,
+        )
+        assert ServedSnapshot(5, "d", whole.body, 0.0).routing_parts() is None
+
+
+def test_stored_text_is_served_without_parsing_when_canonical() -> None:
+    sections = SectionCache()
+    first, second = (encoder_text(s) for s in _snapshots(2))
+    a, b = stored_content(first, sections), stored_content(second, sections)
+    assert a is not None and b is not None
+    assert a.text == first and b.text == second
+    assert a.shared is b.shared  # one section object for the snapshots of one rebuild
+    assert stored_content('{"version":3,"routing":{}}', sections) is None
+    assert stored_content(first.replace(',"bundles":{', ',"bundlez":{'), sections) is None
+
+
+def encoder_text(snapshot: Snapshot) -> str:
+    return SnapshotEncoder().content(snapshot).text
