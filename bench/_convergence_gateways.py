@@ -219,11 +219,19 @@ class JoinFailed(RuntimeError):
     """A simulated cluster could not join (the message has the server's answer)."""
 
 
-async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = True) -> bool:
+async def send_report(
+    gw: SimGateway,
+    obs: Observations,
+    *,
+    answered: bool = True,
+    waiters: trio.Nursery | None = None,
+) -> bool:
     """One report on the gateway's stream. ``answered``: with an ``id``, waiting (bounded) for
     the federation's ``ok``, which confirms it and the unanswered ones sent before it (logged
-    in ``obs.report_done``; its latency in ``obs.report_log``); else sent as a real gateway
-    sends it, confirmed by the next answered one."""
+    in ``obs.report_done``; its latency in ``obs.report_log``) — in a task of ``waiters`` if
+    given (then this returns once it is sent, as a real gateway, which waits for no answer,
+    goes on reporting every interval); else sent as a real gateway sends it, confirmed by the
+    next answered one."""
     stream = gw.stream
     if stream is None:
         obs.error("report", f"{gw.name}: no stream open")
@@ -249,6 +257,21 @@ async def send_report(gw: SimGateway, obs: Observations, *, answered: bool = Tru
         obs.error("report", err)
         return False
     obs.report_sent.append(time.monotonic())
+    if waiters is not None:
+        waiters.start_soon(_answer_of, gw, obs, message_id, done, started, confirms)
+        return True
+    return await _answer_of(gw, obs, message_id, done, started, confirms)
+
+
+async def _answer_of(
+    gw: SimGateway,
+    obs: Observations,
+    message_id: int,
+    done: trio.Event,
+    started: float,
+    confirms: int,
+) -> bool:
+    """Wait (bounded) for the ``ok`` of report ``message_id``; log its latency."""
     with trio.move_on_after(_ANSWER_S):
         await done.wait()
     gw.pending.pop(message_id, None)
@@ -265,21 +288,27 @@ async def report_loop(
     gw: SimGateway, obs: Observations, interval_s: float, offset_s: float, stop: trio.Event
 ) -> None:
     """Report every ``interval_s`` (first after ``offset_s``) until ``stop`` is set; never
-    bursts to catch up. Stopping waits for the report in flight instead of cancelling it: a
-    cancelled request resets its HTTP/2 stream, and the server may then close the connection
-    that other simulated gateways share."""
+    bursts to catch up, never waits for an answer before the next report (a real gateway asks
+    for none: had the simulated one waited, a federation slow to answer would have been a
+    gateway silent for as long, and its lease would lapse). Stopping finishes the report being
+    written instead of cancelling it (a cancelled request resets its HTTP/2 stream, and the
+    server may then close the connection that other simulated gateways share); answers still
+    due are no longer waited for (waiting held the next phase up while leases lapsed)."""
     with trio.move_on_after(offset_s):
         await stop.wait()
     with trio.move_on_after(_ANSWER_S):
         await gw.stream_ready.wait()
     next_at = trio.current_time()
-    while not stop.is_set():
-        # gateways answer in different seconds, so every second sees ~N/10 answers
-        phase = int(gw.name[1:]) % ANSWER_EVERY
-        await send_report(gw, obs, answered=gw.sequence % ANSWER_EVERY == phase)
-        next_at = max(next_at + interval_s, trio.current_time())
-        with trio.move_on_at(next_at):
-            await stop.wait()
+    async with trio.open_nursery() as waiters:
+        while not stop.is_set():
+            # gateways answer in different seconds, so every second sees ~N/10 answers
+            phase = int(gw.name[1:]) % ANSWER_EVERY
+            answered = gw.sequence % ANSWER_EVERY == phase
+            await send_report(gw, obs, answered=answered, waiters=waiters)
+            next_at = max(next_at + interval_s, trio.current_time())
+            with trio.move_on_at(next_at):
+                await stop.wait()
+        waiters.cancel_scope.cancel()
 
 
 _SNAPSHOT_HEAD = b'{"type":"snapshot","version":'

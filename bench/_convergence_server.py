@@ -42,6 +42,7 @@ class ServerSettings:
     store_url: str | None = None
     profile_path: Path | None = None
     switch_interval_s: float | None = None  # experiment: sys.setswitchinterval in the server
+    server_tree: Path | None = None  # run the server from this source tree (A/B)
 
 
 def isthmus_argv(
@@ -109,6 +110,10 @@ class FederationProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.settings.server_tree is not None:
+            inherited = env.get("PYTHONPATH")
+            tree = str(self.settings.server_tree.resolve())
+            env["PYTHONPATH"] = tree + (os.pathsep + inherited if inherited else "")
         argv = [
             *isthmus_argv(self.settings.profile_path, self.settings.switch_interval_s),
             *("federation", "serve", "--config", str(self.config_path)),

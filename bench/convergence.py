@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -38,7 +39,12 @@ from bench._convergence_stats import SizeResult, render
 
 
 def budget_for(
-    watchers: int, quick: bool, patience: float, per_connection: int, flips: int | None = None
+    watchers: int,
+    quick: bool,
+    patience: float,
+    per_connection: int,
+    flips: int | None = None,
+    steady_s: float | None = None,
 ) -> Budget:
     """Per-phase time bounds: enough for a healthy service, short enough for one default run
     (100 then 1,000 watchers) < 3 min. ``patience`` multiplies the waiting phases."""
@@ -51,7 +57,8 @@ def budget_for(
     return replace(
         base,
         per_connection=per_connection,
-        flips=flips or (1 if quick else base.flips),
+        flips=(1 if quick else base.flips) if flips is None else flips,
+        steady_s=base.steady_s if steady_s is None else steady_s,
         join_s=base.join_s * patience,
         settle_s=base.settle_s * patience,
         converge_s=base.converge_s * patience,
@@ -97,11 +104,16 @@ def run_size(
 ) -> SizeResult:
     profile = None if args.profile is None else args.profile.with_suffix(f".n{watchers}.prof")
     settings = ServerSettings(
-        store_url=store_url, profile_path=profile, switch_interval_s=args.switch_interval
+        store_url=store_url,
+        profile_path=profile,
+        switch_interval_s=args.switch_interval,
+        server_tree=args.server_tree,
     )
     store_name = "sqlite" if store_url is None else "postgres"
     with FederationProcess(workdir / f"n{watchers}", settings) as server:
-        budget = budget_for(watchers, args.quick, args.patience, args.per_connection, args.flips)
+        budget = budget_for(
+            watchers, args.quick, args.patience, args.per_connection, args.flips, args.steady_s
+        )
         budget = replace(budget, deadline=deadline)
         result = trio.run(measure, server, watchers, budget, store_name)
         if not server.alive():
@@ -127,7 +139,24 @@ def main(argv: list[str] | None = None) -> int:
         help="multiply the join/settle/converge time bounds (e.g. 10 to see 1,000 through)",
     )
     parser.add_argument(
-        "--flips", type=int, default=None, help="health changes per size (default 3, quick 1)"
+        "--flips",
+        type=int,
+        default=None,
+        help="health changes per size (default 3, quick 1; 0 = measure reports only)",
+    )
+    parser.add_argument(
+        "--steady-seconds",
+        dest="steady_s",
+        type=float,
+        default=None,
+        help="how long reports at 1/s are measured (default 5, quick 2)",
+    )
+    parser.add_argument(
+        "--server-tree",
+        type=Path,
+        default=None,
+        help="run the federation from this source tree (PYTHONPATH), e.g. main's, for an A/B "
+        "with the same simulated gateways",
     )
     parser.add_argument(
         "--per-connection",
@@ -157,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = parser.parse_args(argv)
+    # 1,000 simulated gateways are ~400k tracked objects: with the default thresholds the
+    # collector stopped this process for 0.5-1 s at a time (27 pauses, 12.7 s in one run),
+    # and every gateway fell silent meanwhile. Rarer young collections promote far fewer
+    # short-lived objects, so full collections become rare (8 pauses, 1.9 s).
+    gc.set_threshold(50_000, 20, 10)
     sizes = args.watchers or ([100] if args.quick else [100, 1000])
     machine = machine_line()
     print(f"federation convergence benchmark - {machine}", flush=True)

@@ -15,9 +15,12 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from federation.errors import FederationError
 from federation.service.errors import AuthenticationError, PermissionDeniedError
@@ -42,8 +45,6 @@ def verify_gateway_jwt(token: str, bundles: BundleSet, audience: str, now: float
     return verify_jwt_svid(token, bundles, audience, datetime.fromtimestamp(now, UTC))
 
 
-#: How long a verified JWT-SVID is remembered (bounded by its own expiry).
-VERIFIED_CACHE_S = 30.0
 _MAX_CACHED_TOKENS = 100_000
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
 _GATEWAY_PREFIX = "/isthmus/gateway/"
@@ -95,8 +96,21 @@ def dashboard_ticket(admin_token: str, expires_at: int) -> str:
     return f"{expires_at}.{mac.hexdigest()}"
 
 
+@dataclass(frozen=True)
+class _Verified:
+    cluster: str
+    trust_domain: str
+    expires_at: float
+
+
 class CallerAuthenticator:
-    """Maps a request's credential to a cluster name (gateways) or to the admin role."""
+    """Maps a request's credential to a cluster name (gateways) or to the admin role.
+
+    A verified JWT-SVID is remembered by its exact text until it expires, so a gateway reusing
+    its token costs no signature check and no store read per request. Run
+    :meth:`follow_changes` beside it (the server does): a changed bundle of a trust domain (a
+    rotated or removed ``jwt-svid`` key) or a changed registration of a cluster forgets every
+    token verified for it, so the next request is verified against what is stored now."""
 
     def __init__(
         self,
@@ -114,8 +128,11 @@ class CallerAuthenticator:
         self._verify = verify
         self._clock = clock
         self._max_ttl = max_token_ttl_s
-        self._verified: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, _Verified] = {}
         self._bundles: dict[str, tuple[str, TrustBundle]] = {}
+        #: bumped for every bundle or cluster change seen: a verification that read the store
+        #: before a change is not remembered after it
+        self._changes_seen = 0
 
     def require_admin(self, authorization: str | None) -> None:
         """Pass for the admin token; else 401."""
@@ -138,17 +155,40 @@ class CallerAuthenticator:
                 "not a dashboard ticket of this federation", reason="bad-ticket"
             )
 
+    async def follow_changes(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forget the tokens verified for a trust domain whose bundle changed, or for a cluster
+        whose registration changed, as the store announces it (on PostgreSQL: a change made
+        through any replica). ``started`` once following; never returns."""
+        async with self._store.changes() as feed:
+            task_status.started()
+            async for change in feed:
+                if change.kind in ("bundle", "cluster"):
+                    self.forget(change.kind, change.subject)
+
+    def forget(self, kind: str, subject: str) -> None:
+        """Drop the verified tokens of trust domain (``kind="bundle"``) or cluster
+        (``"cluster"``) ``subject``."""
+        self._changes_seen += 1
+        if kind == "bundle":
+            stale = [t for t, v in self._verified.items() if v.trust_domain == subject]
+        else:
+            stale = [t for t, v in self._verified.items() if v.cluster == subject]
+        for token in stale:
+            del self._verified[token]
+
     async def cluster_of(self, authorization: str | None) -> str:
         """The joined cluster whose gateway signed the bearer JWT-SVID; 401 otherwise.
 
-        A verified token is remembered for at most :data:`VERIFIED_CACHE_S` (and never past its
-        expiry): gateways reuse a token for many requests, and a key removed from a bundle
-        stops being accepted within that bound."""
+        A verified token is remembered until it expires, unless its trust domain's bundle or
+        its cluster changes first (see :meth:`follow_changes`)."""
         token = bearer_token(authorization)
         now = self._clock()
         cached = self._verified.get(token)
-        if cached is not None and now < cached[1]:
-            return cached[0]
+        if cached is not None and now < cached.expires_at:
+            return cached.cluster
+        changes_seen = self._changes_seen
         subject = self._claimed_subject(token)
         bundle = await self._bundle(subject.trust_domain.name)
         try:
@@ -163,9 +203,11 @@ class CallerAuthenticator:
                 reason="jwt-ttl-too-long",
             )
         cluster = await self._cluster_for(verified)
-        if len(self._verified) >= _MAX_CACHED_TOKENS:
-            self._verified.clear()
-        self._verified[token] = (cluster, min(float(claims["exp"]), now + VERIFIED_CACHE_S))
+        if changes_seen == self._changes_seen:  # else it may have read what just changed
+            if len(self._verified) >= _MAX_CACHED_TOKENS:
+                self._verified.clear()
+            td = verified.trust_domain.name
+            self._verified[token] = _Verified(cluster, td, float(claims["exp"]))
         return cluster
 
     async def _bundle(self, trust_domain: str) -> TrustBundle:

@@ -228,7 +228,15 @@ class FederationService:
             )
         return record
 
-    async def record_report(self, cluster: str, report: HealthReport, raw: str) -> None:
+    def report_arrived(self, cluster: str, at: float) -> None:
+        """A validated report of ``cluster`` (authenticated, joined) arrived at ``at`` and will
+        be passed to :meth:`record_report`: its lease counts as renewed from ``at`` even while
+        the store is busy (see :meth:`SnapshotPublisher.note_arrival`)."""
+        self.publisher.note_arrival(cluster, at)
+
+    async def record_report(
+        self, cluster: str, report: HealthReport, raw: str, *, received_at: float | None = None
+    ) -> None:
         """Store the cluster's latest report (renewing its lease) and let the publisher decide
         whether snapshots change. ``cluster`` must be an authenticated, joined cluster.
 
@@ -238,8 +246,10 @@ class FederationService:
         lease). Call it concurrently, one task per report: reports arriving while one commits
         are committed together (group commit, no added delay), so 1,000 gateways cost a few
         transactions per tick. Raises ``StoreError`` if its batch failed (nothing renewed).
-        Cancelling it may still store the report."""
-        now = self.clock()
+        Cancelling it may still store the report. ``received_at``: when the report arrived,
+        if it waited before this call (default: now); the lease is renewed as of then."""
+        now = self.clock() if received_at is None else received_at
+        self.publisher.note_arrival(cluster, now)  # the lease counts from now, stored or not
         # ``raw`` parsed as a HealthReport, so it is a JSON object: the store need not re-parse.
         await self.store.record_report(cluster, EncodedJsonObject(raw), now)
         self.publisher.note_report(cluster, now, report, raw)

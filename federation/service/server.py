@@ -7,6 +7,7 @@ returns a :class:`RunningFederation` once the socket is bound and the first snap
 
 from __future__ import annotations
 
+import gc
 import os
 import ssl
 import time
@@ -40,6 +41,22 @@ from federation.service.tls import DEFAULT_HOSTS, ensure_federation_tls
 from federation.store import Store, open_store, sqlite_url_for_state_dir
 
 DEFAULT_PORT = 8443
+#: The cyclic collector's thresholds in a serving process (Python's default: 700, 10, 10).
+SERVING_GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc_for_serving() -> None:
+    """Make full collections of the cyclic garbage collector rare in this process (call once,
+    at the start of a process that serves; it is process-wide).
+
+    With 1,000 gateways connected the federation holds ~500k tracked objects (per connection:
+    TLS, h2, hypercorn and trio state), and with the default thresholds objects that merely
+    live through one report (in flight during a young collection) were promoted until a full
+    collection ran: 63 pauses of 0.1-1 s (21.5 s in all) in a 3.5-minute run at 1,000 gateways,
+    each freezing the event loop, so no report was read and leases lapsed. Young collections
+    every 50,000 allocations instead of 700 let such objects die by reference counting first:
+    18 pauses (5.4 s) in the same run. Cyclic garbage waits a little longer to be freed."""
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
 
 
 def default_state_dir() -> Path:
@@ -213,6 +230,7 @@ async def _serve(
     app = build_app(service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes)
     hc = hypercorn_config(config, tls.cert_path, tls.key_path)
     async with trio.open_nursery() as nursery:
+        await nursery.start(auth.follow_changes)  # a changed bundle forgets verified tokens
         await nursery.start(publisher.run)
         nursery.start_soon(foreign.run)
         serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]

@@ -7,10 +7,15 @@ request body over chunk by chunk while the app sends). Per stream, in one nurser
 * the **writer** sends each new snapshot version of the cluster as it is published (routing
   only), preceded by the bundles when they differ from what this stream sent last, plus the
   answers to the gateway's messages;
-* the **reader** takes NDJSON lines (reports, ACK/NACKs) and stores them through
-  :class:`~federation.service.core.FederationService` with the same validation and errors as
-  the REST endpoints (the stream belongs to one authenticated cluster: it can write only that
-  cluster's data);
+* the **reader** takes NDJSON lines (reports, ACK/NACKs) and validates them with the same
+  validation and errors as the REST endpoints (the stream belongs to one authenticated cluster:
+  it can write only that cluster's data), never waiting for the store;
+* the **committer** stores what the reader accepted through
+  :class:`~federation.service.core.FederationService`. A report renews the lease as of the
+  moment it arrived; while one is being stored, a newer report of the stream replaces the one
+  waiting (a report is the cluster's whole state: the store keeps only the latest anyway), so
+  a slow store — a rebuild writing 1,000 snapshots — never makes a stream fall behind its
+  gateway by more than one report, nor a lease lapse for a gateway that reports on time;
 * the stream ends when the JWT-SVID that opened it expires (``end``: ``token-expired``), when
   the gateway closes its side, or at once when it disconnects.
 
@@ -38,6 +43,7 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
+from federation.service.stream_inbound import StreamInbound
 from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
@@ -262,6 +268,8 @@ class StreamSession:
         self.unacked: dict[int, Push] = {}
         self.sent_as_delta: set[int] = set()
         self.full_again = False
+        #: what the reader accepted and the store has not taken yet
+        self.inbound = StreamInbound(self.service, cluster, self._answered, self._store_failed)
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -271,7 +279,11 @@ class StreamSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, send)
                 nursery.start_soon(self._expire, nursery.cancel_scope)
-                gone = await self._read(receive)
+                async with trio.open_nursery() as inbound:
+                    inbound.start_soon(self.inbound.run)
+                    gone = await self._read(receive)
+                    self.inbound.close()  # store what was read (bounded), then end
+                    inbound.cancel_scope.deadline = trio.current_time() + _CLOSE_S
                 nursery.cancel_scope.cancel()
         if gone:
             return
@@ -379,8 +391,19 @@ class StreamSession:
         self.service.metrics.reject(err.reason)
         self._reply(_error_doc(err, message_id))
 
+    def _answered(self, ids: list[int]) -> None:
+        self.replies.extend(b'{"type":"ok","id":%d}\n' % message_id for message_id in ids)
+        self.wake.set()
+
+    def _store_failed(self, err: ServiceError | StoreError, ids: list[int]) -> None:
+        error = err if isinstance(err, ServiceError) else store_failure(err)
+        targets: list[int | None] = [*ids] if ids else [None]
+        for message_id in targets:
+            self._refused(error, message_id)
+
     async def _handle(self, line: bytes, limit: int) -> None:
-        """Store one up message; answer errors (and ``id``'d messages) on the stream."""
+        """Validate one up message and queue it for the store (answered once stored);
+        answer a refusal at once. Waits only while too many ACKs wait for the store."""
         if not line.strip():
             return
         if len(line) > limit:
@@ -392,17 +415,8 @@ class StreamSession:
         except BadRequestError as err:
             self._refused(err, _loose_id(line))
             return
-        try:
-            if isinstance(content, HealthReport):
-                await self.service.record_report(self.cluster, content, raw)
-            else:
-                self._acked(content)
-                await self.service.record_ack(self.cluster, content)
-        except ServiceError as err:
-            self._refused(err, message_id)
-            return
-        except StoreError as err:
-            self._refused(store_failure(err), message_id)
-            return
-        if message_id is not None:
-            self._reply({"type": "ok", "id": message_id})
+        if isinstance(content, HealthReport):
+            self.inbound.put_report(message_id, content, raw, self.service.clock())
+        else:
+            self._acked(content)
+            await self.inbound.put_ack(message_id, content)

@@ -88,8 +88,11 @@ def serve(config: ConfigOption = None) -> None:
     a second one during the drain exits 130 at once. Neither prints a traceback."""
     import trio
 
+    from federation.service.server import tune_gc_for_serving
+
     settings = _config(config)
     configure_event_log()
+    tune_gc_for_serving()
     try:
         trio.run(_serve_until_signalled, settings)
     except (KeyboardInterrupt, _SecondSignal):  # a signal before the handler, or a second one

@@ -68,3 +68,33 @@ async def test_forged_and_stale_updates_are_refused_and_nothing_changes(
     metrics = (await api.get("/metrics")).text
     assert 'isthmus_federation_rejected_updates_total{reason="bad-signature"} 1.0' in metrics
     assert 'isthmus_federation_rejected_updates_total{reason="stale-sequence"} 1.0' in metrics
+
+
+async def test_a_rotated_jwt_key_ends_a_verified_token_at_once(
+    federation: RunningFederation, api: httpx.AsyncClient
+) -> None:
+    """A verified token is remembered until it expires — unless its trust domain's bundle
+    changes: then the next request is verified against the new bundle."""
+    c = await joined(federation, api, "aws", "gcp")
+    aws = c["aws"]
+    old_token = aws.auth(ttl=120)
+    report = {"sequence": 1, "sent_at": 1.0}
+    for _ in range(2):  # verified once, then remembered
+        ok = await api.post("/v1/clusters/aws/reports", json=report, headers=old_token)
+        assert ok.status_code == 204, ok.text
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    only_new = TrustBundle(
+        TrustDomain(aws.td), (aws.ca.root,), {"aws-jwt-2": new_key.public_key()}, 2
+    )  # the old key is gone from the bundle
+    body = update_body(only_new, aws.jwt_key, aws.kid)
+    response = await api.put(f"/v1/bundles/{aws.td}", json=body, headers=old_token)
+    assert response.status_code == 204, response.text
+    for _ in range(50):  # the store announces the change to the authenticator
+        refused = await api.post("/v1/clusters/aws/reports", json=report, headers=old_token)
+        if refused.status_code != 204:
+            break
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"]["reason"] == "bad-jwt"
+    aws.jwt_key, aws.kid = new_key, "aws-jwt-2"
+    ok = await api.post("/v1/clusters/aws/reports", json=report, headers=aws.auth())
+    assert ok.status_code == 204, ok.text

@@ -35,3 +35,25 @@ async def test_the_timer_waits_for_the_earliest_live_deadline(tmp_path: Path) ->
         publisher._report_times.update({"a": 100.0, "b": 50.0})  # b is already judged down
         expected = lease_expires_at(100.0, interval_s=INTERVAL_S) - 100.0
         assert publisher._seconds_to_next_expiry() == pytest.approx(expected, abs=0.01)
+
+
+async def test_the_timer_follows_renewals_without_rescanning_every_lease(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        publisher = SnapshotPublisher(store, clock=lambda: 100.0, interval_s=INTERVAL_S)
+        publisher.reachability = Reachability(
+            {"a": "healthy", "b": "healthy", "c": "healthy", "d": "unreachable"}
+        )
+        publisher._report_times.update({"a": 99.5, "b": 99.7, "c": 99.9})
+
+        def due() -> float:
+            return publisher._seconds_to_next_expiry() + 100.0
+
+        assert due() == pytest.approx(lease_expires_at(99.5, interval_s=INTERVAL_S), abs=0.01)
+        publisher.note_report("b", 100.0)  # not the oldest: the deadline stays
+        assert due() == pytest.approx(lease_expires_at(99.5, interval_s=INTERVAL_S), abs=0.01)
+        publisher.note_report("a", 100.0)  # the oldest renewed: c is now the oldest
+        assert due() == pytest.approx(lease_expires_at(99.9, interval_s=INTERVAL_S), abs=0.01)
+        publisher.note_report("b", 99.8)  # an older time (another replica's report) counts
+        assert due() == pytest.approx(lease_expires_at(99.8, interval_s=INTERVAL_S), abs=0.01)
+        publisher.note_report("d", 10.0)  # a lease already judged down never arms the timer
+        assert due() == pytest.approx(lease_expires_at(99.8, interval_s=INTERVAL_S), abs=0.01)
