@@ -14,22 +14,20 @@ retried; it never takes the service down.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import trio
 
 from federation.model.api import HealthReport, LeaseState
+from federation.service.lease_times import LeaseTimes
 from federation.service.leases import (
     DEFAULT_MISSED_INTERVALS,
     LeaseInput,
     Reachability,
     assess_reachability,
-    lease_expires_at,
 )
 from federation.service.maintenance import Retention, run_maintenance
 from federation.service.metrics import FederationMetrics
@@ -50,8 +48,6 @@ from federation.store import (
     StoreError,
 )
 
-#: Wake slightly after a lease deadline: leases expire strictly after it.
-_EXPIRY_SLACK_S = 0.001
 #: Store change topics after which the leader rebuilds everything.
 _REBUILD_TOPICS = frozenset({"cluster", "bundle"})
 #: Leader-election name of the replica that builds snapshots and expires leases.
@@ -94,20 +90,12 @@ class SnapshotPublisher:
         #: set by a report received here that changes what a snapshot shows: no debounce
         self._urgent = trio.Event()
         self._reports: dict[str, tuple[str, HealthReport]] = {}
-        self._report_times: dict[str, float] = {}
-        #: ``(time, cluster)``: the oldest report time of a live lease, until it may have moved
-        #: (that cluster renewed, or leases were judged anew); ``None``: scan again
-        self._oldest_renewal: tuple[float, str] | None = None
-        #: when each cluster's latest report arrived here (stored or still being stored)
-        self._arrivals: dict[str, float] = {}
+        self.lease_times = LeaseTimes(interval_s=interval_s, missed_intervals=missed_intervals)
         self._content: dict[str, object] = {}
         self._pending_reports: set[str] = set()
         self._full = True
         self.reachability = Reachability({})
         self.leading = False
-        #: when this replica last became leader: leases count from no earlier than this, so a
-        #: federation that was down (or leaderless) longer than a lease expires nobody at once
-        self._leading_since: float | None = None
         self._last_world: object = None
         #: the placement engine's loop (leader only); its traffic replaces the simple rule
         self.placement = PlacementLoop(
@@ -161,13 +149,8 @@ class SnapshotPublisher:
         return changed or not self.reachability.is_up(cluster)
 
     def note_arrival(self, cluster: str, at: float) -> None:
-        """A report of ``cluster`` arrived at ``at`` and is on its way to the store: its lease
-        counts as renewed from then on. Leases are judged by when reports arrived, not by how
-        soon the store took them: a rebuild writing 1,000 snapshots holds the store for
-        seconds, and judging by the store alone then expired every lease at once (the 1,000
-        gateways had reported on time), which rebuilt every snapshot again, and so on."""
-        if at > self._arrivals.get(cluster, -math.inf):
-            self._arrivals[cluster] = at
+        """A report of ``cluster`` arrived at ``at``, stored or not (:meth:`LeaseTimes.arrived`)."""
+        self.lease_times.arrived(cluster, at)
 
     def current(self, cluster: str) -> ServedSnapshot | None:
         return self._served.get(cluster)
@@ -225,13 +208,6 @@ class SnapshotPublisher:
         self._reports[record.cluster] = (record.report, report)
         return report
 
-    def _lease_start(self, received_at: float) -> float:
-        """A stored report renews a lease from ``max(received_at, leadership start)``: reports
-        that arrived before this leader took over cannot be held against clusters that had
-        no federation to report to."""
-        since = self._leading_since
-        return received_at if since is None else max(received_at, since)
-
     async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
         world = await self._store.read_world()  # one transaction, one worker-thread hop
         reports = {r.cluster: r for r in world.reports}
@@ -252,38 +228,21 @@ class SnapshotPublisher:
                 )
             )
             leases[cluster.name] = LeaseInput(
-                self._lease_start(record.received_at) if record is not None else None,
+                self.lease_times.start(record.received_at) if record is not None else None,
                 report.peers if report is not None else (),
             )
             if report is not None:
                 self._content[cluster.name] = report_key(report)
         return members, leases, bundles
 
-    def _with_arrivals(self, leases: dict[str, LeaseInput]) -> dict[str, LeaseInput]:
-        """``leases`` renewed by reports that arrived here after the store was read (or that
-        the store has not taken yet). A cluster without a stored report stays pending."""
-        arrivals = self._arrivals
-        for name, lease in leases.items():
-            at = arrivals.get(name)
-            if at is not None and lease.last_report_at is not None:
-                renewed = self._lease_start(at)
-                if renewed > lease.last_report_at:
-                    leases[name] = replace(lease, last_report_at=renewed)
-        return leases
-
     async def _assess(self) -> tuple[list[MemberView], list[Any], float]:
         """Read the store, judge every lease, hand the states to the placement loop and record
         lease transitions. Returns the members, bundles and the time of the verdicts."""
         self._local.clear()  # the store is read whole below; cached reports could be stale later
         members, leases, bundles = await self._read_world()
-        leases = self._with_arrivals(leases)  # no checkpoint between this and ``now``
+        leases = self.lease_times.with_arrivals(leases)  # no checkpoint between this and now
         now = self._clock()
-        self._report_times = {
-            name: lease.last_report_at
-            for name, lease in leases.items()
-            if lease.last_report_at is not None
-        }
-        self._oldest_renewal = None
+        self.lease_times.judged(leases)
         before = self.reachability.states
         self.reachability = assess_reachability(
             leases, now=now, interval_s=self._interval_s, missed_intervals=self._missed
@@ -348,36 +307,10 @@ class SnapshotPublisher:
             event.set()
 
     def _renewed(self, cluster: str, at: float) -> None:
-        """Record ``cluster``'s latest report time, keeping the oldest live one known cheaply:
-        only a renewal of that very cluster (or an older time) can move it."""
-        self._report_times[cluster] = at
-        oldest = self._oldest_renewal
-        if oldest is not None and oldest[1] == cluster:
-            self._oldest_renewal = None
-        elif oldest is not None and at < oldest[0] and self.reachability.is_up(cluster):
-            self._oldest_renewal = (at, cluster)
+        self.lease_times.renewed(cluster, at, self.reachability.is_up)
 
     def _seconds_to_next_expiry(self) -> float:
-        """Seconds until the earliest lease still judged alive expires (0 if already overdue).
-
-        An overdue lease must arm an immediate wake-up: its deadline can pass while the loop is
-        busy (debounce, a store read for reports that came through another replica), and steady
-        renewals of the other clusters never rebuild, so nothing else would ever expire it.
-        O(1) between renewals of the oldest lease: this runs on every wake-up of the loop (up
-        to ~200/s with 1,000 gateways reporting), and scanning 1,000 leases each time cost
-        more than handling the reports."""
-        if self._oldest_renewal is None:
-            live = [
-                (at, name)
-                for name, at in self._report_times.items()
-                if self.reachability.is_up(name)
-            ]
-            self._oldest_renewal = min(live) if live else (math.inf, "")
-        at = self._oldest_renewal[0]
-        if at == math.inf:
-            return math.inf
-        deadline = lease_expires_at(at, interval_s=self._interval_s, missed_intervals=self._missed)
-        return max(0.0, deadline - self._clock()) + _EXPIRY_SLACK_S
+        return self.lease_times.seconds_to_next_expiry(self.reachability, self._clock())
 
     async def _follow(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -419,7 +352,8 @@ class SnapshotPublisher:
             received_at, report = latest.get(cluster) or self._local.pop(cluster)
             if self._content.get(cluster) != report_key(report):
                 return False
-            self._renewed(cluster, max(received_at, self._report_times.get(cluster, 0.0)))
+            known = self.lease_times.report_times.get(cluster, 0.0)
+            self._renewed(cluster, max(received_at, known))
         return True
 
     async def _rebuild_or_retry(self) -> None:
@@ -441,7 +375,7 @@ class SnapshotPublisher:
         failback window stays without traffic). The wait is bounded by
         ``first_plan_timeout_s`` (store errors): then snapshots are built anyway, logged."""
         self.leading = True
-        self._leading_since = self._clock()
+        self.lease_times.leading_since = self._clock()
         try:
             states_known = await self._assess_before_planning()
             async with trio.open_nursery() as nursery:

@@ -24,7 +24,7 @@ async def test_an_overdue_lease_arms_an_immediate_wake_up(
         now = silent_deadline + overdue_by
         publisher = SnapshotPublisher(store, clock=lambda: now, interval_s=INTERVAL_S)
         publisher.reachability = Reachability({"a": "healthy", "b": "healthy"})
-        publisher._report_times.update({"a": 100.0, "b": now})  # b keeps renewing
+        publisher.lease_times.report_times.update({"a": 100.0, "b": now})  # b keeps renewing
         assert publisher._seconds_to_next_expiry() < 0.01
 
 
@@ -32,7 +32,7 @@ async def test_the_timer_waits_for_the_earliest_live_deadline(tmp_path: Path) ->
     async with open_store(f"sqlite:///{tmp_path / 'f.db'}") as store:
         publisher = SnapshotPublisher(store, clock=lambda: 100.0, interval_s=INTERVAL_S)
         publisher.reachability = Reachability({"a": "healthy", "b": "unreachable"})
-        publisher._report_times.update({"a": 100.0, "b": 50.0})  # b is already judged down
+        publisher.lease_times.report_times.update({"a": 100.0, "b": 50.0})  # b: judged down
         expected = lease_expires_at(100.0, interval_s=INTERVAL_S) - 100.0
         assert publisher._seconds_to_next_expiry() == pytest.approx(expected, abs=0.01)
 
@@ -43,7 +43,7 @@ async def test_the_timer_follows_renewals_without_rescanning_every_lease(tmp_pat
         publisher.reachability = Reachability(
             {"a": "healthy", "b": "healthy", "c": "healthy", "d": "unreachable"}
         )
-        publisher._report_times.update({"a": 99.5, "b": 99.7, "c": 99.9})
+        publisher.lease_times.report_times.update({"a": 99.5, "b": 99.7, "c": 99.9})
 
         def due() -> float:
             return publisher._seconds_to_next_expiry() + 100.0
