@@ -112,12 +112,12 @@ def _list_entries(old: bytes, new: bytes, separator: bytes) -> bytes:
     head = wrap_old.rfind(separator, 0, _common_prefix(wrap_old, wrap_new))
     limit = min(len(wrap_old), len(wrap_new)) - head
     tail = wrap_old.find(separator, len(wrap_old) - _common_suffix(wrap_old, wrap_new, limit))
-    before = wrap_old.count(separator, 0, head)  # elements shared at the start
-    total = wrap_old.count(separator) - 1
-    suffix_at = total - (wrap_old.count(separator, tail) - 1)  # first element shared at the end
     shift = len(wrap_new) - len(wrap_old)
     base = _bodies(wrap_old, head + len(separator), tail, separator)
     news = _bodies(wrap_new, head + len(separator), tail + shift, separator)
+    before = wrap_old.count(separator, 0, head)  # elements shared at the start
+    suffix_at = before + len(base)  # the first one shared at the end
+    total = suffix_at + wrap_old.count(separator, tail) - 1
     index = {body: before + i for i, body in enumerate(base)}
     runs: list[list[int] | bytes] = [[0, before]] if before else []
     for body in news:
