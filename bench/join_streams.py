@@ -5,12 +5,12 @@
 
 Starts one real federation (``isthmus federation serve``, TLS 1.3 + HTTP/2, SQLite) and joins
 ``--clusters`` simulated gateways, ``--concurrency`` at a time; each opens its snapshot stream
-right after its join (as a real gateway does) and reads it without parsing. Every join changes
-the bundle set, so every open stream is sent the change. Prints, from the first join until the
-streams are quiet: wall time, the federation process's CPU seconds (utime + stime from /proc) and
-the bytes of bundle messages and of routing messages the gateways received. ``--compare DIR``
-runs the same in a child whose ``federation`` (server and client) is DIR's (a tree holding
-``federation/``). Every phase is bounded (``--max-seconds``).
+right after its join (as a real gateway does), reads it without parsing and ACKs each version.
+Every join changes the bundle set, so every open stream is sent the change. Prints, from the
+first join until the streams are quiet: wall time, the federation process's CPU seconds (utime +
+stime from /proc) and the bytes of bundle and of routing messages the gateways received.
+``--compare DIR`` runs the same in a child whose ``federation`` (server and client) is DIR's (a
+tree holding ``federation/``). Every phase is bounded (``--max-seconds``).
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ async def _run(clusters: int, concurrency: int, max_seconds: float) -> dict[str,
             totals.last_at = time.monotonic()
             if line.startswith(b'{"type":"bundles'):
                 totals.bundles += len(line)
-            else:
+            elif line.startswith((b'{"type":"snapshot","version":', b'{"type":"delta","version":')):
                 totals.routing += len(line)
+                start = line.index(b'"version":') + len(b'"version":')
+                # ACK it as a gateway does: later versions may then come as routing deltas
+                await stream.send_ack(int(line[start : line.index(b",", start)]), True)
 
     with (
         tempfile.TemporaryDirectory() as tmp,
