@@ -144,6 +144,8 @@ class SimGateway:
     bundles: BundleState = field(default_factory=BundleState)
     snapshot_bytes: int = 0
     bundles_bytes: int = 0
+    #: every bundles and bundles_delta byte received (all streams of this gateway)
+    bundles_received: int = 0
     stream_ready: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -316,6 +318,7 @@ _SNAPSHOT_HEAD = b'{"type":"snapshot","version":'
 _DELTA_HEAD = b'{"type":"delta","version":'
 _OK_HEAD = b'{"type":"ok","id":'
 _BUNDLES_HEAD = b'{"type":"bundles","digest":"'
+_BUNDLES_DELTA_HEAD = b'{"type":"bundles_delta","digest":"'
 
 
 async def _on_snapshot(
@@ -352,11 +355,14 @@ async def _read_stream(gw: SimGateway, stream: SnapshotStream, obs: Observations
             await _on_snapshot(gw, stream, line, obs)
         elif line.startswith(_OK_HEAD):
             _on_ok(gw, line, obs)
-        elif line.startswith(_BUNDLES_HEAD):
-            gw.bundles_bytes = len(line)  # keep its digest, as a real gateway does
-            gw.bundles.digest = line[
-                len(_BUNDLES_HEAD) : line.index(b'"', len(_BUNDLES_HEAD))
-            ].decode()
+        elif line.startswith(_BUNDLES_HEAD) or line.startswith(_BUNDLES_DELTA_HEAD):
+            # keep its digest, as a real gateway does (a delta is always against the set this
+            # stream sent last, which the simulated gateway holds by construction)
+            head = len(_BUNDLES_HEAD if line.startswith(_BUNDLES_HEAD) else _BUNDLES_DELTA_HEAD)
+            if head == len(_BUNDLES_HEAD):
+                gw.bundles_bytes = len(line)
+            gw.bundles_received += len(line)
+            gw.bundles.digest = line[head : line.index(b'"', head)].decode()
         elif line.startswith(b'{"type":"end"'):
             return
         else:

@@ -229,7 +229,11 @@ async def measure(
     gateways, tokens, ca_pem = await _prepare(server, watchers, result, budget)
     try:
         await _join_all(gateways, tokens, ca_pem, server, result, budget.clip(budget.join_s))
-        progress(f"{result.joined}/{watchers} joined in {result.join_s:.1f} s")
+        received = sum(gw.bundles_received for gw in gateways)
+        progress(
+            f"{result.joined}/{watchers} joined in {result.join_s:.1f} s "
+            f"({received / 2**20:.1f} MiB of bundle messages received by the gateways)"
+        )
         if result.joined < watchers:
             result.notes.append(
                 f"only {result.joined} of {watchers} clusters joined within {budget.join_s:.0f} s "

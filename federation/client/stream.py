@@ -32,6 +32,7 @@ from federation.model.stream import (
     Downstream,
     StreamAck,
     StreamBundles,
+    StreamBundlesDelta,
     StreamDelta,
     StreamError,
     StreamReply,
@@ -59,6 +60,34 @@ class BundleState:
     digest: str = ""
     bundles: dict[str, str] = field(default_factory=dict)
     bundle_updates: dict[str, str] = field(default_factory=dict)
+
+    def replace(self, message: StreamBundles) -> None:
+        """Take a full ``bundles`` message."""
+        self.digest = message.digest
+        self.bundles = dict(message.bundles)
+        self.bundle_updates = dict(message.bundle_updates)
+
+    def apply(self, message: StreamBundlesDelta) -> bool:
+        """Apply a ``bundles_delta`` if it is against the set held (``message.base``); else
+        forget the set (the next stream then gets it in full) and return ``False``. Nothing is
+        trusted here: the gateway checks every bundle of the resulting set, as for a full one."""
+        if not self.digest or message.base != self.digest:
+            self.digest, self.bundles, self.bundle_updates = "", {}, {}
+            return False
+        self.bundles = _applied(self.bundles, message.bundles)
+        self.bundle_updates = _applied(self.bundle_updates, message.bundle_updates)
+        self.digest = message.digest
+        return True
+
+
+def _applied(held: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    out = dict(held)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
 
 
 def _loose_snapshot_version(line: bytes) -> int | None:
@@ -176,9 +205,13 @@ class SnapshotStream:
                 bundle_updates=state.bundle_updates,
             )
         if isinstance(message, StreamBundles):
-            self.bundles.digest = message.digest
-            self.bundles.bundles = dict(message.bundles)
-            self.bundles.bundle_updates = dict(message.bundle_updates)
+            self.bundles.replace(message)
+        elif isinstance(message, StreamBundlesDelta):
+            if not self.bundles.apply(message):
+                raise FederationUnavailable(
+                    f"bundle delta {message.digest} is against set {message.base!r}, which "
+                    "this gateway does not hold: reopening the stream for the full set"
+                )
         elif isinstance(message, StreamReply):
             self.replies += 1
         elif isinstance(message, StreamError):

@@ -10,11 +10,12 @@ for a :class:`StreamReply` once the message is stored; a refused message is answ
 :class:`StreamError` (with the ``id`` when one was given) and stores nothing.
 
 Down (federation -> gateway): :class:`StreamBundles` (every trust bundle and signed update, a
-separately versioned resource identified by ``digest``), :class:`StreamSnapshot` (the routing of
-snapshot ``version``; the snapshot is that routing with the latest bundles received on the same
-stream), :class:`StreamDelta` (the same, told against a version the gateway ACKed),
-:class:`StreamReply`, :class:`StreamError` and :class:`StreamEnd` (the server ends the
-stream, e.g. when the JWT-SVID that opened it expires; reconnect with a fresh one).
+separately versioned resource identified by ``digest``), :class:`StreamBundlesDelta` (the same,
+told as the trust domains changed since the set this stream sent last), :class:`StreamSnapshot`
+(the routing of snapshot ``version``; the snapshot is that routing with the latest bundles
+received on the same stream), :class:`StreamDelta` (the same, told against a version the
+gateway ACKed), :class:`StreamReply`, :class:`StreamError` and :class:`StreamEnd` (the server
+ends the stream, e.g. when the JWT-SVID that opened it expires; reconnect with a fresh one).
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ class StreamBundles(FrozenModel):
     digest: str
     bundles: dict[str, str] = Field(default_factory=dict)
     bundle_updates: dict[str, str] = Field(default_factory=dict)
+
+
+class StreamBundlesDelta(FrozenModel):
+    """The bundle set ``digest`` told as what changed against set ``base``, the one this stream
+    last sent (or the gateway named on open): each trust domain added or changed with its new
+    value, each removed one as ``null``. A gateway applies it only when it holds ``base``;
+    otherwise it drops its bundle set and reopens the stream, which then sends the set in full.
+    The gateway checks the resulting set exactly as a :class:`StreamBundles` one."""
+
+    type: Literal["bundles_delta"]
+    digest: str
+    base: str
+    bundles: dict[str, str | None] = Field(default_factory=dict)
+    bundle_updates: dict[str, str | None] = Field(default_factory=dict)
 
 
 class StreamSnapshot(FrozenModel):
@@ -113,6 +128,14 @@ class StreamEnd(FrozenModel):
     message: str = ""
 
 
-Downstream = StreamBundles | StreamSnapshot | StreamDelta | StreamReply | StreamError | StreamEnd
+Downstream = (
+    StreamBundles
+    | StreamBundlesDelta
+    | StreamSnapshot
+    | StreamDelta
+    | StreamReply
+    | StreamError
+    | StreamEnd
+)
 DownstreamMessage = Annotated[Downstream, Field(discriminator="type")]
 DOWNSTREAM = TypeAdapter[Downstream](DownstreamMessage)

@@ -22,6 +22,7 @@ from federation.model.stream import (
     STREAM_MEDIA_TYPE,
     StreamAck,
     StreamBundles,
+    StreamBundlesDelta,
     StreamDelta,
     StreamEnd,
     StreamError,
@@ -45,6 +46,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     StreamReport,
     StreamAck,
     StreamBundles,
+    StreamBundlesDelta,
     StreamSnapshot,
     StreamDelta,
     StreamReply,
@@ -54,6 +56,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
 _UP = ("StreamReport", "StreamAck")
 _DOWN = (
     "StreamBundles",
+    "StreamBundlesDelta",
     "StreamSnapshot",
     "StreamDelta",
     "StreamReply",

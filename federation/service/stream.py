@@ -321,7 +321,7 @@ class StreamSession:
             if served is not None and (served.version != self.sent_version or self.full_again):
                 push = encoder.push_served(self.cluster, served)
                 if push.bundles.digest != self.sent_digest:
-                    data = push.bundles.line
+                    data = encoder.bundles_line(self.sent_digest, push.bundles)
                     self.sent_digest = push.bundles.digest
                 data += self._routing_line(push)
                 self.sent_version = push.version

@@ -42,36 +42,73 @@ def _parts(routing: bytes) -> tuple[bytes, bytes, bytes] | None:
     )
 
 
-def _elements(inside: bytes, separator: bytes) -> list[bytes]:
-    if not inside:
-        return []
-    pieces = inside.split(separator)
-    head, tail = separator[:1], separator[2:]
-    last = len(pieces) - 1
-    return [
-        (tail if i else b"") + piece + (head if i < last else b"") for i, piece in enumerate(pieces)
-    ]
-
-
-def _entries(base: list[bytes], new: list[bytes]) -> bytes:
-    index = {element: i for i, element in enumerate(base)}
-    out: list[bytes] = []
-    run: list[int] | None = None
-    for element in new:
-        i = index.get(element)
-        if i is not None and run is not None and run[1] == i:
-            run[1] = i + 1
-            continue
-        if run is not None:
-            out.append(b"[%d,%d]" % (run[0], run[1]))
-            run = None
-        if i is not None:
-            run = [i, i + 1]
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes ``a`` and ``b`` share (binary search, ``memcmp`` per step)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # at most log2(len) turns; the slices copied add up to at most len(b)
+        mid = (lo + hi + 1) // 2
+        if a.startswith(b[lo:mid], lo):
+            lo = mid
         else:
-            out.append(element)
-    if run is not None:
-        out.append(b"[%d,%d]" % (run[0], run[1]))
-    return b"[" + b",".join(out) + b"]"
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """How many trailing bytes (at most ``limit``) ``a`` and ``b`` share."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a.endswith(b[len(b) - mid : len(b) - lo], 0, len(a) - lo):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _bodies(framed: bytes, start: int, end: int, separator: bytes) -> list[bytes]:
+    return framed[start:end].split(separator) if end > start else []
+
+
+def _list_entries(old: bytes, new: bytes, separator: bytes) -> bytes:
+    """The delta entries of two list insides (runs ``[i,j]`` of the old list's elements, new
+    elements literally), splitting only what lies between the elements
+    they share at the start and at the end (a join inserts one peer into every cluster's peer
+    list: two binary searches find the rest). Same delta, up to how runs are cut."""
+    # framed, every element body sits between two separators: sep b1 sep b2 ... sep
+    wrap_old = separator[:2] + old + separator[1:] if old else separator
+    wrap_new = separator[:2] + new + separator[1:] if new else separator
+    head = wrap_old.rfind(separator, 0, _common_prefix(wrap_old, wrap_new))
+    limit = min(len(wrap_old), len(wrap_new)) - head
+    tail = wrap_old.find(separator, len(wrap_old) - _common_suffix(wrap_old, wrap_new, limit))
+    shift = len(wrap_new) - len(wrap_old)
+    base = _bodies(wrap_old, head + len(separator), tail, separator)
+    news = _bodies(wrap_new, head + len(separator), tail + shift, separator)
+    before = wrap_old.count(separator, 0, head)  # elements shared at the start
+    suffix_at = before + len(base)  # the first one shared at the end
+    total = suffix_at + wrap_old.count(separator, tail) - 1
+    index = {body: before + i for i, body in enumerate(base)}
+    runs: list[list[int] | bytes] = [[0, before]] if before else []
+    for body in news:
+        i = index.get(body)
+        last = runs[-1] if runs else None
+        if i is None:
+            runs.append(b"%s%s%s" % (separator[2:], body, separator[:1]))
+        elif isinstance(last, list) and last[1] == i:
+            last[1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    if suffix_at < total:
+        last = runs[-1] if runs else None
+        if isinstance(last, list) and last[1] == suffix_at:
+            last[1] = total
+        else:
+            runs.append([suffix_at, total])
+    return (
+        b"["
+        + b",".join(b"[%d,%d]" % (run[0], run[1]) if isinstance(run, list) else run for run in runs)
+        + b"]"
+    )
 
 
 def routing_delta_bytes(base: bytes, new: bytes, version: int) -> bytes | None:
@@ -83,6 +120,6 @@ def routing_delta_bytes(base: bytes, new: bytes, version: int) -> bytes | None:
     out = [b'{"version":%d' % version]
     for name, old, now in zip((b"peers", b"services"), old_parts[1:], new_parts[1:], strict=True):
         if old != now:
-            entries = _entries(_elements(old, _SPLIT[name]), _elements(now, _SPLIT[name]))
+            entries = _list_entries(old, now, _SPLIT[name])
             out.append(b',"%s":%s' % (name, entries))
     return b"".join(out) + b"}"

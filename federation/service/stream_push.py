@@ -58,6 +58,16 @@ def _section(raw: bytes) -> BundleSection:
     return BundleSection(digest, raw, line)
 
 
+_BundleSet = tuple[dict[str, str], dict[str, str]]
+
+
+def _changes(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None]:
+    """What ``new`` changed against ``old``: added or changed values, removed keys as ``None``."""
+    out: dict[str, str | None] = {k: v for k, v in new.items() if old.get(k) != v}
+    out.update((k, None) for k in old if k not in new)
+    return out
+
+
 def _compact(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -69,6 +79,49 @@ class PushEncoder:
         self._pushes: dict[str, Push] = {}
         self._sections: list[BundleSection] = []
         self._deltas: dict[str, tuple[int, int, bytes | None]] = {}
+        #: parsed bundle sets of the remembered sections, and bundle deltas cut between them
+        self._parsed_sets: dict[str, _BundleSet] = {}
+        self._set_deltas: dict[tuple[str, str], bytes] = {}
+
+    def bundles_line(self, sent: str, section: BundleSection) -> bytes:
+        """The message taking a gateway that holds bundle set ``sent`` (a digest; ``""`` for
+        none) to ``section``: a ``bundles_delta`` when ``sent`` is a remembered section and the
+        delta is smaller, else the full ``bundles`` message. Cut once per (sent, section) and
+        shared by every stream."""
+        if not sent or sent == section.digest:
+            return section.line
+        key = (sent, section.digest)
+        line = self._set_deltas.get(key)
+        if line is None:
+            base = next((known for known in self._sections if known.digest == sent), None)
+            if base is None:
+                return section.line  # not remembered (evicted, or never seen here)
+            line = self._set_delta(base, section)
+            self._set_deltas = {k: v for k, v in self._set_deltas.items() if k[1] == key[1]}
+            self._set_deltas[key] = line
+        return line
+
+    def _set_delta(self, base: BundleSection, section: BundleSection) -> bytes:
+        old, new = self._parsed_set(base), self._parsed_set(section)
+        doc = {
+            "type": "bundles_delta",
+            "digest": section.digest,
+            "base": base.digest,
+            "bundles": _changes(old[0], new[0]),
+            "bundle_updates": _changes(old[1], new[1]),
+        }
+        line = _compact(doc) + b"\n"
+        return line if len(line) < len(section.line) else section.line
+
+    def _parsed_set(self, section: BundleSection) -> _BundleSet:
+        parsed = self._parsed_sets.get(section.digest)
+        if parsed is None:
+            doc = json.loads(b"{" + section.raw[1:])
+            parsed = (doc.get("bundles") or {}, doc.get("bundle_updates") or {})
+            kept = {known.digest for known in self._sections}
+            self._parsed_sets = {d: p for d, p in self._parsed_sets.items() if d in kept}
+            self._parsed_sets[section.digest] = parsed
+        return parsed
 
     def delta(self, cluster: str, base: Push, push: Push) -> bytes | None:
         """The ``delta`` message taking a gateway from ``base`` to ``push`` (both ``cluster``'s),

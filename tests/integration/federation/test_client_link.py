@@ -3,6 +3,7 @@ and static stability (serve from disk while the federation is down)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from federation.client import (
 from federation.model import EndpointHealth, HealthReport, Locality, ServiceHealth, Snapshot
 from federation.service import FederationTlsError, JoinToken
 from federation.service.server import RunningFederation
+from federation.service.stream_push import BundleSection, PushEncoder
 from federation.trust import BundleSet, CertificateAuthority, TrustBundle, TrustDomain
 from federation.trust.signed_bundle import sign_bundle_update
 from tests.integration.federation.conftest import fed_config, start_federation
@@ -191,6 +193,43 @@ async def test_forged_bundle_update_is_refused_by_the_gateway_even_if_served(
         assert persisted is not None
         assert "attacker" not in persisted.bundles["gcp.isthmus.test"]
         assert persisted.bundles["gcp.isthmus.test"] == gcp.bundle.to_json()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_forged_bundle_inside_a_bundle_delta_is_refused_by_the_gateway(
+    federation: RunningFederation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes] = []
+    cut = PushEncoder.bundles_line
+
+    def recorded(self: PushEncoder, held: str, section: BundleSection) -> bytes:
+        sent.append(cut(self, held, section))
+        return sent[-1]
+
+    monkeypatch.setattr(PushEncoder, "bundles_line", recorded)
+    aws, gcp, azure = (Gateway(name, tmp_path) for name in ("aws", "gcp", "azure"))
+    for gw in (aws, gcp, azure):
+        await gw.join(await federation.service.create_join_token(gw.name))
+    async with aws.client() as client, trio.open_nursery() as nursery:
+        link = aws.link(client)
+        await nursery.start(link.run)
+        await wait_until(lambda: gcp.td in link.bundles and azure.td in link.bundles)
+        good = len(aws.applied)
+        attacker = Gateway("gcp", tmp_path / "evil")
+        forged = TrustBundle(gcp.td, (attacker.ca.root,), {gcp.kid: attacker.key.public_key()}, 7)
+        signed = sign_bundle_update(forged, attacker.key, gcp.kid).decode()
+        await federation.service.store.put_bundle(
+            gcp.td.name, 7, forged.to_json(), signed, time.time()
+        )
+        federation.service.publisher.mark_dirty()
+        await wait_until(lambda: "refused" in link.last_error)
+        # it came as a delta naming only gcp's trust domain, and was checked all the same
+        delta = json.loads(sent[-1])
+        assert delta["type"] == "bundles_delta"
+        assert set(delta["bundles"]) == set(delta["bundle_updates"]) == {gcp.td.name}
+        assert "gcp.isthmus.test" in link.last_error
+        assert len(aws.applied) == good
+        assert link.bundles[gcp.td].x509_authorities == (gcp.ca.root,)
         nursery.cancel_scope.cancel()
 
 

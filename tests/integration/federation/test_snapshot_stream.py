@@ -62,7 +62,7 @@ async def message(stream: DuplexStream, kind: str | None = None, timeout: float 
 
 async def answer(stream: DuplexStream) -> Any:
     """The next answer (ok or error), skipping the pushes a report may cause meanwhile."""
-    while (doc := await message(stream))["type"] in ("snapshot", "bundles"):
+    while (doc := await message(stream))["type"] in ("snapshot", "bundles", "bundles_delta"):
         pass
     return doc
 
@@ -88,6 +88,20 @@ async def joined_and_built(
                     break
                 after = served.version
     return clusters
+
+
+async def served_with(fed: RunningFederation, cluster: str, *trust_domains: str) -> Snapshot:
+    """``cluster``'s served snapshot once it relays every one of ``trust_domains`` (a join
+    returns before the rebuild that adds its trust domain to the other clusters' snapshots)."""
+    publisher, seen = fed.service.publisher, -1
+    with trio.fail_after(5):
+        while True:  # bounded by the deadline; each turn waits for a newer version
+            served = await publisher.wait_newer(cluster, seen, 5)
+            assert served is not None
+            seen = served.version
+            snapshot = Snapshot.model_validate_json(served.body)
+            if set(trust_domains) <= set(snapshot.bundles):
+                return snapshot
 
 
 def report(sequence: int, healthy: bool = True) -> dict[str, Any]:
@@ -245,6 +259,36 @@ async def test_a_reconnect_naming_what_it_holds_gets_nothing_again(
     await send(again, {"type": "ack", "id": 1, "ack": {"version": version, "ok": True}})
     assert await message(again) == {"type": "ok", "id": 1}  # no bundles, no snapshot first
     await again.aclose()
+
+
+async def test_a_join_sends_open_streams_only_the_new_trust_domain(
+    federation: RunningFederation, api: httpx.AsyncClient, nursery: trio.Nursery
+) -> None:
+    clusters = await joined(federation, api, "aws", "gcp")
+    await served_with(federation, "aws", "aws.isthmus.test", "gcp.isthmus.test")
+    aws = await open_stream(federation, nursery, clusters["aws"])
+    first = await message(aws)
+    assert set(first["bundles"]) == {"aws.isthmus.test", "gcp.isthmus.test"}
+    assert (await message(aws))["type"] == "snapshot"
+    clusters |= await joined(federation, api, "azure")
+    joined_at = (await served_with(federation, "aws", "azure.isthmus.test")).bundles
+    change = await message(aws)
+    assert change["type"] == "bundles_delta", change
+    assert change["base"] == first["digest"]
+    assert change["bundles"] == {"azure.isthmus.test": joined_at["azure.isthmus.test"]}
+    assert change["bundle_updates"] == {}
+    assert (await message(aws))["type"] == "snapshot"
+    await aws.aclose()
+    # a gateway reconnecting with the older set gets the same delta; one holding none, the set
+    again = await open_stream(
+        federation, nursery, clusters["aws"], query=f"?bundles={first['digest']}"
+    )
+    assert await message(again) == change
+    await again.aclose()
+    fresh = await open_stream(federation, nursery, clusters["aws"])
+    full = await message(fresh)
+    assert full["type"] == "bundles" and full["bundles"] == joined_at
+    await fresh.aclose()
 
 
 async def test_a_gateway_asking_for_deltas_gets_changes_against_what_it_acked(

@@ -55,3 +55,38 @@ def test_a_health_flip_cuts_only_the_changed_service() -> None:
 def test_other_shapes_get_no_delta() -> None:
     assert routing_delta_bytes(b"{}", b'{"version":2}', 2) is None
     assert routing_delta_bytes(b'{"version":1,"peers":[]}', b'{"version":2,"peers":[]}', 2) is None
+
+
+def test_a_join_or_a_leave_in_a_long_peer_list_refers_to_every_other_peer() -> None:
+    names = [f"c{i:03d}" for i in range(200)]
+    doc: dict[str, Any] = {
+        "version": 1,
+        "cluster": "aws",
+        "trust_domain": "isthmus.test",
+        "locality": {"cloud": "aws", "region": "r1"},
+        "peers": [peer(name, 443) for name in names if name != "c100"],
+        "services": [],
+    }
+    base = RoutingModel.model_validate(doc)
+    cases = {  # peers after -> the expected peer entries (c100 is the one joining/leaving)
+        "join": ([peer(name, 443) for name in names], [[0, 100], peer("c100", 443), [100, 199]]),
+        "first": ([peer("a", 443), *doc["peers"]], [peer("a", 443), [0, 199]]),
+        "last": ([*doc["peers"], peer("z", 443)], [[0, 199], peer("z", 443)]),
+        "leave": (doc["peers"][:50] + doc["peers"][51:], [[0, 50], [51, 199]]),
+        "all": ([peer("x", 1)], [peer("x", 1)]),
+    }
+    for case, (peers, expected) in cases.items():
+        new = RoutingModel.model_validate({**doc, "version": 2, "peers": peers})
+        served = base.model_dump_json().encode(), new.model_dump_json().encode()
+        delta = routing_delta_bytes(*served, 2)
+        assert delta is not None, case
+        entries = [
+            e if isinstance(e, list) else RoutingModel.model_validate({**doc, "peers": [e]})
+            for e in json.loads(delta)["peers"]
+        ]
+        wanted = [
+            e if isinstance(e, list) else RoutingModel.model_validate({**doc, "peers": [e]})
+            for e in expected
+        ]
+        assert entries == wanted, case
+        assert apply_delta(base, json.loads(delta)) == new, case
