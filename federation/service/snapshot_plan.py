@@ -375,8 +375,9 @@ def plan_and_encode(
     world: RebuildInput,
     current_digests: Mapping[str, str],
 ) -> dict[str, PlannedChange]:
-    """Plan every cluster and encode the changed ones (pure; the publisher runs it in a worker
-    thread, one rebuild at a time, since ``planner`` and ``encoder`` keep caches)."""
+    """Plan every cluster and encode the changed ones (pure; the publisher runs one rebuild at
+    a time, on the event loop or in a worker thread, since ``planner`` and ``encoder`` keep
+    caches)."""
     bundles = {td: world.bundles[td] for td in sorted(world.bundles)}
     updates = {td: world.bundle_updates[td] for td in sorted(world.bundle_updates)}
     section = encoder.section(bundles, updates)  # its digest, not a second 1.2 MiB JSON dump

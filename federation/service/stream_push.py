@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from federation.service.served import ServedSnapshot
-from federation.service.stream_delta import routing_delta_bytes
+from federation.service.stream_delta import routing_delta_within
 
 #: Where the bundle section starts. Routing JSON cannot contain it: a quote inside a string is
 #: escaped, and the only maps in routing (weights, cluster health) have numbers as values.
@@ -48,8 +48,14 @@ class Push:
     @property
     def routing(self) -> bytes:
         """The routing JSON inside :attr:`snapshot_line`."""
+        start, end = self.routing_at
+        return self.snapshot_line[start:end]
+
+    @property
+    def routing_at(self) -> tuple[int, int]:
+        """Where :attr:`routing` is in :attr:`snapshot_line` (a delta is cut without copying)."""
         start = self.snapshot_line.index(b'"routing":') + len(b'"routing":')
-        return self.snapshot_line[start:-2]
+        return start, len(self.snapshot_line) - 2
 
 
 def _section(raw: bytes) -> BundleSection:
@@ -135,7 +141,9 @@ class PushEncoder:
         return line
 
     def _delta_line(self, base: Push, push: Push) -> bytes | None:
-        delta = routing_delta_bytes(base.routing, push.routing, push.version)
+        delta = routing_delta_within(
+            base.snapshot_line, base.routing_at, push.snapshot_line, push.routing_at, push.version
+        )
         if delta is None:
             return None
         line = b'{"type":"delta","version":%d,"base":%d,"routing":%s}\n' % (

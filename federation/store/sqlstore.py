@@ -68,7 +68,8 @@ class SqlStore(ABC):
         """Run ``body`` in one serialised write transaction, commit, announce its changes."""
 
     async def _write_batch(self, body: Body[T]) -> T:
-        """A group commit's write (small rows: reports, ACKs): :meth:`_write`, unless the
+        """A write someone waits on for latency (a group commit of reports or ACKs; a rebuild's
+        snapshots, which every push of the rebuild waits for): :meth:`_write`, unless the
         backend has a cheaper way to commit it."""
         return await self._write(body)
 
@@ -223,7 +224,7 @@ class SqlStore(ABC):
         if not texts:
             return {}
         body = partial(snapshot_ops.put_snapshots, documents=texts, now=require_time(now, "now"))
-        return await self._write(body)
+        return await self._write_batch(body)  # every push of a rebuild waits for this commit
 
     async def get_snapshot(self, cluster: str) -> SnapshotRecord | None:
         return await self._read(partial(snapshot_ops.get_snapshot, cluster=cluster))

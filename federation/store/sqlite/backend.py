@@ -5,9 +5,11 @@ so calls are serialised per store; stores on the same file serialise through SQL
 Change notifications and leadership are shared in-process by every store open on the same file
 (the "replicas" of an embedded federation all live in one process).
 
-Group commits of reports and ACKs are the exception: a WAL commit of a few small rows takes
-~0.1 ms, while a worker-thread hop costs several scheduler passes of a busy event loop (10-40 ms
-each under load: the ACKs of a health flip waited on them). They run on the event loop, on a
+Group commits of reports and ACKs, and a rebuild's snapshots, are the exception: a WAL commit
+of a few small rows takes ~0.1 ms (1,000 snapshots: ~20 ms of CPU, which in a worker thread
+took 40-70 ms while the busy loop competed for the GIL, with every push of the rebuild
+waiting), while a worker-thread hop costs several scheduler passes of a busy event loop (10-40
+ms each under load: the ACKs of a health flip waited on them). They run on the event loop, on a
 second connection that never waits for a lock (``busy_timeout`` 0: if another connection
 writes, the batch goes to a worker thread as any write does) and never checkpoints: no commit
 does, on either connection; a background task checkpoints the WAL (PASSIVE, its own connection,

@@ -33,6 +33,17 @@ async def test_reports_and_acks_commit_on_the_event_loop(tmp_path: Path) -> None
         assert (await store.get_ack_state("c1")).acked_version == 3
 
 
+async def test_a_rebuilds_snapshots_commit_on_the_event_loop(tmp_path: Path) -> None:
+    """Every push of a rebuild waits for its snapshots: they commit inline, not via a thread."""
+    async with open_store(_url(tmp_path)) as store:
+        assert isinstance(store, SqliteStore)
+        versions = await store.put_snapshots({f"c{n}": {"n": n} for n in range(5)}, 1.0)
+        assert sorted(versions) == [f"c{n}" for n in range(5)]
+        assert (store.inline_commits, store.threaded_batches) == (1, 0)
+        record = await store.get_snapshot("c3")
+        assert record is not None and record.version == versions["c3"]
+
+
 async def test_a_locked_database_moves_the_batch_to_a_thread(tmp_path: Path) -> None:
     async with open_store(_url(tmp_path)) as store:
         assert isinstance(store, SqliteStore)

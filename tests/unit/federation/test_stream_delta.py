@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from federation.model.routing import RoutingModel
 from federation.model.routing_delta import apply_delta
-from federation.service.stream_delta import routing_delta_bytes
+from federation.service.stream_delta import routing_delta_bytes, routing_delta_within
 from tests.unit.federation.test_routing_delta import SERVICES, peer, routings
 
 
@@ -90,3 +90,21 @@ def test_a_join_or_a_leave_in_a_long_peer_list_refers_to_every_other_peer() -> N
         ]
         assert entries == wanted, case
         assert apply_delta(base, json.loads(delta)) == new, case
+
+
+@settings(max_examples=100, deadline=None)
+@given(routings(), routings())
+def test_a_delta_cut_in_place_equals_one_cut_from_copies(
+    base: dict[str, Any], new: dict[str, Any]
+) -> None:
+    """The routings inside whole messages (as streams hold them) give the same delta as the
+    routings alone: offsets, not copies, and nothing outside the spans is read."""
+    served_base = RoutingModel.model_validate(base).model_dump_json().encode()
+    served_new = RoutingModel.model_validate(new).model_dump_json().encode()
+    line_base = b'{"type":"snapshot","version":1,"routing":' + served_base + b"}\n"
+    line_new = b'{"x":"],\\"services\\":[","routing":' + served_new + b"]}]}"
+    at_base = (len(line_base) - len(served_base) - 2, len(line_base) - 2)
+    at_new = (len(line_new) - len(served_new) - 4, len(line_new) - 4)
+    assert routing_delta_within(line_base, at_base, line_new, at_new, 7) == routing_delta_bytes(
+        served_base, served_new, 7
+    )
