@@ -14,9 +14,9 @@ import pytest
 import trio
 import trio.testing
 
-from federation.model import Locality
 from federation.service.publisher import SnapshotPublisher
-from federation.store import ClusterRecord, Store, open_store
+from federation.store import open_store
+from tests.integration.federation.store_clusters import join
 
 CHECKOUT = {
     "name": "checkout.shop",
@@ -28,17 +28,6 @@ CHECKOUT = {
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0.3)
-
-
-async def join(store: Store, name: str) -> None:
-    await store.upsert_cluster(
-        ClusterRecord(
-            name=name,
-            trust_domain=f"{name}.test",
-            locality=Locality(cloud="local", region=name),
-            gateway_addresses=("127.0.0.1:15443",),
-        )
-    )
 
 
 def remote(body: bytes) -> list[dict[str, int]]:

@@ -10,25 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from federation.model import Locality
 from federation.service.placement_loop import PlacementLoop
-from federation.store import ClusterRecord, Store, open_store
+from federation.store import ClusterRecord, open_store
+from tests.integration.federation.store_clusters import join
 
 
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0.05)
-
-
-async def join(store: Store, name: str) -> None:
-    await store.upsert_cluster(
-        ClusterRecord(
-            name=name,
-            trust_domain=f"{name}.test",
-            locality=Locality(cloud="local", region=name),
-            gateway_addresses=("127.0.0.1:15443",),
-        )
-    )
 
 
 async def test_reports_without_declared_services_read_nothing(

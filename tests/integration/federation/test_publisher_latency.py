@@ -16,24 +16,13 @@ import pytest
 import trio
 import trio.testing
 
-from federation.model import Locality
 from federation.model.api import HealthReport
 from federation.service.publisher import SnapshotPublisher
-from federation.store import ClusterRecord, Store, open_store
+from federation.store import Store, open_store
+from tests.integration.federation.store_clusters import join
 
 #: Far longer than any build: a test that waits for it would see virtual time jump by it.
 DEBOUNCE_S = 30.0
-
-
-async def join(store: Store, name: str) -> None:
-    await store.upsert_cluster(
-        ClusterRecord(
-            name=name,
-            trust_domain=f"{name}.test",
-            locality=Locality(cloud="local", region=name),
-            gateway_addresses=("127.0.0.1:15443",),
-        )
-    )
 
 
 def report(healthy: bool, in_flight: int = 0) -> str:
