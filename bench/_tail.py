@@ -72,8 +72,8 @@ def _rows(log: Path) -> list[tuple[int, int]]:
     return rows
 
 
-def slow_windows(rows: list[tuple[int, int]], top: int = 12) -> list[tuple[float, float, int]]:
-    """(start s, end s, worst µs) of the bursts holding the slowest requests."""
+def split_bursts(rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """``(start µs, latency µs)`` rows (sorted by start) cut where a gap exceeds BURST_GAP_US."""
     bursts: list[list[tuple[int, int]]] = []
     last = -(10**18)
     for start, lat in rows:
@@ -81,6 +81,12 @@ def slow_windows(rows: list[tuple[int, int]], top: int = 12) -> list[tuple[float
             bursts.append([])
         bursts[-1].append((start, lat))
         last = start
+    return bursts
+
+
+def slow_windows(rows: list[tuple[int, int]], top: int = 12) -> list[tuple[float, float, int]]:
+    """(start s, end s, worst µs) of the bursts holding the slowest requests."""
+    bursts = split_bursts(rows)
     worst = sorted(bursts, key=lambda b: -max(lat for _, lat in b))[:top]
     return sorted(
         (b[0][0] / 1e6, max(s + lat for s, lat in b) / 1e6, max(lat for _, lat in b)) for b in worst
@@ -180,13 +186,7 @@ def summarize_spy(path: Path, top: int = 40) -> str:
 
 def analyse(rows: list[tuple[int, int]]) -> str:
     """Bursts = requests whose start times are within BURST_GAP_US of the previous one."""
-    bursts: list[list[tuple[int, int]]] = []
-    last = -(10**18)
-    for start, lat in rows:
-        if start - last > BURST_GAP_US:
-            bursts.append([])
-        bursts[-1].append((start, lat))
-        last = start
+    bursts = split_bursts(rows)
     sizes = [len(b) for b in bursts]
     lats = sorted(lat for _, lat in rows)
     p99 = percentile(lats, 0.99)
