@@ -249,13 +249,6 @@ class World:
         return hashlib.sha256(f"{routing}\0{self.trust_digest}".encode()).hexdigest()
 
 
-def build_routing(
-    me: MemberView, members: Sequence[MemberView], reach: Reachability, *, version: int = 0
-) -> RoutingModel:
-    """The routing model of cluster ``me`` (``members`` may include ``me``; order is irrelevant)."""
-    return World(members, reach, {}, {}).routing(me, version)
-
-
 def build_snapshot(
     me: MemberView,
     members: Sequence[MemberView],

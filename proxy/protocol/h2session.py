@@ -112,9 +112,6 @@ class H2ServerSession:
         """Bytes we may send now on ``stream_id`` (bounded by the frame size)."""
         return self._conn.send_window(stream_id)
 
-    def stream_open(self, stream_id: int) -> bool:
-        return stream_id in self._conn.streams
-
     def goaway(self) -> None:
         """Graceful drain: GOAWAY(NO_ERROR) naming the highest stream we saw; those streams
         still finish."""
