@@ -193,10 +193,19 @@ def full_load(ctx: Ctx) -> None:
 def fixed_rate(ctx: Ctx) -> None:
     """p50/p99 at a fixed 2,000 req/s; the target is per hop (end-to-end / 2)."""
     print(f"fixed rate: {_shown(ctx.settings.fixed())}")
-    iso, _, _ = _loaded(ctx, "isthmus", ctx.settings.fixed())
-    hap, _, _ = _loaded(ctx, "haproxy", ctx.settings.fixed())
+    iso, iso_a, iso_b = _loaded(ctx, "isthmus", ctx.settings.fixed())
+    hap, hap_a, hap_b = _loaded(ctx, "haproxy", ctx.settings.fixed())
     rep = ctx.report
     rep.add(Row(f"achieved rate at --rps {FIXED_RPS:,}", iso.rps, hap.rps, "req/s"))
+    rep.add(
+        Row(
+            f"proxy CPU per request at {FIXED_RPS:,} req/s (A+B)",
+            (iso_a + iso_b) * 1e6 / max(1, iso.succeeded),
+            (hap_a + hap_b) * 1e6 / max(1, hap.succeeded),
+            "µs",
+            note="the fixed rate's p99 is about one burst of requests (20 through A) times this",
+        )
+    )
     rep.add(Row(f"p50 at {FIXED_RPS:,} req/s (2 hops)", iso.p50_ms, hap.p50_ms, "ms"))
     rep.add(Row(f"p99 at {FIXED_RPS:,} req/s (2 hops)", iso.p99_ms, hap.p99_ms, "ms"))
     per_hop = iso.p99_ms / 2
@@ -252,8 +261,19 @@ def hop(ctx: Ctx) -> None:
             note="B is the authenticated leg (incoming-header validation off)",
         )
     )
-    iso_f, hap_f = results["fixed"]["isthmus"][0], results["fixed"]["haproxy"][0]
+    (iso_f, iso_f_cpu), (hap_f, hap_f_cpu) = (
+        results["fixed"]["isthmus"],
+        results["fixed"]["haproxy"],
+    )
     rep.add(Row(f"one hop B: achieved rate at --rps {FIXED_RPS:,}", iso_f.rps, hap_f.rps, "req/s"))
+    rep.add(
+        Row(
+            f"one hop B: CPU per request at {FIXED_RPS:,} req/s",
+            iso_f_cpu * 1e6 / max(1, iso_f.succeeded),
+            hap_f_cpu * 1e6 / max(1, hap_f.succeeded),
+            "µs",
+        )
+    )
     rep.add(Row(f"one hop B: p50 at {FIXED_RPS:,} req/s", iso_f.p50_ms, hap_f.p50_ms, "ms"))
     rep.add(
         Row(
