@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import DEVNULL, Popen
+from subprocess import DEVNULL, PIPE, Popen
 
 from bench._h2load import (
     Load,
@@ -39,10 +39,11 @@ from bench._h2load import (
     parse_summary,
     percentile,
 )
-from bench._procs import Proc, ProcGroup, process_tree, run_tool, wait_port
+from bench._procs import Proc, ProcGroup, pinned, process_tree, run_tool, wait_port
 from bench._topology import AUTHORITY, START_TIMEOUT_S, Pinning, Topology, build, start_shared
 
 BURST_GAP_US = 300
+FIXED_CLIENTS = 4
 
 
 PROBE = Path(__file__).with_name("_loopprobe.py")
@@ -230,6 +231,20 @@ def rt_all(group: ProcGroup) -> None:
                 subprocess.run(["chrt", "-a", "-r", "-p", "10", str(pid)], check=False)
 
 
+def user_system(proc: Proc) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process tree so far."""
+    user = system = 0.0
+    for pid in process_tree(proc.popen.pid):
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return user, system
+
+
 def switches(proc: Proc) -> tuple[int, int]:
     """(voluntary, involuntary) context switches of a process tree so far."""
     vol = invol = 0
@@ -246,23 +261,51 @@ def switches(proc: Proc) -> tuple[int, int]:
     return vol, invol
 
 
+def staggered(
+    url: str, env: dict[str, str], cpus: str, duration: float, keep: Path
+) -> tuple[int, int, int, float]:
+    """The same 2,000 req/s as four ``h2load -c 1 --rps 500`` started 2.5 ms apart, so the
+    connections' 10 ms timers fall in different phases (bursts of 5, not 20): a diagnostic of
+    how much of the p99 is the four connections' bursts lining up. Their logs are merged
+    into ``keep``; returns (total, succeeded, failed, req/s summed)."""
+    load = Load(clients=1, streams=16, duration_s=duration, rps_per_client=500)
+    logs = [keep.with_suffix(f".{i}.tsv") for i in range(FIXED_CLIENTS)]
+    procs = []
+    for log in logs:
+        argv = pinned([*RT, *load.argv(url, AUTHORITY, log)], cpus)
+        procs.append(Popen(argv, stdout=PIPE, stderr=DEVNULL, text=True, env={**os.environ, **env}))
+        time.sleep(0.0025)
+    sums = [0, 0, 0, 0.0]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=duration + 60)
+        total, ok, failed, _, _, rps = parse_summary(out)
+        for i, value in enumerate((total, ok, failed, rps)):
+            sums[i] += value
+    keep.write_text("".join(log.read_text() for log in logs))
+    return int(sums[0]), int(sums[1]), int(sums[2]), float(sums[3])
+
+
 def run_fixed(
-    url: str, env: dict[str, str], cpus: str, duration: float, keep: Path, unlimited: bool = False
+    url: str, env: dict[str, str], cpus: str, duration: float, keep: Path, shape: str = "fixed"
 ) -> str:
-    """The benchmark's fixed rate (or, ``unlimited``, its full load ``-c 8 -m 16``)."""
-    load = (
-        Load(clients=8, streams=16, duration_s=duration)
-        if unlimited
-        else Load(clients=4, streams=16, duration_s=duration, rps_per_client=500)
-    )
-    done = run_tool(
-        [*RT, *load.argv(url, AUTHORITY, keep)],
-        cpus=cpus,
-        timeout_s=duration + 60,
-        what="h2load",
-        env=env,
-    )
-    total, ok, failed, _, _, rps = parse_summary(done.stdout)
+    """The benchmark's fixed rate; ``shape`` ``unlimited``: its full load ``-c 8 -m 16``;
+    ``stagger``: the fixed rate from four staggered h2load processes (:func:`staggered`)."""
+    if shape == "stagger":
+        total, ok, failed, rps = staggered(url, env, cpus, duration, keep)
+    else:
+        load = (
+            Load(clients=8, streams=16, duration_s=duration)
+            if shape == "unlimited"
+            else Load(clients=4, streams=16, duration_s=duration, rps_per_client=500)
+        )
+        done = run_tool(
+            [*RT, *load.argv(url, AUTHORITY, keep)],
+            cpus=cpus,
+            timeout_s=duration + 60,
+            what="h2load",
+            env=env,
+        )
+        total, ok, failed, _, _, rps = parse_summary(done.stdout)
     rows = _rows(keep)
     lats = sorted(lat for _, lat in rows)
     head = (
@@ -337,9 +380,14 @@ def _measure(args: argparse.Namespace, root: Path, rnd: Round) -> str:
     spy = _pyspy(args, root, rnd)
     before = [p.cpu_seconds() for p in procs]
     sw_before = [switches(p) for p in procs]
+    us_before = [user_system(p) for p in procs]
     keep = root / f"r{rnd.index}-{rnd.tree.name}.tsv"
-    text = run_fixed(rnd.url, rnd.env, "1", args.duration, keep, args.unlimited)
+    text = run_fixed(rnd.url, rnd.env, "1", args.duration, keep, args.shape)
     used = [p.cpu_seconds() - c for p, c in zip(procs, before, strict=True)]
+    us = [
+        (a[0] - b[0], a[1] - b[1])
+        for a, b in zip((user_system(p) for p in procs), us_before, strict=True)
+    ]
     sw = [
         (a[0] - b[0], a[1] - b[1])
         for a, b in zip((switches(p) for p in procs), sw_before, strict=True)
@@ -357,11 +405,15 @@ def _measure(args: argparse.Namespace, root: Path, rnd: Round) -> str:
     ctx = ", ".join(
         f"{p.name} {v / n:.3f} / {i / n:.3f}" for p, (v, i) in zip(procs, sw, strict=True)
     )
+    split = ", ".join(
+        f"{p.name} {u * 1e6 / n:.1f} / {k * 1e6 / n:.1f}"
+        for p, (u, k) in zip(procs, us, strict=True)
+    )
     return (
         f"round {rnd.index} {rnd.tree} ({args.mode}, load {os.getloadavg()[0]:.2f}): "
         f"{sum(used) * 1e6 / n:.1f} µs CPU/request ({each})\n"
-        f"  context switches per request, voluntary / involuntary: {ctx}\n{text}"
-        + "".join(f"\n{e}" for e in extra)
+        f"  context switches per request, voluntary / involuntary: {ctx}\n"
+        f"  user / system µs per request: {split}\n{text}" + "".join(f"\n{e}" for e in extra)
     )
 
 
@@ -384,7 +436,11 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--full", type=float, default=0.0, help="full load first, S seconds")
     parser.add_argument(
-        "--unlimited", action="store_true", help="measure at full load (-c 8 -m 16) instead"
+        "--shape",
+        choices=("fixed", "unlimited", "stagger"),
+        default="fixed",
+        help="the measured load: the benchmark's fixed rate, its full load, or the fixed rate "
+        "from four h2load processes started 2.5 ms apart",
     )
     parser.add_argument(
         "--nice",
