@@ -37,6 +37,7 @@ from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.maintenance import Retention
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
+from federation.service.stream_inbound import InboundSink
 from federation.service.tls import DEFAULT_HOSTS, ensure_federation_tls
 from federation.store import Store, open_store, sqlite_url_for_state_dir
 
@@ -227,11 +228,15 @@ async def _serve(
         max_token_ttl_s=config.max_token_ttl_s,
     )
     ca_pem = tls.ca_path.read_bytes()
-    app = build_app(service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes)
+    inbound = InboundSink(service)  # stores every snapshot stream's reports and ACKs
+    app = build_app(
+        service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes, stream_inbound=inbound
+    )
     hc = hypercorn_config(config, tls.cert_path, tls.key_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(auth.follow_changes)  # a changed bundle forgets verified tokens
         await nursery.start(publisher.run)
+        await nursery.start(inbound.run)
         nursery.start_soon(foreign.run)
         serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]
         binds = await nursery.start(serve)

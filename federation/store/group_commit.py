@@ -18,7 +18,7 @@ shielded, so a cancelled committer never leaves its batch half done.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -54,12 +54,17 @@ class GroupCommit(Generic[T]):
     async def submit(self, item: T) -> None:
         """Commit ``item`` with whatever else is submitted meanwhile; return once durable.
         Raises the batch's :class:`StoreError` (a fresh one per caller) if the commit failed."""
+        await self.submit_many((item,))
+
+    async def submit_many(self, items: Sequence[T]) -> None:
+        """:meth:`submit` for several items at once, in order, all in the same batch (one
+        caller, one wait: what a writer that gathers many items itself calls)."""
         batch = self._open
         if batch is None:
             batch = self._open = _Batch()
             if not self._committing:
                 batch.turn.set()
-        batch.items.append(item)
+        batch.items.extend(items)
         await batch.turn.wait()  # a checkpoint even when set: same-tick callers join the batch
         if not batch.taken:
             await self._commit(batch)
