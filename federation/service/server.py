@@ -32,7 +32,7 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService, ServiceSettings
 from federation.service.foreign import ForeignBundles, ForeignTrustDomain
-from federation.service.hypercorn_compat import install_h2_closed_stream_fix
+from federation.service.hypercorn_compat import install_h2_closed_stream_fix, install_h2_direct_send
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.maintenance import Retention
 from federation.service.metrics import FederationMetrics
@@ -190,6 +190,7 @@ async def _serve(
     task_status: trio.TaskStatus[RunningFederation],
 ) -> None:
     install_h2_closed_stream_fix()
+    install_h2_direct_send()  # a stream's message goes out from its writer, no send-task hop
     state_dir = config.resolved_state_dir
     tls = ensure_federation_tls(state_dir / "tls", hosts=config.tls_hosts)
     admin_token = ensure_admin_token(state_dir)
