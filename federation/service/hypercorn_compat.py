@@ -1,4 +1,4 @@
-"""hypercorn HTTP/2 patches: a crash fix, and response chunks sent without a task hop.
+"""hypercorn patches: an HTTP/2 crash fix, chunks sent without a task hop, a cheaper read loop.
 
 **The crash:** DATA arriving on a stream the app already answered.
 
@@ -10,7 +10,8 @@ whole server down (pgjones/hypercorn#329; fixes proposed in #312/#334, not relea
 such events after acknowledging their bytes for connection-level flow control, as those
 proposed fixes do. Remove it once a hypercorn release carries the fix.
 
-**The send path:** see :func:`install_h2_direct_send`.
+**The send path and the read loop:** see :func:`install_h2_direct_send` and
+:func:`install_read_loop_without_timeout`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from typing import Any
 
 import h2.events
 import h2.exceptions
+import trio
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 _PATCHED = "_isthmus_closed_stream_fix"
 
@@ -94,3 +98,37 @@ def _frame_now(protocol: Any, event: Body) -> bool:
             raise
         return False
     return True
+
+
+_READ_LOOP = "_isthmus_read_without_timeout"
+
+
+def install_read_loop_without_timeout() -> None:
+    """Idempotently make hypercorn's connection read loop skip its per-read ``fail_after``
+    when no ``read_timeout`` is configured (process-wide; the federation configures none).
+
+    hypercorn 0.18 wraps every ``receive_some`` in ``trio.fail_after(read_timeout or inf)``:
+    a cancel scope entered and left per read, i.e. per report of every connected gateway —
+    5 % of the server's CPU with 1,000 gateways reporting (py-spy). An infinite deadline never
+    fires, so the loop without it behaves the same. With a ``read_timeout`` set, hypercorn's
+    own loop runs, unchanged."""
+    if getattr(TCPServer, _READ_LOOP, False):
+        return
+    original = TCPServer._read_data
+
+    async def read_data(self: Any) -> None:
+        if self.config.read_timeout:
+            await original(self)
+            return
+        while True:
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+        await self.protocol.handle(Closed())
+
+    TCPServer._read_data = read_data  # type: ignore[method-assign]
+    setattr(TCPServer, _READ_LOOP, True)
