@@ -137,3 +137,20 @@ def test_submit_many_puts_its_items_in_one_batch_in_order() -> None:
         assert (commits.batches, commits.items) == (2, 5)
 
     run(main)
+
+
+def test_submit_many_commits_at_once_when_it_may_and_submit_lets_others_join() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:  # an inline commit: no checkpoint
+        flushed.append(list(items))
+
+    async def main() -> None:
+        commits = GroupCommit(flush)
+        with trio.testing.assert_no_checkpoints():  # no scheduler pass before the commit
+            await commits.submit_many([1, 2])
+        with trio.testing.assert_checkpoints():  # same-tick callers may join a single submit
+            await commits.submit(3)
+        assert flushed == [[1, 2], [3]]
+
+    run(main)
