@@ -28,6 +28,7 @@ only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ from federation.model.api import Ack, HealthReport
 from federation.service.core import FederationService
 from federation.service.errors import ServiceError
 from federation.store import StoreError
+
+_log = logging.getLogger(__name__)
 
 #: ACKs read and not yet stored before the reader waits for the store.
 MAX_QUEUED_ACKS = 64
@@ -153,17 +156,22 @@ class InboundSink:
                 self._queued = trio.Event()
                 ready, self._ready = self._ready, {}
                 taken = [(inbound, *inbound.take()) for inbound in ready]
-                await self._store_acks(
-                    [(inbound, mid, ack) for inbound, _, acks in taken for mid, ack in acks]
-                )
-                await self._store_reports(
-                    [(inbound, report) for inbound, report, _ in taken if report is not None]
-                )
+                await self._store_pass(taken)
                 for inbound, _, _ in taken:
                     inbound.stored()
                 self.passes += 1
         finally:
             self.running = False
+
+    async def _store_pass(
+        self, taken: list[tuple[StreamInbound, _WaitingReport | None, list[tuple[int | None, Ack]]]]
+    ) -> None:
+        await self._store_acks(
+            [(inbound, mid, ack) for inbound, _, acks in taken for mid, ack in acks]
+        )
+        await self._store_reports(
+            [(inbound, report) for inbound, report, _ in taken if report is not None]
+        )
 
     async def _store_reports(self, reports: list[tuple[StreamInbound, _WaitingReport]]) -> None:
         if not reports:
@@ -171,9 +179,9 @@ class InboundSink:
         items = [(i.cluster, w.report, w.raw, w.received_at) for i, w in reports]
         try:
             await self.service.record_reports(items)
-        except (ServiceError, StoreError) as err:
+        except Exception as err:  # answered: a bug must not end every stream
             for inbound, waiting in reports:
-                inbound.failed(err, waiting.ids)
+                inbound.failed(_answerable(err), waiting.ids)
             return
         for inbound, waiting in reports:
             if waiting.ids:
@@ -187,8 +195,8 @@ class InboundSink:
             if service.publisher.current(inbound.cluster) is None:  # nothing served yet: rare
                 try:
                     await service.record_ack(inbound.cluster, ack)  # refuses it, or stores it
-                except (ServiceError, StoreError) as err:
-                    inbound.failed(err, ids)
+                except Exception as err:  # answered: a bug must not end every stream
+                    inbound.failed(_answerable(err), ids)
                 else:
                     inbound.answered(ids)
                 continue
@@ -201,10 +209,19 @@ class InboundSink:
             return
         try:
             await service.record_acks([(inbound.cluster, ack) for inbound, _, ack in valid])
-        except (ServiceError, StoreError) as err:
+        except Exception as err:  # answered: a bug must not end every stream
             for inbound, message_id, _ in valid:
-                inbound.failed(err, [] if message_id is None else [message_id])
+                inbound.failed(_answerable(err), [] if message_id is None else [message_id])
             return
         for inbound, message_id, _ in valid:
             if message_id is not None:
                 inbound.answered([message_id])
+
+
+def _answerable(err: Exception) -> ServiceError | StoreError:
+    """``err`` as a stream can answer it: a service or store error as it is; anything else (a
+    bug: the sink serves every stream, so it must not end) logged and answered as internal."""
+    if isinstance(err, ServiceError | StoreError):
+        return err
+    _log.error("storing snapshot stream messages failed", exc_info=err)
+    return ServiceError(f"internal error storing the message: {err!r}", reason="internal")

@@ -193,3 +193,19 @@ async def test_what_a_stream_queued_is_stored_after_it_closed_only_once_stored()
         with trio.fail_after(5):
             await inbound.wait_stored()
     assert (store.acks, answers.ok) == ([5], [5])
+
+
+async def test_an_unexpected_failure_is_answered_and_the_sink_goes_on() -> None:
+    store, answers = SlowStore(), Answers()
+    store.fail = RuntimeError("a bug")
+    store.release.set()
+    async with _sink(store) as sink:
+        inbound = _inbound(sink, answers)
+        inbound.put_report(1, *_report(1), received_at=1.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert answers.errors == [("ServiceError", 1)]  # answered as an internal error
+        store.fail = None
+        inbound.put_report(2, *_report(2), received_at=2.0)
+        await _drain(inbound)
+        assert sink.running
+    assert answers.ok == [2]
