@@ -34,6 +34,7 @@ from federation.service.openapi import openapi_document
 from federation.service.placement_api import PlacementHandlers, placement_routes
 from federation.service.snapshot_bytes import accepts_gzip
 from federation.service.stream import SnapshotStreamEndpoint, parse_after, store_failure
+from federation.service.stream_inbound import InboundSink
 from federation.store import StoreError
 from federation.ui import ui_routes
 
@@ -226,15 +227,20 @@ def build_app(
     *,
     ca_pem: bytes,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    stream_inbound: InboundSink | None = None,
 ) -> Starlette:
-    """The ASGI app. ``ca_pem`` is the federation's TLS CA, served for fingerprint pinning."""
+    """The ASGI app. ``ca_pem`` is the federation's TLS CA, served for fingerprint pinning;
+    ``stream_inbound`` stores what snapshot streams receive (run it beside the app; without
+    one, or while it is not running, streams are refused with 503)."""
     h = _Handlers(service, auth, ca_pem=ca_pem, max_body_bytes=max_body_bytes)
 
     def route(path: str, handler: Handler, method: str) -> Route:
         return Route(path, _guarded(h.metrics.reject, handler), methods=[method])
 
     placement = PlacementHandlers(service, auth, h._body)
-    stream = SnapshotStreamEndpoint(service, auth, max_message_bytes=max_body_bytes)
+    stream = SnapshotStreamEndpoint(
+        service, auth, max_message_bytes=max_body_bytes, sink=stream_inbound
+    )
 
     return Starlette(
         routes=[

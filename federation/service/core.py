@@ -8,7 +8,7 @@ Errors are :class:`~federation.service.errors.ServiceError` subclasses carrying 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -42,7 +42,14 @@ from federation.service.join import (
 from federation.service.leases import DEFAULT_MISSED_INTERVALS, LeaseInput, assess_reachability
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
-from federation.store import ClusterRecord, EncodedJsonObject, ReportRecord, Store, TokenError
+from federation.store import (
+    ClusterRecord,
+    EncodedJsonObject,
+    JsonDocument,
+    ReportRecord,
+    Store,
+    TokenError,
+)
 from federation.trust import (
     BundleError,
     BundleUpdateError,
@@ -249,31 +256,58 @@ class FederationService:
         Cancelling it may still store the report. ``received_at``: when the report arrived,
         if it waited before this call (default: now); the lease is renewed as of then."""
         now = self.clock() if received_at is None else received_at
-        self.publisher.note_arrival(cluster, now)  # the lease counts from now, stored or not
+        await self.record_reports([(cluster, report, raw, now)])
+
+    async def record_reports(self, reports: Sequence[tuple[str, HealthReport, str, float]]) -> None:
+        """:meth:`record_report` of many ``(cluster, report, raw, received_at)`` at once, in
+        ONE batch of the store's group commit (one caller, one wait)."""
+        for cluster, _, _, at in reports:  # the lease counts from arrival, stored or not
+            self.publisher.note_arrival(cluster, at)
         # ``raw`` parsed as a HealthReport, so it is a JSON object: the store need not re-parse.
-        await self.store.record_report(cluster, EncodedJsonObject(raw), now)
-        self.publisher.note_report(cluster, now, report, raw)
+        await self.store.record_reports(
+            [(c, EncodedJsonObject(raw), at) for c, _, raw, at in reports]
+        )
+        for cluster, report, raw, at in reports:
+            self.publisher.note_report(cluster, at, report, raw)
 
     async def record_ack(self, cluster: str, ack: Ack) -> None:
         """Record an ACK or NACK of a version this cluster was actually served (else
         ``ConflictError``, 409; an unknown cluster ``NotFoundError``). Same contract as
         :meth:`record_report`: durable on return, concurrent calls group-committed, a NACK
         also appends a ``snapshot-nacked`` timeline event."""
-        served = self.publisher.current(cluster)
-        if served is None:  # a served snapshot implies a joined cluster: no store read then
+        if self.publisher.current(cluster) is None:  # served implies joined: no read then
             await self._require_cluster(cluster)
-        if served is None or ack.version > served.version:
-            raise ConflictError(
-                f"version: {ack.version} was never served to cluster {cluster!r} "
-                f"(latest is {served.version if served else 'none'})",
-                reason="unknown-version",
-            )
+        refusal = self.ack_refusal(cluster, ack)
+        if refusal is not None:
+            raise refusal
+        await self.record_acks([(cluster, ack)])
+
+    async def record_acks(self, acks: Sequence[tuple[str, Ack]]) -> None:
+        """Record ``(cluster, ACK/NACK)`` pairs already checked with :meth:`ack_refusal`, in
+        order, in ONE batch of the store's group commit; durable on return. The NACKs' timeline
+        events follow in one more write (its failure raises although the answers are stored)."""
         now = self.clock()
-        await self.store.record_ack(cluster, ack.version, ack.ok, ack.error or None, now)
-        self.metrics.answered(cluster, ack.version, now)
-        if not ack.ok:
-            detail = {"version": ack.version, "error": ack.error}
-            await self.store.append_event("snapshot-nacked", cluster, detail, now)
+        await self.store.record_acks([(c, a.version, a.ok, a.error or None, now) for c, a in acks])
+        for cluster, ack in acks:
+            self.metrics.answered(cluster, ack.version, now)
+        events: list[tuple[str, str, JsonDocument, float]] = [
+            ("snapshot-nacked", cluster, {"version": ack.version, "error": ack.error}, now)
+            for cluster, ack in acks
+            if not ack.ok
+        ]
+        if events:
+            await self.store.append_events(events)
+
+    def ack_refusal(self, cluster: str, ack: Ack) -> ConflictError | None:
+        """Why ``ack`` cannot be recorded (a version never served to ``cluster``), or ``None``."""
+        served = self.publisher.current(cluster)
+        if served is not None and ack.version <= served.version:
+            return None
+        return ConflictError(
+            f"version: {ack.version} was never served to cluster {cluster!r} "
+            f"(latest is {served.version if served else 'none'})",
+            reason="unknown-version",
+        )
 
     async def update_bundle(
         self, caller: str, trust_domain: str, request: BundleUpdateRequest

@@ -5,12 +5,15 @@ and is still on its way to the store (:meth:`LeaseTimes.arrived`), and a steady 
 between rebuilds (:meth:`LeaseTimes.renewed`). A lease counts from no earlier than the moment
 this replica became leader, so a federation that was down (or leaderless) longer than a lease
 expires nobody at once. The expiry timer asks for the next deadline on every wake-up of the
-leader's loop (up to ~200/s with 1,000 gateways reporting), so the oldest live renewal is kept
-and only rescanned when it may have moved.
+leader's loop (up to ~200/s with 1,000 gateways reporting), so live renewals are kept in a heap
+(O(log N) per renewal): with every gateway reporting once a second the oldest live renewal is
+the next one to renew, so keeping only the oldest and rescanning all N whenever it renewed was
+a scan of every cluster per report.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -31,9 +34,10 @@ class LeaseTimes:
         self.report_times: dict[str, float] = {}
         #: when each cluster's latest report arrived here (stored or still being stored)
         self._arrivals: dict[str, float] = {}
-        #: ``(time, cluster)``: the oldest report time of a live lease, until it may have moved
-        #: (that cluster renewed, or leases were judged anew); ``None``: scan again
-        self._oldest: tuple[float, str] | None = None
+        #: ``(time, cluster)`` of live leases' renewals, oldest first; entries whose time is no
+        #: longer the cluster's latest are dropped when they reach the top; ``None``: build it
+        #: from :attr:`report_times` (after new verdicts)
+        self._heap: list[tuple[float, str]] | None = None
         #: when this replica last became leader (``None``: not yet)
         self.leading_since: float | None = None
 
@@ -72,17 +76,19 @@ class LeaseTimes:
             for name, lease in leases.items()
             if lease.last_report_at is not None
         }
-        self._oldest = None
+        self._heap = None
 
     def renewed(self, cluster: str, at: float, is_up: Callable[[str], bool]) -> None:
-        """Record ``cluster``'s latest report time, keeping the oldest live one known cheaply:
-        only a renewal of that very cluster (or an older time) can move it."""
+        """Record ``cluster``'s latest report time (O(log N)); only a live lease's renewal can
+        be the next deadline (a cluster not up changes state only with new verdicts)."""
         self.report_times[cluster] = at
-        oldest = self._oldest
-        if oldest is not None and oldest[1] == cluster:
-            self._oldest = None
-        elif oldest is not None and at < oldest[0] and is_up(cluster):
-            self._oldest = (at, cluster)
+        heap = self._heap
+        if heap is None or not is_up(cluster):
+            return
+        if len(heap) > 2 * len(self.report_times) + 64:  # mostly superseded entries
+            self._heap = None
+            return
+        heapq.heappush(heap, (at, cluster))
 
     def seconds_to_next_expiry(self, reachability: Reachability, now: float) -> float:
         """Seconds until the earliest lease still judged alive expires (0 if already overdue).
@@ -90,13 +96,18 @@ class LeaseTimes:
         An overdue lease must arm an immediate wake-up: its deadline can pass while the loop is
         busy (debounce, a store read for reports that came through another replica), and steady
         renewals of the other clusters never rebuild, so nothing else would ever expire it.
-        O(1) between renewals of the oldest lease."""
-        if self._oldest is None:
-            times = self.report_times.items()
-            live = [(at, name) for name, at in times if reachability.is_up(name)]
-            self._oldest = min(live) if live else (math.inf, "")
-        at = self._oldest[0]
-        if at == math.inf:
+        Amortised O(log N) per renewal; O(N) once after new verdicts."""
+        heap = self._heap
+        times = self.report_times
+        if heap is None:
+            heap = [(at, name) for name, at in times.items() if reachability.is_up(name)]
+            heapq.heapify(heap)
+            self._heap = heap
+        while heap and (times.get(heap[0][1]) != heap[0][0] or not reachability.is_up(heap[0][1])):
+            heapq.heappop(heap)  # superseded by a later renewal, or no longer judged alive
+        if not heap:
             return math.inf
-        deadline = lease_expires_at(at, interval_s=self._interval_s, missed_intervals=self._missed)
+        deadline = lease_expires_at(
+            heap[0][0], interval_s=self._interval_s, missed_intervals=self._missed
+        )
         return max(0.0, deadline - now) + EXPIRY_SLACK_S

@@ -32,11 +32,16 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService, ServiceSettings
 from federation.service.foreign import ForeignBundles, ForeignTrustDomain
-from federation.service.hypercorn_compat import install_h2_closed_stream_fix
+from federation.service.hypercorn_compat import (
+    install_h2_closed_stream_fix,
+    install_h2_direct_send,
+    install_read_loop_without_timeout,
+)
 from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.maintenance import Retention
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
+from federation.service.stream_inbound import InboundSink
 from federation.service.tls import DEFAULT_HOSTS, ensure_federation_tls
 from federation.store import Store, open_store, sqlite_url_for_state_dir
 
@@ -189,6 +194,8 @@ async def _serve(
     task_status: trio.TaskStatus[RunningFederation],
 ) -> None:
     install_h2_closed_stream_fix()
+    install_h2_direct_send()  # a stream's message goes out from its writer, no send-task hop
+    install_read_loop_without_timeout()  # no cancel scope per read of every connection
     state_dir = config.resolved_state_dir
     tls = ensure_federation_tls(state_dir / "tls", hosts=config.tls_hosts)
     admin_token = ensure_admin_token(state_dir)
@@ -227,11 +234,15 @@ async def _serve(
         max_token_ttl_s=config.max_token_ttl_s,
     )
     ca_pem = tls.ca_path.read_bytes()
-    app = build_app(service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes)
+    inbound = InboundSink(service)  # stores every snapshot stream's reports and ACKs
+    app = build_app(
+        service, auth, ca_pem=ca_pem, max_body_bytes=config.max_body_bytes, stream_inbound=inbound
+    )
     hc = hypercorn_config(config, tls.cert_path, tls.key_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(auth.follow_changes)  # a changed bundle forgets verified tokens
         await nursery.start(publisher.run)
+        await nursery.start(inbound.run)
         nursery.start_soon(foreign.run)
         serve = partial(hypercorn.trio.serve, app, hc, mode="asgi")  # type: ignore[arg-type]
         binds = await nursery.start(serve)

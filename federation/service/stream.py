@@ -10,8 +10,8 @@ request body over chunk by chunk while the app sends). Per stream, in one nurser
 * the **reader** takes NDJSON lines (reports, ACK/NACKs) and validates them with the same
   validation and errors as the REST endpoints (the stream belongs to one authenticated cluster:
   it can write only that cluster's data), never waiting for the store;
-* the **committer** stores what the reader accepted through
-  :class:`~federation.service.core.FederationService`. A report renews the lease as of the
+* the server's one :class:`~federation.service.stream_inbound.InboundSink` stores what the
+  readers of all streams accepted, a pass at a time. A report renews the lease as of the
   moment it arrived; while one is being stored, a newer report of the stream replaces the one
   waiting (a report is the cluster's whole state: the store keeps only the latest anyway), so
   a slow store — a rebuild writing 1,000 snapshots — never makes a stream fall behind its
@@ -43,7 +43,7 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
-from federation.service.stream_inbound import StreamInbound
+from federation.service.stream_inbound import InboundSink
 from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
@@ -179,12 +179,20 @@ class SnapshotStreamEndpoint:
     """The ASGI app of the stream route. Borrows the service and authenticator."""
 
     def __init__(
-        self, service: FederationService, auth: CallerAuthenticator, *, max_message_bytes: int
+        self,
+        service: FederationService,
+        auth: CallerAuthenticator,
+        *,
+        max_message_bytes: int,
+        sink: InboundSink | None = None,
     ) -> None:
         self.service = service
         self.auth = auth
         self.max_message_bytes = max_message_bytes
         self.encoder = PushEncoder()
+        #: stores what every stream's reader accepted (its ``run`` must be running: streams
+        #: are refused with 503 until it is)
+        self.sink = sink if sink is not None else InboundSink(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -218,6 +226,12 @@ class SnapshotStreamEndpoint:
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         caller = await self.auth.cluster_of(authorization)
         require_own(caller, cluster, "the snapshot stream")
+        if not self.sink.running:
+            raise ServiceError(
+                "the federation is not storing stream messages (starting or stopping)",
+                reason="unavailable",
+                status=503,
+            )
         expires_at = float(unverified_claims(bearer_token(authorization)).get("exp", 0))
         after = parse_after((query.get("after") or ["-1"])[0])
         digest = (query.get("bundles") or [""])[0]
@@ -269,7 +283,7 @@ class StreamSession:
         self.sent_as_delta: set[int] = set()
         self.full_again = False
         #: what the reader accepted and the store has not taken yet
-        self.inbound = StreamInbound(self.service, cluster, self._answered, self._store_failed)
+        self.inbound = endpoint.sink.stream(cluster, self._answered, self._store_failed)
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -279,11 +293,10 @@ class StreamSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, send)
                 nursery.start_soon(self._expire, nursery.cancel_scope)
-                async with trio.open_nursery() as inbound:
-                    inbound.start_soon(self.inbound.run)
-                    gone = await self._read(receive)
-                    self.inbound.close()  # store what was read (bounded), then end
-                    inbound.cancel_scope.deadline = trio.current_time() + _CLOSE_S
+                gone = await self._read(receive)
+                self.inbound.close()  # store what was read (bounded), then end
+                with trio.move_on_after(_CLOSE_S):
+                    await self.inbound.wait_stored()
                 nursery.cancel_scope.cancel()
         if gone:
             return

@@ -1,10 +1,14 @@
-"""What a snapshot stream's gateway sent and the federation has not stored yet.
+"""What the snapshot streams' gateways sent and the federation has not stored yet.
 
-The stream's reader validates each up message and hands it to a :class:`StreamInbound`; its
-:meth:`~StreamInbound.run` task stores them through the service, one batch at a time (each
-write joins the store's group commit with every other stream's). The reader never waits for
-the store, so a store that is slow for a while (a rebuild writing 1,000 snapshots holds it for
-a second or more) costs a stream nothing but that wait:
+Each stream's reader validates its up messages and hands them to its :class:`StreamInbound`;
+ONE :class:`InboundSink` task per federation process stores what every stream queued, pass
+after pass: all the ACKs waiting in one store call, all the reports waiting in another (each
+joins the store's group commit, shared with the REST endpoints' writes), then answers each
+stream (its writer sends the ``ok``). A task per stream used to do this, which cost three
+scheduler steps per message (that task waking, the group commit's turn, its ``done``); the sink
+takes one step per pass, however many streams it serves. The reader never waits for the store,
+so a store that is slow for a while (a rebuild writing 1,000 snapshots holds it for a second or
+more) costs a stream nothing but that wait:
 
 * **Reports coalesce.** While one is being stored, a newer report replaces the one waiting: a
   report is the cluster's whole health state and the store keeps only the latest, so storing
@@ -15,15 +19,16 @@ a second or more) costs a stream nothing but that wait:
   superseded report is answered ``ok`` with the report that superseded it (it carried the
   newer state of the same cluster), or with its error.
 * **ACKs are stored in order**, each of them (a NACK also appends a timeline event); once
-  :data:`MAX_QUEUED_ACKS` wait besides the batch being stored, the reader waits too
-  (backpressure, bounded memory).
+  :data:`MAX_QUEUED_ACKS` wait besides the pass being stored, the reader waits too
+  (backpressure, bounded memory). An ACK is durable before its ``ok`` is answered.
 
-Trio-thread only. Cancelling :meth:`~StreamInbound.run` drops what is still waiting (a write
-in flight may still be stored, as for any cancelled store write).
+What a stream queued is stored even if the stream ends before the sink gets to it. Trio-thread
+only.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +38,8 @@ from federation.model.api import Ack, HealthReport
 from federation.service.core import FederationService
 from federation.service.errors import ServiceError
 from federation.store import StoreError
+
+_log = logging.getLogger(__name__)
 
 #: ACKs read and not yet stored before the reader waits for the store.
 MAX_QUEUED_ACKS = 64
@@ -53,20 +60,19 @@ class _WaitingReport:
 
 
 class StreamInbound:
-    """The queue between one stream's reader and the store (see the module docstring)."""
+    """One stream's queue to the :class:`InboundSink` (see the module docstring)."""
 
-    def __init__(
-        self, service: FederationService, cluster: str, answered: Answered, failed: Failed
-    ) -> None:
-        self._service = service
-        self._cluster = cluster
-        self._answered = answered
-        self._failed = failed
+    def __init__(self, sink: InboundSink, cluster: str, answered: Answered, failed: Failed):
+        self.cluster = cluster
+        self.answered = answered
+        self.failed = failed
+        self._sink = sink
         self._report: _WaitingReport | None = None
         self._acks: list[tuple[int | None, Ack]] = []
-        self._queued = trio.Event()
         self._room = trio.Event()
         self._closing = False
+        self._in_flight = False
+        self._drained = trio.Event()
         #: reports replaced by a newer one before they were stored (for tests and measuring)
         self.superseded = 0
 
@@ -81,56 +87,141 @@ class StreamInbound:
         if message_id is not None:
             ids.append(message_id)
         self._report = _WaitingReport(report, raw, received_at, ids)
-        self._service.report_arrived(self._cluster, received_at)  # renews the lease now
-        self._queued.set()
+        self._sink.service.report_arrived(self.cluster, received_at)  # renews the lease now
+        self._sink.queue(self)
 
     async def put_ack(self, message_id: int | None, ack: Ack) -> None:
         """Queue an ACK/NACK; waits while :data:`MAX_QUEUED_ACKS` are already waiting."""
         while len(self._acks) >= MAX_QUEUED_ACKS:
             await self._room.wait()
         self._acks.append((message_id, ack))
-        self._queued.set()
+        self._sink.queue(self)
 
     def close(self) -> None:
-        """Nothing more will be queued: :meth:`run` returns once everything is stored."""
+        """Nothing more will be queued (:meth:`wait_stored` then returns once it is stored)."""
         self._closing = True
+        self._check_drained()
+
+    async def wait_stored(self) -> None:
+        """After :meth:`close`: return once everything queued was stored (or refused)."""
+        await self._drained.wait()
+
+    def take(self) -> tuple[_WaitingReport | None, list[tuple[int | None, Ack]]]:
+        """The sink takes what waits (until :meth:`stored`); the reader may queue again."""
+        report, self._report = self._report, None
+        acks, self._acks = self._acks, []
+        self._in_flight = True
+        self._room.set()
+        self._room = trio.Event()
+        return report, acks
+
+    def stored(self) -> None:
+        """What the sink took last was stored (or refused, each message answered)."""
+        self._in_flight = False
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._closing and not self._in_flight and self._report is None and not self._acks:
+            self._drained.set()
+
+
+class InboundSink:
+    """Stores every stream's queued reports and ACKs, one pass at a time, in one task
+    (:meth:`run`, started with the server). Streams are refused while it is not running."""
+
+    def __init__(self, service: FederationService) -> None:
+        self.service = service
+        self._ready: dict[StreamInbound, None] = {}
+        self._queued = trio.Event()
+        self.running = False
+        #: passes stored (for tests and measuring)
+        self.passes = 0
+
+    def stream(self, cluster: str, answered: Answered, failed: Failed) -> StreamInbound:
+        """A new stream's queue: ``answered``/``failed`` are called from the sink's task."""
+        return StreamInbound(self, cluster, answered, failed)
+
+    def queue(self, inbound: StreamInbound) -> None:
+        self._ready[inbound] = None
         self._queued.set()
 
-    async def run(self) -> None:
-        """Store what is queued, batch after batch, until :meth:`close` and drained."""
-        while True:
-            report, self._report = self._report, None
-            acks, self._acks = self._acks, []
-            if report is None and not acks:
-                if self._closing:
-                    return
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Store what streams queue, pass after pass, until cancelled (what is still queued
+        then is dropped; a write in flight may still be stored)."""
+        self.running = True
+        try:
+            task_status.started()
+            while True:
                 await self._queued.wait()
                 self._queued = trio.Event()
+                ready, self._ready = self._ready, {}
+                taken = [(inbound, *inbound.take()) for inbound in ready]
+                await self._store_pass(taken)
+                for inbound, _, _ in taken:
+                    inbound.stored()
+                self.passes += 1
+        finally:
+            self.running = False
+
+    async def _store_pass(
+        self, taken: list[tuple[StreamInbound, _WaitingReport | None, list[tuple[int | None, Ack]]]]
+    ) -> None:
+        await self._store_acks(
+            [(inbound, mid, ack) for inbound, _, acks in taken for mid, ack in acks]
+        )
+        await self._store_reports(
+            [(inbound, report) for inbound, report, _ in taken if report is not None]
+        )
+
+    async def _store_reports(self, reports: list[tuple[StreamInbound, _WaitingReport]]) -> None:
+        if not reports:
+            return
+        items = [(i.cluster, w.report, w.raw, w.received_at) for i, w in reports]
+        try:
+            await self.service.record_reports(items)
+        except Exception as err:  # answered: a bug must not end every stream
+            for inbound, waiting in reports:
+                inbound.failed(_answerable(err), waiting.ids)
+            return
+        for inbound, waiting in reports:
+            if waiting.ids:
+                inbound.answered(waiting.ids)
+
+    async def _store_acks(self, acks: list[tuple[StreamInbound, int | None, Ack]]) -> None:
+        service = self.service
+        valid: list[tuple[StreamInbound, int | None, Ack]] = []
+        for inbound, message_id, ack in acks:
+            ids = [] if message_id is None else [message_id]
+            if service.publisher.current(inbound.cluster) is None:  # nothing served yet: rare
+                try:
+                    await service.record_ack(inbound.cluster, ack)  # refuses it, or stores it
+                except Exception as err:  # answered: a bug must not end every stream
+                    inbound.failed(_answerable(err), ids)
+                else:
+                    inbound.answered(ids)
                 continue
-            self._room.set()
-            self._room = trio.Event()
-            if report is not None:
-                await self._store_report(report)
-            for message_id, ack in acks:
-                await self._store_ack(message_id, ack)
-
-    async def _store_report(self, waiting: _WaitingReport) -> None:
-        try:
-            await self._service.record_report(
-                self._cluster, waiting.report, waiting.raw, received_at=waiting.received_at
-            )
-        except (ServiceError, StoreError) as err:
-            self._failed(err, waiting.ids)
+            refusal = service.ack_refusal(inbound.cluster, ack)
+            if refusal is not None:
+                inbound.failed(refusal, ids)
+            else:
+                valid.append((inbound, message_id, ack))
+        if not valid:
             return
-        if waiting.ids:
-            self._answered(waiting.ids)
-
-    async def _store_ack(self, message_id: int | None, ack: Ack) -> None:
-        ids = [] if message_id is None else [message_id]
         try:
-            await self._service.record_ack(self._cluster, ack)
-        except (ServiceError, StoreError) as err:
-            self._failed(err, ids)
+            await service.record_acks([(inbound.cluster, ack) for inbound, _, ack in valid])
+        except Exception as err:  # answered: a bug must not end every stream
+            for inbound, message_id, _ in valid:
+                inbound.failed(_answerable(err), [] if message_id is None else [message_id])
             return
-        if ids:
-            self._answered(ids)
+        for inbound, message_id, _ in valid:
+            if message_id is not None:
+                inbound.answered([message_id])
+
+
+def _answerable(err: Exception) -> ServiceError | StoreError:
+    """``err`` as a stream can answer it: a service or store error as it is; anything else (a
+    bug: the sink serves every stream, so it must not end) logged and answered as internal."""
+    if isinstance(err, ServiceError | StoreError):
+        return err
+    _log.error("storing snapshot stream messages failed", exc_info=err)
+    return ServiceError(f"internal error storing the message: {err!r}", reason="internal")

@@ -18,7 +18,7 @@ shielded, so a cancelled committer never leaves its batch half done.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -54,13 +54,25 @@ class GroupCommit(Generic[T]):
     async def submit(self, item: T) -> None:
         """Commit ``item`` with whatever else is submitted meanwhile; return once durable.
         Raises the batch's :class:`StoreError` (a fresh one per caller) if the commit failed."""
+        await self._submit((item,), wait_for_others=True)
+
+    async def submit_many(self, items: Sequence[T]) -> None:
+        """:meth:`submit` for several items at once, in order, all in the same batch (one
+        caller, one wait: what a writer that gathers many items itself calls). Unlike
+        :meth:`submit`, no scheduler pass is spent letting other callers join when the batch
+        may commit at once: the caller gathered its items already (on a saturated event loop
+        a pass is 40-200 ms, which every ACK of a 1,000-watcher flip waited twice)."""
+        await self._submit(items, wait_for_others=False)
+
+    async def _submit(self, items: Sequence[T], *, wait_for_others: bool) -> None:
         batch = self._open
         if batch is None:
             batch = self._open = _Batch()
             if not self._committing:
                 batch.turn.set()
-        batch.items.append(item)
-        await batch.turn.wait()  # a checkpoint even when set: same-tick callers join the batch
+        batch.items.extend(items)
+        if wait_for_others or not batch.turn.is_set():
+            await batch.turn.wait()  # a checkpoint even when set: same-tick callers join
         if not batch.taken:
             await self._commit(batch)
         if not batch.done.is_set():  # the committer itself goes on at once, no scheduler pass

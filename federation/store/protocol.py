@@ -144,6 +144,13 @@ class Store(Protocol):
         """
         ...
 
+    async def record_reports(self, reports: Sequence[tuple[str, JsonDocument, float]]) -> None:
+        """:meth:`record_report` of every ``(cluster, report, received_at)``, in order, in ONE
+        batch of the same group commit (for a cluster given twice the later one wins). Returns
+        once all are durable; raises (nothing stored) if the batch failed or any item is
+        invalid. An empty sequence stores nothing."""
+        ...
+
     async def get_report(self, cluster: str) -> ReportRecord | None:
         """The cluster's latest report, or ``None``."""
         ...
@@ -216,6 +223,12 @@ class Store(Protocol):
         Topic ``ack:<cluster>``. Group-committed like :meth:`record_report` (answers of one
         batch are applied in arrival order).
         """
+        ...
+
+    async def record_acks(self, acks: Sequence[tuple[str, int, bool, str | None, float]]) -> None:
+        """:meth:`record_ack` of every ``(cluster, version, ok, error, at)``, applied in order,
+        in ONE batch of the same group commit. Returns once all are durable; raises (nothing
+        stored) if the batch failed or any item is invalid. An empty sequence stores nothing."""
         ...
 
     async def get_ack_state(self, cluster: str) -> AckState:

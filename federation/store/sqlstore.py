@@ -179,6 +179,18 @@ class SqlStore(ABC):
         )
         await self._report_commits.submit(item)
 
+    async def record_reports(self, reports: Sequence[tuple[str, JsonDocument, float]]) -> None:
+        items = [
+            (
+                require_name(cluster, "cluster"),
+                document_text(report, "report"),
+                require_time(received_at, "received_at"),
+            )
+            for cluster, report, received_at in reports
+        ]
+        if items:
+            await self._report_commits.submit_many(items)
+
     @cached_property
     def _report_commits(self) -> GroupCommit[tuple[str, str, float]]:
         """Reports arriving while one commits are committed together (one transaction)."""
@@ -253,16 +265,12 @@ class SqlStore(ABC):
     async def record_ack(
         self, cluster: str, version: int, ok: bool, error: str | None, at: float
     ) -> None:
-        if not isinstance(ok, bool):
-            raise InvalidDocument("ok", f"expected a bool, got {ok!r}")
-        item = (
-            require_name(cluster, "cluster"),
-            require_count(version, "version"),
-            ok,
-            optional_text(error, "error"),
-            require_time(at, "at"),
-        )
-        await self._ack_commits.submit(item)
+        await self._ack_commits.submit(_ack_item(cluster, version, ok, error, at))
+
+    async def record_acks(self, acks: Sequence[tuple[str, int, bool, str | None, float]]) -> None:
+        items = [_ack_item(*ack) for ack in acks]
+        if items:
+            await self._ack_commits.submit_many(items)
 
     @cached_property
     def _ack_commits(self) -> GroupCommit[ops.AckItem]:
@@ -370,3 +378,16 @@ def _snapshot_document(value: object, field: str) -> snapshot_ops.StoredDocument
     if isinstance(value, ComposedJsonObject):
         return check_composed(value, field)
     return split_document(value, field)
+
+
+def _ack_item(cluster: str, version: int, ok: bool, error: str | None, at: float) -> ops.AckItem:
+    """One validated ACK/NACK for the group commit (``InvalidDocument`` if not valid)."""
+    if not isinstance(ok, bool):
+        raise InvalidDocument("ok", f"expected a bool, got {ok!r}")
+    return (
+        require_name(cluster, "cluster"),
+        require_count(version, "version"),
+        ok,
+        optional_text(error, "error"),
+        require_time(at, "at"),
+    )

@@ -18,7 +18,7 @@ import trio.testing
 
 from federation.model.api import HealthReport
 from federation.service.publisher import SnapshotPublisher
-from federation.store import Store, open_store
+from federation.store import ReportRecord, Store, open_store
 from tests.integration.federation.store_clusters import join
 
 #: Far longer than any build: a test that waits for it would see virtual time jump by it.
@@ -128,4 +128,37 @@ async def test_a_body_is_served_with_the_version_the_store_assigned(tmp_path: Pa
             assert stored is not None and served.version == stored.version == first.version + 4
             document = json.loads(served.body)
             assert document["version"] == document["routing"]["version"] == served.version
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_echo_of_a_report_noted_here_reads_no_reports(tmp_path: Path) -> None:
+    """The change feed echoes every report stored here; when the echo comes after the leader's
+    loop consumed the report noted here (a busy loop), it must not pass for a report received
+    by another replica, which the leader reads (all N of them) to classify."""
+    async with open_store(f"sqlite:///{tmp_path / 'fed.db'}") as store:
+        await join(store, "aws")
+        await join(store, "gcp")
+        publisher = SnapshotPublisher(store, clock=trio.current_time, interval_s=60.0)
+        reads = 0
+        list_reports = store.list_reports
+
+        async def counted() -> list[ReportRecord]:
+            nonlocal reads
+            reads += 1
+            return await list_reports()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.run)
+            first = await publisher.wait_newer("aws", -1, 30)
+            assert first is not None
+            await send_report(store, publisher, report(True))
+            assert await publisher.wait_newer("aws", first.version, 30) is not None
+            store.list_reports = counted  # type: ignore[method-assign]
+            for in_flight in range(1, 6):  # renewals: noted, consumed by the loop, then echoed
+                raw, now = report(True, in_flight), trio.current_time()
+                publisher.note_report("gcp", now, HealthReport.model_validate_json(raw), raw)
+                await trio.sleep(0.1)  # the loop took it (debounce 5 ms)
+                await store.record_report("gcp", raw, now)
+                await trio.sleep(0.1)  # the echo reached the leader
+            assert reads == 0
             nursery.cancel_scope.cancel()

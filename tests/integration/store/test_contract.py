@@ -222,6 +222,28 @@ async def test_report_is_an_upsert(store: Store) -> None:
     assert latest is not None and latest.received_at == 2.0
 
 
+async def test_reports_and_acks_in_one_batch_each(store: Store) -> None:
+    await store.record_reports(
+        [("c1", {"seq": 1}, 1.0), ("c2", '{"seq": 1}', 1.5), ("c1", {"seq": 2}, 2.0)]
+    )
+    reports = await store.list_reports()
+    assert [(r.cluster, r.received_at, r.report) for r in reports] == [
+        ("c1", 2.0, '{"seq":2}'),  # the later one of a cluster given twice wins
+        ("c2", 1.5, '{"seq": 1}'),
+    ]
+    await store.record_reports([])
+    with pytest.raises(InvalidDocument):  # one invalid item: nothing of the batch is stored
+        await store.record_reports([("c3", {"seq": 1}, 3.0), ("c4", "[1]", 3.0)])
+    assert [r.cluster for r in await store.list_reports()] == ["c1", "c2"]
+    await store.record_acks(
+        [("c1", 2, True, None, 10.0), ("c1", 1, True, None, 11.0), ("c2", 3, False, "bad", 12.0)]
+    )
+    await store.record_acks([])
+    first, second = await store.get_ack_state("c1"), await store.get_ack_state("c2")
+    assert (first.acked_version, first.acked_at) == (2, 10.0)  # applied in order, never lowered
+    assert (second.nacked_version, second.nacked_error) == (3, "bad")
+
+
 async def test_events_keep_order(store: Store) -> None:
     ids = [await store.append_event("lease", f"c{n}", {"n": n}, at=float(n)) for n in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5

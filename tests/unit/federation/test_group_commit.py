@@ -116,3 +116,41 @@ def test_unexpected_errors_become_store_errors(failure: Exception) -> None:
         assert caught.value.__cause__ is failure
 
     run(main)
+
+
+def test_submit_many_puts_its_items_in_one_batch_in_order() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:
+        await trio.sleep(0.01)
+        flushed.append(list(items))
+
+    async def main() -> None:
+        commits = GroupCommit(flush)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commits.submit, 0)
+            await trio.sleep(0.001)  # 0 is committing now
+            nursery.start_soon(commits.submit_many, [3, 2, 1])
+            nursery.start_soon(commits.submit, 4)
+        # the tasks start in either order; submit_many's items stay together, in order
+        assert flushed in ([[0], [3, 2, 1, 4]], [[0], [4, 3, 2, 1]])
+        assert (commits.batches, commits.items) == (2, 5)
+
+    run(main)
+
+
+def test_submit_many_commits_at_once_when_it_may_and_submit_lets_others_join() -> None:
+    flushed: list[list[int]] = []
+
+    async def flush(items: list[int]) -> None:  # an inline commit: no checkpoint
+        flushed.append(list(items))
+
+    async def main() -> None:
+        commits = GroupCommit(flush)
+        with trio.testing.assert_no_checkpoints():  # no scheduler pass before the commit
+            await commits.submit_many([1, 2])
+        with trio.testing.assert_checkpoints():  # same-tick callers may join a single submit
+            await commits.submit(3)
+        assert flushed == [[1, 2], [3]]
+
+    run(main)
