@@ -4,7 +4,10 @@ Why not a task per stream with a deadline on its cancel scope: in trio, spawning
 ~6 µs and a cancel scope with a deadline ~7 µs against ~4.6 µs without (measured here), on
 every request. Here a worker task that finished an exchange parks and takes the next one, and
 request deadlines sit in one heap watched by one timer task, which cancels an exchange's
-(plain) scope when its deadline passes.
+(plain) scope when its deadline passes. Parked workers wait in a plain list woken with
+``trio.lowlevel.reschedule``, not a ``ParkingLot`` (its unpark builds a generator and an
+ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp ping-pong measurement);
+the most recently parked worker is woken first (its stack is the warmest).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class StreamWorkers(Generic[R]):
         self._run = run
         self._cancelled = cancelled
         self._ready: deque[R] = deque()
-        self._parked = trio.lowlevel.ParkingLot()
+        self._parked: list[trio.lowlevel.Task] = []
         self._deadlines: list[tuple[float, int, R]] = []
         self._seq = 0
         self._timer_wake = trio.Event()
@@ -66,7 +69,7 @@ class StreamWorkers(Generic[R]):
         if self.active > self._keep:
             self._keep = min(self.active, MAX_IDLE_WORKERS)
         if self._parked:
-            self._parked.unpark()
+            trio.lowlevel.reschedule(self._parked.pop())
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
@@ -111,7 +114,19 @@ class StreamWorkers(Generic[R]):
             elif len(self._parked) >= self._keep:
                 return False
             else:
-                await self._parked.park()
+                await self._park()
+
+    async def _park(self) -> None:
+        """Wait until :meth:`submit` wakes this worker (or the connection's end cancels it)."""
+        task = trio.lowlevel.current_task()
+        parked = self._parked
+        parked.append(task)
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            parked.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def _expect_by(self, item: R, deadline: float) -> None:
         heap = self._deadlines
