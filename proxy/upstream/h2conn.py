@@ -57,7 +57,8 @@ class H2ClientConnection:
     writer and the body pumps, and closes the network stream when it returns).
 
     ``on_change`` is called (synchronously) whenever capacity or state changes: a stream was
-    released, SETTINGS changed, GOAWAY arrived, the connection closed. ``label`` names the
+    released, SETTINGS changed, GOAWAY arrived, the connection closed; when ``on_release`` is
+    given, a released stream calls it (with this connection) instead. ``label`` names the
     upstream in error messages. ``validate_inbound`` keeps the RFC 9113 §8.2 header checks on
     for backends we do not authenticate; outbound headers are not re-checked (the engine
     sanitized them). After a GOAWAY the connection keeps serving the streams it spared.
@@ -70,6 +71,7 @@ class H2ClientConnection:
         label: str,
         endpoint_key: str,
         on_change: Callable[[], None],
+        on_release: Callable[[H2ClientConnection], None] | None = None,
         validate_inbound: bool,
         stream_window: int,
         connection_window: int,
@@ -91,6 +93,7 @@ class H2ClientConnection:
         self._label = label
         self._key = endpoint_key
         self._on_change = on_change
+        self._on_release = on_release
         self._read_size = read_size
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
@@ -544,4 +547,7 @@ class H2ClientConnection:
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
         self._drop_answered()
-        self._on_change()
+        if self._on_release is None:
+            self._on_change()
+        else:
+            self._on_release(self)
