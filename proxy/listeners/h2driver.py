@@ -30,6 +30,7 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2session import H2ServerSession, H2SessionSettings
+from proxy.tls.sockio import SocketIO
 from proxy.tls.stream import TLSStream
 
 # A TLS stream copies out only what it decrypted, so a big read limit costs no allocation and
@@ -71,10 +72,15 @@ class H2Connection:
         self.streams: dict[int, H2Exchange] = {}
         self._initial = initial
         self._read_size = limits.read_size
-        self._tls_view: memoryview | None = None
+        self._view: memoryview | None = None  # reusable receive buffer
+        self._socket_io: SocketIO | None = None
         if isinstance(stream, TLSStream):
             self._read_size = max(limits.read_size, TLS_READ_SIZE)
-            self._tls_view = memoryview(bytearray(self._read_size))
+            self._view = memoryview(bytearray(self._read_size))
+        elif isinstance(stream, trio.SocketStream):
+            self._socket_io = SocketIO(stream.socket)
+            if self._socket_io.raw is not None:
+                self._view = memoryview(bytearray(self._read_size))
         self.writer = DeferredWriter(stream, self._pull_output, downstream.remote)
         self.unflushed = 0
         self._window = trio.Event()
@@ -140,10 +146,15 @@ class H2Connection:
             await self.flush()
 
     async def _receive(self) -> bytes | memoryview:
-        """The next bytes from the client; from a TLS stream decrypted straight into our
-        reusable buffer (valid until the next call: the session copies what it keeps)."""
-        view = self._tls_view
+        """The next bytes from the client, into our reusable buffer (valid until the next
+        call: the session copies what it keeps): decrypted straight into it from a TLS
+        stream; on plaintext TCP read with :class:`SocketIO` (trio's ``receive_some`` adds a
+        context manager, a copy, and a full schedule point after every read that did not
+        wait, i.e. a second pass through the scheduler per burst of requests)."""
+        view = self._view
         if view is not None:
+            if self._socket_io is not None:
+                return view[: await self._socket_io.recv_into(view)]
             assert isinstance(self.stream, TLSStream)
             return view[: await self.stream.receive_into(view)]
         return bytes(await self.stream.receive_some(self._read_size))
