@@ -116,6 +116,7 @@ class H2ClientConnection:
         # one timer task per connection instead of a cancel scope per request.
         self._deadlines: list[tuple[float, int, H2Stream]] = []
         self._timer_wake = trio.Event()
+        self._timer_at = math.inf  # when the header timer wakes by itself
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -499,7 +500,11 @@ class H2ClientConnection:
             # Answered entries stuck behind a slow one: drop them all (amortized O(1)).
             heap[:] = [e for e in heap if not (e[2].headers_ready.is_set() or e[2].released)]
             heapq.heapify(heap)
-        if not heap or deadline < heap[0][0]:
+        if deadline < self._timer_at:
+            # Only a deadline earlier than the timer's own wake-up needs it now. (Testing
+            # the heap's head instead woke it on every burst: answered streams leave the
+            # heap at once, so each burst's first stream found it empty; a task switch and
+            # a cancel scope per burst.)
             self._timer_wake.set()
         heapq.heappush(heap, (deadline, s.stream_id, s))
 
@@ -518,7 +523,8 @@ class H2ClientConnection:
                 s.headers_ready.set()
                 continue
             self._timer_wake = trio.Event()
-            with trio.move_on_at(heap[0][0] if heap else math.inf):
+            self._timer_at = heap[0][0] if heap else math.inf
+            with trio.move_on_at(self._timer_at):
                 await self._timer_wake.wait()
 
     async def wait_headers(self, s: H2Stream) -> None:
