@@ -55,6 +55,7 @@ class StreamWorkers(Generic[R]):
         self._deadlines: list[tuple[float, int, R]] = []
         self._seq = 0
         self._timer_wake = trio.Event()
+        self._timer_at = math.inf  # when the timer wakes by itself
         self._timer_started = False
         self.active = 0
         # Parked workers kept: the most streams that ran at once (a peer gateway's link
@@ -137,7 +138,7 @@ class StreamWorkers(Generic[R]):
         if not self._timer_started:
             self._timer_started = True
             self._nursery.start_soon(self._timer)
-        elif not heap or deadline < heap[0][0]:
+        elif deadline < self._timer_at:  # not merely an empty heap (after a compaction)
             self._timer_wake.set()
         self._seq += 1
         heapq.heappush(heap, (deadline, self._seq, item))
@@ -154,5 +155,6 @@ class StreamWorkers(Generic[R]):
                     item.scope.cancel()
                 continue
             self._timer_wake = trio.Event()
-            with trio.move_on_at(heap[0][0] if heap else math.inf):
+            self._timer_at = heap[0][0] if heap else math.inf
+            with trio.move_on_at(self._timer_at):
                 await self._timer_wake.wait()
