@@ -16,7 +16,7 @@ import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
 from proxy.listeners.h2exchange import H2Exchange
-from proxy.listeners.h2workers import StreamWorkers
+from proxy.listeners.h2workers import Deadline, StreamWorkers
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol import h2wire
@@ -88,6 +88,7 @@ class H2Connection:
         self._broken = False
         self._served = False
         self._read_scope: trio.CancelScope | None = None
+        self._idle_mark: Deadline | None = None
         self._workers: StreamWorkers[H2Exchange] | None = None
 
     @property
@@ -161,18 +162,19 @@ class H2Connection:
 
     def _arm_idle_deadline(self) -> None:
         """No deadline while streams are active; else header-read (before the first request)
-        or idle timeout from now."""
+        or idle timeout from now, as a mark in the workers' deadline heap that cancels the
+        read scope when it passes (moving the scope's own deadline to infinity and back on
+        every burst of requests cost ~3.6 µs per burst)."""
+        mark = self._idle_mark
+        if mark is not None:
+            mark.finished = True
+            self._idle_mark = None
         scope = self._read_scope
-        if scope is None:
+        if scope is None or self.streams or self._workers is None:
             return
-        if self.streams:
-            if scope.deadline != math.inf:
-                scope.deadline = math.inf
-        else:
-            timeout = (
-                self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
-            )
-            scope.deadline = trio.current_time() + timeout
+        timeout = self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
+        self._idle_mark = Deadline(scope)
+        self._workers.cancel_at(self._idle_mark, trio.current_time() + timeout)
 
     async def _dispatch(self, events: Sequence[Event]) -> bool:
         for ev in events:

@@ -35,6 +35,18 @@ class Runnable(Protocol):
 R = TypeVar("R", bound=Runnable)
 
 
+class Deadline:
+    """A cancel scope to cancel at a time (:meth:`StreamWorkers.cancel_at`) unless
+    ``finished`` is set first: e.g. a connection's idle timeout on its read loop's scope."""
+
+    __slots__ = ("finished", "scope", "timed_out")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope: trio.CancelScope | None = scope
+        self.timed_out = False
+        self.finished = False
+
+
 class StreamWorkers(Generic[R]):
     """Owned by a connection driver; the tasks live in ``nursery`` (the connection's) and end
     when it is cancelled. ``run`` must not raise except on cancellation, and must set
@@ -52,7 +64,7 @@ class StreamWorkers(Generic[R]):
         self._cancelled = cancelled
         self._ready: deque[R] = deque()
         self._parked: list[trio.lowlevel.Task] = []
-        self._deadlines: list[tuple[float, int, R]] = []
+        self._deadlines: list[tuple[float, int, Runnable]] = []
         self._seq = 0
         self._timer_wake = trio.Event()
         self._timer_at = math.inf  # when the timer wakes by itself
@@ -129,7 +141,13 @@ class StreamWorkers(Generic[R]):
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
-    def _expect_by(self, item: R, deadline: float) -> None:
+    def cancel_at(self, item: Deadline, deadline: float) -> None:
+        """Cancel ``item.scope`` at ``deadline`` (the trio clock) unless ``item.finished``
+        was set by then. Cheaper than moving a cancel scope's own deadline (~1.8 µs each
+        time in trio): a heap push, and the timer wakes only for an earlier deadline."""
+        self._expect_by(item, deadline)
+
+    def _expect_by(self, item: Runnable, deadline: float) -> None:
         heap = self._deadlines
         if len(heap) > 2 * self.active + 64:
             # Finished entries stuck behind a live one: drop them all (amortized O(1)).
