@@ -75,6 +75,15 @@ class BatchEnd(trio.abc.Instrument):
                 writer.write_pending()
             except Exception:  # an instrument that raises is removed: never let that happen
                 log.exception("end-of-batch write failed")
+        if timeout > 0 and trio.lowlevel.current_statistics().tasks_runnable:
+            # A write handed to a writer task made it runnable, but trio computed this
+            # poll's timeout before calling us: it would sleep (until other I/O or the next
+            # deadline) with that task waiting. Make the poll return at once.
+            trio.lowlevel.current_trio_token().run_sync_soon(_nothing)
+
+
+def _nothing() -> None:
+    pass
 
 
 _BATCH_END: trio.lowlevel.RunVar[BatchEnd] = trio.lowlevel.RunVar("isthmus_batch_end")
