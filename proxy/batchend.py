@@ -28,8 +28,9 @@ class PendingWriter(Protocol):
 
     last_write_batch: int  # the batch whose end last wrote it; NEVER_WRITTEN at first
 
-    def write_pending(self) -> None:
-        """Write what is queued without blocking; never raises."""
+    def write_pending(self) -> bool:
+        """Write what is queued without blocking; never raises. True when the rest was
+        handed to a task (made runnable) instead."""
 
 
 NEVER_WRITTEN = -(1 << 40)
@@ -63,6 +64,7 @@ class BatchEnd(trio.abc.Instrument):
         busy: bool | None = None
         writers = list(self._pending.values())
         self._pending.clear()
+        handed = False
         for writer in writers:
             if batch - writer.last_write_batch <= HOLD_BATCHES:
                 if busy is None:
@@ -72,10 +74,10 @@ class BatchEnd(trio.abc.Instrument):
                     continue
             writer.last_write_batch = batch
             try:
-                writer.write_pending()
+                handed = writer.write_pending() or handed
             except Exception:  # an instrument that raises is removed: never let that happen
                 log.exception("end-of-batch write failed")
-        if timeout > 0 and trio.lowlevel.current_statistics().tasks_runnable:
+        if handed and timeout > 0:
             # A write handed to a writer task made it runnable, but trio computed this
             # poll's timeout before calling us: it would sleep (until other I/O or the next
             # deadline) with that task waiting. Make the poll return at once.

@@ -215,24 +215,25 @@ class H2ClientConnection:
             self._registered = True
             self._batch_end.add(self)
 
-    def write_pending(self) -> None:
+    def write_pending(self) -> bool:
         """The end-of-batch write: on a TLS stream that is free, straight to the kernel
         (no turn of the writer task); otherwise, or for what the kernel did not take, the
-        writer task. Never raises (a broken stream aborts the connection)."""
+        writer task (then True). Never raises (a broken stream aborts the connection)."""
         self._registered = False
         if self.closed:
-            return
+            return False
         tls = self._tls
         if tls is None or not tls.send_ready or tls.output_pending:
             self._write_wanted.set()
-            return
+            return True
         try:
-            self._write_now(tls)
+            if self._write_now(tls):
+                return True
         except UpstreamStreamBroken:
-            return  # aborted: every stream learns it
-        if not self._pending_bytes:
-            flushed, self._flushed = self._flushed, trio.Event()
-            flushed.set()
+            return False  # aborted: every stream learns it
+        flushed, self._flushed = self._flushed, trio.Event()
+        flushed.set()
+        return False
 
     async def _write_loop(self) -> None:
         try:
@@ -437,9 +438,9 @@ class H2ClientConnection:
         while self._pending_bytes > _SEND_HIGH_WATER and not self.closed:
             await self._flushed.wait()
 
-    def _write_now(self, tls: TLSStream) -> None:
+    def _write_now(self, tls: TLSStream) -> bool:
         """Write all queued output from the calling task (``tls.send_ready`` was checked with
-        no await since); what the kernel did not take is left to the writer task."""
+        no await since); what the kernel did not take is left to the writer task (True)."""
         try:
             left = tls.send_nowait(self._h2.take_output())
         except trio.BrokenResourceError as err:
@@ -451,6 +452,8 @@ class H2ClientConnection:
         if left:
             self._pending_bytes = left
             self._write_wanted.set()  # the writer task waits for the kernel
+            return True
+        return False
 
     def end_stream(self, s: H2Stream) -> None:
         if not (s.local_ended or s.released or self.closed or s.error):

@@ -116,8 +116,9 @@ async def test_a_writer_task_woken_at_the_batch_end_runs_before_the_loop_sleeps(
     class _HandsToItsTask:
         last_write_batch = NEVER_WRITTEN
 
-        def write_pending(self) -> None:
+        def write_pending(self) -> bool:
             woken.set()
+            return True
 
     async def queue_output_then_stop() -> None:
         await trio.sleep(0.01)
