@@ -61,17 +61,17 @@ class BatchEnd(trio.abc.Instrument):
         if not self._pending:
             return
         batch = self._batch
-        busy: bool | None = None
+        # trio polls without waiting (timeout 0) exactly when tasks are runnable (or a
+        # deadline is already due: the next batch comes at once either way). Reading
+        # ``current_statistics().tasks_runnable`` instead cost 3.4 µs per call.
+        busy = timeout <= 0
         writers = list(self._pending.values())
         self._pending.clear()
         handed = False
         for writer in writers:
-            if batch - writer.last_write_batch <= HOLD_BATCHES:
-                if busy is None:
-                    busy = trio.lowlevel.current_statistics().tasks_runnable > 0
-                if busy:
-                    self._pending[id(writer)] = writer
-                    continue
+            if busy and batch - writer.last_write_batch <= HOLD_BATCHES:
+                self._pending[id(writer)] = writer
+                continue
             writer.last_write_batch = batch
             try:
                 handed = writer.write_pending() or handed
