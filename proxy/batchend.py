@@ -28,8 +28,9 @@ class PendingWriter(Protocol):
 
     last_write_batch: int  # the batch whose end last wrote it; NEVER_WRITTEN at first
 
-    def write_pending(self) -> None:
-        """Write what is queued without blocking; never raises."""
+    def write_pending(self) -> bool:
+        """Write what is queued without blocking; never raises. True when the rest was
+        handed to a task (made runnable) instead."""
 
 
 NEVER_WRITTEN = -(1 << 40)
@@ -60,21 +61,31 @@ class BatchEnd(trio.abc.Instrument):
         if not self._pending:
             return
         batch = self._batch
-        busy: bool | None = None
+        # trio polls without waiting (timeout 0) exactly when tasks are runnable (or a
+        # deadline is already due: the next batch comes at once either way). Reading
+        # ``current_statistics().tasks_runnable`` instead cost 3.4 µs per call.
+        busy = timeout <= 0
         writers = list(self._pending.values())
         self._pending.clear()
+        handed = False
         for writer in writers:
-            if batch - writer.last_write_batch <= HOLD_BATCHES:
-                if busy is None:
-                    busy = trio.lowlevel.current_statistics().tasks_runnable > 0
-                if busy:
-                    self._pending[id(writer)] = writer
-                    continue
+            if busy and batch - writer.last_write_batch <= HOLD_BATCHES:
+                self._pending[id(writer)] = writer
+                continue
             writer.last_write_batch = batch
             try:
-                writer.write_pending()
+                handed = writer.write_pending() or handed
             except Exception:  # an instrument that raises is removed: never let that happen
                 log.exception("end-of-batch write failed")
+        if handed and timeout > 0:
+            # A write handed to a writer task made it runnable, but trio computed this
+            # poll's timeout before calling us: it would sleep (until other I/O or the next
+            # deadline) with that task waiting. Make the poll return at once.
+            trio.lowlevel.current_trio_token().run_sync_soon(_nothing)
+
+
+def _nothing() -> None:
+    pass
 
 
 _BATCH_END: trio.lowlevel.RunVar[BatchEnd] = trio.lowlevel.RunVar("isthmus_batch_end")

@@ -63,9 +63,16 @@ def outcome_of(status: int) -> AttemptOutcome:
 
 
 async def forward(
-    engine: ForwardingEngine, exchange: Exchange, route: Route, lb: LoadBalancer, out: Outcome
+    engine: ForwardingEngine,
+    exchange: Exchange,
+    route: Route,
+    lb: LoadBalancer,
+    out: Outcome,
+    *,
+    now: float,
 ) -> None:
-    """Forward ``exchange`` along ``route`` within ``route.timeout_s``; always answers."""
+    """Forward ``exchange`` along ``route`` within ``route.timeout_s`` from ``now`` (the
+    trio clock, read by the caller with no checkpoint since); always answers."""
     down = exchange.downstream
     # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
     if down.listener == "inbound":
@@ -89,7 +96,7 @@ async def forward(
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()
-    deadline = trio.current_time() + route.timeout_s
+    deadline = now + route.timeout_s
     try:
         picked = await _attempts(
             engine,
@@ -97,6 +104,7 @@ async def forward(
             route,
             lb,
             budget,
+            now=now,
             deadline=deadline,
             headers=headers,
             body=body,
@@ -153,6 +161,7 @@ async def _attempts(
     lb: LoadBalancer,
     budget: RetryBudget,
     *,
+    now: float,
     deadline: float,
     headers: Headers,
     body: ReplayableBody | None,
@@ -161,13 +170,15 @@ async def _attempts(
     """Try endpoints until one answers (returned with its endpoint: the caller relays it and
     ends its in-flight count) or retrying must stop (then a local reply was sent:
     ``ANSWERED``), or the route's ``deadline`` passes (``TIMED_OUT``). No cancel scope: each
-    attempt's per-try timeout is cut to the time left before ``deadline``."""
+    attempt's per-try timeout is cut to the time left before ``deadline``. ``now``: the
+    clock for the first attempt (no checkpoint since the caller read it)."""
     tried: list[str] = []
     avoid: str | None = None
     last: FailureKind | None = None
     reason = ""
     for attempt in range(1, max(1, route.retry.attempts) + 1):
-        now = trio.current_time()
+        if attempt > 1:
+            now = trio.current_time()
         if now >= deadline:
             return _Stop.TIMED_OUT
         pick = lb.pick(
@@ -190,6 +201,7 @@ async def _attempts(
             route,
             ep,
             budget,
+            now=now,
             time_left=deadline - now,
             headers=headers,
             body=body,
@@ -232,6 +244,7 @@ async def _attempt(
     ep: Endpoint,
     budget: RetryBudget,
     *,
+    now: float,
     time_left: float,
     headers: Headers,
     body: ReplayableBody | None,
@@ -260,7 +273,7 @@ async def _attempt(
     try:
         try:
             timeout_s = time_left if route_bound else per_try
-            result = await engine.upstream.request(ep, req, timeout_s=timeout_s)
+            result = await engine.upstream.request(ep, req, timeout_s=timeout_s, now=now)
         except UpstreamError as err:
             result = _failure_of(err)
             if route_bound and result is FailureKind.PER_TRY_TIMEOUT:

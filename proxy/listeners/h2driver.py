@@ -16,7 +16,7 @@ import trio
 
 from proxy.listeners.exchange import Downstream, DownstreamGone, RequestHandler
 from proxy.listeners.h2exchange import H2Exchange
-from proxy.listeners.h2workers import StreamWorkers
+from proxy.listeners.h2workers import Deadline, StreamWorkers
 from proxy.listeners.limits import DrainSignal, ListenerLimits
 from proxy.listeners.writer import BULK_THRESHOLD, DeferredWriter
 from proxy.protocol import h2wire
@@ -30,6 +30,7 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2session import H2ServerSession, H2SessionSettings
+from proxy.tls.sockio import SocketIO
 from proxy.tls.stream import TLSStream
 
 # A TLS stream copies out only what it decrypted, so a big read limit costs no allocation and
@@ -71,10 +72,15 @@ class H2Connection:
         self.streams: dict[int, H2Exchange] = {}
         self._initial = initial
         self._read_size = limits.read_size
-        self._tls_view: memoryview | None = None
+        self._view: memoryview | None = None  # reusable receive buffer
+        self._socket_io: SocketIO | None = None
         if isinstance(stream, TLSStream):
             self._read_size = max(limits.read_size, TLS_READ_SIZE)
-            self._tls_view = memoryview(bytearray(self._read_size))
+            self._view = memoryview(bytearray(self._read_size))
+        elif isinstance(stream, trio.SocketStream):
+            self._socket_io = SocketIO(stream.socket)
+            if self._socket_io.raw is not None:
+                self._view = memoryview(bytearray(self._read_size))
         self.writer = DeferredWriter(stream, self._pull_output, downstream.remote)
         self.unflushed = 0
         self._window = trio.Event()
@@ -82,6 +88,7 @@ class H2Connection:
         self._broken = False
         self._served = False
         self._read_scope: trio.CancelScope | None = None
+        self._idle_mark: Deadline | None = None
         self._workers: StreamWorkers[H2Exchange] | None = None
 
     @property
@@ -140,28 +147,34 @@ class H2Connection:
             await self.flush()
 
     async def _receive(self) -> bytes | memoryview:
-        """The next bytes from the client; from a TLS stream decrypted straight into our
-        reusable buffer (valid until the next call: the session copies what it keeps)."""
-        view = self._tls_view
+        """The next bytes from the client, into our reusable buffer (valid until the next
+        call: the session copies what it keeps): decrypted straight into it from a TLS
+        stream; on plaintext TCP read with :class:`SocketIO` (trio's ``receive_some`` adds a
+        context manager, a copy, and a full schedule point after every read that did not
+        wait, i.e. a second pass through the scheduler per burst of requests)."""
+        view = self._view
         if view is not None:
+            if self._socket_io is not None:
+                return view[: await self._socket_io.recv_into(view)]
             assert isinstance(self.stream, TLSStream)
             return view[: await self.stream.receive_into(view)]
         return bytes(await self.stream.receive_some(self._read_size))
 
     def _arm_idle_deadline(self) -> None:
         """No deadline while streams are active; else header-read (before the first request)
-        or idle timeout from now."""
+        or idle timeout from now, as a mark in the workers' deadline heap that cancels the
+        read scope when it passes (moving the scope's own deadline to infinity and back on
+        every burst of requests cost ~3.6 µs per burst)."""
+        mark = self._idle_mark
+        if mark is not None:
+            mark.finished = True
+            self._idle_mark = None
         scope = self._read_scope
-        if scope is None:
+        if scope is None or self.streams or self._workers is None:
             return
-        if self.streams:
-            if scope.deadline != math.inf:
-                scope.deadline = math.inf
-        else:
-            timeout = (
-                self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
-            )
-            scope.deadline = trio.current_time() + timeout
+        timeout = self.limits.idle_timeout_s if self._served else self.limits.header_read_timeout_s
+        self._idle_mark = Deadline(scope)
+        self._workers.cancel_at(self._idle_mark, trio.current_time() + timeout)
 
     async def _dispatch(self, events: Sequence[Event]) -> bool:
         for ev in events:

@@ -4,7 +4,10 @@ Why not a task per stream with a deadline on its cancel scope: in trio, spawning
 ~6 µs and a cancel scope with a deadline ~7 µs against ~4.6 µs without (measured here), on
 every request. Here a worker task that finished an exchange parks and takes the next one, and
 request deadlines sit in one heap watched by one timer task, which cancels an exchange's
-(plain) scope when its deadline passes.
+(plain) scope when its deadline passes. Parked workers wait in a plain list woken with
+``trio.lowlevel.reschedule``, not a ``ParkingLot`` (its unpark builds a generator and an
+ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp ping-pong measurement);
+the most recently parked worker is woken first (its stack is the warmest).
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class Runnable(Protocol):
 R = TypeVar("R", bound=Runnable)
 
 
+class Deadline:
+    """A cancel scope to cancel at a time (:meth:`StreamWorkers.cancel_at`) unless
+    ``finished`` is set first: e.g. a connection's idle timeout on its read loop's scope."""
+
+    __slots__ = ("finished", "scope", "timed_out")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope: trio.CancelScope | None = scope
+        self.timed_out = False
+        self.finished = False
+
+
 class StreamWorkers(Generic[R]):
     """Owned by a connection driver; the tasks live in ``nursery`` (the connection's) and end
     when it is cancelled. ``run`` must not raise except on cancellation, and must set
@@ -48,10 +63,11 @@ class StreamWorkers(Generic[R]):
         self._run = run
         self._cancelled = cancelled
         self._ready: deque[R] = deque()
-        self._parked = trio.lowlevel.ParkingLot()
-        self._deadlines: list[tuple[float, int, R]] = []
+        self._parked: list[trio.lowlevel.Task] = []
+        self._deadlines: list[tuple[float, int, Runnable]] = []
         self._seq = 0
         self._timer_wake = trio.Event()
+        self._timer_at = math.inf  # when the timer wakes by itself
         self._timer_started = False
         self.active = 0
         # Parked workers kept: the most streams that ran at once (a peer gateway's link
@@ -66,7 +82,7 @@ class StreamWorkers(Generic[R]):
         if self.active > self._keep:
             self._keep = min(self.active, MAX_IDLE_WORKERS)
         if self._parked:
-            self._parked.unpark()
+            trio.lowlevel.reschedule(self._parked.pop())
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
@@ -111,9 +127,27 @@ class StreamWorkers(Generic[R]):
             elif len(self._parked) >= self._keep:
                 return False
             else:
-                await self._parked.park()
+                await self._park()
 
-    def _expect_by(self, item: R, deadline: float) -> None:
+    async def _park(self) -> None:
+        """Wait until :meth:`submit` wakes this worker (or the connection's end cancels it)."""
+        task = trio.lowlevel.current_task()
+        parked = self._parked
+        parked.append(task)
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            parked.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def cancel_at(self, item: Deadline, deadline: float) -> None:
+        """Cancel ``item.scope`` at ``deadline`` (the trio clock) unless ``item.finished``
+        was set by then. Cheaper than moving a cancel scope's own deadline (~1.8 µs each
+        time in trio): a heap push, and the timer wakes only for an earlier deadline."""
+        self._expect_by(item, deadline)
+
+    def _expect_by(self, item: Runnable, deadline: float) -> None:
         heap = self._deadlines
         if len(heap) > 2 * self.active + 64:
             # Finished entries stuck behind a live one: drop them all (amortized O(1)).
@@ -122,7 +156,7 @@ class StreamWorkers(Generic[R]):
         if not self._timer_started:
             self._timer_started = True
             self._nursery.start_soon(self._timer)
-        elif not heap or deadline < heap[0][0]:
+        elif deadline < self._timer_at:  # not merely an empty heap (after a compaction)
             self._timer_wake.set()
         self._seq += 1
         heapq.heappush(heap, (deadline, self._seq, item))
@@ -139,5 +173,6 @@ class StreamWorkers(Generic[R]):
                     item.scope.cancel()
                 continue
             self._timer_wake = trio.Event()
-            with trio.move_on_at(heap[0][0] if heap else math.inf):
+            self._timer_at = heap[0][0] if heap else math.inf
+            with trio.move_on_at(self._timer_at):
                 await self._timer_wake.wait()

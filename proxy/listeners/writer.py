@@ -72,14 +72,14 @@ class DeferredWriter:
             self._registered = True
             self._batch_end.add(self)
 
-    def write_pending(self) -> None:
+    def write_pending(self) -> bool:
         """The end-of-batch write (see :mod:`proxy.batchend`): what is queued goes
         to the kernel without blocking; when that is not possible now (a write in progress,
-        earlier bytes still waiting, a full send buffer) the writer task takes over.
-        Never raises: a failed transport breaks the connection."""
+        earlier bytes still waiting, a full send buffer) the writer task takes over (then
+        True). Never raises: a failed transport breaks the connection."""
         self._registered = False
         if self.broken:
-            return
+            return False
         tls = self._tls
         try:
             if self._lock.locked() or self._carry:
@@ -89,17 +89,22 @@ class DeferredWriter:
                     self._wanted.set()
                 elif tls.send_nowait((self._pull(),)):
                     self._wanted.set()  # the rest waits in the TLS stream: the writer pushes it
+                else:
+                    return False
             elif self._raw is not None and self._raw.fileno() >= 0:
-                self._send_raw(self._raw)
+                return self._send_raw(self._raw)
             else:
                 self._wanted.set()
         except (trio.BrokenResourceError, OSError):
             self._break()
+            return False
+        return True
 
-    def _send_raw(self, raw: socket.socket) -> None:
+    def _send_raw(self, raw: socket.socket) -> bool:
+        """True when the kernel did not take it all (the writer task has the rest)."""
         data = self._pull()
         if not data:
-            return
+            return False
         try:
             sent = raw.send(data)
         except BlockingIOError:
@@ -107,6 +112,8 @@ class DeferredWriter:
         if sent < len(data):
             self._carry = data[sent:]
             self._wanted.set()
+            return True
+        return False
 
     async def flush(self) -> None:
         """Write everything queued now; raises :class:`DownstreamGone` if the client left."""

@@ -114,6 +114,15 @@ class EndpointPool:
             changed, self._changed = self._changed, trio.Event()
             changed.set()
 
+    def _stream_released(self, conn: H2ClientConnection) -> None:
+        """A stream of ``conn`` ended. While ``conn`` still carries streams and nobody waits
+        for room, :meth:`changed` would find nothing to do (``conn`` is not idle, nothing
+        else changed; idle timeouts of other connections are the periodic :meth:`reap`'s):
+        skip it, a clock read and a pass over the slots per request on a peer link."""
+        if conn.active_streams and not (self._waiters or conn.draining or conn.closed):
+            return
+        self.changed()
+
     def _stamp_and_reap(self, now: float) -> None:
         """Stamp idleness; run :meth:`reap` only when it may close something (a draining
         connection, an idle timeout reached, more idle than ``max_idle``): this runs after
@@ -324,6 +333,7 @@ class EndpointPool:
             label=self.label,
             endpoint_key=self.endpoint.key,
             on_change=self.changed,
+            on_release=self._stream_released,
             validate_inbound=self.endpoint.kind != "peer",
             stream_window=self._settings.stream_window,
             connection_window=self._settings.connection_window,

@@ -35,6 +35,7 @@ class H1Deadlines:
         self._heap: list[tuple[float, int, H1Watch]] = []
         self._seq = 0
         self._wake = trio.Event()
+        self._wake_at = math.inf  # when the timer wakes by itself
         self._started = False
         self._live = 0
 
@@ -50,7 +51,7 @@ class H1Deadlines:
         if not self._started:
             self._started = True
             self._nursery.start_soon(self._timer)
-        elif not heap or deadline < heap[0][0]:
+        elif deadline < self._wake_at:  # not merely an empty heap (after a compaction)
             self._wake.set()
         entry = H1Watch(stream)
         self._seq += 1
@@ -75,5 +76,6 @@ class H1Deadlines:
                 await trio.aclose_forcefully(entry.stream)  # the exchange's I/O now fails
                 continue
             self._wake = trio.Event()
-            with trio.move_on_at(heap[0][0] if heap else math.inf):
+            self._wake_at = heap[0][0] if heap else math.inf
+            with trio.move_on_at(self._wake_at):
                 await self._wake.wait()

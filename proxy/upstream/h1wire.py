@@ -46,12 +46,15 @@ def _framing_headers(headers: Headers) -> tuple[int | None, bool]:
     chunked = False
     for name, value in headers:
         if name == b"content-length":
-            values = {v.strip() for v in value.split(b",")}
-            if len(values) != 1:
-                raise WireError("conflicting Content-Length headers")
-            one = values.pop()
-            if not _DIGITS.fullmatch(one) or len(one) > 20:
-                raise WireError("bad Content-Length")
+            if value.isdigit() and len(value) <= 20:  # the common case: one ASCII number
+                one = value
+            else:
+                values = {v.strip() for v in value.split(b",")}
+                if len(values) != 1:
+                    raise WireError("conflicting Content-Length headers")
+                one = values.pop()
+                if not _DIGITS.fullmatch(one) or len(one) > 20:
+                    raise WireError("bad Content-Length")
             if length is not None and length != one:
                 raise WireError("conflicting Content-Length headers")
             length = one
@@ -67,8 +70,11 @@ def _framing_headers(headers: Headers) -> tuple[int | None, bool]:
 def request_head(method: bytes, target: bytes, headers: Headers) -> tuple[bytes, int | None]:
     """The serialized head and the body framing: ``None`` = chunked, else the length
     (0 when neither header is present)."""
-    if not _TOKEN.fullmatch(method):
-        raise WireError(f"Illegal method {method!r}")
+    if method not in _VALID_METHODS:
+        if not _TOKEN.fullmatch(method):
+            raise WireError(f"Illegal method {method!r}")
+        if len(_VALID_METHODS) < _VALID_METHODS_LIMIT:
+            _VALID_METHODS.add(method)
     if not _TARGET.fullmatch(target):
         raise WireError(f"Illegal target characters {target!r}")
     lines: list[bytes] = []
@@ -89,13 +95,19 @@ def request_head(method: bytes, target: bytes, headers: Headers) -> tuple[bytes,
 # Bounded; values that differ on every request are not kept.
 _VALID_FIELDS: set[tuple[bytes, bytes]] = set()
 _VALID_LIMIT = 4096
+_VALID_NAMES: set[bytes] = set()
+_VALID_METHODS: set[bytes] = set()
+_VALID_METHODS_LIMIT = 64
 _UNIQUE_PER_REQUEST = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
 
 
 def _check_field(field: tuple[bytes, bytes]) -> None:
     name, value = field
-    if not _TOKEN.fullmatch(name):
-        raise WireError(f"Illegal header name {name!r}")
+    if name not in _VALID_NAMES:  # traceparent's value differs per request, its name not
+        if not _TOKEN.fullmatch(name):
+            raise WireError(f"Illegal header name {name!r}")
+        if len(_VALID_NAMES) < _VALID_LIMIT:
+            _VALID_NAMES.add(name)
     if not _VALUE.fullmatch(value):
         raise WireError(f"Illegal header value {value!r}")
     if len(_VALID_FIELDS) < _VALID_LIMIT and name not in _UNIQUE_PER_REQUEST:

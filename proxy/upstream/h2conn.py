@@ -57,7 +57,8 @@ class H2ClientConnection:
     writer and the body pumps, and closes the network stream when it returns).
 
     ``on_change`` is called (synchronously) whenever capacity or state changes: a stream was
-    released, SETTINGS changed, GOAWAY arrived, the connection closed. ``label`` names the
+    released, SETTINGS changed, GOAWAY arrived, the connection closed; when ``on_release`` is
+    given, a released stream calls it (with this connection) instead. ``label`` names the
     upstream in error messages. ``validate_inbound`` keeps the RFC 9113 §8.2 header checks on
     for backends we do not authenticate; outbound headers are not re-checked (the engine
     sanitized them). After a GOAWAY the connection keeps serving the streams it spared.
@@ -70,6 +71,7 @@ class H2ClientConnection:
         label: str,
         endpoint_key: str,
         on_change: Callable[[], None],
+        on_release: Callable[[H2ClientConnection], None] | None = None,
         validate_inbound: bool,
         stream_window: int,
         connection_window: int,
@@ -91,6 +93,7 @@ class H2ClientConnection:
         self._label = label
         self._key = endpoint_key
         self._on_change = on_change
+        self._on_release = on_release
         self._read_size = read_size
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
@@ -113,6 +116,7 @@ class H2ClientConnection:
         # one timer task per connection instead of a cancel scope per request.
         self._deadlines: list[tuple[float, int, H2Stream]] = []
         self._timer_wake = trio.Event()
+        self._timer_at = math.inf  # when the header timer wakes by itself
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -211,24 +215,25 @@ class H2ClientConnection:
             self._registered = True
             self._batch_end.add(self)
 
-    def write_pending(self) -> None:
+    def write_pending(self) -> bool:
         """The end-of-batch write: on a TLS stream that is free, straight to the kernel
         (no turn of the writer task); otherwise, or for what the kernel did not take, the
-        writer task. Never raises (a broken stream aborts the connection)."""
+        writer task (then True). Never raises (a broken stream aborts the connection)."""
         self._registered = False
         if self.closed:
-            return
+            return False
         tls = self._tls
         if tls is None or not tls.send_ready or tls.output_pending:
             self._write_wanted.set()
-            return
+            return True
         try:
-            self._write_now(tls)
+            if self._write_now(tls):
+                return True
         except UpstreamStreamBroken:
-            return  # aborted: every stream learns it
-        if not self._pending_bytes:
-            flushed, self._flushed = self._flushed, trio.Event()
-            flushed.set()
+            return False  # aborted: every stream learns it
+        flushed, self._flushed = self._flushed, trio.Event()
+        flushed.set()
+        return False
 
     async def _write_loop(self) -> None:
         try:
@@ -433,9 +438,9 @@ class H2ClientConnection:
         while self._pending_bytes > _SEND_HIGH_WATER and not self.closed:
             await self._flushed.wait()
 
-    def _write_now(self, tls: TLSStream) -> None:
+    def _write_now(self, tls: TLSStream) -> bool:
         """Write all queued output from the calling task (``tls.send_ready`` was checked with
-        no await since); what the kernel did not take is left to the writer task."""
+        no await since); what the kernel did not take is left to the writer task (True)."""
         try:
             left = tls.send_nowait(self._h2.take_output())
         except trio.BrokenResourceError as err:
@@ -447,6 +452,8 @@ class H2ClientConnection:
         if left:
             self._pending_bytes = left
             self._write_wanted.set()  # the writer task waits for the kernel
+            return True
+        return False
 
     def end_stream(self, s: H2Stream) -> None:
         if not (s.local_ended or s.released or self.closed or s.error):
@@ -496,7 +503,11 @@ class H2ClientConnection:
             # Answered entries stuck behind a slow one: drop them all (amortized O(1)).
             heap[:] = [e for e in heap if not (e[2].headers_ready.is_set() or e[2].released)]
             heapq.heapify(heap)
-        if not heap or deadline < heap[0][0]:
+        if deadline < self._timer_at:
+            # Only a deadline earlier than the timer's own wake-up needs it now. (Testing
+            # the heap's head instead woke it on every burst: answered streams leave the
+            # heap at once, so each burst's first stream found it empty; a task switch and
+            # a cancel scope per burst.)
             self._timer_wake.set()
         heapq.heappush(heap, (deadline, s.stream_id, s))
 
@@ -515,7 +526,8 @@ class H2ClientConnection:
                 s.headers_ready.set()
                 continue
             self._timer_wake = trio.Event()
-            with trio.move_on_at(heap[0][0] if heap else math.inf):
+            self._timer_at = heap[0][0] if heap else math.inf
+            with trio.move_on_at(self._timer_at):
                 await self._timer_wake.wait()
 
     async def wait_headers(self, s: H2Stream) -> None:
@@ -544,4 +556,7 @@ class H2ClientConnection:
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
         self._drop_answered()
-        self._on_change()
+        if self._on_release is None:
+            self._on_change()
+        else:
+            self._on_release(self)

@@ -9,9 +9,17 @@ import trio
 from proxy.errors import UpstreamError
 from proxy.upstream.models import Headers
 
+# What ``readable`` and ``window`` start as: an Event already set, which nobody waits on.
+# Whoever waits installs a fresh Event first (``H2ClientConnection``), so the reader's
+# ``set()`` before that is a no-op; two Events per stream cost ~0.6 µs, and a stream whose
+# response body comes with its headers waits for neither.
+_NOBODY_WAITS = trio.Event()
+_NOBODY_WAITS.set()
+
 
 class H2Stream:
-    """State of one client stream, fed by the reader task."""
+    """State of one client stream, fed by the reader task. ``headers_ready`` is waited on
+    as it is; ``readable`` and ``window`` must be replaced by a fresh Event before a wait."""
 
     __slots__ = (
         "ended",
@@ -33,8 +41,8 @@ class H2Stream:
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
         self.headers_ready = trio.Event()
-        self.readable = trio.Event()
-        self.window = trio.Event()
+        self.readable = _NOBODY_WAITS
+        self.window = _NOBODY_WAITS
         self.status = 0
         self.headers: Headers = []
         self.trailers: Headers = []

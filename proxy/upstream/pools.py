@@ -90,14 +90,20 @@ class UpstreamPools:
         return await connect_tcp(endpoint, timeout_s)
 
     async def request(
-        self, endpoint: Endpoint, req: UpstreamRequest, *, timeout_s: float | None = None
+        self,
+        endpoint: Endpoint,
+        req: UpstreamRequest,
+        *,
+        timeout_s: float | None = None,
+        now: float | None = None,
     ) -> UpstreamResponse:
         """Send ``req`` to ``endpoint``; return once response headers arrived.
 
         Raises :class:`~proxy.errors.ConnectFailure`, :class:`~proxy.errors.ResetBeforeHeaders`,
         :class:`~proxy.errors.GoawayReceived`, or :class:`~proxy.errors.UpstreamTimeout` when no
         headers arrived within ``timeout_s``. Cancellation resets the stream. The caller owns
-        the returned response and must consume its body or ``aclose()`` it.
+        the returned response and must consume its body or ``aclose()`` it. ``now``: the
+        trio clock if the caller just read it (no checkpoint since), saving a clock read.
         """
         pool = self._pool(endpoint)
         if timeout_s is None:
@@ -107,7 +113,7 @@ class UpstreamPools:
         if slot is not None:
             # The common case: a timer (the connection's, or the HTTP/1.1 deadlines') bounds
             # the wait for headers; no cancel scope.
-            deadline = trio.current_time() + timeout_s
+            deadline = (trio.current_time() if now is None else now) + timeout_s
             if pool.multiplexed:
                 response = await h2_exchange(pool, req, slot=slot, deadline=deadline)
             else:

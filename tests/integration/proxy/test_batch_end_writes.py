@@ -8,7 +8,7 @@ import socket
 
 import trio
 
-from proxy.batchend import HOLD_BATCHES
+from proxy.batchend import HOLD_BATCHES, NEVER_WRITTEN, batch_end
 from proxy.listeners.writer import DeferredWriter
 
 
@@ -104,3 +104,30 @@ async def test_what_the_kernel_does_not_take_is_finished_by_the_writer_in_order(
             nursery.cancel_scope.cancel()
         await stream.aclose()
     assert bytes(received) == payload + b"after"
+
+
+async def test_a_writer_task_woken_at_the_batch_end_runs_before_the_loop_sleeps() -> None:
+    """A ``write_pending`` that hands its output to a writer task (an Event set) while the
+    loop is about to sleep: trio computed that sleep's timeout before the hook ran, so without
+    a nudge the task waited for unrelated I/O or the next deadline (an h2c upstream's HEADERS
+    then left up to 0.2-1 s late under load)."""
+    woken = trio.Event()
+
+    class _HandsToItsTask:
+        last_write_batch = NEVER_WRITTEN
+
+        def write_pending(self) -> bool:
+            woken.set()
+            return True
+
+    async def queue_output_then_stop() -> None:
+        await trio.sleep(0.01)
+        batch_end().add(_HandsToItsTask())
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(queue_output_then_stop)
+        with trio.move_on_after(2):  # the only deadline: the bug slept until here
+            await woken.wait()
+    assert woken.is_set()
+    assert trio.current_time() - start < 0.5

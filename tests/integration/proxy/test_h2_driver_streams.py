@@ -183,3 +183,28 @@ async def test_workers_of_a_burst_are_kept_for_the_next_one(
             await client.read_until(lambda _, s=sids: all(client.status(i) for i in s))
         assert len(handler.tasks) == 40  # not 40 + 2 * 24: the first burst's 40 served on
         nursery.cancel_scope.cancel()
+
+
+async def test_the_idle_timeout_counts_from_the_last_stream_and_spares_active_ones(
+    clock: trio.testing.MockClock,
+) -> None:
+    """A stream that runs longer than the idle timeout is not cut; the connection closes
+    ``idle_timeout_s`` after its last stream ended (a GOAWAY then)."""
+    handler = Handler()
+    limits = ListenerLimits(idle_timeout_s=0.5, request_timeout_s=5.0)
+    async with trio.open_nursery() as nursery:
+        client = await _serve(handler, limits, nursery)
+        client.h2.send_headers(1, [*REQUEST, (b":path", b"/fast")], end_stream=True)
+        await client.send()
+        await client.read_until(lambda _: client.status(1) is not None)
+        await trio.sleep(0.3)  # idle: the timeout runs
+        client.h2.send_headers(3, [*REQUEST, (b":path", b"/slow")], end_stream=True)  # 1 s
+        await client.send()
+        await client.read_until(lambda _: client.status(3) is not None)
+        assert client.status(3) == b"200"
+        ended = trio.current_time()
+        await client.read_until(
+            lambda events: any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+        )
+        assert 0.45 <= trio.current_time() - ended <= 0.55
+        nursery.cancel_scope.cancel()

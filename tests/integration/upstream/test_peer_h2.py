@@ -269,6 +269,20 @@ async def test_header_timeout_on_an_established_connection_fails_only_that_reque
     assert peer_server.connections == 1
 
 
+async def test_header_timeout_later_than_an_answered_requests_deadline(
+    pools: UpstreamPools, peer_server: H2Server
+) -> None:
+    """The header timer is not woken for a deadline later than the one it sleeps until
+    (an answered request's): that later deadline must still fire."""
+    endpoint = peer(peer_server.port)
+    response = await pools.request(endpoint, get(b"/hello"), timeout_s=0.3)
+    assert (response.status, await read_all(response)) == (200, b"hello")
+    with trio.fail_after(3), pytest.raises(UpstreamTimeout) as info:
+        await pools.request(endpoint, get(b"/hang"), timeout_s=0.6)
+    assert info.value.failure is FailureKind.PER_TRY_TIMEOUT
+    assert peer_server.connections == 1
+
+
 async def test_h2c_backend_and_retain_closes_vanished_pools(
     pools: UpstreamPools, h2c_server: H2Server
 ) -> None:
