@@ -41,7 +41,7 @@ from federation.service.snapshot_bytes import (
 from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.snapshots import MemberView
 from federation.service.stored_snapshots import StoredSnapshots
-from federation.service.world_view import WorldView
+from federation.service.world_view import ReportKey, WorldView
 from federation.store import (
     JsonDocument,
     ReportRecord,
@@ -91,7 +91,7 @@ class SnapshotPublisher:
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
         self._watchers: dict[str, list[Callable[[], None]]] = {}
-        self._local: dict[str, tuple[float, HealthReport]] = {}
+        self._local: dict[str, tuple[float, HealthReport, ReportKey]] = {}
         self._dirty = trio.Event()
         #: set by a report received here that changes what a snapshot shows: no debounce
         self._urgent = trio.Event()
@@ -141,18 +141,19 @@ class SnapshotPublisher:
         its stored text ``raw`` spares the next rebuild parsing it again."""
         self._renewed(cluster, received_at)
         if report is not None:
-            self._local[cluster] = (received_at, report)
-            if self._shows_change(cluster, report):
+            key = report_key(report)
+            self._local[cluster] = (received_at, report, key)
+            if self._shows_change(cluster, key):
                 self._urgent.set()
             if raw is not None:  # stored: the next rebuild needs no store read for it
-                self._world.stored(ReportRecord(cluster, received_at, raw), report)
+                self._world.stored(ReportRecord(cluster, received_at, raw), report, key)
         self._pending_reports.add(cluster)
         self.mark_dirty()
 
-    def _shows_change(self, cluster: str, report: HealthReport) -> bool:
-        """Whether ``report`` changes a snapshot: its routing-relevant content differs from
-        the last built, or its cluster was judged down."""
-        changed = self._content.get(cluster) != report_key(report)
+    def _shows_change(self, cluster: str, key: ReportKey) -> bool:
+        """Whether a report whose ``report_key`` is ``key`` changes a snapshot: its
+        routing-relevant content differs from the last built, or its cluster was judged down."""
+        changed = self._content.get(cluster) != key
         return changed or not self.reachability.is_up(cluster)
 
     def note_arrival(self, cluster: str, at: float) -> None:
@@ -234,40 +235,35 @@ class SnapshotPublisher:
 
     async def _read_world(
         self, pending: set[str] | None = None
-    ) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
+    ) -> tuple[list[MemberView], list[tuple[object, ...]], dict[str, LeaseInput], list[Any]]:
+        """The members (and each one's part of the world key), lease inputs and bundles."""
         await self._refresh_world(pending)
         view = self._world
         reports, bundles = view.reports, view.bundles
-        members, leases = [], {}
+        members, keys, leases = [], [], {}
         for count, cluster in enumerate(view.clusters):
             if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
                 await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
-            report = view.parse(record) if record is not None else None
-            members.append(
-                MemberView(
-                    cluster.name,
-                    cluster.trust_domain,
-                    cluster.locality,
-                    cluster.gateway_addresses,
-                    report.services if report is not None else (),
-                )
-            )
+            report, key = view.parse(record) if record is not None else (None, None)
+            member, member_key = view.member(cluster, report, key)
+            members.append(member)
+            keys.append(member_key)
             leases[cluster.name] = LeaseInput(
                 self.lease_times.start(record.received_at) if record is not None else None,
                 report.peers if report is not None else (),
             )
-            if report is not None:
-                self._content[cluster.name] = report_key(report)
-        return members, leases, bundles
+            if key is not None:
+                self._content[cluster.name] = key
+        return members, keys, leases, bundles
 
     async def _assess(
         self, pending: set[str] | None = None
-    ) -> tuple[list[MemberView], list[Any], float]:
+    ) -> tuple[list[MemberView], list[tuple[object, ...]], list[Any], float]:
         """Bring the world up to date (``pending``: see :meth:`_refresh_world`), judge every
         lease, hand the states to the placement loop and record lease transitions. Returns the
-        members, bundles and the time of the verdicts."""
-        members, leases, bundles = await self._read_world(pending)
+        members, their world-key parts, the bundles and the time of the verdicts."""
+        members, keys, leases, bundles = await self._read_world(pending)
         # The reports noted here are in the world now; one left would later pass for the
         # latest of a cluster whose newer report came through another replica.
         if pending is None:
@@ -285,7 +281,7 @@ class SnapshotPublisher:
         self._metrics.set_cluster_states(self.reachability.states)
         self.placement.note_states(self.reachability.states, now)
         await self._record_lease_changes(before, now)
-        return members, bundles, now
+        return members, keys, bundles, now
 
     async def rebuild(self, pending: set[str] | None = None) -> int:
         """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
@@ -300,8 +296,9 @@ class SnapshotPublisher:
             return await self._rebuild(pending)
 
     async def _rebuild(self, pending: set[str] | None) -> int:
-        members, bundles, now = await self._assess(pending)
-        world = world_key(members, self.reachability, bundles, self.placement.traffic.generation)
+        members, keys, bundles, now = await self._assess(pending)
+        generation = self.placement.traffic.generation
+        world = world_key(members, self.reachability, bundles, generation, keys)
         if world == self._last_world:
             return 0
         trust = {b.trust_domain: b.bundle for b in bundles}
@@ -379,7 +376,7 @@ class SnapshotPublisher:
         shows changed): then no rebuild is needed. The steady state of 1 report/s per gateway."""
         if any(not self.reachability.is_up(cluster) for cluster in clusters):
             return False
-        latest: dict[str, tuple[float, HealthReport]] = {}
+        latest: dict[str, tuple[float, HealthReport, ReportKey]] = {}
         remote = [cluster for cluster in clusters if cluster not in self._local]
         if remote:  # received by another replica: read them, in one store call
             try:
@@ -391,10 +388,10 @@ class SnapshotPublisher:
                 record = records.get(cluster)
                 if record is None:
                     return False
-                latest[cluster] = (record.received_at, self._world.parse(record))
+                latest[cluster] = (record.received_at, *self._world.parse(record))
         for cluster in clusters:  # the reports noted here stay until a rebuild has read them
-            received_at, report = latest.get(cluster) or self._local[cluster]
-            if self._content.get(cluster) != report_key(report):
+            received_at, _, key = latest.get(cluster) or self._local[cluster]
+            if self._content.get(cluster) != key:
                 return False
             known = self.lease_times.report_times.get(cluster, 0.0)
             self._renewed(cluster, max(received_at, known))
