@@ -145,6 +145,7 @@ def _runs(base: list[bytes], news: list[bytes], before: int, total: int, separat
 
         def find(body: bytes) -> int | None:
             return index.get(body)
+
     runs: list[list[int] | bytes] = [[0, before]] if before else []
     for body in news:
         i = find(body)
