@@ -41,6 +41,7 @@ from federation.service.snapshot_bytes import (
 from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.snapshots import MemberView
 from federation.service.stored_snapshots import StoredSnapshots
+from federation.service.world_view import ReportKey, WorldView
 from federation.store import (
     JsonDocument,
     ReportRecord,
@@ -53,6 +54,9 @@ _REBUILD_TOPICS = frozenset({"cluster", "bundle"})
 #: Leader-election name of the replica that builds snapshots and expires leases.
 LEADER_NAME = "isthmus-federation-snapshots"
 _RETRY_S = 0.5
+#: Up to this many clusters whose new reports came through another replica are read one by one
+#: before a rebuild; more, and all reports are read in one call.
+_FEW_REMOTE_REPORTS = 8
 #: How long a new leader holds its first snapshot build for the placement loop's first plan.
 DEFAULT_FIRST_PLAN_TIMEOUT_S = 2.0
 #: Fleets up to this size are planned on the event loop (see ``_rebuild``), larger in a thread.
@@ -87,11 +91,12 @@ class SnapshotPublisher:
         self._served: dict[str, ServedSnapshot] = {}
         self._events: dict[str, trio.Event] = {}
         self._watchers: dict[str, list[Callable[[], None]]] = {}
-        self._local: dict[str, tuple[float, HealthReport]] = {}
+        self._local: dict[str, tuple[float, HealthReport, ReportKey]] = {}
         self._dirty = trio.Event()
         #: set by a report received here that changes what a snapshot shows: no debounce
         self._urgent = trio.Event()
-        self._reports: dict[str, tuple[str, HealthReport]] = {}
+        #: what rebuilds plan from, kept current without reading the whole store each time
+        self._world = WorldView()
         self.lease_times = LeaseTimes(interval_s=interval_s, missed_intervals=missed_intervals)
         self._content: dict[str, object] = {}
         self._pending_reports: set[str] = set()
@@ -139,19 +144,20 @@ class SnapshotPublisher:
         its stored text ``raw`` spares the next rebuild parsing it again."""
         self._renewed(cluster, received_at)
         if report is not None:
-            self._local[cluster] = (received_at, report)
+            key = report_key(report)
+            self._local[cluster] = (received_at, report, key)
             self._echoes.add(cluster)
-            if self._shows_change(cluster, report):
+            if self._shows_change(cluster, key):
                 self._urgent.set()
-            if raw is not None:
-                self._reports[cluster] = (raw, report)
+            if raw is not None:  # stored: the next rebuild needs no store read for it
+                self._world.stored(ReportRecord(cluster, received_at, raw), report, key)
         self._pending_reports.add(cluster)
         self.mark_dirty()
 
-    def _shows_change(self, cluster: str, report: HealthReport) -> bool:
-        """Whether ``report`` changes a snapshot: its routing-relevant content differs from
-        the last built, or its cluster was judged down."""
-        changed = self._content.get(cluster) != report_key(report)
+    def _shows_change(self, cluster: str, key: ReportKey) -> bool:
+        """Whether a report whose ``report_key`` is ``key`` changes a snapshot: its
+        routing-relevant content differs from the last built, or its cluster was judged down."""
+        changed = self._content.get(cluster) != key
         return changed or not self.reachability.is_up(cluster)
 
     def note_arrival(self, cluster: str, at: float) -> None:
@@ -206,46 +212,69 @@ class SnapshotPublisher:
         """The served form of ``content`` at ``version`` (its bytes built when first asked)."""
         return ServedSnapshot(version, digest, None, at, content=content)
 
-    def _parse(self, record: ReportRecord) -> HealthReport:
-        cached = self._reports.get(record.cluster)
-        if cached is not None and cached[0] == record.report:
-            return cached[1]
-        report = HealthReport.model_validate_json(record.report)
-        self._reports[record.cluster] = (record.report, report)
-        return report
+    async def _refresh_world(self, pending: set[str] | None) -> None:
+        """Bring the world view up to date. ``pending``: the clusters whose reports are all
+        that changed since the view was last current (``None``: unknown, read it whole).
+        Reports stored here are in the view already; those that came through another replica
+        are read, and only those: a one-cluster health flip reads nothing from the store."""
+        view = self._world
+        if pending is None or not view.complete:
+            view.replace(await self._store.read_world())  # one transaction, one thread hop
+            return
+        remote = sorted(cluster for cluster in pending if not self._in_view(cluster))
+        if len(remote) > _FEW_REMOTE_REPORTS:
+            view.stored_all(await self._store.list_reports())
+            return
+        for cluster in remote:
+            record = await self._store.get_report(cluster)
+            if record is not None:
+                view.stored(record)
 
-    async def _read_world(self) -> tuple[list[MemberView], dict[str, LeaseInput], list[Any]]:
-        world = await self._store.read_world()  # one transaction, one worker-thread hop
-        reports = {r.cluster: r for r in world.reports}
-        bundles = world.bundles
-        members, leases = [], {}
-        for count, cluster in enumerate(world.clusters):
+    def _in_view(self, cluster: str) -> bool:
+        """Whether the world view holds the report of ``cluster`` noted here last (a report
+        noted without its text is not in it)."""
+        local = self._local.get(cluster)
+        record = self._world.reports.get(cluster)
+        return local is not None and record is not None and record.received_at >= local[0]
+
+    async def _read_world(
+        self, pending: set[str] | None = None
+    ) -> tuple[list[MemberView], list[tuple[object, ...]], dict[str, LeaseInput], list[Any]]:
+        """The members (and each one's part of the world key), lease inputs and bundles."""
+        await self._refresh_world(pending)
+        view = self._world
+        reports, bundles = view.reports, view.bundles
+        members, keys, leases = [], [], {}
+        for count, cluster in enumerate(view.clusters):
             if count % 100 == 99:  # parsing 1,000 reports must not hold the loop for long
                 await trio.lowlevel.checkpoint()
             record = reports.get(cluster.name)
-            report = self._parse(record) if record is not None else None
-            members.append(
-                MemberView(
-                    cluster.name,
-                    cluster.trust_domain,
-                    cluster.locality,
-                    cluster.gateway_addresses,
-                    report.services if report is not None else (),
-                )
-            )
+            report, key = view.parse(record) if record is not None else (None, None)
+            member, member_key = view.member(cluster, report, key)
+            members.append(member)
+            keys.append(member_key)
             leases[cluster.name] = LeaseInput(
                 self.lease_times.start(record.received_at) if record is not None else None,
                 report.peers if report is not None else (),
             )
-            if report is not None:
-                self._content[cluster.name] = report_key(report)
-        return members, leases, bundles
+            if key is not None:
+                self._content[cluster.name] = key
+        return members, keys, leases, bundles
 
-    async def _assess(self) -> tuple[list[MemberView], list[Any], float]:
-        """Read the store, judge every lease, hand the states to the placement loop and record
-        lease transitions. Returns the members, bundles and the time of the verdicts."""
-        self._local.clear()  # the store is read whole below; cached reports could be stale later
-        members, leases, bundles = await self._read_world()
+    async def _assess(
+        self, pending: set[str] | None = None
+    ) -> tuple[list[MemberView], list[tuple[object, ...]], list[Any], float]:
+        """Bring the world up to date (``pending``: see :meth:`_refresh_world`), judge every
+        lease, hand the states to the placement loop and record lease transitions. Returns the
+        members, their world-key parts, the bundles and the time of the verdicts."""
+        members, keys, leases, bundles = await self._read_world(pending)
+        # The reports noted here are in the world now; one left would later pass for the
+        # latest of a cluster whose newer report came through another replica.
+        if pending is None:
+            self._local.clear()
+        else:
+            for cluster in pending:
+                self._local.pop(cluster, None)
         leases = self.lease_times.with_arrivals(leases)  # no checkpoint between this and now
         now = self._clock()
         self.lease_times.judged(leases)
@@ -256,20 +285,24 @@ class SnapshotPublisher:
         self._metrics.set_cluster_states(self.reachability.states)
         self.placement.note_states(self.reachability.states, now)
         await self._record_lease_changes(before, now)
-        return members, bundles, now
+        return members, keys, bundles, now
 
-    async def rebuild(self) -> int:
+    async def rebuild(self, pending: set[str] | None = None) -> int:
         """Plan and store new snapshots; wake watchers. Returns how many clusters changed.
 
+        ``pending``: the clusters whose new reports are all that changed since the last
+        rebuild, as the leader's loop knows them (then only those of them that came through
+        another replica are read from the store); ``None`` (the default): read the world whole.
         Cheap when nothing that matters changed (steady reports only renew leases): the plan is
         skipped if members, lease states, links and bundles equal those of the last build.
         One rebuild at a time (the planner's caches are not shared between threads)."""
         async with self._rebuilding:
-            return await self._rebuild()
+            return await self._rebuild(pending)
 
-    async def _rebuild(self) -> int:
-        members, bundles, now = await self._assess()
-        world = world_key(members, self.reachability, bundles, self.placement.traffic.generation)
+    async def _rebuild(self, pending: set[str] | None) -> int:
+        members, keys, bundles, now = await self._assess(pending)
+        generation = self.placement.traffic.generation
+        world = world_key(members, self.reachability, bundles, generation, keys)
         if world == self._last_world:
             return 0
         trust = {b.trust_domain: b.bundle for b in bundles}
@@ -341,6 +374,7 @@ class SnapshotPublisher:
                 elif change.kind in _REBUILD_TOPICS:
                     if change.kind == "cluster":
                         self.join_pacer.note_join()
+                    self._world.invalidate()
                     self._full = True
                     self._dirty.set()
 
@@ -349,33 +383,39 @@ class SnapshotPublisher:
         shows changed): then no rebuild is needed. The steady state of 1 report/s per gateway."""
         if any(not self.reachability.is_up(cluster) for cluster in clusters):
             return False
-        latest: dict[str, tuple[float, HealthReport]] = {}
+        latest: dict[str, tuple[float, HealthReport, ReportKey]] = {}
         remote = [cluster for cluster in clusters if cluster not in self._local]
         if remote:  # received by another replica: read them, in one store call
             try:
                 records = {r.cluster: r for r in await self._store.list_reports()}
             except StoreError:
                 return False
+            self._world.stored_all(records.values())
             for cluster in remote:
                 record = records.get(cluster)
                 if record is None:
                     return False
-                latest[cluster] = (record.received_at, self._parse(record))
-        for cluster in clusters:
-            received_at, report = latest.get(cluster) or self._local.pop(cluster)
-            if self._content.get(cluster) != report_key(report):
+                latest[cluster] = (record.received_at, *self._world.parse(record))
+        for cluster in clusters:  # the reports noted here stay until a rebuild has read them
+            received_at, _, key = latest.get(cluster) or self._local[cluster]
+            if self._content.get(cluster) != key:
                 return False
             known = self.lease_times.report_times.get(cluster, 0.0)
             self._renewed(cluster, max(received_at, known))
+        for cluster in clusters:
+            self._local.pop(cluster, None)
         return True
 
-    async def _rebuild_or_retry(self) -> None:
-        """A store outage must not take the service down: log, and try again shortly."""
+    async def _rebuild_or_retry(self, pending: set[str] | None = None) -> None:
+        """A store outage must not take the service down: log, and try again shortly (a
+        whole rebuild: what the failed one had to read is not kept)."""
         try:
-            await self.rebuild()
+            await self.rebuild(pending)
         except StoreError as err:
             _log.warning("snapshot rebuild failed, retrying in %.1fs: %s", _RETRY_S, err)
             await trio.sleep(_RETRY_S)
+            self._world.invalidate()
+            self._full = True
             self._dirty.set()
 
     async def _lead(self) -> None:
@@ -389,6 +429,7 @@ class SnapshotPublisher:
         ``first_plan_timeout_s`` (store errors): then snapshots are built anyway, logged."""
         self.leading = True
         self.lease_times.leading_since = self._clock()
+        self._world.invalidate()  # what changed while following was not all noted here
         try:
             states_known = await self._assess_before_planning()
             async with trio.open_nursery() as nursery:
@@ -434,7 +475,7 @@ class SnapshotPublisher:
             full, self._full = self._full, False
             if timer.cancelled_caught or full or not await self._only_renewals(pending):
                 started = trio.current_time()
-                await self._rebuild_or_retry()
+                await self._rebuild_or_retry(pending)
                 self.join_pacer.last_rebuild_s = trio.current_time() - started
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -89,19 +89,27 @@ def report_key(report: HealthReport) -> tuple[object, ...]:
     return (routing_key(report.services), tuple((p.cluster, p.ok) for p in report.peers))
 
 
+def member_key(member: MemberView, routing: object | None = None) -> tuple[object, ...]:
+    """A member's part of :func:`world_key`; ``routing``: ``routing_key(member.services)``
+    when the caller has it."""
+    if routing is None:
+        routing = routing_key(member.services)
+    m = member
+    return (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing)
+
+
 def world_key(
     members: Sequence[MemberView],
     reach: Reachability,
     bundles: Sequence[BundleRecord],
     generation: int,
+    member_keys: Sequence[tuple[object, ...]] | None = None,
 ) -> tuple[object, ...]:
     """Everything a rebuild plans from, minus load metrics: equal keys, equal snapshots (the
-    publisher skips the plan)."""
+    publisher skips the plan). ``member_keys``: each member's :func:`member_key`, when the
+    caller keeps them."""
     return (
-        tuple(
-            (m.name, m.trust_domain, m.locality, m.gateway_addresses, routing_key(m.services))
-            for m in members
-        ),
+        tuple(member_keys) if member_keys is not None else tuple(map(member_key, members)),
         tuple(sorted(reach.states.items())),
         reach.links_down,
         tuple((b.trust_domain, b.sequence, b.bundle, b.signed_update) for b in bundles),

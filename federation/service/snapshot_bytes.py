@@ -101,6 +101,18 @@ class EncodedContent:
         chunks.append(suffix)
         return b"".join(chunks)
 
+    def routing_size(self, version: int) -> int:
+        """``len(routing_bytes(version))`` without building it."""
+        size = len(str(version)) - 1  # the parts hold version 0
+        for part in self.routing:
+            if isinstance(part, str):
+                size += len(part) if part.isascii() else len(part.encode())
+            elif part.section.ascii_bytes() is not None:
+                size += part.end - part.start
+            else:
+                size += len(part.text.encode())
+        return size
+
 
 def _deflate(data: bytes, *, final: bool) -> bytes:
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)

@@ -4,14 +4,23 @@ it gives exactly the routing a full push gives, for many random changes."""
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
 
 from federation.model.routing import RoutingModel
 from federation.model.routing_delta import apply_delta
-from federation.service.stream_delta import routing_delta_bytes, routing_delta_within
+from federation.service.snapshot_plan import SnapshotPlanner
+from federation.service.stream_delta import (
+    routing_delta_bytes,
+    routing_delta_of_parts,
+    routing_delta_within,
+)
+from federation.store import DocumentPart, join_parts
 from tests.unit.federation.test_routing_delta import SERVICES, peer, routings
+from tests.unit.federation.test_snapshot_plan import _random_fleet, member, reach_of, svc
 
 
 @settings(max_examples=300, deadline=None)
@@ -108,3 +117,48 @@ def test_a_delta_cut_in_place_equals_one_cut_from_copies(
     assert routing_delta_within(line_base, at_base, line_new, at_new, 7) == routing_delta_bytes(
         served_base, served_new, 7
     )
+
+
+def test_a_delta_cut_from_parts_equals_the_one_cut_from_bytes() -> None:
+    """Over a planner's successive rebuilds (health, address and probe changes), a delta cut
+    from two routings' parts is the one cut from their bytes, and a health flip is always cut
+    from parts (the peer list is kept between rebuilds)."""
+    rng = random.Random(7)
+    from_parts = 0
+    for _ in range(30):
+        planner = SnapshotPlanner()
+        members = _random_fleet(rng, rng.randrange(1, 9))
+        held: dict[str, tuple[int, tuple[DocumentPart, ...]]] = {}
+        for step in range(1, 6):
+            names = [m.name for m in members]
+            bundles = {m.trust_domain: '{"keys":[]}' for m in members}
+            for name, item in planner.plan(members, reach_of(names), bundles, {}, {}).items():
+                if name in held:
+                    version, base = held[name]
+                    got = routing_delta_of_parts(base, item.parts, step)
+                    old = join_parts(base).replace('{"version":0,', f'{{"version":{version},', 1)
+                    new = item.text.replace('{"version":0,', f'{{"version":{step},', 1)
+                    want = routing_delta_bytes(old.encode(), new.encode(), step)
+                    assert got is None or got == want, name
+                    from_parts += got is not None
+                held[name] = (step, item.parts)
+            i = rng.randrange(len(members))
+            flipped = [s.model_copy(update={"endpoints": ()}) for s in members[i].services]
+            if rng.random() < 0.3:  # sometimes a re-registration (a new peer entry) instead
+                members[i] = _random_fleet(rng, len(members))[i]
+            else:
+                members[i] = replace(members[i], services=tuple(flipped))
+    assert from_parts > 100
+
+
+def test_a_health_flip_in_a_fleet_is_cut_from_parts() -> None:
+    members = [member(f"c{i}", svc()) for i in range(20)]
+    planner, names = SnapshotPlanner(), [m.name for m in members]
+    bundles = {m.trust_domain: "{}" for m in members}
+    before = planner.plan(members, reach_of(names), bundles, {}, {})
+    members[3] = member("c3", svc(healthy=False))
+    after = planner.plan(members, reach_of(names), bundles, {}, {})
+    for name, item in after.items():
+        delta = routing_delta_of_parts(before[name].parts, item.parts, 2)
+        assert delta is not None, name
+        assert b'"peers"' not in delta

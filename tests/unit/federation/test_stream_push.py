@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 
 from federation.model import Snapshot
+from federation.model.routing import RoutingModel
+from federation.model.routing_delta import apply_delta
 from federation.model.stream import DOWNSTREAM, StreamBundles, StreamSnapshot
+from federation.service.placement_routes import PlannedTraffic
+from federation.service.served import ServedSnapshot
 from federation.service.snapshot_bytes import SnapshotEncoder, stamp
+from federation.service.snapshot_plan import RebuildInput, SnapshotPlanner, plan_and_encode
 from federation.service.stream_push import PushEncoder
 from tests.unit.federation.test_snapshot_bytes import _snapshots
+from tests.unit.federation.test_snapshot_plan import member, reach_of, svc
 
 
 def _rebuilt(bundles_line: bytes, snapshot_line: bytes) -> Snapshot:
@@ -69,3 +75,33 @@ def test_garbage_becomes_a_snapshot_without_routing_that_the_gateway_refuses() -
     push = PushEncoder().push("c1", 3, b"\x00 not json")
     doc = json.loads(push.snapshot_line)
     assert doc == {"type": "snapshot", "version": 3, "routing": None}
+
+
+def test_a_flip_between_planned_snapshots_is_a_delta_without_building_the_full_message() -> None:
+    """Pushes of planned content: the delta a watcher gets for a health flip rebuilds exactly
+    the full routing, and the full ``snapshot`` message is built only when asked for (its
+    size is known before)."""
+    members = [member(f"c{i}", svc()) for i in range(12)]
+    names = [m.name for m in members]
+    bundles = {m.trust_domain: '{"keys":[]}' for m in members}
+    planner, encoder, pushes = SnapshotPlanner(), SnapshotEncoder(), PushEncoder()
+
+    def served(version: int) -> ServedSnapshot:
+        world = RebuildInput(members, reach_of(names), bundles, {}, PlannedTraffic())
+        content = plan_and_encode(planner, encoder, world, {})["c0"].encoded.content
+        return ServedSnapshot(version, "d", None, 0.0, content=content)
+
+    base = pushes.push_served("c0", served(1))
+    held = RoutingModel.model_validate_json(base.routing)  # the gateway got v1 in full
+    members[5] = member("c5", svc(healthy=False))
+    new_served = served(2)
+    push = pushes.push_served("c0", new_served)
+    size = push.line_size
+    line = pushes.delta("c0", base, push)
+    assert line is not None and b'"peers"' not in line
+    assert push._line is None  # nothing built for a watcher that takes the delta
+    assert size == len(push.snapshot_line)
+    full = json.loads(push.snapshot_line)["routing"]
+    assert apply_delta(held, json.loads(line)["routing"]) == RoutingModel.model_validate(full)
+    parts = new_served.routing_parts(b'{"type":"snapshot","version":2,"routing":', b"}\n")
+    assert parts is not None and push.snapshot_line == parts[0]
