@@ -21,7 +21,7 @@ from proxy.engine.observer import NullObserver, Observer, RequestRecord
 from proxy.engine.replies import reply
 from proxy.engine.tunnels import TunnelRequest, serve_tunnel
 from proxy.listeners.exchange import Exchange
-from proxy.loadbalancer.picker import LoadBalancer
+from proxy.loadbalancer.picker import NO_ENDPOINTS, LoadBalancer
 from proxy.routes.fault import decide_fault
 from proxy.routes.headers import local_reply, not_found_response
 from proxy.routes.table import Endpoint, Route, RoutingTable
@@ -127,6 +127,13 @@ class ForwardingEngine:
             await reply(
                 exchange, out, not_found_response(service or exchange.authority.decode("latin-1"))
             )
+            return
+        if inbound and not route.priorities and not route.tcp_targets:
+            # Nothing of the service runs here: the caller's snapshot is ahead of ours (a
+            # replica placed here that our snapshot does not show yet) or behind it. A 503
+            # with a reason is retried at another cluster; a 403 would be final.
+            message = f"service {route.service!r} has no endpoint in this cluster"
+            await reply(exchange, out, local_reply(503, NO_ENDPOINTS, message))
             return
         if inbound and not route.allows_source(down.peer_cluster or ""):
             message = f"cluster {down.peer_cluster!r} may not call service {route.service!r}"

@@ -73,11 +73,16 @@ async def test_peer_denies_sources_not_allowed_and_never_reforwards(pki: PKI) ->
                 (peer_endpoint(1, key="gw-c"),),
                 allowed_sources=frozenset({"*"}),
             ),
+            # What the federation sends B for a service B does not run (yet): no endpoint
+            # here and no allowed source. A caller whose snapshot already routes it here
+            # must get a 503 it retries elsewhere, not a final 403.
+            route("moved.shop", (peer_endpoint(1, key="gw-c"),)),
             cluster="b",
         )
         routes_a = [
             route("private.shop", (peer_endpoint(0),), retry=FAST_RETRY),
             route("loop.shop", (peer_endpoint(0),), retry=FAST_RETRY),
+            route("moved.shop", (peer_endpoint(0),), retry=FAST_RETRY),
         ]
         async with (
             gateway_pair(pki, routes_a, routes_b) as pair,
@@ -85,6 +90,7 @@ async def test_peer_denies_sources_not_allowed_and_never_reforwards(pki: PKI) ->
         ):
             denied = await client.get("http://private.shop.global/")
             loop = await client.get("http://loop.shop.global/")
+            moved = await client.get("http://moved.shop.global/")
         nursery.cancel_scope.cancel()
     assert denied.status_code == 403
     assert denied.headers["x-isthmus-reason"] == "source_not_allowed"
@@ -93,6 +99,11 @@ async def test_peer_denies_sources_not_allowed_and_never_reforwards(pki: PKI) ->
     assert next(r.reason for r in pair.b.observer.requests if r.service == "loop.shop") == (
         "no_endpoints"
     )
+    assert moved.status_code == 503
+    # B answered 503 with a reason (a caller retries that at another cluster), not 403
+    assert [r.reason for r in pair.b.observer.requests if r.service == "moved.shop"] == [
+        "no_endpoints"
+    ]
 
 
 async def test_connect_tunnel_echo_locally_and_across_the_peer(pki: PKI) -> None:
