@@ -43,6 +43,7 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
+from federation.service.hypercorn_compat import DIRECT_BODY, DirectBody
 from federation.service.stream_inbound import InboundSink
 from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
@@ -218,6 +219,8 @@ class SnapshotStreamEndpoint:
                 ],
             }
         )
+        direct = scope.get("extensions", {}).get(DIRECT_BODY)
+        session.direct = direct if isinstance(direct, DirectBody) else None
         await session.run(receive, send)
 
     async def _open(
@@ -284,6 +287,9 @@ class StreamSession:
         self.full_again = False
         #: what the reader accepted and the store has not taken yet
         self.inbound = endpoint.sink.stream(cluster, self._answered, self._store_failed)
+        #: the server's offer of body chunks in its read task (see ``_take_chunk``), if any
+        self.direct: DirectBody | None = None
+        self._buffer = bytearray()
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -380,8 +386,20 @@ class StreamSession:
 
     async def _read(self, receive: Receive) -> bool:
         """Handle every line until the gateway closes its side (False) or leaves (True)."""
+        direct = self.direct
+        if direct is not None:
+            direct.consume = self._take_chunk
+        try:
+            return await self._read_queued(receive, direct)
+        finally:
+            if direct is not None:
+                direct.consume = None
+
+    async def _read_queued(self, receive: Receive, direct: DirectBody | None) -> bool:
+        """The lines of the chunks ``receive`` hands over (all of them, or those
+        :meth:`_take_chunk` declined)."""
         limit = self.endpoint.max_message_bytes
-        buffer = bytearray()
+        buffer = self._buffer
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -390,15 +408,42 @@ class StreamSession:
             while (end := buffer.find(b"\n")) >= 0:
                 line = bytes(buffer[:end])
                 del buffer[: end + 1]
-                await self._handle(line, limit)
+                ack = self._handle_now(line, limit)
+                if ack is not None:
+                    await self.inbound.put_ack(*ack)
             if len(buffer) > limit:
                 self._refused(PayloadTooLargeError(
                     f"stream message is over the {limit}-byte limit; closing the stream",
                     reason="too-large"))  # fmt: skip
                 return False
             if not message.get("more_body", False):
-                await self._handle(bytes(buffer), limit)
+                ack = self._handle_now(bytes(buffer), limit)
+                if ack is not None:
+                    await self.inbound.put_ack(*ack)
                 return False
+            if direct is not None:
+                direct.received()
+
+    def _take_chunk(self, chunk: bytes) -> bool:
+        """Handle ``chunk``'s lines now, in the connection's read task (a task switch less per
+        message than through ``receive``), unless that could need waiting or ending the
+        stream: an unfinished line past the limit, or more lines than ACKs may queue (then
+        False: the chunk goes through ``receive`` and :meth:`_read_queued`, in order)."""
+        limit = self.endpoint.max_message_bytes
+        buffer = self._buffer
+        last = chunk.rfind(b"\n")
+        if (len(chunk) - last - 1 if last >= 0 else len(buffer) + len(chunk)) > limit:
+            return False
+        if not self.inbound.has_room(chunk.count(b"\n")):
+            return False
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            ack = self._handle_now(line, limit)
+            if ack is not None:
+                self.inbound.put_ack_now(*ack)
+        return True
 
     def _refused(self, err: ServiceError, message_id: int | None = None) -> None:
         self.service.metrics.reject(err.reason)
@@ -414,22 +459,22 @@ class StreamSession:
         for message_id in targets:
             self._refused(error, message_id)
 
-    async def _handle(self, line: bytes, limit: int) -> None:
-        """Validate one up message and queue it for the store (answered once stored);
-        answer a refusal at once. Waits only while too many ACKs wait for the store."""
+    def _handle_now(self, line: bytes, limit: int) -> tuple[int | None, Ack] | None:
+        """Validate one up message: queue a report for the store (answered once stored),
+        answer a refusal at once; an ACK is returned for the caller to queue (``put_ack``)."""
         if not line.strip():
-            return
+            return None
         if len(line) > limit:
             too_large = f"stream message of {len(line)} bytes is over the {limit}-byte limit"
             self._refused(PayloadTooLargeError(too_large, reason="too-large"), _loose_id(line))
-            return
+            return None
         try:
             message_id, content, raw = decode_message(line)
         except BadRequestError as err:
             self._refused(err, _loose_id(line))
-            return
+            return None
         if isinstance(content, HealthReport):
             self.inbound.put_report(message_id, content, raw, self.service.clock())
-        else:
-            self._acked(content)
-            await self.inbound.put_ack(message_id, content)
+            return None
+        self._acked(content)
+        return message_id, content
