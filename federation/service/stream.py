@@ -25,16 +25,14 @@ Authentication happens once, at open, exactly as for REST calls.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import trio
-from pydantic import ValidationError
 
 from federation.model.api import Ack, HealthReport
-from federation.model.stream import MAX_MESSAGE_ID, STREAM_MEDIA_TYPE, UPSTREAM, StreamReport
+from federation.model.stream import STREAM_MEDIA_TYPE
 from federation.service.auth import (
     CallerAuthenticator,
     bearer_token,
@@ -45,6 +43,7 @@ from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
 from federation.service.hypercorn_compat import DIRECT_BODY, DirectBody
 from federation.service.stream_inbound import InboundSink
+from federation.service.stream_lines import ReportReuse, decode_message
 from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
@@ -55,14 +54,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _CLOSE_S = 5.0
 #: Versions sent and not yet ACKed that are remembered (one may become the delta base).
 _KEEP_UNACKED = 8
-_MESSAGE_TYPES = frozenset({"report", "ack"})
-#: A report line whose only other keys come first: what follows is the report, then ``}``.
-_REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
-#: An ACK line as gateways send it (``ok``, no error): read without pydantic.
-_PLAIN_ACK = re.compile(
-    rb'\{"type":"ack"(?:,"id":([0-9]{1,16}))?,"ack":\{"version":([0-9]{1,16}),"ok":true'
-    rb'(?:,"error":"")?\}\}'
-)
 
 
 def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
@@ -108,72 +99,6 @@ def _loose_id(line: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
-    """``(id, report, its JSON as sent)`` for a report line of the form gateways send
-    (``{"type":"report"[,"id":N],"report":{...}}``, the report last), validated without
-    re-encoding it; ``None`` for any other line, or one whose report part is not valid on its
-    own (then the whole line is parsed, and refused with the usual error if it must be)."""
-    line = line.strip()
-    match = _REPORT_HEAD.match(line)
-    if match is None or not line.endswith(b"}"):
-        return None
-    raw = line[match.end() : -1]
-    message_id = None if match.group(1) is None else int(match.group(1))
-    if message_id is not None and message_id > MAX_MESSAGE_ID:
-        return None
-    try:
-        report = HealthReport.model_validate_json(raw)
-    except ValidationError:
-        return None
-    return message_id, report, raw.decode()
-
-
-def fast_ack(line: bytes) -> tuple[int | None, Ack] | None:
-    """``(id, ACK)`` of a line of exactly the form gateways send for an ACK
-    (``{"type":"ack"[,"id":N],"ack":{"version":V,"ok":true[,"error":""]}}``); ``None`` for any
-    other line (then it is parsed and validated whole)."""
-    match = _PLAIN_ACK.fullmatch(line.strip())
-    if match is None:
-        return None
-    message_id = None if match.group(1) is None else int(match.group(1))
-    if message_id is not None and message_id > MAX_MESSAGE_ID:
-        return None
-    return message_id, Ack.model_construct(version=int(match.group(2)), ok=True, error="")
-
-
-def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """A field path without the union's tag pydantic puts first (``report.report.x``)."""
-    return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
-
-
-def parse_message(line: bytes) -> Any:
-    """An up message, or :class:`BadRequestError` naming every bad field."""
-    try:
-        return UPSTREAM.validate_json(line)
-    except ValidationError as err:
-        fields = tuple(
-            (".".join(str(p) for p in _untagged(item["loc"])) or "(message)", item["msg"])
-            for item in err.errors()
-        )
-        problems = "; ".join(f"{f}: {m}" for f, m in fields)
-        raise BadRequestError(f"invalid stream message: {problems}", fields=fields) from err
-
-
-def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
-    """``(id, report or ACK, the report's JSON text or "")`` of an up message, or
-    :class:`BadRequestError` naming every bad field."""
-    fast = fast_report(line)
-    if fast is not None:
-        return fast
-    ack = fast_ack(line)
-    if ack is not None:
-        return ack[0], ack[1], ""
-    message = parse_message(line)
-    if isinstance(message, StreamReport):
-        return message.id, message.report, message.report.model_dump_json()
-    return message.id, message.ack, ""
 
 
 class SnapshotStreamEndpoint:
@@ -290,6 +215,7 @@ class StreamSession:
         #: the server's offer of body chunks in its read task (see ``_take_chunk``), if any
         self.direct: DirectBody | None = None
         self._buffer = bytearray()
+        self._reports = ReportReuse()
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -469,7 +395,7 @@ class StreamSession:
             self._refused(PayloadTooLargeError(too_large, reason="too-large"), _loose_id(line))
             return None
         try:
-            message_id, content, raw = decode_message(line)
+            message_id, content, raw = decode_message(line, self._reports)
         except BadRequestError as err:
             self._refused(err, _loose_id(line))
             return None
