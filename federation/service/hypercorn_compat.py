@@ -8,7 +8,8 @@ hypercorn 0.18's ``H2Protocol._handle_events`` indexes ``self.streams[stream_id]
 ``KeyError``; under the trio worker that exception escapes the connection task and takes the
 whole server down (pgjones/hypercorn#329; fixes proposed in #312/#334, not released). We drop
 such events after acknowledging their bytes for connection-level flow control, as those
-proposed fixes do. Remove it once a hypercorn release carries the fix.
+proposed fixes do (and handle DATA events ourselves, flushing once per batch of events).
+Remove it once a hypercorn release carries the fix.
 
 **The send path, the read loop and the request body:** see :func:`install_h2_direct_send`,
 :func:`install_read_loop_without_timeout` and :func:`install_direct_body`.
@@ -44,13 +45,23 @@ def install_h2_closed_stream_fix() -> None:
 
     async def handle_events(self: Any, events: list[h2.events.Event]) -> None:
         # One event at a time: handling one event may close the stream a later DATA is for.
+        # DATA is handled here as hypercorn does (to its stream, then acknowledged), flushed
+        # once after the batch instead of after each frame.
+        unflushed = False
         for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+            if isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    await stream.handle(Body(stream_id=event.stream_id, data=event.data))
                 self.connection.acknowledge_received_data(
                     event.flow_controlled_length, event.stream_id
                 )
+                unflushed = True
                 continue
-            await original(self, [event])
+            await original(self, [event])  # flushes what is pending, too
+            unflushed = False
+        if unflushed:
+            await self._flush()
 
     H2Protocol._handle_events = handle_events  # type: ignore[method-assign]
     setattr(H2Protocol, _PATCHED, True)
