@@ -8,26 +8,33 @@ hypercorn 0.18's ``H2Protocol._handle_events`` indexes ``self.streams[stream_id]
 ``KeyError``; under the trio worker that exception escapes the connection task and takes the
 whole server down (pgjones/hypercorn#329; fixes proposed in #312/#334, not released). We drop
 such events after acknowledging their bytes for connection-level flow control, as those
-proposed fixes do. Remove it once a hypercorn release carries the fix.
+proposed fixes do (and handle DATA events ourselves, flushing once per batch of events).
+Remove it once a hypercorn release carries the fix.
 
-**The send path and the read loop:** see :func:`install_h2_direct_send` and
-:func:`install_read_loop_without_timeout`.
+**The send path, the read loop and the request body:** see :func:`install_h2_direct_send`,
+:func:`install_read_loop_without_timeout` and :func:`install_direct_body`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import h2.config
+import h2.connection
 import h2.events
 import h2.exceptions
 import trio
 from hypercorn.events import Closed, RawData
-from hypercorn.protocol.events import Body
+from hypercorn.protocol.events import Body, EndBody, Request
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 _PATCHED = "_isthmus_closed_stream_fix"
+_log = logging.getLogger(__name__)
 
 
 def install_h2_closed_stream_fix() -> None:
@@ -38,13 +45,23 @@ def install_h2_closed_stream_fix() -> None:
 
     async def handle_events(self: Any, events: list[h2.events.Event]) -> None:
         # One event at a time: handling one event may close the stream a later DATA is for.
+        # DATA is handled here as hypercorn does (to its stream, then acknowledged), flushed
+        # once after the batch instead of after each frame.
+        unflushed = False
         for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+            if isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    await stream.handle(Body(stream_id=event.stream_id, data=event.data))
                 self.connection.acknowledge_received_data(
                     event.flow_controlled_length, event.stream_id
                 )
+                unflushed = True
                 continue
-            await original(self, [event])
+            await original(self, [event])  # flushes what is pending, too
+            unflushed = False
+        if unflushed:
+            await self._flush()
 
     H2Protocol._handle_events = handle_events  # type: ignore[method-assign]
     setattr(H2Protocol, _PATCHED, True)
@@ -132,3 +149,93 @@ def install_read_loop_without_timeout() -> None:
 
     TCPServer._read_data = read_data  # type: ignore[method-assign]
     setattr(TCPServer, _READ_LOOP, True)
+
+
+#: The ASGI scope extension under which :func:`install_direct_body` offers a :class:`DirectBody`.
+DIRECT_BODY = "isthmus.direct_body"
+_BODY = "_isthmus_direct_body"
+
+
+class DirectBody:
+    """A request's body chunks offered to the app as they are read (see
+    :func:`install_direct_body`), in the connection's read task.
+
+    ``consume(chunk)`` returns True when it took the chunk (it must not wait or raise), False
+    to have it queued for ``receive`` as usual. It is called only while nothing of the body
+    waits in that queue (``queued == 0``), so the chunks reach the app in order either way;
+    ``received()`` must be called once per ``http.request`` message the app takes from
+    ``receive`` (each was counted in ``queued``)."""
+
+    __slots__ = ("consume", "queued")
+
+    def __init__(self) -> None:
+        self.consume: Callable[[bytes], bool] | None = None
+        #: body messages (chunks and the end) put in the ``receive`` queue, not yet received
+        self.queued = 0
+
+    def received(self) -> None:
+        self.queued -= 1
+
+
+def install_direct_body() -> None:
+    """Idempotently let an app take request body chunks in the connection's read task,
+    without the ``receive`` queue's task switch (process-wide).
+
+    hypercorn 0.18 puts every DATA frame's bytes in a memory channel that the app's task
+    reads: one more scheduler step per up message of every snapshot stream (a report per
+    gateway per second). Every HTTP request's scope now carries a :class:`DirectBody` under
+    ``extensions[DIRECT_BODY]``; an app that sets its ``consume`` gets each chunk first. Apps
+    that do not see no difference. A ``consume`` that raises (a bug) ends its request as if
+    the client had left (``http.disconnect``), not the connection. Also: h2 formats every
+    received frame for a trace log it then drops (``repr(frame)`` per frame, ~1 % of the
+    federation's CPU at 1,000 gateways); with h2's default no-op logger it no longer does."""
+    if getattr(HTTPStream, _BODY, False):
+        return
+    original = HTTPStream.handle
+
+    async def handle(self: Any, event: StreamEvent) -> None:
+        kind = type(event)
+        if kind is Body or kind is EndBody:
+            direct: DirectBody | None = getattr(self, _BODY, None)
+            if direct is not None and not self.closed:
+                if kind is Body and direct.queued == 0 and direct.consume is not None:
+                    taken = _consumed(direct, bytes(event.data))  # type: ignore[attr-defined]
+                    if taken is None:  # it failed: the app is told the client left
+                        await self.app_put({"type": "http.disconnect"})
+                    if taken is not False:
+                        return
+                direct.queued += 1
+        await original(self, event)
+        if kind is Request:
+            direct = DirectBody()
+            setattr(self, _BODY, direct)
+            self.scope["extensions"][DIRECT_BODY] = direct  # the app has not started yet
+
+    HTTPStream.handle = handle  # type: ignore[method-assign]
+    setattr(HTTPStream, _BODY, True)
+    _skip_frame_repr()
+
+
+def _consumed(direct: DirectBody, chunk: bytes) -> bool | None:
+    """``direct.consume(chunk)``; None if it raised (it is not offered chunks again)."""
+    consume = direct.consume
+    assert consume is not None
+    try:
+        return consume(chunk)
+    except Exception:
+        _log.exception("a request body consumer failed; ending its request")
+        direct.consume = None
+        return None
+
+
+class _NoRepr:
+    """``repr`` for h2.connection: a constant unless h2 really logs (its trace of every
+    received frame is the only ``repr`` call in that module)."""
+
+    def __call__(self, obj: object) -> str:
+        return "<frame>"
+
+
+def _skip_frame_repr() -> None:
+    if type(h2.config.H2Configuration().logger) is h2.config.DummyLogger:
+        h2.connection.repr = _NoRepr()  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from federation.service.auth import (
 from federation.service.core import FederationService, ServiceSettings
 from federation.service.foreign import ForeignBundles, ForeignTrustDomain
 from federation.service.hypercorn_compat import (
+    install_direct_body,
     install_h2_closed_stream_fix,
     install_h2_direct_send,
     install_read_loop_without_timeout,
@@ -196,6 +197,7 @@ async def _serve(
     install_h2_closed_stream_fix()
     install_h2_direct_send()  # a stream's message goes out from its writer, no send-task hop
     install_read_loop_without_timeout()  # no cancel scope per read of every connection
+    install_direct_body()  # a stream's up messages read in the read task, no channel hop
     state_dir = config.resolved_state_dir
     tls = ensure_federation_tls(state_dir / "tls", hosts=config.tls_hosts)
     admin_token = ensure_admin_token(state_dir)

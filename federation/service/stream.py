@@ -25,16 +25,14 @@ Authentication happens once, at open, exactly as for REST calls.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import trio
-from pydantic import ValidationError
 
 from federation.model.api import Ack, HealthReport
-from federation.model.stream import MAX_MESSAGE_ID, STREAM_MEDIA_TYPE, UPSTREAM, StreamReport
+from federation.model.stream import STREAM_MEDIA_TYPE
 from federation.service.auth import (
     CallerAuthenticator,
     bearer_token,
@@ -43,7 +41,9 @@ from federation.service.auth import (
 )
 from federation.service.core import FederationService
 from federation.service.errors import BadRequestError, PayloadTooLargeError, ServiceError
+from federation.service.hypercorn_compat import DIRECT_BODY, DirectBody
 from federation.service.stream_inbound import InboundSink
+from federation.service.stream_lines import ReportReuse, decode_message
 from federation.service.stream_push import Push, PushEncoder
 from federation.store import InvalidDocument, StaleBundleSequence, StoreError, StoreUnavailable
 
@@ -54,14 +54,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _CLOSE_S = 5.0
 #: Versions sent and not yet ACKed that are remembered (one may become the delta base).
 _KEEP_UNACKED = 8
-_MESSAGE_TYPES = frozenset({"report", "ack"})
-#: A report line whose only other keys come first: what follows is the report, then ``}``.
-_REPORT_HEAD = re.compile(rb'\{"type":"report"(?:,"id":([0-9]{1,16}))?,"report":')
-#: An ACK line as gateways send it (``ok``, no error): read without pydantic.
-_PLAIN_ACK = re.compile(
-    rb'\{"type":"ack"(?:,"id":([0-9]{1,16}))?,"ack":\{"version":([0-9]{1,16}),"ok":true'
-    rb'(?:,"error":"")?\}\}'
-)
 
 
 def _error_doc(err: ServiceError, message_id: int | None = None) -> dict[str, object]:
@@ -109,72 +101,6 @@ def _loose_id(line: bytes) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def fast_report(line: bytes) -> tuple[int | None, HealthReport, str] | None:
-    """``(id, report, its JSON as sent)`` for a report line of the form gateways send
-    (``{"type":"report"[,"id":N],"report":{...}}``, the report last), validated without
-    re-encoding it; ``None`` for any other line, or one whose report part is not valid on its
-    own (then the whole line is parsed, and refused with the usual error if it must be)."""
-    line = line.strip()
-    match = _REPORT_HEAD.match(line)
-    if match is None or not line.endswith(b"}"):
-        return None
-    raw = line[match.end() : -1]
-    message_id = None if match.group(1) is None else int(match.group(1))
-    if message_id is not None and message_id > MAX_MESSAGE_ID:
-        return None
-    try:
-        report = HealthReport.model_validate_json(raw)
-    except ValidationError:
-        return None
-    return message_id, report, raw.decode()
-
-
-def fast_ack(line: bytes) -> tuple[int | None, Ack] | None:
-    """``(id, ACK)`` of a line of exactly the form gateways send for an ACK
-    (``{"type":"ack"[,"id":N],"ack":{"version":V,"ok":true[,"error":""]}}``); ``None`` for any
-    other line (then it is parsed and validated whole)."""
-    match = _PLAIN_ACK.fullmatch(line.strip())
-    if match is None:
-        return None
-    message_id = None if match.group(1) is None else int(match.group(1))
-    if message_id is not None and message_id > MAX_MESSAGE_ID:
-        return None
-    return message_id, Ack.model_construct(version=int(match.group(2)), ok=True, error="")
-
-
-def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """A field path without the union's tag pydantic puts first (``report.report.x``)."""
-    return loc[1:] if loc and loc[0] in _MESSAGE_TYPES else loc
-
-
-def parse_message(line: bytes) -> Any:
-    """An up message, or :class:`BadRequestError` naming every bad field."""
-    try:
-        return UPSTREAM.validate_json(line)
-    except ValidationError as err:
-        fields = tuple(
-            (".".join(str(p) for p in _untagged(item["loc"])) or "(message)", item["msg"])
-            for item in err.errors()
-        )
-        problems = "; ".join(f"{f}: {m}" for f, m in fields)
-        raise BadRequestError(f"invalid stream message: {problems}", fields=fields) from err
-
-
-def decode_message(line: bytes) -> tuple[int | None, HealthReport | Ack, str]:
-    """``(id, report or ACK, the report's JSON text or "")`` of an up message, or
-    :class:`BadRequestError` naming every bad field."""
-    fast = fast_report(line)
-    if fast is not None:
-        return fast
-    ack = fast_ack(line)
-    if ack is not None:
-        return ack[0], ack[1], ""
-    message = parse_message(line)
-    if isinstance(message, StreamReport):
-        return message.id, message.report, message.report.model_dump_json()
-    return message.id, message.ack, ""
-
-
 class SnapshotStreamEndpoint:
     """The ASGI app of the stream route. Borrows the service and authenticator."""
 
@@ -218,6 +144,8 @@ class SnapshotStreamEndpoint:
                 ],
             }
         )
+        direct = scope.get("extensions", {}).get(DIRECT_BODY)
+        session.direct = direct if isinstance(direct, DirectBody) else None
         await session.run(receive, send)
 
     async def _open(
@@ -284,6 +212,10 @@ class StreamSession:
         self.full_again = False
         #: what the reader accepted and the store has not taken yet
         self.inbound = endpoint.sink.stream(cluster, self._answered, self._store_failed)
+        #: the server's offer of body chunks in its read task (see ``_take_chunk``), if any
+        self.direct: DirectBody | None = None
+        self._buffer = bytearray()
+        self._reports = ReportReuse()
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve until the gateway leaves, closes its side, or its token expires."""
@@ -380,8 +312,20 @@ class StreamSession:
 
     async def _read(self, receive: Receive) -> bool:
         """Handle every line until the gateway closes its side (False) or leaves (True)."""
+        direct = self.direct
+        if direct is not None:
+            direct.consume = self._take_chunk
+        try:
+            return await self._read_queued(receive, direct)
+        finally:
+            if direct is not None:
+                direct.consume = None
+
+    async def _read_queued(self, receive: Receive, direct: DirectBody | None) -> bool:
+        """The lines of the chunks ``receive`` hands over (all of them, or those
+        :meth:`_take_chunk` declined)."""
         limit = self.endpoint.max_message_bytes
-        buffer = bytearray()
+        buffer = self._buffer
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -390,15 +334,42 @@ class StreamSession:
             while (end := buffer.find(b"\n")) >= 0:
                 line = bytes(buffer[:end])
                 del buffer[: end + 1]
-                await self._handle(line, limit)
+                ack = self._handle_now(line, limit)
+                if ack is not None:
+                    await self.inbound.put_ack(*ack)
             if len(buffer) > limit:
                 self._refused(PayloadTooLargeError(
                     f"stream message is over the {limit}-byte limit; closing the stream",
                     reason="too-large"))  # fmt: skip
                 return False
             if not message.get("more_body", False):
-                await self._handle(bytes(buffer), limit)
+                ack = self._handle_now(bytes(buffer), limit)
+                if ack is not None:
+                    await self.inbound.put_ack(*ack)
                 return False
+            if direct is not None:
+                direct.received()
+
+    def _take_chunk(self, chunk: bytes) -> bool:
+        """Handle ``chunk``'s lines now, in the connection's read task (a task switch less per
+        message than through ``receive``), unless that could need waiting or ending the
+        stream: an unfinished line past the limit, or more lines than ACKs may queue (then
+        False: the chunk goes through ``receive`` and :meth:`_read_queued`, in order)."""
+        limit = self.endpoint.max_message_bytes
+        buffer = self._buffer
+        last = chunk.rfind(b"\n")
+        if (len(chunk) - last - 1 if last >= 0 else len(buffer) + len(chunk)) > limit:
+            return False
+        if not self.inbound.has_room(chunk.count(b"\n")):
+            return False
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            ack = self._handle_now(line, limit)
+            if ack is not None:
+                self.inbound.put_ack_now(*ack)
+        return True
 
     def _refused(self, err: ServiceError, message_id: int | None = None) -> None:
         self.service.metrics.reject(err.reason)
@@ -414,22 +385,22 @@ class StreamSession:
         for message_id in targets:
             self._refused(error, message_id)
 
-    async def _handle(self, line: bytes, limit: int) -> None:
-        """Validate one up message and queue it for the store (answered once stored);
-        answer a refusal at once. Waits only while too many ACKs wait for the store."""
+    def _handle_now(self, line: bytes, limit: int) -> tuple[int | None, Ack] | None:
+        """Validate one up message: queue a report for the store (answered once stored),
+        answer a refusal at once; an ACK is returned for the caller to queue (``put_ack``)."""
         if not line.strip():
-            return
+            return None
         if len(line) > limit:
             too_large = f"stream message of {len(line)} bytes is over the {limit}-byte limit"
             self._refused(PayloadTooLargeError(too_large, reason="too-large"), _loose_id(line))
-            return
+            return None
         try:
-            message_id, content, raw = decode_message(line)
+            message_id, content, raw = decode_message(line, self._reports)
         except BadRequestError as err:
             self._refused(err, _loose_id(line))
-            return
+            return None
         if isinstance(content, HealthReport):
             self.inbound.put_report(message_id, content, raw, self.service.clock())
-        else:
-            self._acked(content)
-            await self.inbound.put_ack(message_id, content)
+            return None
+        self._acked(content)
+        return message_id, content

@@ -94,6 +94,14 @@ class StreamInbound:
         """Queue an ACK/NACK; waits while :data:`MAX_QUEUED_ACKS` are already waiting."""
         while len(self._acks) >= MAX_QUEUED_ACKS:
             await self._room.wait()
+        self.put_ack_now(message_id, ack)
+
+    def has_room(self, acks: int) -> bool:
+        """Whether ``acks`` more ACKs may be queued now without waiting (:meth:`put_ack_now`)."""
+        return len(self._acks) + acks <= MAX_QUEUED_ACKS
+
+    def put_ack_now(self, message_id: int | None, ack: Ack) -> None:
+        """Queue an ACK/NACK the caller made room for (:meth:`has_room`)."""
         self._acks.append((message_id, ack))
         self._sink.queue(self)
 

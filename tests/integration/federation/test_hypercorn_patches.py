@@ -2,7 +2,8 @@
 from the app's own task (``install_h2_direct_send``) arrive whole and in order, also when a
 chunk spans several frames, exceeds the flow-control window (then hypercorn's own buffered path
 sends it) or follows one still buffered; the read loop without a per-read deadline
-(``install_read_loop_without_timeout``) still honours a configured ``read_timeout``."""
+(``install_read_loop_without_timeout``) still honours a configured ``read_timeout``; request body
+chunks taken in the read task (``install_direct_body``) or queued reach the app in order."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from hypercorn.trio.tcp_server import TCPServer
 
 from federation.service import hypercorn_compat
 from federation.service.hypercorn_compat import (
+    DIRECT_BODY,
+    install_direct_body,
     install_h2_direct_send,
     install_read_loop_without_timeout,
 )
@@ -115,3 +118,75 @@ async def test_a_configured_read_timeout_still_ends_the_read_loop_of_a_silent_pe
     with trio.move_on_after(1.5) as scope:
         await TCPServer._read_data(waiting)  # type: ignore[arg-type]
     assert scope.cancelled_caught and waiting.handled == []
+
+
+async def _body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Takes every body chunk it can directly, declines every third offer, raises on ``boom``;
+    answers what it got, in the order it got it, and how."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    direct = scope["extensions"][DIRECT_BODY]
+    got: list[bytes] = []
+    offers = [0]
+
+    def consume(chunk: bytes) -> bool:
+        if b"boom" in chunk:
+            raise RuntimeError("a bug in the consumer")
+        offers[0] += 1
+        if offers[0] % 3 == 0:
+            return False
+        got.append(b"D" + chunk)
+        return True
+
+    direct.consume = consume
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            got.append(b"left")
+            break
+        got.append(b"Q" + message["body"])
+        await trio.sleep(0.01)  # chunks arriving meanwhile must queue behind this one
+        if not message["more_body"]:
+            break
+        direct.received()
+    direct.consume = None
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"|".join(got), "more_body": False})
+
+
+async def test_body_chunks_taken_directly_or_queued_arrive_in_order(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    install_direct_body()
+    tls = ensure_federation_tls(tmp_path / "ca", hosts=("127.0.0.1",))
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.certfile, config.keyfile = str(tls.cert_path), str(tls.key_path)
+    config.accesslog = config.errorlog = None
+    binds = await nursery.start(partial(hypercorn.trio.serve, _body_app, config, mode="asgi"))  # type: ignore[arg-type]
+    url = f"https://127.0.0.1:{int(binds[0].rsplit(':', 1)[1])}/"
+
+    async def chunks(last: bytes) -> Any:
+        for index in range(30):
+            yield b"c%02d" % index
+            await trio.sleep(0.004 if index % 4 else 0)
+        await trio.sleep(0.2)  # the queue is drained: the last chunk is offered to consume
+        yield last
+
+    async with httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=tls.ca_path), http2=True, http1=False
+    ) as client:
+        with trio.fail_after(20):
+            response = await client.post(url, content=chunks(b"end"))
+            parts = response.content.split(b"|")
+            body = b"".join(part[1:] for part in parts)
+            assert body == b"".join(b"c%02d" % i for i in range(30)) + b"end"
+            kinds = {part[:1] for part in parts}
+            assert kinds == {b"D", b"Q"}  # both ways were taken
+            response = await client.post(url, content=chunks(b"boom"))
+            assert response.content.split(b"|")[-1] == b"left"  # the request ended, not the server
+            response = await client.post(url, content=chunks(b"end"))
+            assert response.status_code == 200

@@ -6,7 +6,7 @@ import pytest
 
 from federation.model.api import Ack
 from federation.model.stream import StreamAck
-from federation.service.stream import decode_message, fast_ack, parse_message
+from federation.service.stream_lines import decode_message, fast_ack, parse_message
 
 
 @pytest.mark.parametrize("message_id", [None, 0, 7, 2**53])
