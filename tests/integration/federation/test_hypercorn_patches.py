@@ -120,6 +120,12 @@ async def test_a_configured_read_timeout_still_ends_the_read_loop_of_a_silent_pe
     assert scope.cancelled_caught and waiting.handled == []
 
 
+#: set by ``_body_app`` once it holds every paced chunk (30 x 3 bytes) with nothing queued;
+#: the test installs a fresh event before each request
+_ALL_IN = [trio.Event()]
+_PACED_BYTES = 90
+
+
 async def _body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Takes every body chunk it can directly, declines every third offer, raises on ``boom``;
     answers what it got, in the order it got it, and how."""
@@ -139,7 +145,12 @@ async def _body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if offers[0] % 3 == 0:
             return False
         got.append(b"D" + chunk)
+        note_progress()
         return True
+
+    def note_progress() -> None:
+        if direct.queued == 0 and sum(len(part) - 1 for part in got) >= _PACED_BYTES:
+            _ALL_IN[0].set()
 
     direct.consume = consume
     while True:
@@ -152,6 +163,7 @@ async def _body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message["more_body"]:
             break
         direct.received()
+        note_progress()
     direct.consume = None
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"|".join(got), "more_body": False})
@@ -173,20 +185,24 @@ async def test_body_chunks_taken_directly_or_queued_arrive_in_order(
         for index in range(30):
             yield b"c%02d" % index
             await trio.sleep(0.004 if index % 4 else 0)
-        await trio.sleep(0.2)  # the queue is drained: the last chunk is offered to consume
+        await _ALL_IN[0].wait()  # the queue is drained: the last chunk is offered to consume
         yield last
+
+    async def post(last: bytes) -> httpx.Response:
+        _ALL_IN[0] = trio.Event()
+        return await client.post(url, content=chunks(last))
 
     async with httpx.AsyncClient(
         verify=ssl.create_default_context(cafile=tls.ca_path), http2=True, http1=False
     ) as client:
         with trio.fail_after(20):
-            response = await client.post(url, content=chunks(b"end"))
+            response = await post(b"end")
             parts = response.content.split(b"|")
             body = b"".join(part[1:] for part in parts)
             assert body == b"".join(b"c%02d" % i for i in range(30)) + b"end"
             kinds = {part[:1] for part in parts}
             assert kinds == {b"D", b"Q"}  # both ways were taken
-            response = await client.post(url, content=chunks(b"boom"))
+            response = await post(b"boom")
             assert response.content.split(b"|")[-1] == b"left"  # the request ended, not the server
-            response = await client.post(url, content=chunks(b"end"))
+            response = await post(b"end")
             assert response.status_code == 200
