@@ -53,13 +53,15 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"end", "more_body": False})
 
 
-async def _serve(nursery: trio.Nursery, tmp_path: Path) -> Any:
+async def _serve(nursery: trio.Nursery, tmp_path: Path, app: Any = None) -> Any:
+    """Serve ``app`` (default ``_app``) over TLS on a free port: ``(tls, port)``."""
     tls = ensure_federation_tls(tmp_path / "ca", hosts=("127.0.0.1",))
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.certfile, config.keyfile = str(tls.cert_path), str(tls.key_path)
     config.accesslog = config.errorlog = None
-    binds = await nursery.start(partial(hypercorn.trio.serve, _app, config, mode="asgi"))  # type: ignore[arg-type]
+    serve = partial(hypercorn.trio.serve, app or _app, config, mode="asgi")
+    binds = await nursery.start(serve)  # type: ignore[arg-type]
     return tls, int(binds[0].rsplit(":", 1)[1])
 
 
@@ -173,13 +175,8 @@ async def test_body_chunks_taken_directly_or_queued_arrive_in_order(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     install_direct_body()
-    tls = ensure_federation_tls(tmp_path / "ca", hosts=("127.0.0.1",))
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.certfile, config.keyfile = str(tls.cert_path), str(tls.key_path)
-    config.accesslog = config.errorlog = None
-    binds = await nursery.start(partial(hypercorn.trio.serve, _body_app, config, mode="asgi"))  # type: ignore[arg-type]
-    url = f"https://127.0.0.1:{int(binds[0].rsplit(':', 1)[1])}/"
+    tls, port = await _serve(nursery, tmp_path, _body_app)
+    url = f"https://127.0.0.1:{port}/"
 
     async def chunks(last: bytes) -> Any:
         for index in range(30):
