@@ -12,13 +12,14 @@ the most recently parked worker is woken first (its stack is the warmest).
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 import trio
+
+from proxy.deadlines import DeadlineHeap
 
 MIN_IDLE_WORKERS = 16
 MAX_IDLE_WORKERS = 256
@@ -64,11 +65,7 @@ class StreamWorkers(Generic[R]):
         self._cancelled = cancelled
         self._ready: deque[R] = deque()
         self._parked: list[trio.lowlevel.Task] = []
-        self._deadlines: list[tuple[float, int, Runnable]] = []
-        self._seq = 0
-        self._timer_wake = trio.Event()
-        self._timer_at = math.inf  # when the timer wakes by itself
-        self._timer_started = False
+        self._deadlines: DeadlineHeap[Runnable] = DeadlineHeap(_finished, _expire, nursery)
         self.active = 0
         # Parked workers kept: the most streams that ran at once (a peer gateway's link
         # carries ~100: ending the extra workers after each burst respawned 0.7 per request).
@@ -86,7 +83,7 @@ class StreamWorkers(Generic[R]):
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
-            self._expect_by(item, trio.current_time() + timeout)
+            self._deadlines.push(item, trio.current_time() + timeout, self.active)
 
     async def _worker(self) -> None:
         """Items run inside one cancel scope per worker (``item.scope`` while it runs): a
@@ -145,34 +142,14 @@ class StreamWorkers(Generic[R]):
         """Cancel ``item.scope`` at ``deadline`` (the trio clock) unless ``item.finished``
         was set by then. Cheaper than moving a cancel scope's own deadline (~1.8 µs each
         time in trio): a heap push, and the timer wakes only for an earlier deadline."""
-        self._expect_by(item, deadline)
+        self._deadlines.push(item, deadline, self.active)
 
-    def _expect_by(self, item: Runnable, deadline: float) -> None:
-        heap = self._deadlines
-        if len(heap) > 2 * self.active + 64:
-            # Finished entries stuck behind a live one: drop them all (amortized O(1)).
-            heap[:] = [e for e in heap if not e[2].finished]
-            heapq.heapify(heap)
-        if not self._timer_started:
-            self._timer_started = True
-            self._nursery.start_soon(self._timer)
-        elif deadline < self._timer_at:  # not merely an empty heap (after a compaction)
-            self._timer_wake.set()
-        self._seq += 1
-        heapq.heappush(heap, (deadline, self._seq, item))
 
-    async def _timer(self) -> None:
-        heap = self._deadlines
-        while True:
-            while heap and heap[0][2].finished:
-                heapq.heappop(heap)
-            if heap and heap[0][0] <= trio.current_time():
-                item = heapq.heappop(heap)[2]
-                item.timed_out = True
-                if item.scope is not None:
-                    item.scope.cancel()
-                continue
-            self._timer_wake = trio.Event()
-            self._timer_at = heap[0][0] if heap else math.inf
-            with trio.move_on_at(self._timer_at):
-                await self._timer_wake.wait()
+def _finished(item: Runnable) -> bool:
+    return item.finished
+
+
+async def _expire(item: Runnable) -> None:
+    item.timed_out = True
+    if item.scope is not None:
+        item.scope.cancel()

@@ -9,14 +9,13 @@ connection's nursery. Flow control both ways: DATA is sent only within the peer'
 
 from __future__ import annotations
 
-import heapq
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 
 import trio
 
 from proxy.batchend import NEVER_WRITTEN, batch_end
+from proxy.deadlines import DeadlineHeap
 from proxy.errors import (
     GoawayReceived,
     RefusedStream,
@@ -114,9 +113,7 @@ class H2ClientConnection:
         self._broken = False
         # (deadline, stream id, stream) of streams awaiting response headers by a deadline:
         # one timer task per connection instead of a cancel scope per request.
-        self._deadlines: list[tuple[float, int, H2Stream]] = []
-        self._timer_wake = trio.Event()
-        self._timer_at = math.inf  # when the header timer wakes by itself
+        self._deadlines: DeadlineHeap[H2Stream] = DeadlineHeap(_answered, _headers_timed_out)
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -142,7 +139,7 @@ class H2ClientConnection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._write_loop)
-                nursery.start_soon(self._header_timer)
+                nursery.start_soon(self._deadlines.run)
                 if self._ping_interval_s is not None:
                     nursery.start_soon(self._keepalive_loop, self._ping_interval_s)
                 self._kick()
@@ -498,37 +495,7 @@ class H2ClientConnection:
     def expect_headers_by(self, s: H2Stream, deadline: float) -> None:
         """Mark ``s`` ``timed_out`` (and wake its :meth:`wait_headers`) if no response headers
         arrived by ``deadline`` (``trio.current_time()`` clock)."""
-        heap = self._deadlines
-        if len(heap) > 2 * self.active_streams + 64:
-            # Answered entries stuck behind a slow one: drop them all (amortized O(1)).
-            heap[:] = [e for e in heap if not (e[2].headers_ready.is_set() or e[2].released)]
-            heapq.heapify(heap)
-        if deadline < self._timer_at:
-            # Only a deadline earlier than the timer's own wake-up needs it now. (Testing
-            # the heap's head instead woke it on every burst: answered streams leave the
-            # heap at once, so each burst's first stream found it empty; a task switch and
-            # a cancel scope per burst.)
-            self._timer_wake.set()
-        heapq.heappush(heap, (deadline, s.stream_id, s))
-
-    def _drop_answered(self) -> None:
-        heap = self._deadlines
-        while heap and (heap[0][2].headers_ready.is_set() or heap[0][2].released):
-            heapq.heappop(heap)
-
-    async def _header_timer(self) -> None:
-        heap = self._deadlines
-        while True:
-            self._drop_answered()
-            if heap and heap[0][0] <= trio.current_time():
-                s = heapq.heappop(heap)[2]
-                s.timed_out = True
-                s.headers_ready.set()
-                continue
-            self._timer_wake = trio.Event()
-            self._timer_at = heap[0][0] if heap else math.inf
-            with trio.move_on_at(self._timer_at):
-                await self._timer_wake.wait()
+        self._deadlines.push(s, deadline, self.active_streams)
 
     async def wait_headers(self, s: H2Stream) -> None:
         """Wait for response headers; raises the stream's error."""
@@ -555,8 +522,17 @@ class H2ClientConnection:
         self._forget(s)
         self._streams.pop(s.stream_id, None)
         self.active_streams -= 1
-        self._drop_answered()
+        self._deadlines.drop_finished()
         if self._on_release is None:
             self._on_change()
         else:
             self._on_release(self)
+
+
+def _answered(s: H2Stream) -> bool:
+    return s.headers_ready.is_set() or s.released
+
+
+async def _headers_timed_out(s: H2Stream) -> None:
+    s.timed_out = True
+    s.headers_ready.set()
