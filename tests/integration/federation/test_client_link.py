@@ -99,6 +99,16 @@ async def wait_until(predicate: object, timeout: float = 5.0) -> None:
             await trio.sleep(0.01)
 
 
+async def serve_forged_bundle(federation: RunningFederation, gcp: Gateway, tmp_path: Path) -> None:
+    """A compromised federation serves gcp's trust domain with an attacker's CA and key,
+    "signed" by the attacker, at a higher sequence (bypassing the API's own checks)."""
+    attacker = Gateway("gcp", tmp_path / "evil")
+    forged = TrustBundle(gcp.td, (attacker.ca.root,), {gcp.kid: attacker.key.public_key()}, 7)
+    signed = sign_bundle_update(forged, attacker.key, gcp.kid).decode()
+    await federation.service.store.put_bundle(gcp.td.name, 7, forged.to_json(), signed, time.time())
+    federation.service.publisher.mark_dirty()
+
+
 async def test_client_join_pins_the_ca_and_refuses_reuse(
     federation: RunningFederation, tmp_path: Path
 ) -> None:
@@ -166,15 +176,7 @@ async def test_forged_bundle_update_is_refused_by_the_gateway_even_if_served(
         # come later than aws's first snapshot): a first bundle is accepted unsigned
         await wait_until(lambda: gcp.td in link.bundles)
         good = len(aws.applied)
-        # A compromised federation serves gcp's trust domain with an attacker's CA and key,
-        # "signed" by the attacker, at a higher sequence (bypassing the API's own checks).
-        attacker = Gateway("gcp", tmp_path / "evil")
-        forged = TrustBundle(gcp.td, (attacker.ca.root,), {gcp.kid: attacker.key.public_key()}, 7)
-        signed = sign_bundle_update(forged, attacker.key, gcp.kid).decode()
-        await federation.service.store.put_bundle(
-            gcp.td.name, 7, forged.to_json(), signed, time.time()
-        )
-        federation.service.publisher.mark_dirty()
+        await serve_forged_bundle(federation, gcp, tmp_path)
         await wait_until(lambda: "refused" in link.last_error)
         assert "gcp.isthmus.test" in link.last_error
         assert len(aws.applied) == good  # nothing applied
@@ -215,13 +217,7 @@ async def test_a_forged_bundle_inside_a_bundle_delta_is_refused_by_the_gateway(
         await nursery.start(link.run)
         await wait_until(lambda: gcp.td in link.bundles and azure.td in link.bundles)
         good = len(aws.applied)
-        attacker = Gateway("gcp", tmp_path / "evil")
-        forged = TrustBundle(gcp.td, (attacker.ca.root,), {gcp.kid: attacker.key.public_key()}, 7)
-        signed = sign_bundle_update(forged, attacker.key, gcp.kid).decode()
-        await federation.service.store.put_bundle(
-            gcp.td.name, 7, forged.to_json(), signed, time.time()
-        )
-        federation.service.publisher.mark_dirty()
+        await serve_forged_bundle(federation, gcp, tmp_path)
         await wait_until(lambda: "refused" in link.last_error)
         # it came as a delta naming only gcp's trust domain, and was checked all the same
         delta = json.loads(sent[-1])
