@@ -14,8 +14,7 @@ retried; it never takes the service down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -34,6 +33,7 @@ from federation.service.metrics import FederationMetrics
 from federation.service.placement_loop import DEFAULT_PLACEMENT_DEBOUNCE_S, PlacementLoop
 from federation.service.rebuild_pacing import JoinPacer
 from federation.service.served import ServedSnapshot, report_key, world_key
+from federation.service.serving import ServedSet
 from federation.service.snapshot_bytes import (
     EncodedContent,
     SnapshotEncoder,
@@ -88,9 +88,11 @@ class SnapshotPublisher:
         self._first_plan_timeout_s = first_plan_timeout_s
         self._retention = retention or Retention()
         self._metrics = metrics or FederationMetrics()
-        self._served: dict[str, ServedSnapshot] = {}
-        self._events: dict[str, trio.Event] = {}
-        self._watchers: dict[str, list[Callable[[], None]]] = {}
+        #: what this replica serves; streams and long polls read and watch it
+        self.served = ServedSet()
+        self.current = self.served.current
+        self.wait_newer = self.served.wait_newer
+        self.watching = self.served.watching
         self._local: dict[str, tuple[float, HealthReport, ReportKey]] = {}
         self._dirty = trio.Event()
         #: set by a report received here that changes what a snapshot shows: no debounce
@@ -164,47 +166,17 @@ class SnapshotPublisher:
         """A report of ``cluster`` arrived at ``at``, stored or not (:meth:`LeaseTimes.arrived`)."""
         self.lease_times.arrived(cluster, at)
 
-    def current(self, cluster: str) -> ServedSnapshot | None:
-        return self._served.get(cluster)
-
-    async def wait_newer(self, cluster: str, after: int, timeout_s: float) -> ServedSnapshot | None:
-        """The cluster's snapshot as soon as its version differs from ``after`` (newer, or lower
-        after a store reset), or ``None`` after ``timeout_s``. Cancellation just stops waiting."""
-        with trio.move_on_after(timeout_s):
-            while True:
-                served = self._served.get(cluster)
-                if served is not None and served.version != after:
-                    return served
-                await self._events.setdefault(cluster, trio.Event()).wait()
-        return None
-
-    @contextmanager
-    def watching(self, cluster: str, wake: Callable[[], None]) -> Iterator[None]:
-        """Within the block, call ``wake()`` each time ``cluster``'s served version changes,
-        right when it does: how a stream learns of a version without a task of its own.
-        ``wake`` runs in the publishing task: it must only set an event (no blocking, no
-        raising). Read the version with :meth:`current`."""
-        watchers = self._watchers.setdefault(cluster, [])
-        watchers.append(wake)
-        try:
-            yield
-        finally:
-            watchers.remove(wake)
-            if not watchers:
-                del self._watchers[cluster]
-
     async def load(self) -> None:
         """Read what the store serves now, so a restart keeps versions and digests."""
         names = [record.name for record in await self._store.list_clusters()]
-        self._served.update(await self._stored.read(names))
+        self.served.load(await self._stored.read(names))
 
     def _deliver_stored(self, cluster: str, served: ServedSnapshot) -> None:
         """Another replica stored a new snapshot of ``cluster`` (newer, or lower after a store
         reset): serve it here too, unless this replica leads now (it serves what it builds)."""
-        current = self._served.get(cluster)
+        current = self.served.current(cluster)
         if not self.leading and (current is None or served.version != current.version):
-            self._served[cluster] = served
-            self._wake(cluster)
+            self.served.publish(cluster, served)
 
     def _stamp(
         self, content: EncodedContent, version: int, at: float, digest: str
@@ -312,7 +284,7 @@ class SnapshotPublisher:
             self._planner,
             self._encoder,
             RebuildInput(members, self.reachability, trust, updates, self.placement.traffic),
-            {name: served.digest for name, served in self._served.items()},
+            self.served.digests(),
         )
         # Pure work on inputs nobody mutates. Up to INLINE_PLAN_MEMBERS, on the event loop:
         # ~27 ms of CPU at 1,000, which in a worker thread took 70-90 ms (the thread gets the
@@ -328,8 +300,7 @@ class SnapshotPublisher:
         versions = await self._store.put_snapshots(documents, now)
         for name, version in versions.items():
             content, digest = changed[name].encoded.content, changed[name].routing.digest
-            self._served[name] = self._stamp(content, version, now, digest)
-            self._wake(name)
+            self.served.publish(name, self._stamp(content, version, now, digest))
         self._last_world = world
         return len(changed)
 
@@ -341,13 +312,6 @@ class SnapshotPublisher:
             if (previous := before.get(cluster)) is not None and previous != state
         ]
         await self._store.append_events(events)  # one write for a whole lease storm
-
-    def _wake(self, cluster: str) -> None:
-        for wake in self._watchers.get(cluster, ()):
-            wake()
-        event = self._events.pop(cluster, None)
-        if event is not None:
-            event.set()
 
     def _renewed(self, cluster: str, at: float) -> None:
         self.lease_times.renewed(cluster, at, self.reachability.is_up)
