@@ -4,13 +4,16 @@ per second, and ``--workers`` scaling (see :mod:`bench.dataplane`)."""
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench._h2load import Load, LoadResult, run_h2load
 from bench._parts import TUNNEL_RATIO_TARGET, WORKERS_SCALING_TARGET, Ctx, GiB, Settings
-from bench._procs import ProcGroup, run_tool, wait_port
+from bench._procs import Proc, ProcGroup, run_tool, wait_port
 from bench._report import Report, Row, verdict
 from bench._topology import AUTHORITY, Topology, gateway_argv
 
@@ -135,9 +138,28 @@ def handshakes(ctx: Ctx) -> None:
     ctx.report.add(Row("B CPU per handshake", cpu_us["isthmus"], cpu_us["haproxy"], "µs"))
 
 
+@dataclass(frozen=True)
+class WorkersRun:
+    """One ``--workers N`` run: h2load's result, and the CPU seconds of the gateway (all its
+    workers) and of the load side (h2load and the backend) during it."""
+
+    result: LoadResult
+    gateway_cpu_s: float
+    load_cpu_s: float
+
+    def cores(self, cpu_s: float) -> float:
+        return cpu_s / max(self.result.seconds, 1e-9)
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU of this process's waited-for children (h2load, once it ended)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _one_worker_run(
-    topo: Topology, settings: Settings, logs: Path, count: int
-) -> tuple[LoadResult, float]:
+    topo: Topology, settings: Settings, logs: Path, count: int, backend: Proc
+) -> WorkersRun:
     with ProcGroup(logs) as group:
         proc = group.start(
             f"isthmus-beta-workers{count}", gateway_argv(topo.beta_config, count), cpus=None
@@ -151,26 +173,31 @@ def _one_worker_run(
             Load(clients=8, streams=8, requests=settings.warm_up_requests),
             cpus=None,
         )
-        before = proc.cpu_seconds()
+        before = proc.cpu_seconds(), backend.cpu_seconds(), _children_cpu_s()
         load = Load(
             clients=16,  # enough connections for SO_REUSEPORT to spread them evenly
             streams=max(1, settings.clients * settings.streams // 16),
             duration_s=settings.duration_s,
         )
         result = run_h2load(url, AUTHORITY, load, cpus=None)
-        return result, proc.cpu_seconds() - before
+        gateway = proc.cpu_seconds() - before[0]
+        load_side = backend.cpu_seconds() - before[1] + _children_cpu_s() - before[2]
+        return WorkersRun(result, gateway, load_side)
 
 
-def workers(topo: Topology, settings: Settings, logs: Path, rep: Report) -> None:
+def workers(topo: Topology, settings: Settings, logs: Path, rep: Report, backend: Proc) -> None:
     """One hop (B's outbound -> backend), ``--workers 1`` then ``2``, nothing pinned."""
     print("workers: one gateway hop, --workers 1 then 2, unpinned")
-    one, cpu1 = _one_worker_run(topo, settings, logs, 1)
-    two, cpu2 = _one_worker_run(topo, settings, logs, 2)
+    run1 = _one_worker_run(topo, settings, logs, 1, backend)
+    run2 = _one_worker_run(topo, settings, logs, 2, backend)
+    one, two = run1.result, run2.result
     scaling = two.rps / one.rps if one.rps else 0.0
     rep.add(Row("one hop req/s, --workers 1", one.rps, None, "req/s"))
     rep.add(Row("one hop req/s, --workers 2", two.rps, None, "req/s"))
-    us1, us2 = cpu1 * 1e6 / max(1, one.succeeded), cpu2 * 1e6 / max(1, two.succeeded)
-    busy1, busy2 = cpu1 / max(one.seconds, 1e-9), cpu2 / max(two.seconds, 1e-9)
+    us1 = run1.gateway_cpu_s * 1e6 / max(1, one.succeeded)
+    us2 = run2.gateway_cpu_s * 1e6 / max(1, two.succeeded)
+    busy1, busy2 = run1.cores(run1.gateway_cpu_s), run2.cores(run2.gateway_cpu_s)
+    load_cores = run2.cores(run2.load_cpu_s)
     rep.add(
         Row(
             "--workers 2 / --workers 1",
@@ -180,8 +207,8 @@ def workers(topo: Topology, settings: Settings, logs: Path, rep: Report) -> None
             target=f">= {WORKERS_SCALING_TARGET}x",
             verdict=verdict(scaling >= WORKERS_SCALING_TARGET),
             note=f"gateway CPU per request {us1:.0f} µs with 1 worker ({busy1:.2f} cores busy), "
-            f"{us2:.0f} µs with 2 ({busy2:.2f} cores busy); on 2 CPUs h2load and the backend "
-            "share the cores with the workers; a ratio above 2 means one worker was not "
-            "CPU-bound",
+            f"{us2:.0f} µs with 2 ({busy2:.2f} cores busy); h2load and the backend used "
+            f"{load_cores:.2f} cores beside 2 workers (of {os.cpu_count()} CPUs: they share the "
+            "cores with the workers); a ratio above 2 means one worker was not CPU-bound",
         )
     )

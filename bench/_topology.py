@@ -185,8 +185,8 @@ def _use_h2c_backend(routing: Path) -> None:
     routing.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
-def start_shared(group: ProcGroup, topo: Topology, pin: Pinning) -> None:
-    """The backend and the tunnel sink, on the load CPU."""
+def start_shared(group: ProcGroup, topo: Topology, pin: Pinning) -> Proc:
+    """The backend and the tunnel sink, on the load CPU; returns the backend."""
     backend = group.start("backend", hap.haproxy_argv(topo.backend_config), cpus=pin.load)
     sink = group.start(
         "sink",
@@ -195,6 +195,7 @@ def start_shared(group: ProcGroup, topo: Topology, pin: Pinning) -> None:
     )
     wait_port(topo.backend_port, timeout_s=START_TIMEOUT_S, proc=backend)
     wait_port(topo.sink_port, timeout_s=START_TIMEOUT_S, proc=sink)
+    return backend
 
 
 def gateway_argv(config: Path, workers: int = 1) -> list[str]:

@@ -137,7 +137,7 @@ def run(plan: Plan, root: Path) -> Report:
     logs = root / "logs"
     logs.mkdir()
     with ProcGroup(logs) as shared:
-        start_shared(shared, topo, plan.pin)
+        backend = start_shared(shared, topo, plan.pin)
         if plan.chosen & {"rps", "latency", "hop", "tunnel", "handshakes"}:
             with ProcGroup(logs) as group:
                 sut = parts.Pair(
@@ -157,7 +157,7 @@ def run(plan: Plan, root: Path) -> Report:
                 if "handshakes" in plan.chosen:
                     capacity.handshakes(ctx)
         if "workers" in plan.chosen:
-            capacity.workers(topo, plan.settings, logs, report)
+            capacity.workers(topo, plan.settings, logs, report, backend)
     return report
 
 
