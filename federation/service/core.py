@@ -11,12 +11,9 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from federation.model.api import (
     Ack,
     BundleUpdateRequest,
-    ClusterStatus,
     FederationStatus,
     HealthReport,
     JoinRequest,
@@ -39,14 +36,14 @@ from federation.service.join import (
     create_join_token,
     join_refusal,
 )
-from federation.service.leases import DEFAULT_MISSED_INTERVALS, LeaseInput, assess_reachability
+from federation.service.leases import DEFAULT_MISSED_INTERVALS
 from federation.service.metrics import FederationMetrics
 from federation.service.publisher import SnapshotPublisher
+from federation.service.status import federation_status
 from federation.store import (
     ClusterRecord,
     EncodedJsonObject,
     JsonDocument,
-    ReportRecord,
     Store,
     TokenError,
 )
@@ -363,56 +360,10 @@ class FederationService:
 
     async def status(self) -> FederationStatus:
         """Every cluster with its lease, bundle and snapshot state (for ``isthmus status``)."""
-        now = self.clock()
-        reports = {r.cluster: r for r in await self.store.list_reports()}
-        bundles = {b.trust_domain: b for b in await self.store.list_bundles()}
-        clusters = await self.store.list_clusters()
-        reach = assess_reachability(
-            {c.name: _lease_input(reports.get(c.name)) for c in clusters},
-            now=now,
+        return await federation_status(
+            self.store,
+            self.publisher.current,
+            now=self.clock(),
             interval_s=self.settings.report_interval_s,
             missed_intervals=self.settings.missed_intervals,
         )
-        rows = []
-        for cluster in clusters:
-            report = reports.get(cluster.name)
-            bundle = bundles.get(cluster.trust_domain)
-            acks = await self.store.get_ack_state(cluster.name)
-            served = self.publisher.current(cluster.name)
-            nacked = acks.nacked_version if acks.nacked_version > acks.acked_version else None
-            rows.append(
-                ClusterStatus(
-                    cluster=cluster.name,
-                    trust_domain=cluster.trust_domain,
-                    locality=cluster.locality,
-                    lease=reach.states[cluster.name],
-                    last_report_age_s=None if report is None else now - report.received_at,
-                    unreachable_from=reach.unreachable_from(cluster.name),
-                    bundle_sequence=None if bundle is None else bundle.sequence,
-                    bundle_expires_at=None if bundle is None else _bundle_expiry(bundle.bundle),
-                    snapshot_version=None if served is None else served.version,
-                    acked_version=acks.acked_version or None,
-                    nacked_version=nacked,
-                    nack_error=(acks.nacked_error or "") if nacked else "",
-                )
-            )
-        return FederationStatus(clusters=tuple(rows))
-
-
-def _lease_input(record: ReportRecord | None) -> LeaseInput:
-    if record is None:
-        return LeaseInput(None)
-    try:
-        peers = HealthReport.model_validate_json(record.report).peers
-    except ValidationError:
-        peers = ()
-    return LeaseInput(record.received_at, peers)
-
-
-def _bundle_expiry(text: str) -> float | None:
-    try:
-        bundle = parse_bundle(None, text)
-    except BundleError:
-        return None
-    times = [cert.not_valid_after_utc.timestamp() for cert in bundle.x509_authorities]
-    return min(times) if times else None
