@@ -66,6 +66,7 @@ class H1Connection:
         self._received_all = False  # their response is complete
         self._keep_alive = True
         self._eof = False
+        self._answer_due = False  # a request went out and nothing was read since (_receive)
         self._remaining: int | bool | None = 0  # response body framing (see h1wire)
         self._chunk_left = 0  # chunked: bytes left in the current chunk (-1: need its CRLF)
         self._counted = False
@@ -93,6 +94,7 @@ class H1Connection:
         if self.requests_done and (not self.reusable or self._buffer):
             raise self._error("the previous exchange did not finish cleanly")
         self._headers_received = self._sent_all = self._received_all = self._counted = False
+        self._answer_due = True
         head, length = self._head(req)
         self._method = req.method
         if req.body is None:
@@ -347,12 +349,24 @@ class H1Connection:
             raise self._error(f"sending failed: {err!r}") from err
 
     async def _receive(self) -> bytes | bytearray:
-        """On a socket: wait until readable, then read (trio's ``receive_some`` first tries
-        a read that fails when the response is not there yet, as it never is right after
-        the request was sent)."""
+        """On a socket: the first read after a request is sent yields once to the scheduler
+        and then tries the socket (the other requests of the batch go out meanwhile and the
+        backend answers on its CPU: the answer is usually there, and waiting for it through
+        trio cost an ``epoll_ctl`` per request); otherwise, and when that read finds
+        nothing, wait until readable, then read (trio's ``receive_some`` first tries a read
+        that fails when the answer is not there yet)."""
         sock = self._socket
         if sock is None:
             return await self.stream.receive_some(self._read_size)
+        if self._answer_due:
+            self._answer_due = False
+            await trio.lowlevel.checkpoint()
+            if sock.fileno() < 0:
+                raise trio.ClosedResourceError("the connection was closed")
+            try:
+                return os.read(sock.fileno(), self._read_size)
+            except BlockingIOError:
+                pass  # not there yet: wait for it
         await trio.lowlevel.wait_readable(sock)
         if sock.fileno() < 0:
             raise trio.ClosedResourceError("the connection was closed")
