@@ -23,6 +23,7 @@ from proxy.upstream.decisions import (
     keep_after_response,
 )
 from proxy.upstream.h1conn import H1Connection
+from proxy.upstream.h1idle import IdleProbe
 from proxy.upstream.h2conn import ASSUMED_MAX_STREAMS, H2ClientConnection
 from proxy.upstream.models import PoolSettings
 from proxy.upstream.network import describe
@@ -39,7 +40,18 @@ class Slot:
     ``parked``: an idle HTTP/1.1 connection waiting in the pool's idle stack.
     """
 
-    __slots__ = ("conn", "conn_id", "error", "idle_since", "parked", "ready", "reserved", "state")
+    __slots__ = (
+        "conn",
+        "conn_id",
+        "error",
+        "idle_since",
+        "parked",
+        "parked_batch",
+        "probed",
+        "ready",
+        "reserved",
+        "state",
+    )
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -50,6 +62,8 @@ class Slot:
         self.error: UpstreamError | None = None
         self.conn: H2ClientConnection | H1Connection | None = None
         self.parked = False
+        self.parked_batch = -1  # the scheduler batch it was last parked in (IdleProbe)
+        self.probed = False  # its socket is in the pool's IdleProbe
 
 
 class EndpointPool:
@@ -77,6 +91,7 @@ class EndpointPool:
         self._notifying = False
         self._waiters = 0
         self._idle: list[Slot] = []  # parked HTTP/1.1 connections, most recently idle last
+        self._probe = None if self.multiplexed else IdleProbe()
         self.limits = _limits_for(endpoint, settings)
 
     @property
@@ -301,13 +316,16 @@ class EndpointPool:
         except BaseException as err:
             self._failed(slot, err)
             raise
-        slot.conn = H1Connection(
+        conn = slot.conn = H1Connection(
             stream,
             label=self.label,
             endpoint_key=self.endpoint.key,
             read_size=self._settings.read_size,
             nursery=self._nursery,
         )
+        fd = conn.fileno
+        if self._probe is not None and fd is not None and fd >= 0:
+            slot.probed = self._probe.add(fd)
         slot.state = ConnState.READY
         slot.ready.set()
 
@@ -385,6 +403,8 @@ class EndpointPool:
         :meth:`reap`, which the pools run periodically."""
         slot.idle_since = trio.current_time()
         slot.parked = True
+        if self._probe is not None:
+            slot.parked_batch = self._probe.batch
         self._idle.append(slot)
         while len(self._idle) > self.limits.max_idle:
             self._close_slot(self._idle[0])
@@ -409,6 +429,19 @@ class EndpointPool:
         for slot in list(self._slots.values()):
             self._close_slot(slot)
         self.changed()
+        if self._probe is not None:
+            self._probe.close()
+
+    def idle_readable(self, slot: Slot) -> bool | None:
+        """For :meth:`H1Connection.looks_stale`: whether the idle connection of ``slot`` is
+        readable by this batch's poll of the pool's connections (``None``: poll it alone)."""
+        conn = slot.conn
+        if self._probe is None or not slot.probed or not isinstance(conn, H1Connection):
+            return None
+        fd = conn.fileno
+        if fd is None or fd < 0:
+            return None
+        return self._probe.readable(fd, slot.parked_batch, len(self._slots))
 
 
 def _limits_for(endpoint: Endpoint, settings: PoolSettings) -> PoolLimits:

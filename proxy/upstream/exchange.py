@@ -132,7 +132,7 @@ async def h1_exchange_on(
     (``retried=True`` after ``RESET``), which may wait for a connection."""
     conn = slot.conn
     assert isinstance(conn, H1Connection)
-    if conn.looks_stale():
+    if conn.looks_stale(pool.idle_readable(slot)):
         await pool.release_h1(slot, reusable=False)
         return Retry.STALE
     watch = deadlines.watch(conn.stream, deadline)
@@ -169,7 +169,7 @@ async def h1_exchange(
         conn = slot.conn
         assert isinstance(conn, H1Connection)
         reused = conn.requests_done > 0
-        if reused and conn.looks_stale():
+        if reused and conn.looks_stale(pool.idle_readable(slot)):
             await pool.release_h1(slot, reusable=False)
             continue
         try:

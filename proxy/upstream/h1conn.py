@@ -77,15 +77,23 @@ class H1Connection:
         """True when the exchange finished cleanly and keep-alive was not refused."""
         return self._sent_all and self._received_all and self._keep_alive
 
-    def looks_stale(self) -> bool:
+    @property
+    def fileno(self) -> int | None:
+        """The socket's descriptor (plain TCP), for :class:`proxy.upstream.h1idle.IdleProbe`."""
+        return None if self._socket is None else self._socket.fileno()
+
+    def looks_stale(self, readable: bool | None = None) -> bool:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn) by
-        the server: reusing it would fail."""
+        the server: reusing it would fail. ``readable``: what this batch's poll of the
+        pool's idle connections found for this socket (``None``: poll it now)."""
         if self._buffer:  # bytes beyond the last response: the stream is out of step
             return True
         if self._poller is None or self._socket is None:
             return False
         if self._socket.fileno() < 0:
             return True
+        if readable is not None:
+            return readable
         return bool(self._poller.poll(0))  # readable, hung up or failed
 
     async def send_request(self, req: UpstreamRequest) -> None:
