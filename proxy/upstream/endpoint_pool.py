@@ -47,7 +47,7 @@ class Slot:
         "idle_since",
         "parked",
         "parked_batch",
-        "probed",
+        "probe_fd",
         "ready",
         "reserved",
         "state",
@@ -63,7 +63,7 @@ class Slot:
         self.conn: H2ClientConnection | H1Connection | None = None
         self.parked = False
         self.parked_batch = -1  # the scheduler batch it was last parked in (IdleProbe)
-        self.probed = False  # its socket is in the pool's IdleProbe
+        self.probe_fd = -1  # its socket's descriptor in the pool's IdleProbe (-1: not in it)
 
 
 class EndpointPool:
@@ -324,8 +324,8 @@ class EndpointPool:
             nursery=self._nursery,
         )
         fd = conn.fileno
-        if self._probe is not None and fd is not None and fd >= 0:
-            slot.probed = self._probe.add(fd)
+        if self._probe is not None and fd is not None and fd >= 0 and self._probe.add(fd):
+            slot.probe_fd = fd
         slot.state = ConnState.READY
         slot.ready.set()
 
@@ -435,13 +435,11 @@ class EndpointPool:
     def idle_readable(self, slot: Slot) -> bool | None:
         """For :meth:`H1Connection.looks_stale`: whether the idle connection of ``slot`` is
         readable by this batch's poll of the pool's connections (``None``: poll it alone)."""
-        conn = slot.conn
-        if self._probe is None or not slot.probed or not isinstance(conn, H1Connection):
+        if self._probe is None or slot.probe_fd < 0:
             return None
-        fd = conn.fileno
-        if fd is None or fd < 0:
-            return None
-        return self._probe.readable(fd, slot.parked_batch, len(self._slots))
+        # The descriptor as registered: if the socket was closed since (and the number
+        # reused), looks_stale finds it closed before it looks at this answer.
+        return self._probe.readable(slot.probe_fd, slot.parked_batch, len(self._slots))
 
 
 def _limits_for(endpoint: Endpoint, settings: PoolSettings) -> PoolLimits:
