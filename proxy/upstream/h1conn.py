@@ -15,6 +15,7 @@ import trio
 
 from proxy.errors import ResetBeforeHeaders, UpstreamError, UpstreamStreamBroken
 from proxy.upstream import h1wire
+from proxy.upstream.h1deadlines import H1Deadlines, H1Watch
 from proxy.upstream.models import Headers, UpstreamRequest
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
@@ -67,6 +68,11 @@ class H1Connection:
         self._keep_alive = True
         self._eof = False
         self._answer_due = False  # a request went out and nothing was read since (_receive)
+        # The response-head deadline, registered only if the exchange has to wait (see
+        # expect_head_by): the answer is usually read right after one yield.
+        self._head_deadlines: H1Deadlines | None = None
+        self._head_deadline = 0.0
+        self._head_watch: H1Watch | None = None
         self._remaining: int | bool | None = 0  # response body framing (see h1wire)
         self._chunk_left = 0  # chunked: bytes left in the current chunk (-1: need its CRLF)
         self._counted = False
@@ -95,6 +101,31 @@ class H1Connection:
         if readable is not None:
             return readable
         return bool(self._poller.poll(0))  # readable, hung up or failed
+
+    def expect_head_by(self, deadlines: H1Deadlines, deadline: float) -> None:
+        """Bound the coming exchange, until :meth:`head_wait_over`, by ``deadline``: the
+        first time it would wait for the network (to send, or for the answer), ``deadlines``
+        starts watching it (and closes the connection at ``deadline``, which makes the
+        exchange fail). An exchange that never waits costs no heap entry."""
+        self._head_deadlines = deadlines
+        self._head_deadline = deadline
+        self._head_watch = None
+
+    def head_wait_over(self) -> bool:
+        """End the bound of :meth:`expect_head_by`; True if its deadline closed the
+        connection."""
+        deadlines, watch = self._head_deadlines, self._head_watch
+        self._head_deadlines = self._head_watch = None
+        if deadlines is None or watch is None:
+            return False
+        deadlines.finished(watch)
+        return watch.expired
+
+    def _may_wait(self) -> None:
+        """Called before any wait for the network (see :meth:`expect_head_by`)."""
+        deadlines = self._head_deadlines
+        if deadlines is not None and self._head_watch is None:
+            self._head_watch = deadlines.watch(self.stream, self._head_deadline)
 
     async def send_request(self, req: UpstreamRequest) -> None:
         """Send the request head and stream its body (chunked unless the engine gave a
@@ -352,6 +383,7 @@ class H1Connection:
                     await trio.lowlevel.checkpoint_if_cancelled()
                     return
                 data = data[sent:]
+            self._may_wait()
             await self.stream.send_all(data)
         except _IO_ERRORS as err:
             raise self._error(f"sending failed: {err!r}") from err
@@ -365,6 +397,7 @@ class H1Connection:
         that fails when the answer is not there yet)."""
         sock = self._socket
         if sock is None:
+            self._may_wait()
             return await self.stream.receive_some(self._read_size)
         if self._answer_due:
             self._answer_due = False
@@ -375,6 +408,7 @@ class H1Connection:
                 return os.read(sock.fileno(), self._read_size)
             except BlockingIOError:
                 pass  # not there yet: wait for it
+        self._may_wait()
         await trio.lowlevel.wait_readable(sock)
         if sock.fileno() < 0:
             raise trio.ClosedResourceError("the connection was closed")
