@@ -14,6 +14,7 @@ import trio
 
 from proxy.errors import ConnectFailure, UpstreamError
 from proxy.routes.table import Endpoint
+from proxy.upstream import h1idle
 from proxy.upstream.decisions import (
     ConnectionView,
     ConnState,
@@ -91,7 +92,7 @@ class EndpointPool:
         self._notifying = False
         self._waiters = 0
         self._idle: list[Slot] = []  # parked HTTP/1.1 connections, most recently idle last
-        self._probe = None if self.multiplexed else IdleProbe()
+        self._probe = IdleProbe() if h1idle.AVAILABLE and not self.multiplexed else None
         self.limits = _limits_for(endpoint, settings)
 
     @property

@@ -23,7 +23,7 @@ import select
 
 import trio
 
-_EVENTS = select.EPOLLIN | select.EPOLLRDHUP  # EPOLLHUP and EPOLLERR are always reported
+AVAILABLE = hasattr(select, "epoll")  # Linux; elsewhere each connection is polled alone
 
 
 class Batches(trio.abc.Instrument):
@@ -53,8 +53,8 @@ def batches() -> Batches:
 class IdleProbe:
     """The ``epoll`` set of one pool's connections and its answer for the current batch.
 
-    Create it inside ``trio.run``; :meth:`close` it with the pool (or leave it to the
-    garbage collector)."""
+    Create it inside ``trio.run`` and only where :data:`AVAILABLE`; :meth:`close` it with
+    the pool (or leave it to the garbage collector)."""
 
     __slots__ = ("_batch", "_batches", "_complete", "_epoll", "_ready")
 
@@ -73,8 +73,8 @@ class IdleProbe:
     def add(self, fd: int) -> bool:
         """Put a newly opened connection's socket in the set; False if it could not be
         (that connection is then polled alone)."""
-        try:
-            self._epoll.register(fd, _EVENTS)
+        try:  # EPOLLHUP and EPOLLERR are always reported
+            self._epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
         except (OSError, ValueError):
             return False
         return True
