@@ -166,7 +166,7 @@ def _rewrite(
             and not (listed and name in listed)
         ):
             out.append(item)
-    traceparent, valid = _child_trace(traces or [b""], rng)
+    traceparent, valid = _child_trace(traces, rng)
     out.append((TRACEPARENT, traceparent))
     if valid and state:
         out.append((TRACESTATE, b",".join(state)))
