@@ -424,6 +424,8 @@ class EndpointPool:
             elif slot.reserved == 0 and slot.state is ConnState.READY:
                 self._close_slot(slot)  # idle HTTP/1.1; busy ones close on release
         self.changed()
+        if self._probe is not None:  # nothing is parked again, nothing checked
+            self._probe.close()
 
     def abort(self) -> None:
         self.retiring = True

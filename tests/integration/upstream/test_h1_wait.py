@@ -122,6 +122,10 @@ async def test_idle_probe_answers_once_per_batch_for_connections_idle_before_it(
         assert [probe.readable(fd, before, 3) for fd in fds] == [True, True, False]
         await trio.lowlevel.checkpoint()
         assert probe.readable(fds[2], before, 1) is None  # 2 ready, room for 2: incomplete
+        probe.close()  # with its pool: every connection is polled alone from then on
+        await trio.lowlevel.checkpoint()
+        assert probe.readable(fds[2], before, 3) is None
+        assert not probe.add(fds[2])
     finally:
         probe.close()
         for ours, theirs in pairs:
