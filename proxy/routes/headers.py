@@ -37,6 +37,7 @@ _TRACEPARENT_RE = re.compile(
     rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?"
 )
 _ZERO_TRACE = b"0" * 32
+_TRACEPARENT_00 = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _ZERO_SPAN = b"0" * 16
 
 
@@ -89,6 +90,11 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
     Version ``ff``, all-zero IDs, uppercase hex and a version-00 value with extra fields are
     invalid; a higher version may carry extra ``-``-separated fields (forward compatibility).
     """
+    if _TRACEPARENT_00.fullmatch(value):  # the common case, without groups and checks
+        trace_id, parent_id = value[3:35], value[36:52]
+        if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+            return None
+        return trace_id, parent_id, value[53:]
     match = _TRACEPARENT_RE.fullmatch(value)
     if match is None:
         return None
@@ -100,21 +106,18 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
     return trace_id, parent_id, flags
 
 
-def _span_id(rng: random.Random) -> bytes:
-    return b"%016x" % (rng.getrandbits(64) or 1)
-
-
 def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
     """A traceparent for our hop: child of the caller's if exactly one valid one came in."""
     parsed = parse_traceparent(values[0]) if len(values) == 1 else None
     if parsed is None:
         # one draw for both IDs; an all-zero ID (p = 2^-64) is replaced, the spec forbids it
-        ids = b"%048x" % rng.getrandbits(192)
-        trace_id = ids[:32] if ids[:32] != _ZERO_TRACE else b"0" * 31 + b"1"
-        span_id = ids[32:] if ids[32:] != _ZERO_SPAN else b"0" * 15 + b"1"
-        return b"00-" + trace_id + b"-" + span_id + b"-01", False
+        ids = rng.getrandbits(192)
+        return b"00-%032x-%016x-01" % ((ids >> 64) or 1, (ids & _SPAN_MASK) or 1), False
     trace_id, _, flags = parsed
-    return b"00-" + trace_id + b"-" + _span_id(rng) + b"-" + flags, True
+    return b"00-%b-%016x-%b" % (trace_id, rng.getrandbits(64) or 1, flags), True
+
+
+_SPAN_MASK = (1 << 64) - 1
 
 
 _COLLECTED = frozenset({TRACEPARENT, TRACESTATE, _XFF})
@@ -163,7 +166,7 @@ def _rewrite(
             and not (listed and name in listed)
         ):
             out.append(item)
-    traceparent, valid = _child_trace(traces or [b""], rng)
+    traceparent, valid = _child_trace(traces, rng)
     out.append((TRACEPARENT, traceparent))
     if valid and state:
         out.append((TRACESTATE, b",".join(state)))

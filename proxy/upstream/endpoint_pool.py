@@ -14,6 +14,7 @@ import trio
 
 from proxy.errors import ConnectFailure, UpstreamError
 from proxy.routes.table import Endpoint
+from proxy.upstream import h1idle
 from proxy.upstream.decisions import (
     ConnectionView,
     ConnState,
@@ -23,6 +24,7 @@ from proxy.upstream.decisions import (
     keep_after_response,
 )
 from proxy.upstream.h1conn import H1Connection
+from proxy.upstream.h1idle import IdleProbe
 from proxy.upstream.h2conn import ASSUMED_MAX_STREAMS, H2ClientConnection
 from proxy.upstream.models import PoolSettings
 from proxy.upstream.network import describe
@@ -39,7 +41,18 @@ class Slot:
     ``parked``: an idle HTTP/1.1 connection waiting in the pool's idle stack.
     """
 
-    __slots__ = ("conn", "conn_id", "error", "idle_since", "parked", "ready", "reserved", "state")
+    __slots__ = (
+        "conn",
+        "conn_id",
+        "error",
+        "idle_since",
+        "parked",
+        "parked_batch",
+        "probe_fd",
+        "ready",
+        "reserved",
+        "state",
+    )
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -50,6 +63,8 @@ class Slot:
         self.error: UpstreamError | None = None
         self.conn: H2ClientConnection | H1Connection | None = None
         self.parked = False
+        self.parked_batch = -1  # the scheduler batch it was last parked in (IdleProbe)
+        self.probe_fd = -1  # its socket's descriptor in the pool's IdleProbe (-1: not in it)
 
 
 class EndpointPool:
@@ -77,6 +92,7 @@ class EndpointPool:
         self._notifying = False
         self._waiters = 0
         self._idle: list[Slot] = []  # parked HTTP/1.1 connections, most recently idle last
+        self._probe = IdleProbe() if h1idle.AVAILABLE and not self.multiplexed else None
         self.limits = _limits_for(endpoint, settings)
 
     @property
@@ -301,13 +317,16 @@ class EndpointPool:
         except BaseException as err:
             self._failed(slot, err)
             raise
-        slot.conn = H1Connection(
+        conn = slot.conn = H1Connection(
             stream,
             label=self.label,
             endpoint_key=self.endpoint.key,
             read_size=self._settings.read_size,
             nursery=self._nursery,
         )
+        fd = conn.fileno
+        if self._probe is not None and fd is not None and fd >= 0 and self._probe.add(fd):
+            slot.probe_fd = fd
         slot.state = ConnState.READY
         slot.ready.set()
 
@@ -385,6 +404,8 @@ class EndpointPool:
         :meth:`reap`, which the pools run periodically."""
         slot.idle_since = trio.current_time()
         slot.parked = True
+        if self._probe is not None:
+            slot.parked_batch = self._probe.batch
         self._idle.append(slot)
         while len(self._idle) > self.limits.max_idle:
             self._close_slot(self._idle[0])
@@ -403,12 +424,25 @@ class EndpointPool:
             elif slot.reserved == 0 and slot.state is ConnState.READY:
                 self._close_slot(slot)  # idle HTTP/1.1; busy ones close on release
         self.changed()
+        if self._probe is not None:  # nothing is parked again, nothing checked
+            self._probe.close()
 
     def abort(self) -> None:
         self.retiring = True
         for slot in list(self._slots.values()):
             self._close_slot(slot)
         self.changed()
+        if self._probe is not None:
+            self._probe.close()
+
+    def idle_readable(self, slot: Slot) -> bool | None:
+        """For :meth:`H1Connection.looks_stale`: whether the idle connection of ``slot`` is
+        readable by this batch's poll of the pool's connections (``None``: poll it alone)."""
+        if self._probe is None or slot.probe_fd < 0:
+            return None
+        # The descriptor as registered: if the socket was closed since (and the number
+        # reused), looks_stale finds it closed before it looks at this answer.
+        return self._probe.readable(slot.probe_fd, slot.parked_batch, len(self._slots))
 
 
 def _limits_for(endpoint: Endpoint, settings: PoolSettings) -> PoolLimits:

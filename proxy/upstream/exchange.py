@@ -132,28 +132,28 @@ async def h1_exchange_on(
     (``retried=True`` after ``RESET``), which may wait for a connection."""
     conn = slot.conn
     assert isinstance(conn, H1Connection)
-    if conn.looks_stale():
+    if conn.looks_stale(pool.idle_readable(slot)):
         await pool.release_h1(slot, reusable=False)
         return Retry.STALE
-    watch = deadlines.watch(conn.stream, deadline)
+    conn.expect_head_by(deadlines, deadline)
     try:
         await conn.send_request(req)
         status, headers = await conn.receive_response()
     except ResetBeforeHeaders:
-        deadlines.finished(watch)
+        expired = conn.head_wait_over()
         await pool.release_h1(slot, reusable=False)
-        if watch.expired:
+        if expired:
             return None
         if req.body is None:
             return Retry.RESET
         raise
     except BaseException:
-        deadlines.finished(watch)
+        expired = conn.head_wait_over()
         await pool.release_h1(slot, reusable=False)
-        if watch.expired:
+        if expired:
             return None
         raise
-    deadlines.finished(watch)
+    conn.head_wait_over()
     body = H1Body(conn, partial(pool.release_h1, slot))
     return UpstreamResponse(status, headers, body, closer=partial(body.finish, reusable=False))
 
@@ -169,7 +169,7 @@ async def h1_exchange(
         conn = slot.conn
         assert isinstance(conn, H1Connection)
         reused = conn.requests_done > 0
-        if reused and conn.looks_stale():
+        if reused and conn.looks_stale(pool.idle_readable(slot)):
             await pool.release_h1(slot, reusable=False)
             continue
         try:

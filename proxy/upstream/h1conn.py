@@ -15,6 +15,7 @@ import trio
 
 from proxy.errors import ResetBeforeHeaders, UpstreamError, UpstreamStreamBroken
 from proxy.upstream import h1wire
+from proxy.upstream.h1deadlines import H1Deadlines, H1Watch
 from proxy.upstream.models import Headers, UpstreamRequest
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
@@ -66,6 +67,12 @@ class H1Connection:
         self._received_all = False  # their response is complete
         self._keep_alive = True
         self._eof = False
+        self._answer_due = False  # a request went out and nothing was read since (_receive)
+        # The response-head deadline, registered only if the exchange has to wait (see
+        # expect_head_by): the answer is usually read right after one yield.
+        self._head_deadlines: H1Deadlines | None = None
+        self._head_deadline = 0.0
+        self._head_watch: H1Watch | None = None
         self._remaining: int | bool | None = 0  # response body framing (see h1wire)
         self._chunk_left = 0  # chunked: bytes left in the current chunk (-1: need its CRLF)
         self._counted = False
@@ -76,16 +83,49 @@ class H1Connection:
         """True when the exchange finished cleanly and keep-alive was not refused."""
         return self._sent_all and self._received_all and self._keep_alive
 
-    def looks_stale(self) -> bool:
+    @property
+    def fileno(self) -> int | None:
+        """The socket's descriptor (plain TCP), for :class:`proxy.upstream.h1idle.IdleProbe`."""
+        return None if self._socket is None else self._socket.fileno()
+
+    def looks_stale(self, readable: bool | None = None) -> bool:
         """An idle keep-alive socket that is readable was closed (or spoke out of turn) by
-        the server: reusing it would fail."""
+        the server: reusing it would fail. ``readable``: what this batch's poll of the
+        pool's idle connections found for this socket (``None``: poll it now)."""
         if self._buffer:  # bytes beyond the last response: the stream is out of step
             return True
         if self._poller is None or self._socket is None:
             return False
         if self._socket.fileno() < 0:
             return True
+        if readable is not None:
+            return readable
         return bool(self._poller.poll(0))  # readable, hung up or failed
+
+    def expect_head_by(self, deadlines: H1Deadlines, deadline: float) -> None:
+        """Bound the coming exchange, until :meth:`head_wait_over`, by ``deadline``: the
+        first time it would wait for the network (to send, or for the answer), ``deadlines``
+        starts watching it (and closes the connection at ``deadline``, which makes the
+        exchange fail). An exchange that never waits costs no heap entry."""
+        self._head_deadlines = deadlines
+        self._head_deadline = deadline
+        self._head_watch = None
+
+    def head_wait_over(self) -> bool:
+        """End the bound of :meth:`expect_head_by`; True if its deadline closed the
+        connection."""
+        deadlines, watch = self._head_deadlines, self._head_watch
+        self._head_deadlines = self._head_watch = None
+        if deadlines is None or watch is None:
+            return False
+        deadlines.finished(watch)
+        return watch.expired
+
+    def _may_wait(self) -> None:
+        """Called before any wait for the network (see :meth:`expect_head_by`)."""
+        deadlines = self._head_deadlines
+        if deadlines is not None and self._head_watch is None:
+            self._head_watch = deadlines.watch(self.stream, self._head_deadline)
 
     async def send_request(self, req: UpstreamRequest) -> None:
         """Send the request head and stream its body (chunked unless the engine gave a
@@ -93,6 +133,7 @@ class H1Connection:
         if self.requests_done and (not self.reusable or self._buffer):
             raise self._error("the previous exchange did not finish cleanly")
         self._headers_received = self._sent_all = self._received_all = self._counted = False
+        self._answer_due = True
         head, length = self._head(req)
         self._method = req.method
         if req.body is None:
@@ -342,17 +383,32 @@ class H1Connection:
                     await trio.lowlevel.checkpoint_if_cancelled()
                     return
                 data = data[sent:]
+            self._may_wait()
             await self.stream.send_all(data)
         except _IO_ERRORS as err:
             raise self._error(f"sending failed: {err!r}") from err
 
     async def _receive(self) -> bytes | bytearray:
-        """On a socket: wait until readable, then read (trio's ``receive_some`` first tries
-        a read that fails when the response is not there yet, as it never is right after
-        the request was sent)."""
+        """On a socket: the first read after a request is sent yields once to the scheduler
+        and then tries the socket (the other requests of the batch go out meanwhile and the
+        backend answers on its CPU: the answer is usually there, and waiting for it through
+        trio cost an ``epoll_ctl`` per request); otherwise, and when that read finds
+        nothing, wait until readable, then read (trio's ``receive_some`` first tries a read
+        that fails when the answer is not there yet)."""
         sock = self._socket
         if sock is None:
+            self._may_wait()
             return await self.stream.receive_some(self._read_size)
+        if self._answer_due:
+            self._answer_due = False
+            await trio.lowlevel.checkpoint()
+            if sock.fileno() < 0:
+                raise trio.ClosedResourceError("the connection was closed")
+            try:
+                return os.read(sock.fileno(), self._read_size)
+            except BlockingIOError:
+                pass  # not there yet: wait for it
+        self._may_wait()
         await trio.lowlevel.wait_readable(sock)
         if sock.fileno() < 0:
             raise trio.ClosedResourceError("the connection was closed")

@@ -108,6 +108,7 @@ def test_traceparent_validation() -> None:
     assert parse_traceparent(PARENT + b"-extra") is None  # version 00 has exactly 4 fields
     assert parse_traceparent(b"01" + PARENT[2:] + b"-extra") is not None
     assert parse_traceparent(PARENT[:-1]) is None
+    assert parse_traceparent(PARENT[:-2] + b"-1") is None  # a dash where the flags go
 
 
 def test_peer_gateway_source_headers_come_from_the_verified_identity() -> None:

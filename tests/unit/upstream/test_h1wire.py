@@ -15,7 +15,11 @@ def test_request_head_is_serialized_with_its_framing() -> None:
     assert head == b"POST /a?b=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n"
     assert length == 5
     assert h1wire.request_head(b"GET", b"/", [(b"transfer-encoding", b"chunked")])[1] is None
-    assert h1wire.request_head(b"GET", b"/", [])[1] == 0
+    assert h1wire.request_head(b"GET", b"/", []) == (b"GET / HTTP/1.1\r\n\r\n", 0)
+    spaced = [(b"user-agent", b"a b\xff"), (b"x-trace", b"00-ab-01")]
+    assert h1wire.request_head(b"GET", b"/", spaced)[0] == (
+        b"GET / HTTP/1.1\r\nuser-agent: a b\xff\r\nx-trace: 00-ab-01\r\n\r\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,6 +30,8 @@ def test_request_head_is_serialized_with_its_framing() -> None:
         (b"GET", b"/", [(b"x-a", b"one\r\nx-injected: 1")]),
         (b"GET", b"/", [(b"bad name", b"v")]),
         (b"GET", b"/", [(b"x-a", b" padded")]),
+        (b"GET", b"/", [(b"traceparent", b"00-ab\x00-01")]),
+        (b"GET", b"/", [(b"traceparent", b"00-ab-01\t")]),
         (b"GET", b"/", [(b"content-length", b"1, 2")]),
         (b"GET", b"/", [(b"transfer-encoding", b"gzip")]),
     ],
