@@ -18,7 +18,6 @@ from proxy.upstream import h1idle
 from proxy.upstream.decisions import (
     ConnectionView,
     ConnState,
-    PoolLimits,
     choose_connection,
     connections_to_close,
     keep_after_response,
@@ -28,43 +27,11 @@ from proxy.upstream.h1idle import IdleProbe
 from proxy.upstream.h2conn import ASSUMED_MAX_STREAMS, H2ClientConnection
 from proxy.upstream.models import PoolSettings
 from proxy.upstream.network import describe
+from proxy.upstream.slot import Slot, limits_for
 
 log = logging.getLogger(__name__)
 
 OpenStream = Callable[[Endpoint], Awaitable[trio.abc.Stream]]
-
-
-class Slot:
-    """One connection of the pool, from the decision to open it until it is closed.
-
-    ``reserved``: requests that picked this connection but have not started a stream yet.
-    ``parked``: an idle HTTP/1.1 connection waiting in the pool's idle stack.
-    """
-
-    __slots__ = (
-        "conn",
-        "conn_id",
-        "error",
-        "idle_since",
-        "parked",
-        "parked_batch",
-        "probe_fd",
-        "ready",
-        "reserved",
-        "state",
-    )
-
-    def __init__(self, conn_id: int) -> None:
-        self.conn_id = conn_id
-        self.state = ConnState.CONNECTING
-        self.reserved = 0
-        self.idle_since: float | None = None
-        self.ready = trio.Event()
-        self.error: UpstreamError | None = None
-        self.conn: H2ClientConnection | H1Connection | None = None
-        self.parked = False
-        self.parked_batch = -1  # the scheduler batch it was last parked in (IdleProbe)
-        self.probe_fd = -1  # its socket's descriptor in the pool's IdleProbe (-1: not in it)
 
 
 class EndpointPool:
@@ -93,7 +60,7 @@ class EndpointPool:
         self._waiters = 0
         self._idle: list[Slot] = []  # parked HTTP/1.1 connections, most recently idle last
         self._probe = IdleProbe() if h1idle.AVAILABLE and not self.multiplexed else None
-        self.limits = _limits_for(endpoint, settings)
+        self.limits = limits_for(endpoint, settings)
 
     @property
     def empty(self) -> bool:
@@ -443,17 +410,3 @@ class EndpointPool:
         # The descriptor as registered: if the socket was closed since (and the number
         # reused), looks_stale finds it closed before it looks at this answer.
         return self._probe.readable(slot.probe_fd, slot.parked_batch, len(self._slots))
-
-
-def _limits_for(endpoint: Endpoint, settings: PoolSettings) -> PoolLimits:
-    if endpoint.kind == "peer":
-        return PoolLimits(
-            True, settings.peer_connections, settings.peer_connections, settings.peer_idle_timeout_s
-        )
-    if endpoint.kind == "h2c":
-        return PoolLimits(
-            True, settings.h2c_connections, settings.h2c_connections, settings.idle_timeout_s
-        )
-    return PoolLimits(
-        False, settings.http1_max_total, settings.http1_max_idle, settings.idle_timeout_s
-    )

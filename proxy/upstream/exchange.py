@@ -8,12 +8,13 @@ from functools import partial
 
 from proxy.errors import ResetBeforeHeaders
 from proxy.protocol.h2core import H2StateError
-from proxy.upstream.endpoint_pool import EndpointPool, Slot
+from proxy.upstream.endpoint_pool import EndpointPool
 from proxy.upstream.h1conn import H1Body, H1Connection
 from proxy.upstream.h1deadlines import H1Deadlines
 from proxy.upstream.h2conn import H2ClientConnection
 from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import Headers, UpstreamRequest, UpstreamResponse
+from proxy.upstream.slot import Slot
 
 
 class H2Body:

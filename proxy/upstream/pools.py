@@ -9,7 +9,7 @@ import trio
 
 from proxy.errors import ConnectFailure, TunnelRefused, UpstreamError, UpstreamTimeout
 from proxy.routes.table import Endpoint
-from proxy.upstream.endpoint_pool import EndpointPool, Slot
+from proxy.upstream.endpoint_pool import EndpointPool
 from proxy.upstream.exchange import Retry, h1_exchange, h1_exchange_on, h2_exchange
 from proxy.upstream.h1deadlines import H1Deadlines
 from proxy.upstream.h2conn import H2ClientConnection
@@ -21,6 +21,7 @@ from proxy.upstream.network import (
     describe,
     open_peer_stream,
 )
+from proxy.upstream.slot import Slot
 from proxy.upstream.tunnel import H2TunnelStream
 
 DEFAULT_SETTINGS = PoolSettings()
