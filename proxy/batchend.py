@@ -44,7 +44,9 @@ class BatchEnd(trio.abc.Instrument):
 
     def __init__(self) -> None:
         self._pending: dict[int, PendingWriter] = {}
-        self._batch = 0
+        #: the current batch's number (counts the loop's polls for I/O; also read by
+        #: :mod:`proxy.upstream.h1idle`, whose stale-check answers last one batch)
+        self.batch = 0
 
     def add(self, writer: PendingWriter) -> None:
         self._pending[id(writer)] = writer
@@ -57,10 +59,10 @@ class BatchEnd(trio.abc.Instrument):
         request under full load), while a response to a connection that was quiet — a burst's
         first — leaves at once, even when other connections' work is queued behind it. When
         the loop is about to sleep everything goes: waiting could add only latency."""
-        self._batch += 1
+        self.batch += 1
         if not self._pending:
             return
-        batch = self._batch
+        batch = self.batch
         # trio polls without waiting (timeout 0) exactly when tasks are runnable (or a
         # deadline is already due: the next batch comes at once either way). Reading
         # ``current_statistics().tasks_runnable`` instead cost 3.4 µs per call.

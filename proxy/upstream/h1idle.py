@@ -21,33 +21,9 @@ from __future__ import annotations
 
 import select
 
-import trio
+from proxy.batchend import batch_end
 
 AVAILABLE = hasattr(select, "epoll")  # Linux; elsewhere each connection is polled alone
-
-
-class Batches(trio.abc.Instrument):
-    """Counts the scheduler's batches (a trio instrument, one per run)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def before_io_wait(self, timeout: float) -> None:
-        self.count += 1
-
-
-_BATCHES: trio.lowlevel.RunVar[Batches] = trio.lowlevel.RunVar("isthmus_h1_batches")
-
-
-def batches() -> Batches:
-    """This run's :class:`Batches`, installed on first use (call from inside ``trio.run``)."""
-    try:
-        return _BATCHES.get()
-    except LookupError:
-        counter = Batches()
-        trio.lowlevel.add_instrument(counter)
-        _BATCHES.set(counter)
-        return counter
 
 
 class IdleProbe:
@@ -60,7 +36,7 @@ class IdleProbe:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._batches = batches()
+        self._batches = batch_end()
         self._batch = -1  # the batch of the last answer
         self._ready: set[int] = set()
         self._complete = False  # the answer lists every readable socket of the set
@@ -68,7 +44,7 @@ class IdleProbe:
     @property
     def batch(self) -> int:
         """The current batch (a connection parked now records it: see :meth:`readable`)."""
-        return self._batches.count
+        return self._batches.batch
 
     def add(self, fd: int) -> bool:
         """Put a newly opened connection's socket in the set; False if it could not be
@@ -85,7 +61,7 @@ class IdleProbe:
         none; ``connections``: how many sockets the set may hold). ``None``: the answer does
         not tell (the connection was parked after it, or more sockets were ready than it
         could list): poll the socket alone."""
-        batch = self._batches.count
+        batch = self._batches.batch
         if parked_batch == batch:
             return None
         if self._batch != batch:
