@@ -39,6 +39,7 @@ _TRACEPARENT_RE = re.compile(
 _ZERO_TRACE = b"0" * 32
 _TRACEPARENT_00 = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _ZERO_SPAN = b"0" * 16
+_SPAN_MASK = (1 << 64) - 1
 
 
 _NOTHING: frozenset[bytes] = frozenset()
@@ -115,9 +116,6 @@ def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
         return b"00-%032x-%016x-01" % ((ids >> 64) or 1, (ids & _SPAN_MASK) or 1), False
     trace_id, _, flags = parsed
     return b"00-%b-%016x-%b" % (trace_id, rng.getrandbits(64) or 1, flags), True
-
-
-_SPAN_MASK = (1 << 64) - 1
 
 
 _COLLECTED = frozenset({TRACEPARENT, TRACESTATE, _XFF})
