@@ -38,6 +38,7 @@ from proxy.protocol.events import (
     WindowUpdated,
 )
 from proxy.protocol.h2core import H2Core, H2StateError
+from proxy.tls.sockio import SocketIO
 from proxy.tls.stream import TLSStream
 from proxy.upstream.h2stream import H2Stream
 from proxy.upstream.models import UpstreamRequest
@@ -94,6 +95,17 @@ class H2ClientConnection:
         self._on_change = on_change
         self._on_release = on_release
         self._read_size = read_size
+        # Reads go into one reusable buffer (the codec copies what it keeps): decrypted
+        # straight into it from a TLS stream, read with SocketIO from plain TCP (trio's
+        # receive_some copies, and adds a schedule point after a read that did not wait).
+        self._view: memoryview | None = None
+        self._socket_io: SocketIO | None = None
+        if self._tls is not None:
+            self._view = memoryview(bytearray(read_size))
+        elif isinstance(stream, trio.SocketStream):
+            self._socket_io = SocketIO(stream.socket)
+            if self._socket_io.raw is not None:
+                self._view = memoryview(bytearray(read_size))
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
         self._batch_end = batch_end()
@@ -254,7 +266,7 @@ class H2ClientConnection:
     async def _read_loop(self) -> None:
         while True:
             try:
-                data = await self._stream.receive_some(self._read_size)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._broken = True
                 return
@@ -267,6 +279,17 @@ class H2ClientConnection:
             if self._h2.closed:  # the peer broke the protocol: GOAWAY is queued
                 await self._flush_quietly()
                 return
+
+    async def _receive(self) -> bytes | memoryview:
+        """The next bytes from the upstream; a view of the reusable buffer (valid until the
+        next call) when there is one."""
+        view = self._view
+        if view is not None:
+            if self._socket_io is not None:
+                return view[: await self._socket_io.recv_into(view)]
+            assert self._tls is not None
+            return view[: await self._tls.receive_into(view)]
+        return bytes(await self._stream.receive_some(self._read_size))
 
     async def _flush_quietly(self) -> None:
         with trio.move_on_after(1):
@@ -286,7 +309,7 @@ class H2ClientConnection:
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.status = event.status
                 s.headers = event.headers
-                s.headers_ready.set()
+                s.answer()
         elif isinstance(event, EndOfStream):
             if (s := self._streams.get(event.stream_id)) is not None:
                 s.ended = True
@@ -316,7 +339,7 @@ class H2ClientConnection:
             name = h2wire.error_name(error_code)
             self._fail(s, f"the upstream's stream broke HTTP/2 ({broken_rule}; {name})")
             return
-        if error_code == h2wire.REFUSED_STREAM and not s.headers_ready.is_set():
+        if error_code == h2wire.REFUSED_STREAM and not s.answered:
             msg = f"{self._label} refused stream {s.stream_id} (REFUSED_STREAM): not processed"
             s.error = RefusedStream(msg, endpoint=self._key)
         self._fail(s, f"the upstream reset the stream ({h2wire.error_name(error_code)})")
@@ -344,7 +367,7 @@ class H2ClientConnection:
     def _fail(self, s: H2Stream, reason: str) -> None:
         if s.error is None and not s.ended:
             msg = f"{self._label}: {reason} (stream {s.stream_id})"
-            if s.headers_ready.is_set():
+            if s.answered:
                 s.error = UpstreamStreamBroken(msg + " after response headers", endpoint=self._key)
             else:
                 s.error = ResetBeforeHeaders(msg + " before response headers", endpoint=self._key)
@@ -499,7 +522,7 @@ class H2ClientConnection:
 
     async def wait_headers(self, s: H2Stream) -> None:
         """Wait for response headers; raises the stream's error."""
-        await s.headers_ready.wait()
+        await s.wait_answer()
         if s.error is not None and not s.status:
             raise s.error
 
@@ -530,9 +553,9 @@ class H2ClientConnection:
 
 
 def _answered(s: H2Stream) -> bool:
-    return s.headers_ready.is_set() or s.released
+    return s.answered or s.released
 
 
 async def _headers_timed_out(s: H2Stream) -> None:
     s.timed_out = True
-    s.headers_ready.set()
+    s.answer()
