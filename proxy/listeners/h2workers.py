@@ -71,9 +71,10 @@ class StreamWorkers(Generic[R]):
         # carries ~100: ending the extra workers after each burst respawned 0.7 per request).
         self._keep = MIN_IDLE_WORKERS
 
-    def submit(self, item: R, timeout: float) -> None:
-        """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) it is marked
-        ``timed_out`` and its scope cancelled."""
+    def submit(self, item: R, timeout: float, now: float | None = None) -> None:
+        """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) from ``now``
+        (the trio clock, read by the caller with no checkpoint since; default: read here)
+        it is marked ``timed_out`` and its scope cancelled."""
         self._ready.append(item)
         self.active += 1
         if self.active > self._keep:
@@ -83,7 +84,9 @@ class StreamWorkers(Generic[R]):
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
-            self._deadlines.push(item, trio.current_time() + timeout, self.active)
+            if now is None:
+                now = trio.current_time()
+            self._deadlines.push(item, now + timeout, self.active)
 
     async def _worker(self) -> None:
         """Items run inside one cancel scope per worker (``item.scope`` while it runs): a
