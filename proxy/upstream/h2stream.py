@@ -6,6 +6,7 @@ from collections import deque
 
 import trio
 
+from proxy.deadlines import DeadlineHeap
 from proxy.errors import UpstreamError
 from proxy.upstream.models import Headers
 
@@ -90,3 +91,18 @@ class H2Stream:
         self.readable.set()
         self.answer()
         self.window.set()
+
+
+def header_deadlines() -> DeadlineHeap[H2Stream]:
+    """The deadlines of a connection's streams awaiting response headers: one that passes
+    first marks its stream ``timed_out`` and answered (its waiter wakes and gives up)."""
+    return DeadlineHeap(_answered, _headers_timed_out)
+
+
+def _answered(s: H2Stream) -> bool:
+    return s.answered or s.released
+
+
+async def _headers_timed_out(s: H2Stream) -> None:
+    s.timed_out = True
+    s.answer()
