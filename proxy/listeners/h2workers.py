@@ -5,8 +5,9 @@ Why not a task per stream with a deadline on its cancel scope: in trio, spawning
 every request. Here a worker task that finished an exchange parks and takes the next one, and
 request deadlines sit in one heap watched by one timer task, which cancels an exchange's
 (plain) scope when its deadline passes. Parked workers wait in a plain list woken with
-``trio.lowlevel.reschedule``, not a ``ParkingLot`` (its unpark builds a generator and an
-ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp ping-pong measurement);
+``trio.lowlevel.reschedule`` (:func:`proxy.resume.wake`), not a ``ParkingLot`` (its unpark
+builds a generator and an ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp
+ping-pong measurement);
 the most recently parked worker is woken first (its stack is the warmest).
 """
 
@@ -20,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 import trio
 
 from proxy.deadlines import DeadlineHeap
+from proxy.resume import wake
 
 MIN_IDLE_WORKERS = 16
 MAX_IDLE_WORKERS = 256
@@ -80,7 +82,7 @@ class StreamWorkers(Generic[R]):
         if self.active > self._keep:
             self._keep = min(self.active, MAX_IDLE_WORKERS)
         if self._parked:
-            trio.lowlevel.reschedule(self._parked.pop())
+            wake(self._parked.pop())
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:

@@ -8,6 +8,7 @@ import trio
 
 from proxy.deadlines import DeadlineHeap
 from proxy.errors import UpstreamError
+from proxy.resume import wake
 from proxy.upstream.models import Headers
 
 # What ``readable`` and ``window`` start as: an Event already set, which nobody waits on.
@@ -68,7 +69,7 @@ class H2Stream:
         task = self.waiter
         if task is not None:
             self.waiter = None
-            trio.lowlevel.reschedule(task)
+            wake(task)
 
     async def wait_answer(self) -> None:
         """Return once :meth:`answer` was called; a checkpoint either way (cancellable,
