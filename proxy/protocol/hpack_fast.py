@@ -253,6 +253,9 @@ class FastDecoder(Decoder):
     def __init__(self, max_header_list_size: int = 2**16) -> None:
         self._blocks: dict[bytes, tuple[HeaderTuple, ...]] = {}
         self._misses = 0  # blocks decoded in a row that were not kept already
+        # The kept result the last decode returned (a copy of), or None: the same object
+        # for the same bytes while nothing changed, so a caller may memoize what it derives.
+        self.kept: tuple[HeaderTuple, ...] | None = None
         super().__init__(max_header_list_size)
 
     # The limits a kept block was checked against: setting one forgets the kept blocks.
@@ -285,12 +288,14 @@ class FastDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         blocks = self._blocks
+        self.kept = None
         if not raw:
             blocks.clear()
             return super().decode(data, raw)
         kept = blocks.get(data) if type(data) is bytes else None
         if kept is not None:
             self._misses = 0
+            self.kept = kept
             return list(kept)
         headers, changed = self._decode_block(data)
         if changed:  # the block changed the table: what was kept may be stale
@@ -300,7 +305,7 @@ class FastDecoder(Decoder):
             if misses <= _BLOCKS_KEPT or not misses % _KEEP_SOME:
                 if len(blocks) >= _BLOCKS_KEPT:
                     blocks.clear()
-                blocks[data] = tuple(headers)
+                blocks[data] = self.kept = tuple(headers)
         return headers
 
     def _decode_block(self, data: bytes) -> tuple[list[HeaderTuple], bool]:
