@@ -22,11 +22,6 @@ from typing import Final
 import trio
 
 YIELD_EVERY: Final = 8
-# After this many reads in a row found the socket empty (a recv that raised EAGAIN before
-# the wait), reads wait for readiness first; every PROBE_EVERY-th one still tries at once,
-# and a success returns to trying first (a steady stream of data).
-QUIET_READS: Final = 2
-PROBE_EVERY: Final = 8
 
 
 def os_socket(sock: trio.socket.SocketType) -> socket.socket | None:
@@ -47,13 +42,12 @@ class SocketIO:
     shared); at most one task reads and one task writes at a time (trio's rule for
     ``wait_readable``/``wait_writable``). The caller owns and closes the socket."""
 
-    __slots__ = ("_quiet", "_raw", "_sock", "_streak")
+    __slots__ = ("_raw", "_sock", "_streak")
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
         self._raw = os_socket(sock)
         self._streak = 0
-        self._quiet = 0  # reads in a row that had to wait (see QUIET_READS)
 
     @property
     def raw(self) -> socket.socket | None:
@@ -70,39 +64,21 @@ class SocketIO:
             await trio.lowlevel.checkpoint_if_cancelled()
 
     async def recv_into(self, view: memoryview) -> int:
-        """Read into ``view``; ``0`` at end of stream.
-
-        A connection whose data comes in bursts (requests at a fixed rate) finds the socket
-        empty on every read after the one that drained a burst: that ``recv`` only raised
-        ``EAGAIN`` (~1.3 µs, more on cold caches) before the wait. Once :data:`QUIET_READS`
-        reads in a row did so, reads wait for readiness first (the wait is needed anyway;
-        data already there is reported by the next poll)."""
+        """Read into ``view``; ``0`` at end of stream."""
         raw = self._raw
         if raw is None:
             try:
                 return await self._sock.recv_into(view)
             except OSError as err:
                 raise _stream_error(err) from err
-        quiet = self._quiet
-        first = quiet < QUIET_READS or not quiet % PROBE_EVERY  # try before waiting
-        if first:
-            await self._pace()
-        else:
-            self._quiet = quiet + 1
-            await self._wait(trio.lowlevel.wait_readable, raw)
+        await self._pace()
         while True:
             try:
-                n = raw.recv_into(view)
+                return raw.recv_into(view)
             except BlockingIOError:
-                if first:
-                    first = False
-                    self._quiet = quiet + 1
+                pass
             except OSError as err:
                 raise _stream_error(err) from err
-            else:
-                if first:
-                    self._quiet = 0
-                return n
             await self._wait(trio.lowlevel.wait_readable, raw)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:

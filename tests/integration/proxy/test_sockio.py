@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import socket
-from types import SimpleNamespace
-from typing import cast
 
 import pytest
 import trio
 
-from proxy.tls.sockio import PROBE_EVERY, QUIET_READS, YIELD_EVERY, SocketIO
+from proxy.tls.sockio import YIELD_EVERY, SocketIO
 
 
 def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
@@ -85,67 +83,3 @@ async def test_errors_follow_trio_stream_conventions() -> None:
         with pytest.raises(trio.BrokenResourceError):
             for _ in range(8):  # the first send may still be accepted by the kernel
                 await SocketIO(c).send_all(b"x" * 65536)
-
-
-class _CountingSocket(socket.socket):
-    """Counts the reads the kernel answered with EAGAIN (nothing there yet)."""
-
-    empty_reads = 0
-
-    def recv_into(self, *args: object, **kwargs: object) -> int:
-        try:
-            return super().recv_into(*args, **kwargs)  # type: ignore[arg-type]
-        except BlockingIOError:
-            self.empty_reads += 1
-            raise
-
-
-def _counting_pair() -> tuple[socket.socket, _CountingSocket]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    counted = _CountingSocket(b.family, b.type, b.proto, fileno=b.detach())
-    counted.setblocking(False)
-    return a, counted
-
-
-async def test_bursts_are_read_without_a_failing_read_before_each_wait() -> None:
-    a, counted = _counting_pair()
-    with a, counted:
-        # SocketIO reads the OS socket inside a trio socket (its ``_sock``).
-        writer = SocketIO(trio.socket.from_stdlib_socket(a))
-        reader = SocketIO(cast(trio.socket.SocketType, SimpleNamespace(_sock=counted)))
-        view = memoryview(bytearray(1 << 16))
-        bursts = 24
-        got: list[bytes] = []
-
-        async def read_all() -> None:
-            for _ in range(bursts):
-                n = await reader.recv_into(view)
-                got.append(bytes(view[:n]))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_all)
-            for i in range(bursts):
-                await trio.testing.wait_all_tasks_blocked()  # the reader waits for data
-                await writer.send_all(b"burst %d" % i)
-        assert got == [b"burst %d" % i for i in range(bursts)]
-        # Only the first reads (and one probe in PROBE_EVERY) try the empty socket first.
-        assert counted.empty_reads <= QUIET_READS + bursts // PROBE_EVERY + 1
-
-
-async def test_data_that_came_before_a_read_is_returned_after_a_quiet_streak() -> None:
-    a, b = _pair()
-    with a, b:
-        writer, reader = SocketIO(a), SocketIO(b)
-        view = memoryview(bytearray(1 << 16))
-        async with trio.open_nursery() as nursery:
-            for i in range(QUIET_READS + 1):  # every read has to wait: a quiet streak
-                nursery.start_soon(writer.send_all, b"late %d" % i)
-                assert bytes(view[: await reader.recv_into(view)]) == b"late %d" % i
-        await writer.send_all(b"already there")
-        with trio.fail_after(5):
-            assert bytes(view[: await reader.recv_into(view)]) == b"already there"
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            await reader.recv_into(view)  # waits first now: still a cancellation point
-        assert scope.cancelled_caught
