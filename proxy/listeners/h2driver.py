@@ -177,9 +177,12 @@ class H2Connection:
         self._workers.cancel_at(self._idle_mark, trio.current_time() + timeout)
 
     async def _dispatch(self, events: Sequence[Event]) -> bool:
+        now = 0.0  # the clock, read once for the requests of one read (0.35 µs a read)
         for ev in events:
             if isinstance(ev, RequestReceived):
-                self._start_stream(ev)
+                if not now:
+                    now = trio.current_time()
+                self._start_stream(ev, now)
             elif isinstance(ev, DataReceived):
                 ex = self.streams.get(ev.stream_id)
                 if ex is None:
@@ -203,7 +206,7 @@ class H2Connection:
                 return False
         return True
 
-    def _start_stream(self, head: RequestReceived) -> None:
+    def _start_stream(self, head: RequestReceived, now: float) -> None:
         if self.drain.requested:
             self.session.reset_stream(head.stream_id, h2wire.REFUSED_STREAM)
             return
@@ -215,7 +218,7 @@ class H2Connection:
         self._arm_idle_deadline()
         assert self._workers is not None
         tunnel = ex.method == b"CONNECT"
-        self._workers.submit(ex, math.inf if tunnel else self.limits.request_timeout_s)
+        self._workers.submit(ex, math.inf if tunnel else self.limits.request_timeout_s, now)
 
     async def _run_stream(self, ex: H2Exchange) -> None:
         """One exchange on a worker task, inside the worker's scope (``ex.scope``), which

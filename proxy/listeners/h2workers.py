@@ -5,8 +5,9 @@ Why not a task per stream with a deadline on its cancel scope: in trio, spawning
 every request. Here a worker task that finished an exchange parks and takes the next one, and
 request deadlines sit in one heap watched by one timer task, which cancels an exchange's
 (plain) scope when its deadline passes. Parked workers wait in a plain list woken with
-``trio.lowlevel.reschedule``, not a ``ParkingLot`` (its unpark builds a generator and an
-ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp ping-pong measurement);
+``trio.lowlevel.reschedule`` (:func:`proxy.resume.wake`), not a ``ParkingLot`` (its unpark
+builds a generator and an ordered dict entry per wake: ~0.6–1.5 µs more per request, /tmp
+ping-pong measurement);
 the most recently parked worker is woken first (its stack is the warmest).
 """
 
@@ -20,6 +21,7 @@ from typing import Generic, Protocol, TypeVar
 import trio
 
 from proxy.deadlines import DeadlineHeap
+from proxy.resume import wake
 
 MIN_IDLE_WORKERS = 16
 MAX_IDLE_WORKERS = 256
@@ -71,19 +73,22 @@ class StreamWorkers(Generic[R]):
         # carries ~100: ending the extra workers after each burst respawned 0.7 per request).
         self._keep = MIN_IDLE_WORKERS
 
-    def submit(self, item: R, timeout: float) -> None:
-        """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) it is marked
-        ``timed_out`` and its scope cancelled."""
+    def submit(self, item: R, timeout: float, now: float | None = None) -> None:
+        """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) from ``now``
+        (the trio clock, read by the caller with no checkpoint since; default: read here)
+        it is marked ``timed_out`` and its scope cancelled."""
         self._ready.append(item)
         self.active += 1
         if self.active > self._keep:
             self._keep = min(self.active, MAX_IDLE_WORKERS)
         if self._parked:
-            trio.lowlevel.reschedule(self._parked.pop())
+            wake(self._parked.pop())
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
-            self._deadlines.push(item, trio.current_time() + timeout, self.active)
+            if now is None:
+                now = trio.current_time()
+            self._deadlines.push(item, now + timeout, self.active)
 
     async def _worker(self) -> None:
         """Items run inside one cancel scope per worker (``item.scope`` while it runs): a

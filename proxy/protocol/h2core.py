@@ -31,7 +31,13 @@ from proxy.protocol.events import (
     StreamReset,
     WindowUpdated,
 )
-from proxy.protocol.h2receive import ConnectionError_, ReceiveMixin, Stream
+from proxy.protocol.h2receive import (
+    ConnectionError_,
+    ReceiveMixin,
+    RequestMemo,
+    ResponseMemo,
+    Stream,
+)
 from proxy.protocol.hpack_fast import FastDecoder, FastEncoder
 
 _RESET_MEMORY = 512
@@ -66,6 +72,8 @@ class H2Core(ReceiveMixin):
         self.encoder = FastEncoder()
         self.decoder = FastDecoder()
         self.decoder.max_header_list_size = max_header_list_size
+        self._request_memo: dict[int, RequestMemo] = {}
+        self._response_memo: dict[int, ResponseMemo] = {}
         self._block_limit = 4 * max_header_list_size + 65536
         self._local_max_streams = max_concurrent_streams
         self._local_initial = initial_window_size

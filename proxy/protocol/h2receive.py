@@ -29,11 +29,22 @@ __all__ = ["ConnectionError_", "ReceiveMixin", "Stream"]
 
 _U32 = w.U32.unpack_from
 _NO_BODY_STATUS = (204, 304)
+_MEMOS = 256  # parsed heads kept per connection (see ReceiveMixin._parse_request)
+
+Header = tuple[bytes, bytes]
+_Request = tuple[bytes, bytes, bytes, bytes, list[Header]]
+_KeptRequest = tuple[bytes, bytes, bytes, bytes, tuple[Header, ...]]
+# (the decoder's kept tuple, what was derived from it ...)
+RequestMemo = tuple[object, _KeptRequest, int | None]
+ResponseMemo = tuple[object, int, tuple[Header, ...], int]
 
 
 class ReceiveMixin(ControlMixin):
     """Frame loop, DATA and header blocks; the state lives in
     :class:`proxy.protocol.h2core.H2Core`."""
+
+    _request_memo: dict[int, RequestMemo]
+    _response_memo: dict[int, ResponseMemo]
 
     def _frames(self, src: bytes | bytearray | memoryview, pos: int) -> int:
         """Handle every complete frame in ``src`` from ``pos``; the offset reached. The
@@ -202,6 +213,52 @@ class ReceiveMixin(ControlMixin):
         else:
             self._request_block(sid, block_list, end_stream)
 
+    # -- parsed heads, memoized per kept block ----------------------------------------------
+    # The decoder returns the same kept tuple for the same block bytes while its table is
+    # unchanged (see FastDecoder): what parse_request / parse_response and content_length
+    # derive from it is the same too (1.9 / 0.5 + 0.4 µs). Memos hold their kept tuple, so
+    # its id is not reused while they live; the regular fields are copied for each stream.
+
+    def _parse_request(self, block: list[Header], end: bool) -> tuple[_Request, int]:
+        """The request head and its content-length (-1: none, or not checked on a
+        non-validating leg's body-less request); raises MalformedHeaders."""
+        need_length = self.validate or not end
+        kept = self.decoder.kept
+        memo = self._request_memo.get(id(kept)) if kept is not None else None
+        if memo is not None and memo[0] is kept:
+            method, scheme, authority, path, fields = memo[1]
+            known = memo[2]
+            if not need_length:
+                known = -1
+            elif known is None:  # kept from a body-less request on a non-validating leg
+                known = content_length(fields)
+            return (method, scheme, authority, path, list(fields)), known
+        head = parse_request(block, self.validate)
+        length = content_length(head[4]) if need_length else -1
+        if kept is not None:
+            memos = self._request_memo
+            if len(memos) >= _MEMOS:
+                memos.clear()
+            stored = (*head[:4], tuple(head[4]))
+            memos[id(kept)] = (kept, stored, length if need_length else None)
+        return head, length
+
+    def _parse_response(self, block: list[Header]) -> tuple[int, list[Header], int]:
+        """Status, regular fields and content-length of a response head; raises
+        MalformedHeaders."""
+        kept = self.decoder.kept
+        memo = self._response_memo.get(id(kept)) if kept is not None else None
+        if memo is not None and memo[0] is kept:
+            return memo[1], list(memo[2]), memo[3]
+        status, headers = parse_response(block, self.validate)
+        length = content_length(headers)
+        if kept is not None:
+            memos = self._response_memo
+            if len(memos) >= _MEMOS:
+                memos.clear()
+            memos[id(kept)] = (kept, status, tuple(headers), length)
+        return status, headers, length
+
     def _request_block(self, sid: int, block: list[tuple[bytes, bytes]], end: bool) -> None:
         s = self.streams.get(sid)
         if s is not None:
@@ -218,8 +275,7 @@ class ReceiveMixin(ControlMixin):
             self._stream_error(sid, w.REFUSED_STREAM)
             return
         try:
-            method, scheme, authority, path, headers = parse_request(block, self.validate)
-            length = content_length(headers) if self.validate or not end else -1
+            (method, scheme, authority, path, headers), length = self._parse_request(block, end)
         except MalformedHeaders as err:
             self._stream_error(sid, w.PROTOCOL_ERROR, str(err))
             return
@@ -247,8 +303,7 @@ class ReceiveMixin(ControlMixin):
             self._trailers(s, sid, block, end)
             return
         try:
-            status, headers = parse_response(block, self.validate)
-            length = content_length(headers)
+            status, headers, length = self._parse_response(block)
         except MalformedHeaders as err:
             self._stream_error(sid, w.PROTOCOL_ERROR, str(err))
             return

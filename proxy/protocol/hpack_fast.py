@@ -230,16 +230,89 @@ class _QuietLog:
 hpack.hpack.log = _QuietLog()  # type: ignore[assignment]
 
 
+# Decoded header blocks kept per decoder (see FastDecoder): how many, up to what size; after
+# more misses in a row than are kept (every block new: a trace id in each request), only one
+# block in _KEEP_SOME is still kept, so that a block that starts repeating is found again.
+_BLOCKS_KEPT = 256
+_BLOCK_KEPT_SIZE = 256
+_KEEP_SOME = 64
+
+
 class FastDecoder(Decoder):
     """``hpack.Decoder`` whose ``decode(raw=True)`` answers one-byte table references
     directly (static ones from prebuilt tuples) and literals with a one-byte indexed name and
     a short value (:meth:`_short_literal`); every other representation, every check and
-    every error is the parent's, in the same order."""
+    every error is the parent's, in the same order.
+
+    A peer sends the same header block again and again (a load generator's requests, a
+    backend's responses once their fields are in the dynamic table): a block that did not
+    change the dynamic table decodes to the same list as long as neither the table nor the
+    limits change, so such blocks are kept (bounded) with their result; a block that
+    inserts or resizes, or a new limit, forgets them all."""
+
+    def __init__(self, max_header_list_size: int = 2**16) -> None:
+        self._blocks: dict[bytes, tuple[HeaderTuple, ...]] = {}
+        self._misses = 0  # blocks decoded in a row that were not kept already
+        # The kept result the last decode returned (a copy of), or None: the same object
+        # for the same bytes while nothing changed, so a caller may memoize what it derives.
+        self.kept: tuple[HeaderTuple, ...] | None = None
+        super().__init__(max_header_list_size)
+
+    # The limits a kept block was checked against: setting one forgets the kept blocks.
+    @property
+    def max_header_list_size(self) -> int:
+        return self._max_list
+
+    @max_header_list_size.setter
+    def max_header_list_size(self, value: int) -> None:
+        self._blocks.clear()
+        self._max_list = value
+
+    @property
+    def max_allowed_table_size(self) -> int:
+        return self._max_allowed
+
+    @max_allowed_table_size.setter
+    def max_allowed_table_size(self, value: int) -> None:
+        self._blocks.clear()
+        self._max_allowed = value
+
+    @property
+    def header_table_size(self) -> int:
+        return self.header_table.maxsize
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        self._blocks.clear()
+        self.header_table.maxsize = value
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        blocks = self._blocks
+        self.kept = None
         if not raw:
+            blocks.clear()
             return super().decode(data, raw)
+        kept = blocks.get(data) if type(data) is bytes else None
+        if kept is not None:
+            self._misses = 0
+            self.kept = kept
+            return list(kept)
+        headers, changed = self._decode_block(data)
+        if changed:  # the block changed the table: what was kept may be stale
+            blocks.clear()
+        elif type(data) is bytes and len(data) <= _BLOCK_KEPT_SIZE:
+            misses = self._misses = self._misses + 1
+            if misses <= _BLOCKS_KEPT or not misses % _KEEP_SOME:
+                if len(blocks) >= _BLOCKS_KEPT:
+                    blocks.clear()
+                blocks[data] = self.kept = tuple(headers)
+        return headers
+
+    def _decode_block(self, data: bytes) -> tuple[list[HeaderTuple], bool]:
+        """The decoded block, and whether it changed the dynamic table (an insertion or a
+        size update)."""
         mem = memoryview(data)
+        changed = False
         headers: list[HeaderTuple] = []
         limit = self.max_header_list_size
         dynamic = self.header_table.dynamic_entries
@@ -264,7 +337,9 @@ class FastDecoder(Decoder):
                     raise HPACKDecodingError(msg)
                 consumed = self._update_encoding_context(mem[i:])
                 header = None
+                changed = True
             else:
+                changed = changed or bool(first & 0x40)  # incremental indexing inserts
                 short = self._short_literal(data, i, first, dynamic)
                 if short is None:
                     short = self._literal(mem[i:], first)
@@ -277,7 +352,7 @@ class FastDecoder(Decoder):
                     raise OversizedHeaderListError(msg)
             i += consumed
         self._assert_valid_table_size()
-        return headers
+        return headers, changed
 
     def _short_literal(
         self, data: bytes, i: int, first: int, dynamic: Sequence[tuple[bytes, bytes]]

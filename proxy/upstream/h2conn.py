@@ -5,53 +5,38 @@ One reader task demultiplexes frames to streams, one writer task flushes whateve
 queued (so many streams share one ``send_all``), and request-body pumps run in the
 connection's nursery. Flow control both ways: DATA is sent only within the peer's windows
 (waiting for WINDOW_UPDATE), and received DATA is acknowledged only as the consumer takes it.
+
+This module holds the connection's lifecycle, its I/O tasks and the consumer's side of a
+stream; frames in are :mod:`proxy.upstream.h2inbound`, request heads and bodies out
+:mod:`proxy.upstream.h2send`, the response-head deadlines :func:`~proxy.upstream.h2stream.
+header_deadlines`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import trio
 
 from proxy.batchend import NEVER_WRITTEN, batch_end
 from proxy.deadlines import DeadlineHeap
-from proxy.errors import (
-    GoawayReceived,
-    RefusedStream,
-    ResetBeforeHeaders,
-    UpstreamError,
-    UpstreamStreamBroken,
-)
-from proxy.protocol import h2wire
-from proxy.protocol.events import (
-    ClientEvent,
-    ConnectionTerminated,
-    DataReceived,
-    EndOfStream,
-    Event,
-    PingAcknowledged,
-    ResponseReceived,
-    SettingsChanged,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
+from proxy.errors import UpstreamStreamBroken
 from proxy.protocol.h2core import H2Core, H2StateError
+from proxy.tls.sockio import SocketIO
 from proxy.tls.stream import TLSStream
-from proxy.upstream.h2stream import H2Stream
-from proxy.upstream.models import UpstreamRequest
+from proxy.upstream.h2send import RequestSendMixin
+from proxy.upstream.h2stream import H2Stream, header_deadlines
 
 log = logging.getLogger(__name__)
 
-_SEND_HIGH_WATER = 256 * 1024
 ASSUMED_MAX_STREAMS = 100
 # What we let the peer send per frame (RFC 9113 allows up to 16 MiB): bulk DATA in a few big
 # frames instead of one per 16 KiB, bounded by our windows anyway.
 MAX_FRAME_SIZE = 1 << 20
 
 
-class H2ClientConnection:
+class H2ClientConnection(RequestSendMixin):
     """An HTTP/2 client connection. Run :meth:`serve` in a nursery (it owns the reader, the
     writer and the body pumps, and closes the network stream when it returns).
 
@@ -94,6 +79,17 @@ class H2ClientConnection:
         self._on_change = on_change
         self._on_release = on_release
         self._read_size = read_size
+        # Reads go into one reusable buffer (the codec copies what it keeps): decrypted
+        # straight into it from a TLS stream, read with SocketIO from plain TCP (trio's
+        # receive_some copies, and adds a schedule point after a read that did not wait).
+        self._view: memoryview | None = None
+        self._socket_io: SocketIO | None = None
+        if self._tls is not None:
+            self._view = memoryview(bytearray(read_size))
+        elif isinstance(stream, trio.SocketStream):
+            self._socket_io = SocketIO(stream.socket)
+            if self._socket_io.raw is not None:
+                self._view = memoryview(bytearray(read_size))
         self._streams: dict[int, H2Stream] = {}
         self._write_wanted = trio.Event()
         self._batch_end = batch_end()
@@ -111,9 +107,9 @@ class H2ClientConnection:
         self._ping_timeout_s = ping_timeout_s
         self._ping_acked = trio.Event()
         self._broken = False
-        # (deadline, stream id, stream) of streams awaiting response headers by a deadline:
-        # one timer task per connection instead of a cancel scope per request.
-        self._deadlines: DeadlineHeap[H2Stream] = DeadlineHeap(_answered, _headers_timed_out)
+        # Streams awaiting response headers by a deadline: one timer task per connection
+        # instead of a cancel scope per request.
+        self._deadlines: DeadlineHeap[H2Stream] = header_deadlines()
 
     # -- state the pool reads -------------------------------------------------------------
 
@@ -254,7 +250,7 @@ class H2ClientConnection:
     async def _read_loop(self) -> None:
         while True:
             try:
-                data = await self._stream.receive_some(self._read_size)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._broken = True
                 return
@@ -268,198 +264,20 @@ class H2ClientConnection:
                 await self._flush_quietly()
                 return
 
+    async def _receive(self) -> bytes | memoryview:
+        """The next bytes from the upstream; a view of the reusable buffer (valid until the
+        next call) when there is one."""
+        view = self._view
+        if view is not None:
+            if self._socket_io is not None:
+                return view[: await self._socket_io.recv_into(view)]
+            assert self._tls is not None
+            return view[: await self._tls.receive_into(view)]
+        return bytes(await self._stream.receive_some(self._read_size))
+
     async def _flush_quietly(self) -> None:
         with trio.move_on_after(1):
             await self._flushed.wait()
-
-    # -- frames in ------------------------------------------------------------------------
-
-    def _dispatch(self, event: Event | ClientEvent) -> None:  # noqa: PLR0912
-        if isinstance(event, DataReceived):
-            s = self._streams.get(event.stream_id)
-            if s is None:
-                self._h2.acknowledge(event.stream_id, event.flow_length)
-            else:
-                s.inbox.append((event.data, event.flow_length))
-                s.readable.set()
-        elif isinstance(event, ResponseReceived):
-            if (s := self._streams.get(event.stream_id)) is not None:
-                s.status = event.status
-                s.headers = event.headers
-                s.headers_ready.set()
-        elif isinstance(event, EndOfStream):
-            if (s := self._streams.get(event.stream_id)) is not None:
-                s.ended = True
-                s.wake()
-        elif isinstance(event, WindowUpdated):
-            self._window_opened(event.stream_id)
-        elif isinstance(event, StreamReset):
-            if (s := self._streams.get(event.stream_id)) is not None:
-                if s.ended:  # a complete response; the peer wants no more request body
-                    self._forget(s)
-                else:
-                    self._reset_by_peer(s, event.error_code, event.reason)
-        elif isinstance(event, PingAcknowledged):
-            self._ping_acked.set()
-        elif isinstance(event, TrailersReceived):
-            if (s := self._streams.get(event.stream_id)) is not None:
-                s.trailers = event.headers
-        elif isinstance(event, SettingsChanged):
-            self._settings_received = True
-            self._window_opened(0)
-            self._on_change()
-        elif isinstance(event, ConnectionTerminated) and not self._h2.closed:
-            self._goaway(event.last_stream_id, h2wire.error_name(event.error_code))
-
-    def _reset_by_peer(self, s: H2Stream, error_code: int, broken_rule: str) -> None:
-        if broken_rule:  # the codec reset it: the upstream broke a rule of RFC 9113 on it
-            name = h2wire.error_name(error_code)
-            self._fail(s, f"the upstream's stream broke HTTP/2 ({broken_rule}; {name})")
-            return
-        if error_code == h2wire.REFUSED_STREAM and not s.headers_ready.is_set():
-            msg = f"{self._label} refused stream {s.stream_id} (REFUSED_STREAM): not processed"
-            s.error = RefusedStream(msg, endpoint=self._key)
-        self._fail(s, f"the upstream reset the stream ({h2wire.error_name(error_code)})")
-
-    def _window_opened(self, stream_id: int) -> None:
-        if stream_id == 0:
-            for each in self._streams.values():
-                each.window.set()
-        elif (s := self._streams.get(stream_id)) is not None:
-            s.window.set()
-
-    def _goaway(self, last_stream_id: int, error_code: object) -> None:
-        self.last_stream_id = last_stream_id
-        self.draining = True
-        for s in list(self._streams.values()):
-            if s.stream_id > last_stream_id:
-                msg = (
-                    f"{self._label} sent GOAWAY (last stream {last_stream_id}, code "
-                    f"{error_code}): stream {s.stream_id} was not processed, retry it"
-                )
-                s.error = GoawayReceived(msg, endpoint=self._key)
-                self._forget(s)
-        self._on_change()
-
-    def _fail(self, s: H2Stream, reason: str) -> None:
-        if s.error is None and not s.ended:
-            msg = f"{self._label}: {reason} (stream {s.stream_id})"
-            if s.headers_ready.is_set():
-                s.error = UpstreamStreamBroken(msg + " after response headers", endpoint=self._key)
-            else:
-                s.error = ResetBeforeHeaders(msg + " before response headers", endpoint=self._key)
-        self._forget(s)
-
-    def _forget(self, s: H2Stream) -> None:
-        """The stream can make no more progress: wake its waiters, stop its body pump."""
-        s.wake()
-        if s.pump_scope is not None:
-            s.pump_scope.cancel()
-
-    # -- streams out ----------------------------------------------------------------------
-
-    def start_request(self, req: UpstreamRequest, *, connect: bool = False) -> H2Stream:
-        """Open a stream and queue its HEADERS (synchronous, so the pool's capacity decision
-        and the stream allocation cannot interleave). A request body is pumped by a task in
-        this connection's nursery. ``connect``: an RFC 9113 §8.5 CONNECT (``:authority`` only).
-        """
-        assert self._nursery is not None and self.usable
-        stream_id = self._h2.open_stream()
-        if connect:
-            headers = [(b":method", b"CONNECT"), (b":authority", req.authority)]
-        else:
-            headers = [
-                (b":method", req.method),
-                (b":scheme", req.scheme),
-                (b":authority", req.authority),
-                (b":path", req.path),
-            ]
-        headers.extend(req.headers)
-        end = req.body is None and not connect
-        self._h2.send_headers(stream_id, headers, end_stream=end)
-        s = H2Stream(stream_id)
-        s.local_ended = end
-        self._streams[stream_id] = s
-        self.active_streams += 1
-        self._kick()
-        if req.body is not None:
-            self._nursery.start_soon(self._pump_body, s, req.body)
-        return s
-
-    async def _pump_body(self, s: H2Stream, body: AsyncIterator[bytes]) -> None:
-        with trio.CancelScope() as scope:
-            s.pump_scope = scope
-            try:
-                async for chunk in body:
-                    await self.send_data(s, chunk)
-                self.end_stream(s)
-            except UpstreamError:
-                pass  # the stream already failed; its consumer sees why
-            except Exception as err:  # the body's source broke: only this stream suffers
-                self.reset(s)
-                self._fail(s, f"the request body failed ({err!r})")
-
-    async def send_data(self, s: H2Stream, data: bytes | memoryview) -> None:
-        """Send within the flow-control windows; blocks while they are closed and while the
-        writer is behind. ``data`` is serialized into the outgoing buffer before any wait, so
-        the caller may reuse its buffer once this returns. Raises the stream's error once it
-        failed."""
-        pos, size = 0, len(data)
-        while pos < size:
-            if s.error is not None or self.closed or s.released:
-                raise s.error or ResetBeforeHeaders(f"{self._label}: stream closed")
-            window = self._h2.send_window(s.stream_id)
-            if window <= 0:
-                if not self._h2.can_send(s.stream_id):
-                    msg = f"{self._label}: stream {s.stream_id} closed while sending"
-                    raise UpstreamStreamBroken(msg, endpoint=self._key)
-                s.window = trio.Event()
-                await s.window.wait()
-                continue
-            n = min(window, size - pos)
-            chunk = data[pos : pos + n] if n < size else data
-            tls = self._tls
-            now = tls is not None and tls.send_ready
-            try:
-                self._h2.send_data(s.stream_id, chunk, borrow=now)
-            except H2StateError as err:
-                msg = f"{self._label}: stream {s.stream_id} closed while sending"
-                raise UpstreamStreamBroken(msg, endpoint=self._key) from err
-            pos += n
-            if now:
-                assert tls is not None
-                self._write_now(tls)
-            else:
-                self._pending_bytes += n
-                self._kick()
-        while self._pending_bytes > _SEND_HIGH_WATER and not self.closed:
-            await self._flushed.wait()
-
-    def _write_now(self, tls: TLSStream) -> bool:
-        """Write all queued output from the calling task (``tls.send_ready`` was checked with
-        no await since); what the kernel did not take is left to the writer task (True)."""
-        try:
-            left = tls.send_nowait(self._h2.take_output())
-        except trio.BrokenResourceError as err:
-            self._broken = True
-            self.abort()
-            raise UpstreamStreamBroken(f"{self._label}: {err}", endpoint=self._key) from err
-        if left is None:  # cannot happen after send_ready: fail loudly rather than reorder
-            raise RuntimeError("TLS stream refused a write it declared ready for")
-        if left:
-            self._pending_bytes = left
-            self._write_wanted.set()  # the writer task waits for the kernel
-            return True
-        return False
-
-    def end_stream(self, s: H2Stream) -> None:
-        if not (s.local_ended or s.released or self.closed or s.error):
-            s.local_ended = True
-            try:
-                self._h2.end_stream(s.stream_id)
-            except H2StateError:
-                return
-            self._kick()
 
     async def read_chunk(self, s: H2Stream, max_bytes: int = 0) -> bytes | None:
         """Next DATA payload (acknowledging its flow-control credit), ``None`` at the end.
@@ -499,14 +317,9 @@ class H2ClientConnection:
 
     async def wait_headers(self, s: H2Stream) -> None:
         """Wait for response headers; raises the stream's error."""
-        await s.headers_ready.wait()
+        await s.wait_answer()
         if s.error is not None and not s.status:
             raise s.error
-
-    def reset(self, s: H2Stream) -> None:
-        if not self.closed and not (s.ended and s.local_ended):
-            self._h2.reset_stream(s.stream_id, h2wire.CANCEL)
-            self._kick()
 
     def release(self, s: H2Stream) -> None:
         """The consumer is done with ``s``: reset it if unfinished, return unread credit to
@@ -527,12 +340,3 @@ class H2ClientConnection:
             self._on_change()
         else:
             self._on_release(self)
-
-
-def _answered(s: H2Stream) -> bool:
-    return s.headers_ready.is_set() or s.released
-
-
-async def _headers_timed_out(s: H2Stream) -> None:
-    s.timed_out = True
-    s.headers_ready.set()

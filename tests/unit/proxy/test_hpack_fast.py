@@ -6,7 +6,7 @@ import random
 
 import pytest
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
-from hpack.exceptions import OversizedHeaderListError
+from hpack.exceptions import HPACKDecodingError, OversizedHeaderListError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +118,40 @@ def test_fast_decoder_reads_our_volatile_literals_by_static_name_like_hpack() ->
         data = encoder.encode(sent)
         expected = reference.decode(data, raw=True)
         assert fast.decode(data, raw=True) == expected == sent
+
+
+def test_a_repeated_block_decodes_by_the_table_as_it_is_now_like_hpack() -> None:
+    """Blocks that leave the dynamic table alone are kept with their result; the same bytes
+    after the table changed (a reference to index 62 now names the newer entry) must still
+    decode exactly as hpack decodes them."""
+    encoder, reference, fast = Encoder(), Decoder(), FastDecoder()
+    stream = [
+        encoder.encode([(b"x-a", b"1")]),  # inserts x-a (index 62)
+        b"\xbe\x88",  # index 62 and :status 200, twice: the second is the kept result
+        b"\xbe\x88",
+        encoder.encode([(b"x-b", b"2")]),  # inserts x-b: 62 is x-b now, x-a 63
+        b"\xbe\x88",
+        b"\xbf\xbe",
+        b"\x3f\x01",  # a size update to 32: evicts every entry
+        b"\x88",
+        b"\x88",
+    ]
+    for block in stream:
+        expected = reference.decode(block, raw=True)
+        got = fast.decode(block, raw=True)
+        assert got == expected
+        assert [type(h) for h in got] == [type(h) for h in expected]
+    with pytest.raises(HPACKDecodingError):
+        reference.decode(b"\xbe", raw=True)
+    with pytest.raises(HPACKDecodingError):
+        fast.decode(b"\xbe", raw=True)  # kept earlier as x-b; the table is empty now
+
+
+def test_a_kept_block_is_checked_against_a_lowered_header_list_limit() -> None:
+    block = Encoder().encode([NeverIndexedHeaderTuple(b"x-long", b"v" * 60)])  # not indexed
+    fast = FastDecoder()
+    assert fast.decode(block, raw=True) == [(b"x-long", b"v" * 60)]
+    assert fast.decode(block, raw=True) == [(b"x-long", b"v" * 60)]
+    fast.max_header_list_size = 50
+    with pytest.raises(OversizedHeaderListError):
+        fast.decode(block, raw=True)
