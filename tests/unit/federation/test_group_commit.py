@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import trio
 import trio.testing
@@ -14,12 +16,19 @@ def run(afn: object) -> None:
     trio.run(afn, clock=trio.testing.MockClock(autojump_threshold=0))  # type: ignore[arg-type]
 
 
-def test_writes_arriving_during_a_commit_go_together_in_the_next() -> None:
+def _recorded_slow_flush() -> tuple[list[list[int]], Callable[[list[int]], Awaitable[None]]]:
+    """A flush that takes a while (a commit, on the mock clock) and records each batch."""
     flushed: list[list[int]] = []
 
     async def flush(items: list[int]) -> None:
-        await trio.sleep(0.01)  # a commit takes a while
+        await trio.sleep(0.01)
         flushed.append(list(items))
+
+    return flushed, flush
+
+
+def test_writes_arriving_during_a_commit_go_together_in_the_next() -> None:
+    flushed, flush = _recorded_slow_flush()
 
     async def main() -> None:
         commits = GroupCommit(flush)
@@ -85,11 +94,7 @@ def test_every_caller_of_a_failed_batch_gets_an_error_and_the_next_batch_commits
 
 
 def test_a_cancelled_committer_still_finishes_its_batch() -> None:
-    flushed: list[list[int]] = []
-
-    async def flush(items: list[int]) -> None:
-        await trio.sleep(0.01)
-        flushed.append(list(items))
+    flushed, flush = _recorded_slow_flush()
 
     async def main() -> None:
         commits = GroupCommit(flush)
@@ -119,11 +124,7 @@ def test_unexpected_errors_become_store_errors(failure: Exception) -> None:
 
 
 def test_submit_many_puts_its_items_in_one_batch_in_order() -> None:
-    flushed: list[list[int]] = []
-
-    async def flush(items: list[int]) -> None:
-        await trio.sleep(0.01)
-        flushed.append(list(items))
+    flushed, flush = _recorded_slow_flush()
 
     async def main() -> None:
         commits = GroupCommit(flush)
