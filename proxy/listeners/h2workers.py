@@ -73,10 +73,10 @@ class StreamWorkers(Generic[R]):
         # carries ~100: ending the extra workers after each burst respawned 0.7 per request).
         self._keep = MIN_IDLE_WORKERS
 
-    def submit(self, item: R, timeout: float, now: float | None = None) -> None:
+    def submit(self, item: R, timeout: float, now: float) -> None:
         """Run ``item`` soon; after ``timeout`` seconds (``math.inf``: never) from ``now``
-        (the trio clock, read by the caller with no checkpoint since; default: read here)
-        it is marked ``timed_out`` and its scope cancelled."""
+        (the trio clock, read by the caller with no checkpoint since: once per read of a
+        connection, not per request) it is marked ``timed_out`` and its scope cancelled."""
         self._ready.append(item)
         self.active += 1
         if self.active > self._keep:
@@ -86,8 +86,6 @@ class StreamWorkers(Generic[R]):
         else:
             self._nursery.start_soon(self._worker)
         if timeout != math.inf:
-            if now is None:
-                now = trio.current_time()
             self._deadlines.push(item, now + timeout, self.active)
 
     async def _worker(self) -> None:

@@ -42,12 +42,12 @@ async def test_a_later_request_deadline_fires_on_time(
     async with trio.open_nursery() as nursery:
         workers: StreamWorkers[_Item] = StreamWorkers(nursery, run, cancelled)
         for _ in range(finished_before):  # 100: the next submit compacts the heap empty
-            workers.submit(_Item(hang=False), 1.0)
+            workers.submit(_Item(hang=False), 1.0, trio.current_time())
             await trio.sleep(0.001)
         await trio.sleep(0.5)
         start = trio.current_time()
         late = _Item(hang=True)
-        workers.submit(late, 2.0)  # later than what the timer sleeps until
+        workers.submit(late, 2.0, trio.current_time())  # later than what the timer sleeps until
         with trio.fail_after(10):
             while not late.finished:
                 await trio.sleep(0.01)
