@@ -19,7 +19,6 @@ from proxy.upstream.h1body import H1BodyReader
 from proxy.upstream.h1deadlines import H1Deadlines, H1Watch
 from proxy.upstream.models import Headers, UpstreamRequest
 
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 DoneCallback = Callable[[bool], Awaitable[None]]
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -159,24 +158,13 @@ class H1Connection(H1BodyReader):
     def _head(self, req: UpstreamRequest) -> tuple[bytes, int | None]:
         """The serialized head (``host`` and chunked framing added when missing) and the
         body framing; notes a ``connection: close`` of ours."""
-        headers: Headers = req.headers  # not modified: copied when something is added
-        host = framing = connection = False
-        for name, _ in headers:
-            if name == b"host":
-                host = True
-            elif name in _FRAMING:
-                framing = True
-            elif name == b"connection":
-                connection = True
-        if not host:
-            headers = [(b"host", req.authority), *headers]
-        if req.body is not None and not framing:
-            headers = [*headers, (b"transfer-encoding", b"chunked")]
         try:
-            head, length = h1wire.request_head(req.method, req.path, headers)
+            head, length, closes = h1wire.request_head_for(
+                req.method, req.path, req.headers, req.authority, req.body is not None
+            )
         except h1wire.WireError as err:
             raise self._error(f"sending failed: {err}") from err
-        if connection and h1wire.wants_close(headers):
+        if closes:
             self._keep_alive = False
         return head, length
 
@@ -236,24 +224,21 @@ class H1Connection(H1BodyReader):
         """Wait for the final response head (1xx are skipped)."""
         while True:
             try:
-                parsed = h1wire.parse_response_head(self._buffer)
+                parsed = h1wire.parse_response(self._buffer, self._method)
             except h1wire.WireError as err:
                 raise self._error(f"receiving failed: {err}") from err
             if parsed is None:
                 if not await self._fill():
                     raise self._error("the backend closed the connection")
                 continue
-            version, status, headers, consumed = parsed
+            status, headers, consumed, remaining, closes = parsed
             del self._buffer[:consumed]
             if status < 200:
                 if status == 101:
                     raise self._error("unexpected protocol switch before the response")
                 continue
-            try:
-                self._remaining = h1wire.response_framing(self._method, status, headers)
-            except h1wire.WireError as err:
-                raise self._error(f"receiving failed: {err}") from err
-            if self._remaining is True or version < b"1.1" or h1wire.wants_close(headers):
+            self._remaining = remaining
+            if closes:
                 self._keep_alive = False
             self._chunk_left = 0
             self._headers_received = True

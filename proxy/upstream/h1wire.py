@@ -94,6 +94,69 @@ def request_head(method: bytes, target: bytes, headers: Headers) -> tuple[bytes,
     return head, (None if chunked else (length or 0))
 
 
+_CHUNKED = (b"transfer-encoding", b"chunked")
+
+
+def request_head_for(
+    method: bytes, target: bytes, headers: Headers, authority: bytes, has_body: bool
+) -> tuple[bytes, int | None, bool]:
+    """The head a client connection sends for ``headers``: :func:`request_head` of
+    ``headers`` with a ``host: authority`` field first when they have no ``host``, and
+    ``transfer-encoding: chunked`` last when ``has_body`` and neither ``content-length``
+    nor ``transfer-encoding`` is given; plus whether ``headers`` ask for ``connection:
+    close``. One pass over the fields (same bytes, checks and errors as building the
+    completed list and calling ``request_head``)."""
+    try:
+        return _request_head_for(method, target, headers, authority, has_body)
+    except WireError:
+        pass
+    # Something is illegal: the completed list's first error, in request_head's order.
+    names = {name for name, _ in headers}
+    if b"host" not in names:
+        headers = [(b"host", authority), *headers]
+    if has_body and not names & _FRAMING_NAMES:
+        headers = [*headers, _CHUNKED]
+    head, length = request_head(method, target, headers)
+    return head, length, b"connection" in names and wants_close(headers)
+
+
+def _request_head_for(
+    method: bytes, target: bytes, headers: Headers, authority: bytes, has_body: bool
+) -> tuple[bytes, int | None, bool]:
+    if method not in _VALID_METHODS or not _TARGET.fullmatch(target):
+        raise WireError("method or target")  # request_head names which
+    host = present = connection = False
+    framing: Headers | None = None
+    for field in headers:
+        if field not in _VALID_FIELDS:
+            _check_field(field)
+        name = field[0]
+        size = len(name)
+        if size == 4:
+            host = host or name == b"host"
+        elif size == 10:
+            connection = connection or name == b"connection"
+        elif size in (14, 17) and name.lower() in _FRAMING_NAMES:
+            present = present or name in _FRAMING_NAMES
+            framing = framing or []
+            framing.append((name.lower(), field[1]))
+    if not host and (b"host", authority) not in _VALID_FIELDS:
+        _check_field((b"host", authority))
+    chunk = has_body and not present
+    if chunk:
+        framing = [*framing, _CHUNKED] if framing else [_CHUNKED]
+    length, chunked = _framing_headers(framing) if framing else (None, False)
+    fields = b"\r\n".join(map(b": ".join, headers)) + b"\r\n" if headers else b""
+    head = b"%b %b HTTP/1.1\r\n%b%b%b\r\n" % (
+        method,
+        target,
+        b"" if host else b"host: %b\r\n" % authority,
+        fields,
+        b"transfer-encoding: chunked\r\n" if chunk else b"",
+    )
+    return head, (None if chunked else (length or 0)), connection and wants_close(headers)
+
+
 # Fields already checked: most repeat on every request (user-agent, accept, x-forwarded-*).
 # Bounded; values that differ on every request are not kept.
 _VALID_FIELDS: set[tuple[bytes, bytes]] = set()
@@ -154,6 +217,53 @@ def parse_response_head(buffer: bytearray) -> tuple[bytes, int, Headers, int] | 
 _SEEN_HEADS: dict[bytes, tuple[bytes, int, tuple[tuple[bytes, bytes], ...]]] = {}
 _SEEN_HEADS_LIMIT = 256
 _SEEN_HEAD_SIZE = 1024
+
+
+ResponseHead = tuple[int, Headers, int, int | bool | None, bool]
+_Final = tuple[int, tuple[tuple[bytes, bytes], ...], int | bool | None, bool]
+# Final response heads (not 1xx) seen before, by their bytes: status, headers, the framing
+# for a method other than HEAD, and whether the connection closes after them whatever the
+# framing. A head whose framing headers are invalid is not kept (it fails every time).
+_SEEN_FINAL: dict[bytes, _Final] = {}
+
+
+def parse_response(buffer: bytearray, method: bytes) -> ResponseHead | None:
+    """``(status, headers, head_length, remaining, closes)`` once ``buffer`` holds a whole
+    head, else ``None``: :func:`parse_response_head`, then for a final response (status >=
+    200) ``remaining`` = :func:`response_framing` for ``method`` and ``closes`` = the
+    connection cannot be kept alive after it (HTTP/1.0, ``connection: close``, or a body
+    read until the connection closes). For a 1xx, ``remaining`` is 0 and ``closes`` False.
+    A head seen before costs one dict lookup."""
+    match = _BLANK_LINE.search(buffer)
+    if match is None:
+        parse_response_head(buffer)  # raises if the partial head is already too long
+        return None
+    head = bytes(buffer[: match.start()])
+    known = _SEEN_FINAL.get(head)
+    if known is not None:
+        status, fields, framing, closes = known
+        remaining = 0 if method == b"HEAD" or status in (204, 304) else framing
+        return status, list(fields), match.end(), remaining, closes or remaining is True
+    parsed = parse_response_head(buffer)
+    assert parsed is not None  # a whole head is buffered
+    version, status, headers, consumed = parsed
+    if status < 200:
+        return status, headers, consumed, 0, False
+    remaining = response_framing(method, status, headers)
+    closes = version < b"1.1" or wants_close(headers)
+    if consumed <= _SEEN_HEAD_SIZE:
+        _remember_final(head, status, headers, closes)
+    return status, headers, consumed, remaining, closes or remaining is True
+
+
+def _remember_final(head: bytes, status: int, headers: Headers, closes: bool) -> None:
+    try:
+        framing = response_framing(b"GET", status, headers)
+    except WireError:  # a HEAD's answer may carry framing headers no body could follow
+        return
+    if len(_SEEN_FINAL) >= _SEEN_HEADS_LIMIT:
+        _SEEN_FINAL.clear()
+    _SEEN_FINAL[head] = (status, tuple(headers), framing, closes)
 
 
 def _parse_head(head: bytes) -> tuple[bytes, int, Headers]:
