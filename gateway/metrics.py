@@ -164,7 +164,6 @@ class GatewayMetrics:
 
     def record_request(
         self,
-        *,
         source_cluster: str,
         destination_cluster: str,
         service: str,

@@ -102,18 +102,15 @@ class GatewayObserver:
         if record.listener == "inbound" and record.authority == self._probe_authority:
             return  # peers' once-a-second /readyz probes are not traffic
         try:
-            self._metrics.record_request(
-                source_cluster=record.source_cluster,
-                destination_cluster=record.destination_cluster or "none",
-                service=record.service or "unknown",
-                status=record.status,
-                duration_s=record.duration_s,
+            service, destination = record.service, record.destination_cluster
+            status, duration = record.status, record.duration_s
+            self._metrics.record_request(  # positional: once per request
+                record.source_cluster, destination or "none", service or "unknown", status, duration
             )
-            if record.service and record.destination_cluster == self._own_cluster:
-                self.load.record(record.service, record.status, record.duration_s)
-            elif record.listener == "outbound" and record.service and record.destination_cluster:
-                link = f"{record.destination_cluster}/{record.service}"
-                self.links.record(link, record.status, record.duration_s)
+            if service and destination == self._own_cluster:
+                self.load.record(service, status, duration)
+            elif record.listener == "outbound" and service and destination:
+                self.links.record(f"{destination}/{service}", status, duration)
             if self._enabled and self._access.isEnabledFor(logging.INFO):
                 self._access.info(access_line(record))
         except Exception:  # never fail a request because of telemetry

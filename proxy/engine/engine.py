@@ -23,7 +23,7 @@ from proxy.engine.tunnels import TunnelRequest, serve_tunnel
 from proxy.listeners.exchange import Exchange
 from proxy.loadbalancer.picker import NO_ENDPOINTS, LoadBalancer
 from proxy.routes.fault import decide_fault
-from proxy.routes.headers import local_reply, not_found_response
+from proxy.routes.headers import Headers, local_reply, not_found_response
 from proxy.routes.table import Endpoint, Route, RoutingTable
 from proxy.upstream.models import UpstreamRequest, UpstreamResponse
 
@@ -102,53 +102,60 @@ class ForwardingEngine:
 
     async def handle(self, exchange: Exchange) -> None:
         """Answer ``exchange`` completely; raises only
-        :class:`~proxy.listeners.DownstreamGone` (the client left)."""
-        started = trio.current_time()
+        :class:`~proxy.listeners.DownstreamGone` (the client left). One coroutine for the
+        routing part (no nested ``_handle`` frame per request); the clock read here also
+        gives the route deadline and the first attempt's time (no checkpoint between)."""
+        now = started = trio.current_time()
         wall = time.time()
         out = Outcome()
         try:
-            await self._handle(exchange, out, started)
+            down = exchange.downstream
+            inbound = down.listener == "inbound"
+            if inbound and exchange.authority == self.probe_authority:
+                await self._answer_probe(exchange, out)
+                return
+            connect = exchange.method == b"CONNECT"
+            target = exchange.path if connect else exchange.authority
+            service, route = self._view.match_raw(target, inbound=inbound)
+            out.service = service or ""
+            if route is None:
+                name = service or exchange.authority.decode("latin-1")
+                await reply(exchange, out, not_found_response(name))
+                return
+            if inbound and not self._serves_peer(exchange, route):
+                await reply(exchange, out, self._refusal(route, down.peer_cluster))
+                return
+            if route.fault is not None:
+                if await self._inject_fault(exchange, route, out):
+                    return
+                now = trio.current_time()  # a fault's delay passed
+            balancer = self.inbound_balancer if inbound else self.outbound_balancer
+            if connect:
+                tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
+                await serve_tunnel(self, tunnel, out)
+                return
+            await forward(self, exchange, route, balancer, out, now=now)
         finally:
             self._report(exchange, out, wall, trio.current_time() - started)
 
-    async def _handle(self, exchange: Exchange, out: Outcome, now: float) -> None:
-        """``now``: the clock when ``handle`` began (no checkpoint since; one clock read
-        per request fewer)."""
-        down = exchange.downstream
-        inbound = down.listener == "inbound"
-        if inbound and exchange.authority == self.probe_authority:
-            await self._answer_probe(exchange, out)
-            return
-        connect = exchange.method == b"CONNECT"
-        target = exchange.path if connect else exchange.authority
-        service, route = self._view.match_raw(target, inbound=inbound)
-        out.service = service or ""
-        if route is None:
-            await reply(
-                exchange, out, not_found_response(service or exchange.authority.decode("latin-1"))
-            )
-            return
-        if inbound and not route.priorities and not route.tcp_targets:
+    @staticmethod
+    def _serves_peer(exchange: Exchange, route: Route) -> bool:
+        """Whether a peer gateway's request may go on along ``route``."""
+        return bool(route.priorities or route.tcp_targets) and route.allows_source(
+            exchange.downstream.peer_cluster or ""
+        )
+
+    @staticmethod
+    def _refusal(route: Route, peer_cluster: str | None) -> tuple[int, Headers, bytes]:
+        """The local reply to a peer's request that :meth:`_serves_peer` refused."""
+        if not route.priorities and not route.tcp_targets:
             # Nothing of the service runs here: the caller's snapshot is ahead of ours (a
             # replica placed here that our snapshot does not show yet) or behind it. A 503
             # with a reason is retried at another cluster; a 403 would be final.
             message = f"service {route.service!r} has no endpoint in this cluster"
-            await reply(exchange, out, local_reply(503, NO_ENDPOINTS, message))
-            return
-        if inbound and not route.allows_source(down.peer_cluster or ""):
-            message = f"cluster {down.peer_cluster!r} may not call service {route.service!r}"
-            await reply(exchange, out, local_reply(403, "source_not_allowed", message))
-            return
-        if route.fault is not None:
-            if await self._inject_fault(exchange, route, out):
-                return
-            now = trio.current_time()  # a fault's delay passed
-        balancer = self.inbound_balancer if inbound else self.outbound_balancer
-        if connect:
-            tunnel = TunnelRequest(exchange, route, target.decode("latin-1"), balancer)
-            await serve_tunnel(self, tunnel, out)
-            return
-        await forward(self, exchange, route, balancer, out, now=now)
+            return local_reply(503, NO_ENDPOINTS, message)
+        message = f"cluster {peer_cluster!r} may not call service {route.service!r}"
+        return local_reply(403, "source_not_allowed", message)
 
     async def _inject_fault(self, exchange: Exchange, route: Route, out: Outcome) -> bool:
         """Apply the route's fault injection; True when the request was answered (aborted)."""

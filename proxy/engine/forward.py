@@ -21,9 +21,9 @@ from proxy.routes.headers import (
     REASON,
     Headers,
     clean_response,
-    from_local_client,
-    from_peer_gateway,
     local_reply,
+    traced_from_local_client,
+    traced_from_peer_gateway,
     unavailable_response,
 )
 from proxy.routes.table import Endpoint, Route
@@ -48,14 +48,6 @@ _FAILURE_STATUS = {
 }
 
 
-def trace_id_of(headers: Headers) -> str:
-    """The trace id of the (already validated) ``traceparent`` the hop sends upstream."""
-    for name, value in reversed(headers):  # header hygiene appends it near the end
-        if name == b"traceparent":
-            return value[3:35].decode("ascii", "replace")
-    return ""
-
-
 def outcome_of(status: int) -> AttemptOutcome:
     if status < 500:
         return AttemptOutcome.SUCCESS
@@ -76,15 +68,16 @@ async def forward(
     down = exchange.downstream
     # The authority travels as UpstreamRequest.authority (:authority / Host added by the pool).
     if down.listener == "inbound":
-        headers = from_peer_gateway(
+        peer = down.peer
+        headers, out.trace_id = traced_from_peer_gateway(
             exchange.headers,
-            peer_cluster=down.peer_cluster or "",
-            peer_identity=down.peer_identity or "",
+            peer_cluster="" if peer is None else peer.cluster,
+            peer_identity="" if peer is None else peer.identity,
             rng=engine.rng,
             keep_host=False,
         )
     else:
-        headers = from_local_client(
+        headers, out.trace_id = traced_from_local_client(
             exchange.headers,
             client_ip=down.remote.rsplit(":", 1)[0],
             proto="https" if down.tls else "http",
@@ -92,7 +85,6 @@ async def forward(
             rng=engine.rng,
             keep_host=False,
         )
-    out.trace_id = trace_id_of(headers)
     body = None if exchange.body is None else ReplayableBody(exchange.body, engine.replay_limit)
     budget = engine.state.budget(route.service)
     budget.begin_request()
@@ -112,7 +104,15 @@ async def forward(
         )
         if picked is _Stop.TIMED_OUT:
             await _timed_out(exchange, route, out)
-        elif picked is not _Stop.ANSWERED:
+        elif picked is _Stop.ANSWERED:
+            pass
+        elif getattr(picked[1].body, "buffered_to_end", False):
+            # The upstream already delivered the body whole: no cancel scope is needed,
+            # nothing is left to wait for from the service (a slow client is the
+            # listener's ``request_timeout_s`` business). A scope costs several µs, as
+            # much as the rest of the engine's bookkeeping for a request.
+            await _relay(engine, exchange, route, picked, out)
+        else:
             await _relay_within(engine, exchange, route, picked, out, deadline=deadline)
     finally:
         budget.end_request()
@@ -129,13 +129,7 @@ async def _relay_within(
     *,
     deadline: float,
 ) -> None:
-    """Relay under the route's deadline. A body the upstream already delivered whole
-    (``buffered_to_end``) needs no cancel scope: nothing is left to wait for from the
-    service (a slow client is the listener's ``request_timeout_s`` business). A scope costs
-    several µs, as much as the rest of the engine's bookkeeping for a request."""
-    if getattr(picked[1].body, "buffered_to_end", False):
-        await _relay(engine, exchange, route, picked, out)
-        return
+    """Relay under the route's deadline (a body still to come from the upstream)."""
     with trio.move_on_at(deadline) as scope:
         await _relay(engine, exchange, route, picked, out)
     if scope.cancelled_caught:
@@ -261,13 +255,13 @@ async def _attempt(
     if retry:
         budget.begin_retry()
     state.begin(ep.key)
-    req = UpstreamRequest(
-        method=exchange.method,
-        scheme=exchange.scheme or b"http",
-        authority=exchange.authority,
-        path=exchange.path,
-        headers=headers,
-        body=None if body is None else body.attempt(),
+    req = UpstreamRequest(  # positional: the field order of UpstreamRequest
+        exchange.method,
+        exchange.scheme or b"http",
+        exchange.authority,
+        exchange.path,
+        headers,
+        None if body is None else body.attempt(),
     )
     result: UpstreamResponse | FailureKind | Literal[_Stop.TIMED_OUT]
     try:

@@ -109,6 +109,14 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
 
 def _child_trace(values: list[bytes], rng: random.Random) -> tuple[bytes, bool]:
     """A traceparent for our hop: child of the caller's if exactly one valid one came in."""
+    if len(values) == 1:
+        value = values[0]
+        if (  # parse_traceparent's common case, inline: a version-00 value of ours
+            _TRACEPARENT_00.fullmatch(value)
+            and value[3:35] != _ZERO_TRACE
+            and value[36:52] != _ZERO_SPAN
+        ):  # "00-<trace id>-" our span id "-<flags>"
+            return b"%b%016x%b" % (value[:36], rng.getrandbits(64) or 1, value[52:]), True
     parsed = parse_traceparent(values[0]) if len(values) == 1 else None
     if parsed is None:
         # one draw for both IDs; an all-zero ID (p = 2^-64) is replaced, the spec forbids it
@@ -130,8 +138,9 @@ def _rewrite(
     special: frozenset[bytes],
     drop_isthmus: bool,
     listed: frozenset[bytes] | None = None,
-) -> tuple[Headers, list[bytes]]:
-    """One pass: drop hop-by-hop and other ``special`` names, collect trace and XFF headers.
+) -> tuple[Headers, list[bytes], bytes]:
+    """One pass: drop hop-by-hop and other ``special`` names, collect trace and XFF headers;
+    the headers kept with our ``traceparent`` appended, the XFF values, our traceparent.
 
     Runs per request: an ordinary header costs one set lookup and a prefix test. ``listed``
     (names in ``connection``) is ``None`` until a ``connection`` header is met; the pass then
@@ -168,7 +177,7 @@ def _rewrite(
     out.append((TRACEPARENT, traceparent))
     if valid and state:
         out.append((TRACESTATE, b",".join(state)))
-    return out, xff
+    return out, xff, traceparent
 
 
 def from_local_client(
@@ -190,13 +199,33 @@ def from_local_client(
     ``x-isthmus-source-cluster: <local_cluster>``. ``keep_host=False`` also drops ``host``
     (the engine sends the authority separately).
     """
+    return traced_from_local_client(
+        headers,
+        client_ip=client_ip,
+        proto=proto,
+        local_cluster=local_cluster,
+        rng=rng,
+        keep_host=keep_host,
+    )[0]
+
+
+def traced_from_local_client(
+    headers: Headers,
+    *,
+    client_ip: str,
+    proto: str,
+    local_cluster: str,
+    rng: random.Random,
+    keep_host: bool = True,
+) -> tuple[Headers, str]:
+    """:func:`from_local_client` and the W3C trace id the headers carry on."""
     special = _SPECIAL_LOCAL if keep_host else _SPECIAL_LOCAL_NO_HOST
-    out, xff = _rewrite(headers, rng, special, drop_isthmus=True)
+    out, xff, traceparent = _rewrite(headers, rng, special, True)
     client = client_ip.encode("ascii", "replace")
     out.append((_XFF, b", ".join([*xff, client]) if xff else client))
     out.append((_XFP, proto.encode("ascii", "replace")))
     out.append((SOURCE_CLUSTER, local_cluster.encode("ascii", "replace")))
-    return out
+    return out, traceparent[3:35].decode("ascii")  # ours: "00-<trace id>-<span>-<flags>"
 
 
 def from_peer_gateway(
@@ -216,13 +245,31 @@ def from_peer_gateway(
     trace with a new span (or starts one if the peer's is invalid). ``keep_host=False`` also
     drops ``host``.
     """
+    return traced_from_peer_gateway(
+        headers,
+        peer_cluster=peer_cluster,
+        peer_identity=peer_identity,
+        rng=rng,
+        keep_host=keep_host,
+    )[0]
+
+
+def traced_from_peer_gateway(
+    headers: Headers,
+    *,
+    peer_cluster: str,
+    peer_identity: str,
+    rng: random.Random,
+    keep_host: bool = True,
+) -> tuple[Headers, str]:
+    """:func:`from_peer_gateway` and the W3C trace id the headers carry on."""
     special = _SPECIAL_PEER if keep_host else _SPECIAL_PEER_NO_HOST
-    out, xff = _rewrite(headers, rng, special, drop_isthmus=False)
+    out, xff, traceparent = _rewrite(headers, rng, special, False)
     if xff:
         out.append((_XFF, b", ".join(xff)))
     out.append((SOURCE_CLUSTER, peer_cluster.encode("ascii", "replace")))
     out.append((SOURCE_IDENTITY, peer_identity.encode("ascii", "replace")))
-    return out
+    return out, traceparent[3:35].decode("ascii")  # ours: "00-<trace id>-<span>-<flags>"
 
 
 _SPECIAL_LOCAL_NO_HOST = _SPECIAL_LOCAL | _HOST

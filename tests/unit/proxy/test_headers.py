@@ -16,6 +16,7 @@ from proxy.routes import (
     strip_hop_by_hop,
     unavailable_response,
 )
+from proxy.routes.headers import traced_from_local_client, traced_from_peer_gateway
 
 PARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -140,6 +141,29 @@ def test_peer_gateway_source_headers_come_from_the_verified_identity() -> None:
     ]
     assert out[1][1].startswith(b"00-4bf92f3577b34da6a3ce929d0e0e4736-")
     assert out[1][1] != PARENT
+
+
+@given(st.sampled_from([[], [PARENT], [b"01" + PARENT[2:] + b"-x"], [b"garbage"], [PARENT] * 2]))
+def test_traced_variants_give_the_trace_id_they_send(traces: list[bytes]) -> None:
+    headers = [(b"accept", b"*/*"), *((b"traceparent", t) for t in traces)]
+    local, trace_id = traced_from_local_client(
+        headers, client_ip="10.0.0.1", proto="http", local_cluster="a", rng=random.Random(4)
+    )
+    assert local == from_local_client(
+        headers, client_ip="10.0.0.1", proto="http", local_cluster="a", rng=random.Random(4)
+    )
+    sent = [v for n, v in local if n == b"traceparent"]
+    assert len(sent) == 1 and trace_id == sent[0][3:35].decode()
+    if len(traces) == 1 and traces[0] != b"garbage":  # continued: same trace, new span
+        assert sent[0][:36] == b"00" + traces[0][2:36] and sent[0][36:52] != traces[0][36:52]
+        assert sent[0][52:] == b"-01"
+    peer, peer_trace = traced_from_peer_gateway(
+        headers, peer_cluster="b", peer_identity="id", rng=random.Random(5)
+    )
+    assert peer == from_peer_gateway(
+        headers, peer_cluster="b", peer_identity="id", rng=random.Random(5)
+    )
+    assert peer_trace == next(v for n, v in peer if n == b"traceparent")[3:35].decode()
 
 
 def test_local_replies_name_the_service_and_reason() -> None:
