@@ -156,7 +156,7 @@ async def h1_exchange_on(
         raise
     conn.head_wait_over()
     body = H1Body(conn, partial(pool.release_h1, slot))
-    return UpstreamResponse(status, headers, body, closer=partial(body.finish, reusable=False))
+    return UpstreamResponse(status, headers, body, partial(body.finish, reusable=False))
 
 
 async def h1_exchange(

@@ -139,7 +139,9 @@ class H1Connection(H1BodyReader):
         if req.body is None:
             if length:
                 raise self._error("sending failed: Too little data for declared Content-Length")
-            await self._write(head)
+            rest = self._write_now(head)
+            if rest:  # no checkpoint otherwise: reading the answer begins with one
+                await self._send_rest(rest)
             self._sent_all = True
             return
         await self._write(head)
@@ -249,58 +251,59 @@ class H1Connection(H1BodyReader):
         await trio.aclose_forcefully(self.stream)
 
     async def _write(self, data: bytes) -> None:
-        """On a socket, first what the kernel takes right away, without trio's wrappers
-        (~3 µs per call); the rest (a full send buffer) through the stream."""
+        rest = self._write_now(data)
+        if rest:
+            await self._send_rest(rest)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    def _write_now(self, data: bytes) -> bytes:
+        """On a socket, what the kernel takes right away, without trio's wrappers (~3 µs per
+        call); returns the rest (all of ``data`` on another stream)."""
+        sock = self._socket
+        fd = -1 if sock is None else sock.fileno()
+        if fd < 0:
+            return data
         try:
-            if self._socket is not None and self._socket.fileno() >= 0:
-                try:
-                    sent = os.write(self._socket.fileno(), data)
-                except BlockingIOError:
-                    sent = 0
-                if sent == len(data):
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    return
-                data = data[sent:]
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            return data
+        except OSError as err:
+            raise self._error(f"sending failed: {err!r}") from err
+        return data[sent:] if sent < len(data) else b""
+
+    async def _send_rest(self, data: bytes) -> None:
+        """What :meth:`_write_now` left (a full send buffer, or not a socket)."""
+        try:
             self._may_wait()
             await self.stream.send_all(data)
         except _IO_ERRORS as err:
             raise self._error(f"sending failed: {err!r}") from err
 
-    async def _receive(self) -> bytes | bytearray:
-        """On a socket: the first read after a request is sent yields once to the scheduler
+    async def _fill(self) -> bool:
+        """Read more into the buffer; False at EOF.
+
+        On a socket: the first read after a request is sent yields once to the scheduler
         and then tries the socket (the other requests of the batch go out meanwhile and the
         backend answers on its CPU: the answer is usually there, and waiting for it through
         trio cost an ``epoll_ctl`` per request); otherwise, and when that read finds
         nothing, wait until readable, then read (trio's ``receive_some`` first tries a read
         that fails when the answer is not there yet)."""
-        sock = self._socket
-        if sock is None:
-            self._may_wait()
-            return await self.stream.receive_some(self._read_size)
-        if self._answer_due:
-            self._answer_due = False
-            await trio.lowlevel.checkpoint()
-            if sock.fileno() < 0:
-                raise trio.ClosedResourceError("the connection was closed")
-            try:
-                return os.read(sock.fileno(), self._read_size)
-            except BlockingIOError:
-                pass  # not there yet: wait for it
-        self._may_wait()
-        await trio.lowlevel.wait_readable(sock)
-        if sock.fileno() < 0:
-            raise trio.ClosedResourceError("the connection was closed")
-        try:
-            return os.read(sock.fileno(), self._read_size)
-        except BlockingIOError:  # a spurious wake-up
-            return await self.stream.receive_some(self._read_size)
-
-    async def _fill(self) -> bool:
-        """Read more into the buffer; False at EOF."""
         if self._eof:
             return False
+        sock = self._socket
         try:
-            data = await self._receive()
+            if sock is None:
+                self._may_wait()
+                data: bytes | bytearray | None = await self.stream.receive_some(self._read_size)
+            elif self._answer_due:
+                self._answer_due = False
+                await trio.lowlevel.checkpoint()
+                data = self._read_now(sock)
+                if data is None:  # not there yet: wait for it
+                    data = await self._wait_and_read(sock)
+            else:
+                data = await self._wait_and_read(sock)
         except _IO_ERRORS as err:
             if self._body_failure is not None:
                 raise self._body_failure from err
@@ -311,6 +314,24 @@ class H1Connection(H1BodyReader):
             return False
         self._buffer += data
         return True
+
+    def _read_now(self, sock: trio.socket.SocketType) -> bytes | None:
+        """A read of what the socket holds; ``None``: nothing yet."""
+        fd = sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the connection was closed")
+        try:
+            return os.read(fd, self._read_size)
+        except BlockingIOError:
+            return None
+
+    async def _wait_and_read(self, sock: trio.socket.SocketType) -> bytes | bytearray:
+        self._may_wait()
+        await trio.lowlevel.wait_readable(sock)
+        data = self._read_now(sock)
+        if data is None:  # a spurious wake-up
+            return await self.stream.receive_some(self._read_size)
+        return data
 
     def _error(self, reason: str) -> UpstreamError:
         self._keep_alive = False
@@ -346,7 +367,8 @@ class H1Body:
             await self.finish(reusable=False)
             raise
         if chunk is None:
-            await self._conn.stop_sending()  # the response is complete: no more upload
+            if self._conn._sending is not None:  # the response is complete: no more upload
+                await self._conn.stop_sending()
             await self.finish(reusable=self._conn.reusable)
             raise StopAsyncIteration
         return chunk
@@ -366,6 +388,7 @@ class H1Body:
         conn = self._conn
         if conn.body_complete:
             conn._finish()
-            await conn.stop_sending()
+            if conn._sending is not None:
+                await conn.stop_sending()
             reusable = conn.reusable
         await done(reusable)

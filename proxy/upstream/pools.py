@@ -63,8 +63,14 @@ class UpstreamPools:
         self._pools: dict[PoolKey, EndpointPool] = {}
         self._retired: list[EndpointPool] = []
         self._closed = False
+        self._last: tuple[Endpoint, EndpointPool] | None = None  # see _pool
 
     def _pool(self, endpoint: Endpoint) -> EndpointPool:
+        """The pool of ``endpoint``; the same endpoint object as last time (a table's
+        endpoints are kept until it is swapped) skips building and hashing its key."""
+        last = self._last
+        if last is not None and last[0] is endpoint:
+            return last[1]
         if self._closed:
             raise ConnectFailure("the upstream pools are closed", endpoint=endpoint.key)
         key = _pool_key(endpoint)
@@ -77,6 +83,7 @@ class UpstreamPools:
                 nursery=self._nursery,
             )
             self._pools[key] = pool
+        self._last = (endpoint, pool)
         return pool
 
     async def _open_stream(self, endpoint: Endpoint) -> trio.abc.Stream:
@@ -197,6 +204,7 @@ class UpstreamPools:
     def retain(self, endpoints: Iterable[Endpoint]) -> None:
         """On a table swap: pools of endpoints not in ``endpoints`` drain gracefully (in-flight
         streams finish, then their connections close). Does not block."""
+        self._last = None
         keep = {_pool_key(e) for e in endpoints}
         for key in [k for k in self._pools if k not in keep]:
             pool = self._pools.pop(key)
@@ -224,6 +232,7 @@ class UpstreamPools:
     async def aclose(self) -> None:
         """Close every connection now (in-flight streams fail). Idempotent."""
         self._closed = True
+        self._last = None
         for pool in [*self._pools.values(), *self._retired]:
             pool.abort()
         self._pools.clear()

@@ -262,3 +262,21 @@ async def test_an_early_response_is_read_while_the_body_is_still_uploading(
     assert upload.pulled == pulled < 64 << 20  # the upload stopped with the response
     # the body was not fully sent: that connection is closed, not reused
     assert pools.connection_count(local(port)) == 0
+
+
+async def test_a_retired_pool_is_not_reused_for_the_same_endpoint_object(
+    pools: UpstreamPools, h1_server: H1Server
+) -> None:
+    endpoint = local(h1_server.port)
+    for _ in range(2):  # the second request takes the remembered pool
+        response = await pools.request(endpoint, req(b"/hello"))
+        assert b"".join([c async for c in response.body]) == b"hello"
+    assert (h1_server.connections, pools.connection_count(endpoint)) == (1, 1)
+    pools.retain([])  # the table no longer has it: its pool retires, connections close
+    assert pools.connection_count(endpoint) == 0
+    response = await pools.request(endpoint, req(b"/hello"))  # back in a later table
+    assert b"".join([c async for c in response.body]) == b"hello"
+    assert (h1_server.connections, pools.connection_count(endpoint)) == (2, 1)
+    await pools.aclose()
+    with pytest.raises(ConnectFailure, match="closed"):
+        await pools.request(endpoint, req(b"/hello"))
