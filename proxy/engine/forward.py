@@ -337,14 +337,18 @@ async def _relay(
         out.status = resp.status
         await exchange.start_response(resp.status, clean_response(resp.headers))
         body = resp.body
+        ended = False
         async for chunk in body:
-            last = bool(getattr(body, "at_end", False))  # HTTP/2 upstream: ends with the data
-            await exchange.send_data(chunk, end_stream=last)
+            # the upstream's last chunk (no trailers follow) ends the stream with the data:
+            # that is end_response without trailers (the Exchange contract), not called again
+            ended = bool(getattr(body, "at_end", False))
+            await exchange.send_data(chunk, end_stream=ended)
             out.bytes_sent += len(chunk)
-            if last:
+            if ended:
                 break
         complete = True
-        await exchange.end_response(resp.trailers or None)
+        if not ended:
+            await exchange.end_response(resp.trailers or None)
     except UpstreamError:
         outcome = AttemptOutcome.GATEWAY_ERROR
         out.reason = "upstream_reset_mid_body"
