@@ -131,3 +131,29 @@ async def test_idle_probe_answers_once_per_batch_for_connections_idle_before_it(
         for ours, theirs in pairs:
             ours.close()
             theirs.close()
+
+
+async def test_a_head_larger_than_the_send_buffer_is_sent_whole(
+    pools: UpstreamPools, nursery: trio.Nursery
+) -> None:
+    """A body-less request's head the kernel does not take at once (8 MiB of header): the
+    rest goes through the stream, waiting for the backend to read; the answer follows."""
+    big = b"a" * (8 << 20)
+    received: list[int] = []
+
+    async def reader(stream: trio.SocketStream) -> None:
+        data = bytearray()
+        while not data.endswith(b"\r\n\r\n"):
+            chunk = await stream.receive_some(1 << 20)
+            if not chunk:
+                return
+            data += chunk
+        received.append(len(data))
+        await stream.send_all(HELLO)
+
+    port = await serve(nursery, reader)
+    request = UpstreamRequest(b"GET", b"http", b"checkout.shop.global", b"/", [(b"x-big", big)])
+    with trio.fail_after(10):
+        response = await pools.request(local(port), request, timeout_s=5.0)
+        assert (response.status, b"".join([c async for c in response.body])) == (200, b"hello")
+    assert received and received[0] > len(big)
