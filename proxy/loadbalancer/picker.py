@@ -133,7 +133,10 @@ class LoadBalancer:
                 level = candidate
                 if draw < bound:
                     break
-        return level.picks[_p2c(level, state.in_flight, rng)]
+        picks = level.picks
+        if len(picks) == 1:  # _p2c's answer without the call (no draw either way)
+            return picks[0]
+        return picks[_p2c(level, state.in_flight, rng)]
 
     def priority_loads(
         self, route: Route, state: UpstreamState, now: float
