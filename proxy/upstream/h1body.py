@@ -60,6 +60,17 @@ class H1BodyReader:
                 self._finish()
                 return None
 
+    def buffered_chunk(self) -> bytes | None:
+        """What :meth:`read_chunk` returns when that is buffered bytes of a length-framed
+        body (no wait, no coroutine); ``None``: call ``read_chunk``."""
+        remaining = self._remaining
+        if remaining is True or remaining is None or remaining <= 0 or not self._buffer:
+            return None
+        data = bytes(self._buffer[:remaining])
+        del self._buffer[: len(data)]
+        self._remaining = remaining - len(data)
+        return data
+
     def _finish(self) -> None:
         self._received_all = True
         if not self._counted:  # once per exchange, however the end was noticed

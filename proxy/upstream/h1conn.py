@@ -361,6 +361,9 @@ class H1Body:
     async def __anext__(self) -> bytes:
         if self._done is None:
             raise StopAsyncIteration
+        chunk = self._conn.buffered_chunk()
+        if chunk is not None:
+            return chunk
         try:
             chunk = await self._conn.read_chunk()
         except BaseException:
