@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._h2load import SHIM_PACKAGES, Load, LoadResult, client_cert_env, run_h2load
+from bench._h2load import Load, LoadResult, run_h2load
 from bench._procs import BenchError, Proc
 from bench._report import Report, Row, verdict
 from bench._topology import AUTHORITY, Pinning, Topology
@@ -126,7 +126,7 @@ def warm_up(ctx: Ctx) -> None:
             raise BenchError(f"no request got through {which} (A -> B -> backend); see {logs}")
 
 
-def _per_core(result: LoadResult, cpu: float) -> float:
+def per_core(result: LoadResult, cpu: float) -> float:
     """Requests one core would serve at this CPU cost: succeeded / CPU seconds."""
     return result.succeeded / cpu if cpu > 0 else 0.0
 
@@ -154,15 +154,15 @@ def _rps_rows(
     )
     target = f">= {HOP_RPS_PER_CORE_TARGET:,.0f}"
     for index, hop in enumerate(("A (outbound, h2c in, header validation on)", "B (inbound)")):
-        per_core = _per_core(iso, iso_cpu[index])
+        iso_core = per_core(iso, iso_cpu[index])
         rep.add(
             Row(
                 f"req/s per core, hop {hop}",
-                per_core,
-                _per_core(hap, hap_cpu[index]),
+                iso_core,
+                per_core(hap, hap_cpu[index]),
                 "req/s",
                 target=target,
-                verdict=verdict(per_core >= HOP_RPS_PER_CORE_TARGET),
+                verdict=verdict(iso_core >= HOP_RPS_PER_CORE_TARGET),
             )
         )
 
@@ -218,70 +218,5 @@ def fixed_rate(ctx: Ctx) -> None:
             target=f"<= {P99_PER_HOP_TARGET_MS} ms",
             verdict=verdict(0 < per_hop <= P99_PER_HOP_TARGET_MS),
             note="end-to-end p99 / 2 (includes backend and client time, so conservative)",
-        )
-    )
-
-
-def hop(ctx: Ctx) -> None:
-    """One hop measured directly: h2load (with a client certificate, through the shim) over
-    mTLS straight at B's inbound listener, B -> backend. B alone on the proxy CPU."""
-    if ctx.shim is None:
-        line = f"hop: skipped; building the h2load client-cert shim needs {SHIM_PACKAGES}"
-        print(line)
-        ctx.report.notes.append(line)
-        return
-    topo = ctx.topo
-    env = client_cert_env(ctx.shim, topo.client_cert, topo.client_key)
-    ports = {"isthmus": topo.beta_inbound, "haproxy": topo.ha_b_mtls}
-    print("hop: h2load with alpha's SVID, mTLS straight at B (B -> backend)")
-    results: dict[str, dict[str, tuple[LoadResult, float]]] = {"full": {}, "fixed": {}}
-    for kind, load in (("full", ctx.settings.full()), ("fixed", ctx.settings.fixed())):
-        for which, port in ports.items():
-            server = ctx.procs(which)[1]
-            before = server.cpu_seconds()
-            url = f"https://127.0.0.1:{port}/"
-            result = run_h2load(url, AUTHORITY, load, cpus=ctx.pin.load, env=env)
-            results[kind][which] = (result, server.cpu_seconds() - before)
-            if not result.ok:
-                ctx.report.notes.append(f"hop {which}: {result.failed} failed of {result.total}")
-    (iso, iso_cpu), (hap, hap_cpu) = results["full"]["isthmus"], results["full"]["haproxy"]
-    rep = ctx.report
-    rep.add(Row("one hop B (mTLS in): req/s at full load", iso.rps, hap.rps, "req/s"))
-    iso_us, hap_us = iso_cpu * 1e6 / max(1, iso.succeeded), hap_cpu * 1e6 / max(1, hap.succeeded)
-    rep.add(Row("one hop B: CPU per request", iso_us, hap_us, "µs"))
-    per_core = _per_core(iso, iso_cpu)
-    rep.add(
-        Row(
-            "one hop B: req/s per core",
-            per_core,
-            _per_core(hap, hap_cpu),
-            "req/s",
-            target=f">= {HOP_RPS_PER_CORE_TARGET:,.0f}",
-            verdict=verdict(per_core >= HOP_RPS_PER_CORE_TARGET),
-            note="B is the authenticated leg (incoming-header validation off)",
-        )
-    )
-    (iso_f, iso_f_cpu), (hap_f, hap_f_cpu) = (
-        results["fixed"]["isthmus"],
-        results["fixed"]["haproxy"],
-    )
-    rep.add(Row(f"one hop B: achieved rate at --rps {FIXED_RPS:,}", iso_f.rps, hap_f.rps, "req/s"))
-    rep.add(
-        Row(
-            f"one hop B: CPU per request at {FIXED_RPS:,} req/s",
-            iso_f_cpu * 1e6 / max(1, iso_f.succeeded),
-            hap_f_cpu * 1e6 / max(1, hap_f.succeeded),
-            "µs",
-        )
-    )
-    rep.add(Row(f"one hop B: p50 at {FIXED_RPS:,} req/s", iso_f.p50_ms, hap_f.p50_ms, "ms"))
-    rep.add(
-        Row(
-            f"one hop B: p99 at {FIXED_RPS:,} req/s",
-            iso_f.p99_ms,
-            hap_f.p99_ms,
-            "ms",
-            target=f"<= {P99_PER_HOP_TARGET_MS} ms",
-            verdict=verdict(0 < iso_f.p99_ms <= P99_PER_HOP_TARGET_MS),
         )
     )

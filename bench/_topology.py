@@ -62,6 +62,9 @@ class Topology:
     ha_a_h2c: int
     ha_a_tcp: int
     ha_b_mtls: int
+    # a second isthmus A whose peer "beta" is HAProxy B (hop A measured alone)
+    alpha_hop_config: Path
+    alpha_hop_outbound: int
     # a client identity the inbound listeners accept (alpha's gateway SVID) and all CAs
     client_cert: Path
     client_key: Path
@@ -101,7 +104,26 @@ def _write_isthmus(
         _use_h2c_backend(configs["beta"].parent / "routing.yaml")
     for config in configs.values():
         _patch_gateway_yaml(config)
+    configs["alpha-hop"] = _write_alpha_hop(configs["alpha"], ports)
     return configs
+
+
+def _write_alpha_hop(alpha: Path, ports: dict[str, int]) -> Path:
+    """A copy of alpha's gateway (same SVID, own ports) whose peer ``beta`` is reached at
+    HAProxy B's mTLS port: HAProxy B presents beta's SVID, so alpha accepts it as beta."""
+    doc = yaml.safe_load(alpha.read_text(encoding="utf-8"))
+    doc["listeners"]["inbound_port"] = ports["ah_in"]
+    doc["listeners"]["outbound_port"] = ports["ah_out"]
+    doc["routing_file"] = "routing-hop.yaml"
+    routing = yaml.safe_load((alpha.parent / "routing.yaml").read_text(encoding="utf-8"))
+    for peer in routing["peers"]:
+        peer["addresses"] = [f"127.0.0.1:{ports['ha_b_mtls']}"]
+    (alpha.parent / "routing-hop.yaml").write_text(
+        yaml.safe_dump(routing, sort_keys=False), encoding="utf-8"
+    )
+    out = alpha.parent / "gateway-hop.yaml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def _write_haproxy(
@@ -142,7 +164,7 @@ def _write_haproxy(
 
 _PORT_NAMES = (
     "be_h1", "be_h2c", "sink", "a_in", "a_out", "b_in", "b_out",
-    "ha_a_h2c", "ha_a_tcp", "ha_b_mtls", "ha_b_tcp",
+    "ha_a_h2c", "ha_a_tcp", "ha_b_mtls", "ha_b_tcp", "ah_in", "ah_out",
 )  # fmt: skip
 
 
@@ -171,6 +193,8 @@ def build(root: Path, *, backend_h2c: bool = False) -> Topology:
         ha_a_h2c=ports["ha_a_h2c"],
         ha_a_tcp=ports["ha_a_tcp"],
         ha_b_mtls=ports["ha_b_mtls"],
+        alpha_hop_config=configs["alpha-hop"],
+        alpha_hop_outbound=ports["ah_out"],
         client_cert=root / "isthmus" / "alpha" / "svid.pem",
         client_key=root / "isthmus" / "alpha" / "svid.key",
         ca_file=ca_file,

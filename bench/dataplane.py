@@ -9,9 +9,10 @@ listener). Parts (``--only``, comma-separated; default all):
 - ``rps``: req/s at full load, proxy CPU µs per request (``/proc/<pid>/stat`` utime+stime of A
   and B) and the resulting req/s per core per hop;
 - ``latency``: p50/p99 at full load and at a fixed 2,000 req/s (``h2load --rps``);
-- ``hop``: one hop measured directly — h2load presenting alpha's SVID (an ``LD_PRELOAD`` shim
-  compiled on the fly; needs gcc and libssl-dev, else the part is skipped with a note) over mTLS
-  straight at B's inbound listener: req/s, CPU per request, p99 at 2,000 req/s;
+- ``hop``: each hop measured on its own (:mod:`bench._hops`): B with h2load presenting alpha's
+  SVID (an ``LD_PRELOAD`` shim compiled on the fly; needs gcc and libssl-dev, else B is skipped
+  with a note) over mTLS straight at B's inbound listener, and A with h2c into a second A
+  whose peer is HAProxy B: req/s, CPU per request, p99 at 2,000 req/s;
 - ``tunnel``: 2 GiB through a CONNECT tunnel across both gateways vs HAProxy in TCP mode with
   TLS between its two instances;
 - ``handshakes``: new TLS 1.3 mTLS handshakes per second against B's inbound listener, and B's
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import _capacity as capacity
+from bench import _hops as hops
 from bench import _parts as parts
 from bench._h2load import build_client_cert_shim
 from bench._procs import BenchError, ProcGroup
@@ -151,7 +153,7 @@ def run(plan: Plan, root: Path) -> Report:
                 if "latency" in plan.chosen:
                     parts.fixed_rate(ctx)
                 if "hop" in plan.chosen:
-                    parts.hop(ctx)
+                    hops.hops(ctx)
                 if "tunnel" in plan.chosen:
                     capacity.tunnel(ctx)
                 if "handshakes" in plan.chosen:
