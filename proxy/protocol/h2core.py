@@ -4,7 +4,8 @@ Why not the ``h2`` library here: on the proxy's hot path h2 was ~50 % of a hop's
 frame object and a flags set per frame, a stream state machine and enum lookups per event,
 validation flag tuples per header block). This connection parses frames with ``struct``
 straight from the received buffer, keeps streams as small records with int/bool state, and
-emits only :mod:`proxy.protocol.events` objects. HPACK is :mod:`proxy.protocol.hpack_fast`.
+emits only :mod:`proxy.protocol.events` objects. HPACK is :mod:`proxy.protocol.hpack_fast`
+(encoder) and :mod:`proxy.protocol.hpack_decode`.
 
 Contract: feed bytes to :meth:`H2Core.receive_data` (never raises on peer input: a
 connection error queues GOAWAY and yields :class:`ConnectionTerminated`; a stream error
