@@ -64,8 +64,10 @@ class ReceiveMixin(ControlMixin):
                         w.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {limit}"
                     )
                 start = pos + 9
-                streamed = ftype == w.DATA and not flags & w.PADDED
-                if start + length > end and not streamed:
+                # Only an unpadded DATA frame is taken in pieces, and only when it is not
+                # all here: a whole one is handled at once (no streaming state to carry).
+                streamed = start + length > end
+                if streamed and (ftype != w.DATA or flags & w.PADDED):
                     break
                 pos = start + length
                 sid &= w.MAX_STREAM_ID
@@ -82,7 +84,7 @@ class ReceiveMixin(ControlMixin):
                     self._data_left = length
                     pos = self._data_continue(mv, start, end)
                 elif ftype == w.DATA:
-                    self._on_padded_data(mv[start:pos], flags, sid)
+                    self._on_data(mv[start:pos], flags, sid)
                 elif ftype == w.HEADERS:
                     self._on_headers(mv[start:pos], flags, sid)
                 else:
@@ -155,13 +157,16 @@ class ReceiveMixin(ControlMixin):
                 self._remote_end(s, sid)
         return pos + n
 
-    def _on_padded_data(self, payload: memoryview, flags: int, sid: int) -> None:
-        s = self._data_start(flags, sid, len(payload))
+    def _on_data(self, payload: memoryview, flags: int, sid: int) -> None:
+        """A whole DATA frame, padded or not (an empty unpadded one delivers no bytes,
+        as in pieces)."""
+        flow = len(payload)
+        s = self._data_start(flags, sid, flow)
         data = self._unpad(payload, flags)
         if s is None:
             return
-        if not self._data_piece(s, sid, data, len(payload)):
-            self.acknowledge(0, len(payload))
+        if flow and not self._data_piece(s, sid, data, flow):
+            self.acknowledge(0, flow)
         elif flags & w.END_STREAM:
             self._remote_end(s, sid)
 

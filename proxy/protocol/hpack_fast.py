@@ -83,6 +83,14 @@ def _string(data: bytes) -> bytes:
     return encode_integer(n, 7, 0) + data
 
 
+# What precedes the value in a literal without indexing (or never indexed), by name and
+# flags: the name's static index, or the name itself. It depends on neither connection nor
+# dynamic table; volatile fields (a new trace id each request) rebuilt it every time.
+_LITERAL_HEADS: dict[tuple[bytes, int], bytes] = {}
+_LITERAL_HEADS_LIMIT = 1024
+_LITERAL_HEAD_NAME = 64  # longest name kept
+
+
 class FastEncoder:
     """Drop-in for ``hpack.Encoder`` as h2 uses it (``encode`` and ``header_table_size``).
 
@@ -162,9 +170,18 @@ class FastEncoder:
 
     @staticmethod
     def _literal(name: bytes, name_index: int, value: bytes, flags: int) -> bytes:
-        if name_index:
-            return encode_integer(name_index, 4, flags) + _string(value)
-        return bytes((flags,)) + _string(name) + _string(value)
+        head = _LITERAL_HEADS.get((name, flags))
+        if head is None:
+            if name_index:
+                head = encode_integer(name_index, 4, flags)
+            else:
+                head = bytes((flags,)) + _string(name)
+            if len(name) <= _LITERAL_HEAD_NAME and len(_LITERAL_HEADS) < _LITERAL_HEADS_LIMIT:
+                _LITERAL_HEADS[name, flags] = head
+        n = len(value)
+        if n < 127:
+            return head + bytes((n,)) + value
+        return head + encode_integer(n, 7, 0) + value
 
     @staticmethod
     def _literal_indexed(name: bytes, name_index: int, value: bytes) -> bytes:
