@@ -59,8 +59,10 @@ class Burst:
             (b":authority", b"svc.beta.test"),
             (b":path", b"/"),
             (b"user-agent", b"h2load nghttp2/1.59.0"),
+            (b"traceparent", trace),  # in the order proxy.routes.headers.from_local_client adds
             (b"x-forwarded-for", b"127.0.0.1"),
-            (b"traceparent", trace),
+            (b"x-forwarded-proto", b"http"),
+            (b"x-isthmus-source-cluster", b"alpha"),
         ]
 
     def run(self) -> list[float]:
