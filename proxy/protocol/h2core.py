@@ -34,6 +34,7 @@ from proxy.protocol.events import (
 )
 from proxy.protocol.h2receive import (
     ConnectionError_,
+    LeadMemo,
     ReceiveMixin,
     RequestMemo,
     ResponseMemo,
@@ -75,6 +76,7 @@ class H2Core(ReceiveMixin):
         self.decoder.max_header_list_size = max_header_list_size
         self._request_memo: dict[int, RequestMemo] = {}
         self._response_memo: dict[int, ResponseMemo] = {}
+        self._lead_memo: dict[int, LeadMemo] = {}  # parsed heads of runs (see h2receive)
         self._block_limit = 4 * max_header_list_size + 65536
         self._local_max_streams = max_concurrent_streams
         self._local_initial = initial_window_size

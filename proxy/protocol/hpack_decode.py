@@ -101,6 +101,10 @@ class FastDecoder(Decoder):
         # The kept result the last decode returned (a copy of), or None: the same object
         # for the same bytes while nothing changed, so a caller may memoize what it derives.
         self.kept: tuple[HeaderTuple, ...] | None = None
+        # For a block decoded now (not kept whole) that starts with a run of references:
+        # that run's kept fields (the same object while the table is unchanged), which are
+        # the first fields of the result; else None.
+        self.lead: tuple[HeaderTuple, ...] | None = None
         super().__init__(max_header_list_size)
 
     # The limits a kept block was checked against: setting one forgets the kept blocks.
@@ -136,7 +140,7 @@ class FastDecoder(Decoder):
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         blocks = self._blocks
-        self.kept = None
+        self.kept = self.lead = None
         if not raw:
             blocks.clear()
             self._runs.clear()
@@ -219,12 +223,16 @@ class FastDecoder(Decoder):
         self, data: bytes, i: int, dynamic: Sequence[tuple[bytes, bytes]]
     ) -> tuple[tuple[HeaderTuple, ...], int] | None:
         """The fields and size of the run of one-byte references starting at ``i`` (two or
-        more), kept or decoded now; ``None`` if there is none or one is not in the table."""
+        more), kept or decoded now; ``None`` if there is none or one is not in the table.
+        A run that starts the block becomes :attr:`lead`."""
         run = _ONE_BYTE_REFS(data, i)
         if run is None:
             return None
         refs = run.group()
-        return self._runs.get(refs) or self._references(refs, dynamic)
+        found = self._runs.get(refs) or self._references(refs, dynamic)
+        if not i and found is not None:
+            self.lead = found[0]
+        return found
 
     def _references(
         self, refs: bytes, dynamic: Sequence[tuple[bytes, bytes]]
