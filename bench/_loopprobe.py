@@ -7,8 +7,11 @@ collected), every task step or run-loop batch above a CPU-time threshold, CPU pe
 CPU time from its headers being parsed to its ended response being pulled for writing). Writes
 them to OUT.json at exit. SIGUSR1/SIGUSR2 mark the measured run: object counts by type are
 compared between them (OUT.json.types) and, with ``LOOPPROBE_SAVEALL=1``, the cyclic garbage of
-the run is counted by type (OUT.json.garbage). Used by ``bench/_tail.py --probe``; the probe's
-own records are preallocated or bounded so it does not feed the GC it watches.
+the run is counted by type (OUT.json.garbage). ``LOOPPROBE_SITES=1``: where each task step
+suspended (innermost frames, counted per task) and the thread CPU around the loop's waits
+(poll + wake-up, and the batch-end writes done just before), in OUT.json's ``sites``. Used
+by ``bench/_tail.py --probe``; the probe's own records are preallocated or bounded so it does
+not feed the GC it watches.
 """
 
 from __future__ import annotations
@@ -31,6 +34,34 @@ counts: list[tuple[float, int, int, int]] = []
 per_task: dict[str, list[float]] = {}
 batches: list[tuple[float, float, int, list[tuple[str, float]]]] = []
 _gc_start = [0.0]
+SITES = bool(__import__("os").environ.get("LOOPPROBE_SITES"))
+sites: dict[str, float] = {}  # LOOPPROBE_SITES: counts and CPU µs by key, measured run only
+_sites_on = [False]
+
+
+def _add(key: str, value: float) -> None:
+    sites[key] = sites.get(key, 0.0) + value
+
+
+def _site(task: trio.lowlevel.Task) -> str:
+    """The innermost frames (up to 4) of the coroutine chain a task is suspended in."""
+    link: object = task.coro
+    frames = []
+    for _ in range(80):
+        frame = getattr(link, "cr_frame", None) or getattr(link, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        nxt = getattr(link, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(link, "gi_yieldfrom", None)
+        if nxt is None:
+            break
+        link = nxt
+    names = [
+        f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_code.co_name}:{f.f_lineno}"
+        for f in frames[-4:]
+    ]
+    return " < ".join(reversed(names)) or "done"
 
 
 def _gc(phase: str, info: dict[str, int]) -> None:
@@ -50,6 +81,7 @@ class Probe(trio.abc.Instrument):
         self.batch_t0 = time.thread_time()
         self.batch_steps: list[tuple[str, float]] = []
         self.last_count = 0.0
+        self.io_t0 = 0.0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.t0 = time.thread_time()
@@ -61,17 +93,27 @@ class Probe(trio.abc.Instrument):
         agg[0] += 1
         agg[1] += ms
         agg[2] = max(agg[2], ms)
+        if _sites_on[0]:
+            _add(task.name.rsplit(".", 1)[-1] + " suspended at " + _site(task), 1)
         if ms >= STEP_MS:
             steps.append((time.time(), task.name, ms))
 
     def before_io_wait(self, timeout: float) -> None:
-        ms = (time.thread_time() - self.batch_t0) * 1e3
+        self.io_t0 = time.thread_time()
+        ms = (self.io_t0 - self.batch_t0) * 1e3
         if ms >= BATCH_MS:
             top = sorted(self.batch_steps, key=lambda s: -s[1])[:6]
             batches.append((time.time(), ms, len(self.batch_steps), top))
         self.batch_steps = []
 
     def after_io_wait(self, timeout: float) -> None:
+        if _sites_on[0]:
+            kind = "sleep" if timeout > 0 else "poll0"
+            _add(f"io wait {kind}: count", 1)
+            _add(
+                f"io wait {kind}: thread CPU µs incl. batch-end writes",
+                (time.thread_time() - self.io_t0) * 1e6,
+            )
         now = time.time()
         if now - self.last_count >= 1.0:
             self.last_count = now
@@ -150,6 +192,22 @@ def _patch_residence() -> None:
     conn_cls._pull_output = pull
 
 
+def _patch_batchend() -> None:
+    """Thread CPU of the end-of-batch writes (proxy.batchend), by the wait that follows."""
+    from proxy import batchend
+
+    real = batchend.BatchEnd.before_io_wait
+
+    def hook(self, timeout):  # type: ignore[no-untyped-def]
+        t0 = time.thread_time()
+        real(self, timeout)
+        if _sites_on[0]:
+            kind = "sleep" if timeout > 0 else "poll0"
+            _add(f"io wait {kind}: batch-end writes thread CPU µs", (time.thread_time() - t0) * 1e6)
+
+    batchend.BatchEnd.before_io_wait = hook  # type: ignore[method-assign]
+
+
 def _dump() -> None:
     with open(OUT, "w") as f:
         json.dump(
@@ -162,6 +220,7 @@ def _dump() -> None:
                     (residence[2 * i], residence[2 * i + 1]) for i in range(min(res_n[0], RES_MAX))
                 ],
                 "counts": counts,
+                "sites": sorted(sites.items(), key=lambda kv: -kv[1]),
             },
             f,
         )
@@ -193,6 +252,7 @@ def _type_counts() -> dict[str, int]:
 
 
 def _start_profile(*_: object) -> None:
+    _sites_on[0] = SITES
     _types_before.update(_type_counts())
     if SAVEALL:
         gc.set_debug(gc.DEBUG_SAVEALL)
@@ -201,6 +261,7 @@ def _start_profile(*_: object) -> None:
 
 
 def _stop_profile(*_: object) -> None:
+    _sites_on[0] = False
     if PROFILE:
         _prof.disable()
         _prof.dump_stats(OUT + ".prof")
@@ -246,5 +307,7 @@ def _stop_profile(*_: object) -> None:
 signal.signal(signal.SIGUSR1, _start_profile)
 signal.signal(signal.SIGUSR2, _stop_profile)
 _patch_residence()
+if SITES:
+    _patch_batchend()
 sys.argv = ["isthmus", *sys.argv[2:]]
 runpy.run_module("isthmus", run_name="__main__", alter_sys=True)

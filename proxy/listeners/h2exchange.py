@@ -73,6 +73,8 @@ class H2Exchange:
 
     def release(self) -> None:
         """Return the credit of body bytes nobody consumed."""
+        if not self._chunks:  # the usual end: everything was read (no generator: 0.26 µs)
+            return
         unread = sum(flow for _, flow in self._chunks)
         self._chunks.clear()
         if unread:

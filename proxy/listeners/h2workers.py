@@ -112,6 +112,18 @@ class StreamWorkers(Generic[R]):
         """Run items until ``scope`` was cancelled (True: the caller enters a fresh one)
         or this worker should end (False). The item being run is in ``running``."""
         ready = self._ready
+        parked = self._parked
+        # Parking: wait until submit() wakes this worker (or the connection's end cancels
+        # it), here rather than in a method of its own, with one abort function per worker:
+        # every task step of a worker resumes (and suspends) through each coroutine frame
+        # it waits in, and a closure per wait was one more object per request.
+        task = trio.lowlevel.current_task()
+        wait = trio.lowlevel.wait_task_rescheduled
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            parked.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
         while True:
             if ready:
                 item = ready.popleft()
@@ -124,22 +136,11 @@ class StreamWorkers(Generic[R]):
                 self.active -= 1
                 if scope.cancel_called:  # came after the item's last checkpoint
                     return True
-            elif len(self._parked) >= self._keep:
+            elif len(parked) >= self._keep:
                 return False
             else:
-                await self._park()
-
-    async def _park(self) -> None:
-        """Wait until :meth:`submit` wakes this worker (or the connection's end cancels it)."""
-        task = trio.lowlevel.current_task()
-        parked = self._parked
-        parked.append(task)
-
-        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
-            parked.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+                parked.append(task)
+                await wait(abort)
 
     def cancel_at(self, item: Deadline, deadline: float) -> None:
         """Cancel ``item.scope`` at ``deadline`` (the trio clock) unless ``item.finished``

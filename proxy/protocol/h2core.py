@@ -4,7 +4,8 @@ Why not the ``h2`` library here: on the proxy's hot path h2 was ~50 % of a hop's
 frame object and a flags set per frame, a stream state machine and enum lookups per event,
 validation flag tuples per header block). This connection parses frames with ``struct``
 straight from the received buffer, keeps streams as small records with int/bool state, and
-emits only :mod:`proxy.protocol.events` objects. HPACK is :mod:`proxy.protocol.hpack_fast`.
+emits only :mod:`proxy.protocol.events` objects. HPACK is :mod:`proxy.protocol.hpack_fast`
+(encoder) and :mod:`proxy.protocol.hpack_decode`.
 
 Contract: feed bytes to :meth:`H2Core.receive_data` (never raises on peer input: a
 connection error queues GOAWAY and yields :class:`ConnectionTerminated`; a stream error
@@ -33,6 +34,7 @@ from proxy.protocol.events import (
 )
 from proxy.protocol.h2receive import (
     ConnectionError_,
+    LeadMemo,
     ReceiveMixin,
     RequestMemo,
     ResponseMemo,
@@ -74,6 +76,7 @@ class H2Core(ReceiveMixin):
         self.decoder.max_header_list_size = max_header_list_size
         self._request_memo: dict[int, RequestMemo] = {}
         self._response_memo: dict[int, ResponseMemo] = {}
+        self._lead_memo: dict[int, LeadMemo] = {}  # parsed heads of runs (see h2receive)
         self._block_limit = 4 * max_header_list_size + 65536
         self._local_max_streams = max_concurrent_streams
         self._local_initial = initial_window_size

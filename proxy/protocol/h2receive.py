@@ -25,7 +25,7 @@ from proxy.protocol.h2headers import (
     parse_response,
 )
 
-__all__ = ["ConnectionError_", "ReceiveMixin", "Stream"]
+__all__ = ["ConnectionError_", "LeadMemo", "ReceiveMixin", "Stream"]
 
 _U32 = w.U32.unpack_from
 _NO_BODY_STATUS = (204, 304)
@@ -37,6 +37,21 @@ _KeptRequest = tuple[bytes, bytes, bytes, bytes, tuple[Header, ...]]
 # (the decoder's kept tuple, what was derived from it ...)
 RequestMemo = tuple[object, _KeptRequest, int | None]
 ResponseMemo = tuple[object, int, tuple[Header, ...], int]
+LeadMemo = tuple[object, _KeptRequest | None]  # (a decoder's run, its head if usable)
+
+
+def _parse_lead(lead: tuple[Header, ...]) -> _KeptRequest | None:
+    """A run's request head, if the run holds ``:authority`` and is not a CONNECT (whose
+    rules depend on fields a later part may hold); else None."""
+    if not any(name == b":authority" for name, _ in lead):
+        return None
+    try:
+        method, scheme, authority, path, fields = parse_request(lead, False)
+    except MalformedHeaders:
+        return None
+    if method == b"CONNECT":
+        return None
+    return method, scheme, authority, path, tuple(fields)
 
 
 class ReceiveMixin(ControlMixin):
@@ -45,6 +60,7 @@ class ReceiveMixin(ControlMixin):
 
     _request_memo: dict[int, RequestMemo]
     _response_memo: dict[int, ResponseMemo]
+    _lead_memo: dict[int, LeadMemo]
 
     def _frames(self, src: bytes | bytearray | memoryview, pos: int) -> int:
         """Handle every complete frame in ``src`` from ``pos``; the offset reached. The
@@ -64,8 +80,10 @@ class ReceiveMixin(ControlMixin):
                         w.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {limit}"
                     )
                 start = pos + 9
-                streamed = ftype == w.DATA and not flags & w.PADDED
-                if start + length > end and not streamed:
+                # Only an unpadded DATA frame is taken in pieces, and only when it is not
+                # all here: a whole one is handled at once (no streaming state to carry).
+                streamed = start + length > end
+                if streamed and (ftype != w.DATA or flags & w.PADDED):
                     break
                 pos = start + length
                 sid &= w.MAX_STREAM_ID
@@ -82,7 +100,7 @@ class ReceiveMixin(ControlMixin):
                     self._data_left = length
                     pos = self._data_continue(mv, start, end)
                 elif ftype == w.DATA:
-                    self._on_padded_data(mv[start:pos], flags, sid)
+                    self._on_data(mv[start:pos], flags, sid)
                 elif ftype == w.HEADERS:
                     self._on_headers(mv[start:pos], flags, sid)
                 else:
@@ -155,13 +173,16 @@ class ReceiveMixin(ControlMixin):
                 self._remote_end(s, sid)
         return pos + n
 
-    def _on_padded_data(self, payload: memoryview, flags: int, sid: int) -> None:
-        s = self._data_start(flags, sid, len(payload))
+    def _on_data(self, payload: memoryview, flags: int, sid: int) -> None:
+        """A whole DATA frame, padded or not (an empty unpadded one delivers no bytes,
+        as in pieces)."""
+        flow = len(payload)
+        s = self._data_start(flags, sid, flow)
         data = self._unpad(payload, flags)
         if s is None:
             return
-        if not self._data_piece(s, sid, data, len(payload)):
-            self.acknowledge(0, len(payload))
+        if flow and not self._data_piece(s, sid, data, flow):
+            self.acknowledge(0, flow)
         elif flags & w.END_STREAM:
             self._remote_end(s, sid)
 
@@ -218,6 +239,9 @@ class ReceiveMixin(ControlMixin):
     # unchanged (see FastDecoder): what parse_request / parse_response and content_length
     # derive from it is the same too (1.9 / 0.5 + 0.4 µs). Memos hold their kept tuple, so
     # its id is not reused while they live; the regular fields are copied for each stream.
+    # A block that is not kept (a peer gateway's: a new trace id in each) may start with a
+    # kept run of references (FastDecoder.lead) holding the pseudo-header fields: its head
+    # is memoized the same way, the rest of the block appended to its regular fields.
 
     def _parse_request(self, block: list[Header], end: bool) -> tuple[_Request, int]:
         """The request head and its content-length (-1: none, or not checked on a
@@ -233,6 +257,11 @@ class ReceiveMixin(ControlMixin):
             elif known is None:  # kept from a body-less request on a non-validating leg
                 known = content_length(fields)
             return (method, scheme, authority, path, list(fields)), known
+        lead = self.decoder.lead if kept is None else None  # a kept block: memo below
+        if lead is not None and not self.validate:
+            found = self._after_lead(lead, block)
+            if found is not None:
+                return found, content_length(found[4]) if need_length else -1
         head = parse_request(block, self.validate)
         length = content_length(head[4]) if need_length else -1
         if kept is not None:
@@ -242,6 +271,27 @@ class ReceiveMixin(ControlMixin):
             stored = (*head[:4], tuple(head[4]))
             memos[id(kept)] = (kept, stored, length if need_length else None)
         return head, length
+
+    def _after_lead(self, lead: tuple[Header, ...], block: list[Header]) -> _Request | None:
+        """On the non-validating leg, the head of a block that starts with the decoder's
+        kept run ``lead`` (all its pseudo-header fields, ``:authority`` among them, and no
+        CONNECT): the run's part parsed once, then the rest, which must be regular fields
+        (a trace id and the like); ``None``: parse the whole block."""
+        memo = self._lead_memo.get(id(lead))
+        if memo is None or memo[0] is not lead:
+            memos = self._lead_memo
+            if len(memos) >= _MEMOS:
+                memos.clear()
+            memo = memos[id(lead)] = (lead, _parse_lead(lead))
+        head = memo[1]
+        if head is None:
+            return None
+        rest = block[len(lead) :]
+        for name, _ in rest:
+            if name[:1] == b":":
+                return None
+        method, scheme, authority, path, fields = head
+        return method, scheme, authority, path, [*fields, *rest]
 
     def _parse_response(self, block: list[Header]) -> tuple[int, list[Header], int]:
         """Status, regular fields and content-length of a response head; raises

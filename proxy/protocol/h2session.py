@@ -16,6 +16,13 @@ from proxy.protocol import h2wire
 from proxy.protocol.events import ConnectionTerminated, Event, Headers
 from proxy.protocol.h2core import H2Core, H2StateError
 
+# The ``:status`` fields of the usual codes, built once: the encoder finds a field by its
+# hash, which a fresh bytes object computes again on every response (~0.2 µs a response).
+_STATUS_FIELDS: dict[int, tuple[bytes, bytes]] = {
+    code: (b":status", b"%d" % code) for code in (*range(200, 209), *range(300, 309))
+}
+_STATUS_FIELDS.update({code: (b":status", b"%d" % code) for code in range(400, 600)})
+
 
 @dataclass(frozen=True, slots=True)
 class H2SessionSettings:
@@ -78,7 +85,10 @@ class H2ServerSession:
         self, stream_id: int, status: int, headers: Headers, *, end_stream: bool = False
     ) -> None:
         """Raises :class:`StreamGone` if the stream or connection can no longer send."""
-        block = [(b":status", b"%d" % status), *headers]
+        field = _STATUS_FIELDS.get(status)
+        if field is None:
+            field = (b":status", b"%d" % status)
+        block = [field, *headers]
         try:
             self._conn.send_headers(stream_id, block, end_stream=end_stream)
         except H2StateError as err:

@@ -155,3 +155,49 @@ def test_a_kept_block_is_checked_against_a_lowered_header_list_limit() -> None:
     fast.max_header_list_size = 50
     with pytest.raises(OversizedHeaderListError):
         fast.decode(block, raw=True)
+
+
+def _literal(i: int) -> bytes:
+    """A literal without indexing, new name ``x-t``, a value that differs per block (as a
+    trace id does): the block is never kept whole, its runs of references are."""
+    value = b"%06d" % i
+    return b"\x00\x03x-t" + bytes((len(value),)) + value
+
+
+def test_runs_of_references_decode_by_the_table_as_it_is_now_like_hpack() -> None:
+    """A run of one-byte references is kept with its fields while the dynamic table is
+    unchanged; an insertion or a resize, also earlier in the same block, must not let a
+    kept run name the old entries."""
+    encoder, reference, fast = Encoder(), Decoder(), FastDecoder()
+    insert_a = encoder.encode([(b"x-a", b"1")])  # x-a at 62
+    insert_b = encoder.encode([(b"x-b", b"2")])  # x-b at 62, x-a at 63
+    stream = [
+        insert_a,
+        b"\x82\x87\xbe" + _literal(1),
+        b"\x82\x87\xbe" + _literal(2),  # the run is kept: x-a
+        insert_b + b"\x82\x87\xbe" + _literal(3),  # same run after an insertion: x-b
+        b"\x82\x87\xbe" + _literal(4) + b"\xbf\x84",
+        b"\x82\x87\xbe" + _literal(5) + b"\xbf\x84",
+        b"\x82\xbe" + _literal(55),  # kept as x-b, then evicted by the update below
+        b"\x3f\x01" + b"\x82\x87" + _literal(6),  # a size update to 32 evicts both
+        b"\x82\x87" + _literal(7),
+    ]
+    for block in stream:
+        expected = reference.decode(block, raw=True)
+        got = fast.decode(block, raw=True)
+        assert got == expected
+        assert [type(h) for h in got] == [type(h) for h in expected]
+    for block in (b"\x82\xbe" + _literal(8), b"\x82\x87\xbe\x84" + _literal(9)):
+        with pytest.raises(HPACKDecodingError):
+            reference.decode(block, raw=True)
+        with pytest.raises(HPACKDecodingError):
+            fast.decode(block, raw=True)  # x-a and x-b were evicted: not in the table
+
+
+def test_a_kept_run_counts_toward_the_header_list_limit() -> None:
+    fast = FastDecoder()
+    block = b"\x82\x87\x84\x86" + _literal(1)
+    assert len(fast.decode(block, raw=True)) == 5
+    fast.max_header_list_size = 100
+    with pytest.raises(OversizedHeaderListError):
+        fast.decode(b"\x82\x87\x84\x86" + _literal(2), raw=True)
