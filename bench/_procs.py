@@ -108,6 +108,14 @@ class Proc:
         """CPU time used so far by the process and its live descendants."""
         return sum(cpu_seconds(pid) for pid in process_tree(self.popen.pid))
 
+    def move_to(self, cpus: str | None) -> None:
+        """Re-pin every thread of the process and its descendants (no-op without pinning)."""
+        if not cpus or shutil.which("taskset") is None:
+            return
+        for pid in process_tree(self.popen.pid):
+            argv = ["taskset", "-a", "-pc", cpus, str(pid)]
+            subprocess.run(argv, capture_output=True, timeout=10, check=False)
+
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s``; a no-op when already gone."""
         if self.popen.poll() is not None:
