@@ -51,9 +51,7 @@ class H1BodyReader:
             else:
                 if not self._buffer and not await self._fill():
                     raise self._error("receiving failed: the backend closed mid-body")
-                data = bytes(self._buffer[:remaining])
-                del self._buffer[: len(data)]
-                self._remaining = remaining - len(data)
+                data = self._take(remaining)
             if data:
                 return data
             if self._received_all:
@@ -66,6 +64,10 @@ class H1BodyReader:
         remaining = self._remaining
         if remaining is True or remaining is None or remaining <= 0 or not self._buffer:
             return None
+        return self._take(remaining)
+
+    def _take(self, remaining: int) -> bytes:
+        """Up to ``remaining`` buffered bytes of a length-framed body."""
         data = bytes(self._buffer[:remaining])
         del self._buffer[: len(data)]
         self._remaining = remaining - len(data)

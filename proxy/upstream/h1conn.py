@@ -213,6 +213,11 @@ class H1Connection(H1BodyReader):
         self._keep_alive = False
         await trio.aclose_forcefully(self.stream)
 
+    @property
+    def uploading(self) -> bool:
+        """A request body is being sent concurrently (:meth:`stop_sending` has work)."""
+        return self._sending is not None
+
     async def stop_sending(self) -> None:
         """Stop a concurrent upload (if any) and wait until its task left: after this the
         request body is no longer pulled. Cancel-safe; returns promptly."""
@@ -370,7 +375,7 @@ class H1Body:
             await self.finish(reusable=False)
             raise
         if chunk is None:
-            if self._conn._sending is not None:  # the response is complete: no more upload
+            if self._conn.uploading:  # the response is complete: no more upload
                 await self._conn.stop_sending()
             await self.finish(reusable=self._conn.reusable)
             raise StopAsyncIteration
@@ -391,7 +396,7 @@ class H1Body:
         conn = self._conn
         if conn.body_complete:
             conn._finish()
-            if conn._sending is not None:
+            if conn.uploading:
                 await conn.stop_sending()
             reusable = conn.reusable
         await done(reusable)

@@ -70,31 +70,8 @@ def _framing_headers(headers: Headers) -> tuple[int | None, bool]:
 def request_head(method: bytes, target: bytes, headers: Headers) -> tuple[bytes, int | None]:
     """The serialized head and the body framing: ``None`` = chunked, else the length
     (0 when neither header is present)."""
-    if method not in _VALID_METHODS:
-        if not _TOKEN.fullmatch(method):
-            raise WireError(f"Illegal method {method!r}")
-        if len(_VALID_METHODS) < _VALID_METHODS_LIMIT:
-            _VALID_METHODS.add(method)
-    if not _TARGET.fullmatch(target):
-        raise WireError(f"Illegal target characters {target!r}")
-    framing: Headers | None = None
-    for field in headers:
-        if field not in _VALID_FIELDS:
-            _check_field(field)
-        name = field[0]
-        if len(name) in (14, 17) and name.lower() in _FRAMING_NAMES:
-            framing = framing or []
-            framing.append((name.lower(), field[1]))
-    length, chunked = _framing_headers(framing) if framing else (None, False)
-    if headers:  # "name: value" lines, by C-level joins (a Python loop cost ~0.2 µs more)
-        fields = b"\r\n".join(map(b": ".join, headers))
-        head = b"%b %b HTTP/1.1\r\n%b\r\n\r\n" % (method, target, fields)
-    else:
-        head = b"%b %b HTTP/1.1\r\n\r\n" % (method, target)
-    return head, (None if chunked else (length or 0))
-
-
-_CHUNKED = (b"transfer-encoding", b"chunked")
+    head, length, _ = _serialize(method, target, headers, None, False)
+    return head, length
 
 
 def request_head_for(
@@ -106,51 +83,64 @@ def request_head_for(
     nor ``transfer-encoding`` is given; plus whether ``headers`` ask for ``connection:
     close``. One pass over the fields (same bytes, checks and errors as building the
     completed list and calling ``request_head``)."""
-    try:
-        return _request_head_for(method, target, headers, authority, has_body)
-    except WireError:
-        pass
-    # Something is illegal: the completed list's first error, in request_head's order.
-    names = {name for name, _ in headers}
-    if b"host" not in names:
-        headers = [(b"host", authority), *headers]
-    if has_body and not names & _FRAMING_NAMES:
-        headers = [*headers, _CHUNKED]
-    head, length = request_head(method, target, headers)
-    return head, length, b"connection" in names and wants_close(headers)
+    return _serialize(method, target, headers, authority, has_body)
 
 
-def _request_head_for(
-    method: bytes, target: bytes, headers: Headers, authority: bytes, has_body: bool
+_CHUNKED = (b"transfer-encoding", b"chunked")
+
+
+def _check_start(method: bytes, target: bytes) -> None:
+    if method not in _VALID_METHODS:
+        if not _TOKEN.fullmatch(method):
+            raise WireError(f"Illegal method {method!r}")
+        if len(_VALID_METHODS) < _VALID_METHODS_LIMIT:
+            _VALID_METHODS.add(method)
+    if not _TARGET.fullmatch(target):
+        raise WireError(f"Illegal target characters {target!r}")
+
+
+def _serialize(
+    method: bytes, target: bytes, headers: Headers, authority: bytes | None, has_body: bool
 ) -> tuple[bytes, int | None, bool]:
-    if method not in _VALID_METHODS or not _TARGET.fullmatch(target):
-        raise WireError("method or target")  # request_head names which
+    """:func:`request_head_for`; with ``authority`` ``None`` no ``host`` is added
+    (:func:`request_head`)."""
+    _check_start(method, target)
     host = present = connection = False
     framing: Headers | None = None
-    for field in headers:
-        if field not in _VALID_FIELDS:
-            _check_field(field)
-        name = field[0]
-        size = len(name)
-        if size == 4:
-            host = host or name == b"host"
-        elif size == 10:
-            connection = connection or name == b"connection"
-        elif size in (14, 17) and name.lower() in _FRAMING_NAMES:
-            present = present or name in _FRAMING_NAMES
-            framing = framing or []
-            framing.append((name.lower(), field[1]))
-    if not host and (b"host", authority) not in _VALID_FIELDS:
-        _check_field((b"host", authority))
+    try:
+        for field in headers:
+            if field not in _VALID_FIELDS:
+                _check_field(field)
+            name = field[0]
+            size = len(name)
+            if size == 4:
+                host = host or name == b"host"
+            elif size == 10:
+                connection = connection or name == b"connection"
+            elif size in (14, 17) and name.lower() in _FRAMING_NAMES:
+                present = present or name in _FRAMING_NAMES
+                framing = framing or []
+                framing.append((name.lower(), field[1]))
+    except WireError:
+        # the host field we add comes first: its error is the one to report
+        if authority is not None and all(name != b"host" for name, _ in headers):
+            _check_field((b"host", authority))
+        raise
+    host_line = b""
+    if authority is not None and not host:
+        if (b"host", authority) not in _VALID_FIELDS:
+            _check_field((b"host", authority))
+        host_line = b"host: %b\r\n" % authority
     chunk = has_body and not present
     if chunk:
         framing = [*framing, _CHUNKED] if framing else [_CHUNKED]
     length, chunked = _framing_headers(framing) if framing else (None, False)
+    # "name: value" lines, by C-level joins (a Python loop cost ~0.2 µs more)
     fields = b"\r\n".join(map(b": ".join, headers)) + b"\r\n" if headers else b""
     head = b"%b %b HTTP/1.1\r\n%b%b%b\r\n" % (
         method,
         target,
-        b"" if host else b"host: %b\r\n" % authority,
+        host_line,
         fields,
         b"transfer-encoding: chunked\r\n" if chunk else b"",
     )
