@@ -104,16 +104,15 @@ async def forward(
         )
         if picked is _Stop.TIMED_OUT:
             await _timed_out(exchange, route, out)
-        elif picked is _Stop.ANSWERED:
-            pass
-        elif getattr(picked[1].body, "buffered_to_end", False):
-            # The upstream already delivered the body whole: no cancel scope is needed,
-            # nothing is left to wait for from the service (a slow client is the
-            # listener's ``request_timeout_s`` business). A scope costs several µs, as
-            # much as the rest of the engine's bookkeeping for a request.
-            await _relay(engine, exchange, route, picked, out)
-        else:
-            await _relay_within(engine, exchange, route, picked, out, deadline=deadline)
+        elif picked is not _Stop.ANSWERED:
+            if getattr(picked[1].body, "buffered_to_end", False):
+                # The upstream already delivered the body whole: no cancel scope is needed,
+                # nothing is left to wait for from the service (a slow client is the
+                # listener's ``request_timeout_s`` business). A scope costs several µs, as
+                # much as the rest of the engine's bookkeeping for a request.
+                await _relay(engine, exchange, route, picked, out)
+            else:
+                await _relay_within(engine, exchange, route, picked, out, deadline=deadline)
     finally:
         budget.end_request()
         if body is not None:

@@ -215,8 +215,8 @@ class H2Connection:
         self._served = True
         if self._idle_mark is not None:  # the burst's first stream: no idle timeout now
             self._arm_idle_deadline()
-            if self._idle.is_set():
-                self._idle = trio.Event()
+        if self._idle.is_set():
+            self._idle = trio.Event()
         assert self._workers is not None
         tunnel = ex.method == b"CONNECT"
         self._workers.submit(ex, math.inf if tunnel else self.limits.request_timeout_s, now)

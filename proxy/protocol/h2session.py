@@ -19,9 +19,9 @@ from proxy.protocol.h2core import H2Core, H2StateError
 # The ``:status`` fields of the usual codes, built once: the encoder finds a field by its
 # hash, which a fresh bytes object computes again on every response (~0.2 µs a response).
 _STATUS_FIELDS: dict[int, tuple[bytes, bytes]] = {
-    code: (b":status", b"%d" % code) for code in (*range(200, 209), *range(300, 309))
+    code: (b":status", b"%d" % code)
+    for code in (*range(200, 209), *range(300, 309), *range(400, 600))
 }
-_STATUS_FIELDS.update({code: (b":status", b"%d" % code) for code in range(400, 600)})
 
 
 @dataclass(frozen=True, slots=True)

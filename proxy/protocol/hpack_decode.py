@@ -212,11 +212,11 @@ class FastDecoder(Decoder):
         return headers, changed
 
     def _size_update(self, mem: memoryview, i: int, headers: list[HeaderTuple]) -> int:
-        """A dynamic table size update at ``i`` (only before the first field); its length."""
+        """A dynamic table size update at ``i`` (only before the first field); its length.
+        (Setting ``header_table_size`` forgets the kept blocks and runs.)"""
         if headers:
             msg = "Table size update not at the start of the block"
             raise HPACKDecodingError(msg)
-        self._runs.clear()
         return self._update_encoding_context(mem[i:])
 
     def _run_at(
