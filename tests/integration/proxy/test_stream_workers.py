@@ -19,8 +19,7 @@ class _Item:
 
 
 async def _settle() -> None:
-    for _ in range(5):
-        await trio.testing.wait_all_tasks_blocked()
+    await trio.testing.wait_all_tasks_blocked()  # every submitted item ran, workers parked
 
 
 async def test_parked_workers_take_the_next_items_and_a_burst_leaves_only_the_kept() -> None:
