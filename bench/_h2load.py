@@ -34,9 +34,15 @@ class Load:
     requests: int | None = None
     rps_per_client: float | None = None
     warm_up_s: float = 0.0
+    connect_every_ms: int | None = None
 
     def argv(self, url: str, authority: str, log_file: Path) -> list[str]:
-        args = ["h2load", "-c", str(self.clients), "-m", str(self.streams), "-t", "1"]
+        args = ["h2load", *self.flags()]
+        return [*args, "-H", f":authority: {authority}", f"--log-file={log_file}", url]
+
+    def flags(self) -> list[str]:
+        """The load's h2load options (no target, header or log)."""
+        args = ["-c", str(self.clients), "-m", str(self.streams), "-t", "1"]
         if self.duration_s is not None:
             args += ["-D", f"{self.duration_s:g}"]
             if self.warm_up_s:
@@ -45,7 +51,9 @@ class Load:
             args += ["-n", str(self.requests or 1000)]
         if self.rps_per_client is not None:
             args += [f"--rps={self.rps_per_client:g}"]
-        return [*args, "-H", f":authority: {authority}", f"--log-file={log_file}", url]
+        if self.connect_every_ms is not None:  # -r: open one connection per period
+            args += ["-r", "1", f"--rate-period={self.connect_every_ms}ms"]
+        return args
 
     def bound_s(self) -> float:
         """A generous wall-clock bound for the run."""

@@ -5,10 +5,12 @@
 Builds the data-plane topology once; then, for each round and each tree (alternating), starts
 that tree's gateways (``DIR/.venv/bin/python -m isthmus gateway run``, B alone for ``hop``
 (h2load over mTLS straight at B, like ``bench.dataplane``'s hop part), A and B for ``pair``
-(h2c into A)), pinned to CPU 0 with h2load and the backend on CPU 1, and runs the benchmark's
-fixed rate (``h2load -c 4 -m 16 --rps 500``). Prints p50/p99/p99.9 from h2load's request log,
-each gateway's CPU per request, the burst structure of the arrivals (h2load's ``--rps`` timer
-fires every 10 ms: 5 requests per connection) and the median latency by position in a burst.
+(h2c into A)), pinned to CPU 0 with h2load and the backend on CPU 1, and runs one of the
+benchmark's fixed-rate loads (``--shape fixed``: evenly paced, 2 requests a millisecond;
+``bursts``: ``-c 4 --rps 500``, 20 requests every 10 ms). Prints p50/p99/p99.9 from h2load's
+request log, each gateway's CPU per request, the burst structure of the arrivals (h2load's
+``--rps`` timer fires every 10 ms per connection) and the median latency by position in a
+burst.
 
 ``--rt``: every measured process (gateways, backend, h2load) at real-time round-robin
 priority, so a shared machine's other load does not preempt them: latencies comparable
@@ -37,6 +39,7 @@ from bench._h2load import (
     parse_summary,
     percentile,
 )
+from bench._parts import Settings
 from bench._procs import ProcGroup, pinned, process_tree, run_tool, wait_port
 from bench._tail_report import (
     analyse,
@@ -111,16 +114,17 @@ def staggered(
 def run_fixed(
     url: str, env: dict[str, str], cpus: str, duration: float, keep: Path, shape: str = "fixed"
 ) -> str:
-    """The benchmark's fixed rate; ``shape`` ``unlimited``: its full load ``-c 8 -m 16``;
+    """One of the benchmark's loads (``fixed``, ``bursts``, ``unlimited``: its full load);
     ``stagger``: the fixed rate from four staggered h2load processes (:func:`staggered`)."""
     if shape == "stagger":
         total, ok, failed, rps = staggered(url, env, cpus, duration, keep)
     else:
-        load = (
-            Load(clients=8, streams=16, duration_s=duration)
-            if shape == "unlimited"
-            else Load(clients=4, streams=16, duration_s=duration, rps_per_client=500)
+        settings = Settings.for_run(
+            quick=False, duration_s=duration, clients=8, streams=16, tunnel_bytes=None
         )
+        load = {"fixed": settings.fixed, "bursts": settings.bursts, "unlimited": settings.full}[
+            shape
+        ]()
         done = run_tool(
             [*RT, *load.argv(url, AUTHORITY, keep)],
             cpus=cpus,
@@ -260,10 +264,10 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--full", type=float, default=0.0, help="full load first, S seconds")
     parser.add_argument(
         "--shape",
-        choices=("fixed", "unlimited", "stagger"),
+        choices=("fixed", "bursts", "unlimited", "stagger"),
         default="fixed",
-        help="the measured load: the benchmark's fixed rate, its full load, or the fixed rate "
-        "from four h2load processes started 2.5 ms apart",
+        help="the measured load: the benchmark's fixed rate (evenly paced or in bursts of 20), "
+        "its full load, or the fixed rate from four h2load processes started 2.5 ms apart",
     )
     parser.add_argument(
         "--nice",
