@@ -153,7 +153,7 @@ def _patch_residence() -> None:
         self._t_in = (time.perf_counter(), time.thread_time())
         self._t_done = False
 
-    ex_cls.__init__ = init
+    ex_cls.__init__ = init  # type: ignore[method-assign]
 
     def mark(self):  # type: ignore[no-untyped-def]
         if self.ended and not self._t_done:
@@ -169,11 +169,11 @@ def _patch_residence() -> None:
                 try:
                     return await real(self, *a, **k)
                 finally:
-                    mark(self)
+                    mark(self)  # type: ignore[no-untyped-call]
 
             return method
 
-        setattr(ex_cls, name, wrap())
+        setattr(ex_cls, name, wrap())  # type: ignore[no-untyped-call]
     conn_cls = h2driver.H2Connection
     real_pull = conn_cls._pull_output
 
@@ -189,7 +189,7 @@ def _patch_residence() -> None:
             lst.clear()
         return real_pull(self)
 
-    conn_cls._pull_output = pull
+    conn_cls._pull_output = pull  # type: ignore[method-assign]
 
 
 def _patch_batchend() -> None:

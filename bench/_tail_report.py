@@ -131,10 +131,10 @@ def summarize_spy(path: Path, top: int = 40) -> str:
                 seen.add(key)
                 incl[key] = incl.get(key, 0) + count
     out = [f"  py-spy: {total} samples"]
-    for leaf, n in sorted(self_count.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"    self {100 * n / total:5.1f}%  {leaf[-110:]}")
-    for key, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"    incl {100 * n / total:5.1f}%  {key[-110:]}")
+    for leaf, samples in sorted(self_count.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"    self {100 * samples / total:5.1f}%  {leaf[-110:]}")
+    for key, samples in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"    incl {100 * samples / total:5.1f}%  {key[-110:]}")
     return "\n".join(out)
 
 
