@@ -56,7 +56,7 @@ def _instrument(stages: Stages) -> None:
 
     cls = publisher.SnapshotPublisher
     cls._assess = _timed_async(stages, "assess", cls._assess)  # type: ignore[method-assign]
-    # re-exported names of the publisher module, patched where it looks them up
+    # names the publisher module imports, patched where it looks them up
     publisher.plan_and_encode = _timed_sync(stages, "plan", publisher.plan_and_encode)  # type: ignore[attr-defined]
     publisher.world_key = _timed_sync(stages, "world_key", publisher.world_key)  # type: ignore[attr-defined]
 
