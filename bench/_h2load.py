@@ -60,6 +60,8 @@ class Load:
         """A generous wall-clock bound for the run."""
         if self.duration_s is not None:
             return self.duration_s + self.warm_up_s + 60.0
+        if self.requests and self.rps_per_client:
+            return self.requests / (self.clients * self.rps_per_client) + 60.0
         return 180.0
 
 

@@ -39,7 +39,7 @@ from bench._h2load import (
     parse_summary,
     percentile,
 )
-from bench._parts import Settings
+from bench._parts import BURST_CLIENTS, FIXED_RPS, Settings
 from bench._procs import ProcGroup, pinned, process_tree, run_tool, wait_port
 from bench._tail_report import (
     analyse,
@@ -50,9 +50,6 @@ from bench._tail_report import (
     user_system,
 )
 from bench._topology import AUTHORITY, START_TIMEOUT_S, Pinning, Topology, build, start_shared
-
-FIXED_CLIENTS = 4
-
 
 PROBE = Path(__file__).with_name("_loopprobe.py")
 
@@ -94,8 +91,10 @@ def staggered(
     connections' 10 ms timers fall in different phases (bursts of 5, not 20): a diagnostic of
     how much of the p99 is the four connections' bursts lining up. Their logs are merged
     into ``keep``; returns (total, succeeded, failed, req/s summed)."""
-    load = Load(clients=1, streams=16, duration_s=duration, rps_per_client=500)
-    logs = [keep.with_suffix(f".{i}.tsv") for i in range(FIXED_CLIENTS)]
+    load = Load(
+        clients=1, streams=16, duration_s=duration, rps_per_client=FIXED_RPS / BURST_CLIENTS
+    )
+    logs = [keep.with_suffix(f".{i}.tsv") for i in range(BURST_CLIENTS)]
     procs = []
     for log in logs:
         argv = pinned([*RT, *load.argv(url, AUTHORITY, log)], cpus)
