@@ -107,6 +107,11 @@ class FastDecoder(Decoder):
         self.lead: tuple[HeaderTuple, ...] | None = None
         super().__init__(max_header_list_size)
 
+    def _forget_kept(self) -> None:
+        """Drop the kept blocks and runs: what they were checked or decoded against changed."""
+        self._blocks.clear()
+        self._runs.clear()
+
     # The limits a kept block was checked against: setting one forgets the kept blocks.
     @property
     def max_header_list_size(self) -> int:
@@ -114,8 +119,7 @@ class FastDecoder(Decoder):
 
     @max_header_list_size.setter
     def max_header_list_size(self, value: int) -> None:
-        self._blocks.clear()
-        self._runs.clear()
+        self._forget_kept()
         self._max_list = value
 
     @property
@@ -124,8 +128,7 @@ class FastDecoder(Decoder):
 
     @max_allowed_table_size.setter
     def max_allowed_table_size(self, value: int) -> None:
-        self._blocks.clear()
-        self._runs.clear()
+        self._forget_kept()
         self._max_allowed = value
 
     @property
@@ -134,8 +137,7 @@ class FastDecoder(Decoder):
 
     @header_table_size.setter
     def header_table_size(self, value: int) -> None:
-        self._blocks.clear()
-        self._runs.clear()
+        self._forget_kept()
         self.header_table.maxsize = value
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
